@@ -1,0 +1,7 @@
+//! The `pgmetal.io/v1alpha1` API: the PostgresCluster custom resource, its spec and status.
+
+pub mod spec;
+pub mod status;
+
+pub use spec::*;
+pub use status::*;

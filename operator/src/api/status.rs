@@ -1,0 +1,129 @@
+//! The observed state of a PostgresCluster: what pgmetal last saw on the hosts (`status`).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What pgmetal observed. Written only by the operator, through the status subresource.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresClusterStatus {
+    /// The `metadata.generation` of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Standard conditions: Ready, Progressing, Degraded, EtcdHealthy, PatroniHealthy,
+    /// RoutingReady, ReconciliationPaused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The host running the Patroni leader (the actual primary). May differ from
+    /// `spec.postgres.primary` after a failover; the Degraded/Ready conditions say why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    /// Running members over desired members, e.g. `3/3` (the Members column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_members: Option<String>,
+    /// Patroni members as `patronictl list` shows them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberStatus>,
+    /// The etcd cluster as `etcdctl member list` / `endpoint health` show it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdStatus>,
+    /// HAProxy routing as its statistics report it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub haproxy: Vec<HaproxyStatus>,
+    /// Per-host connection and convergence state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostStatus>,
+    /// Whether Patroni is paused (maintenance mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patroni_paused: Option<bool>,
+}
+
+/// One Patroni member.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// The member's host, as named in the spec.
+    pub host: String,
+    /// Patroni member name.
+    pub name: String,
+    /// `leader`, `replica`, `sync_standby` or `standby_leader`.
+    pub role: String,
+    /// `running`, `streaming`, `starting`, `stopped`, `crashed`, ...
+    pub state: String,
+    /// PostgreSQL timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<i64>,
+    /// Replication lag in bytes behind the leader (replicas only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<i64>,
+    /// True when this member has a pending restart (a parameter that needs one changed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending_restart: bool,
+}
+
+/// The etcd cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdStatus {
+    /// Members the cluster reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<EtcdMemberStatus>,
+    /// Name of the Raft leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// Count of members whose endpoint answers a health check.
+    pub healthy: i32,
+    /// Count of members desired in the spec.
+    pub desired: i32,
+}
+
+/// One etcd member.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdMemberStatus {
+    /// Member name (pgmetal names members after their host).
+    pub name: String,
+    /// Client URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_url: Option<String>,
+    /// Whether the member answered a health check.
+    pub healthy: bool,
+}
+
+/// Routing of one HAProxy host.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HaproxyStatus {
+    /// The HAProxy host.
+    pub host: String,
+    /// Members HAProxy marks UP on the read-write port (should be exactly the leader).
+    #[serde(default)]
+    pub primary_backends: Vec<String>,
+    /// Members HAProxy marks UP on the read-only port (the streaming replicas).
+    #[serde(default)]
+    pub replica_backends: Vec<String>,
+}
+
+/// One host pgmetal manages.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostStatus {
+    /// The host, as named in the spec.
+    pub host: String,
+    /// Whether the last SSH connection succeeded.
+    pub reachable: bool,
+    /// SHA256 fingerprint of the host key pgmetal verified (or pinned on first contact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key_fingerprint: Option<String>,
+    /// Hash of every file pgmetal manages on this host, as last written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    /// When this host last converged without error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_converged: Option<Time>,
+    /// The last error on this host (step and message), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
