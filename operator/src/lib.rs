@@ -1,6 +1,7 @@
 //! pgmetal: a Kubernetes operator for highly-available PostgreSQL on bare-metal hosts and VMs.
 
 pub mod api;
+pub mod exec;
 
 /// The CRD manifest as YAML, exactly as committed in `crds/postgrescluster.yaml`.
 pub fn crd_yaml() -> String {
@@ -10,3 +11,4 @@ pub fn crd_yaml() -> String {
     serde_yaml::to_string(&crd).unwrap_or_default()
 }
 pub mod model;
+pub mod validate;

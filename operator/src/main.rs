@@ -1,10 +1,13 @@
 //! The `pgmetal` binary: CRD printing, the SSH convergence CLI and the operator.
 
 use clap::{Parser, Subcommand};
-use kube::CustomResourceExt;
 
 #[derive(Parser)]
-#[command(name = "pgmetal", version, about = "Highly-available PostgreSQL on bare metal, declaratively")]
+#[command(
+    name = "pgmetal",
+    version,
+    about = "Highly-available PostgreSQL on bare metal, declaratively"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

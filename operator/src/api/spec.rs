@@ -68,7 +68,9 @@ pub struct PostgresClusterSpec {
 }
 
 /// What deleting the resource does to the hosts.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
 pub enum DeletionPolicy {
     /// Stop the services; keep data directories and packages.
     #[default]
@@ -158,19 +160,31 @@ pub struct RepositorySpec {
 pub struct PackageNames {
     /// PostgreSQL server packages (Debian default `postgresql-<version>`, RHEL `postgresql<version>-server`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16), inner(length(max = 128), pattern(r"^[A-Za-z0-9][A-Za-z0-9.+_:-]*$")))]
+    #[schemars(
+        length(max = 16),
+        inner(length(max = 128), pattern(r"^[A-Za-z0-9][A-Za-z0-9.+_:-]*$"))
+    )]
     pub postgres: Vec<String>,
     /// Patroni packages (default `patroni` plus its etcd client library).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16), inner(length(max = 128), pattern(r"^[A-Za-z0-9][A-Za-z0-9.+_:-]*$")))]
+    #[schemars(
+        length(max = 16),
+        inner(length(max = 128), pattern(r"^[A-Za-z0-9][A-Za-z0-9.+_:-]*$"))
+    )]
     pub patroni: Vec<String>,
     /// etcd packages (Debian default `etcd-server etcd-client`, RHEL `etcd`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16), inner(length(max = 128), pattern(r"^[A-Za-z0-9][A-Za-z0-9.+_:-]*$")))]
+    #[schemars(
+        length(max = 16),
+        inner(length(max = 128), pattern(r"^[A-Za-z0-9][A-Za-z0-9.+_:-]*$"))
+    )]
     pub etcd: Vec<String>,
     /// HAProxy packages (default `haproxy`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16), inner(length(max = 128), pattern(r"^[A-Za-z0-9][A-Za-z0-9.+_:-]*$")))]
+    #[schemars(
+        length(max = 16),
+        inner(length(max = 128), pattern(r"^[A-Za-z0-9][A-Za-z0-9.+_:-]*$"))
+    )]
     pub haproxy: Vec<String>,
 }
 
@@ -305,7 +319,9 @@ pub struct PatroniSpec {
 }
 
 /// Fail-back behaviour after an automatic failover.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
 pub enum Failback {
     /// Keep the new primary; report the difference in status.
     #[default]
@@ -403,10 +419,14 @@ impl Default for HaproxySpec {
 }
 
 fn host_rule() -> String {
-    format!("self.matches('{HOST_RE}') && (!self.matches('^[0-9.]+$') || self.matches('{IPV4_RE}'))")
+    format!(
+        "self.matches('{HOST_RE}') && (!self.matches('^[0-9.]+$') || self.matches('{IPV4_RE}'))"
+    )
 }
 fn hosts_rule() -> String {
-    format!("self.all(h, h.matches('{HOST_RE}') && (!h.matches('^[0-9.]+$') || h.matches('{IPV4_RE}')))")
+    format!(
+        "self.all(h, h.matches('{HOST_RE}') && (!h.matches('^[0-9.]+$') || h.matches('{IPV4_RE}')))"
+    )
 }
 fn unique_rule() -> &'static str {
     "self.all(h, self.exists_one(x, x == h))"
@@ -443,13 +463,22 @@ fn default_locale() -> String {
     "C.UTF-8".into()
 }
 fn default_superuser() -> PgUser {
-    PgUser { name: "postgres".into(), password_secret: None }
+    PgUser {
+        name: "postgres".into(),
+        password_secret: None,
+    }
 }
 fn default_replication_user() -> PgUser {
-    PgUser { name: "replicator".into(), password_secret: None }
+    PgUser {
+        name: "replicator".into(),
+        password_secret: None,
+    }
 }
 fn default_rewind_user() -> PgUser {
-    PgUser { name: "rewind_user".into(), password_secret: None }
+    PgUser {
+        name: "rewind_user".into(),
+        password_secret: None,
+    }
 }
 fn default_scope() -> String {
     "postgres".into()

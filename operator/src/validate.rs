@@ -1,0 +1,94 @@
+//! Validation of a PostgresCluster before any work: the CRD's own CEL rules evaluated locally
+//! (so the CLI, which has no API server, enforces exactly what the API server enforces), plus the
+//! few checks a schema cannot express.
+
+use std::collections::BTreeSet;
+
+use thiserror::Error;
+
+use crate::api::PostgresCluster;
+
+/// One problem with the resource, naming the field a person must change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// JSON path of the field, e.g. `spec.etcd.hosts`.
+    pub field: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+/// The resource is invalid; nothing was done.
+#[derive(Debug, Error)]
+#[error("invalid PostgresCluster: {}", .0.iter().map(|v| format!("{}: {}", v.field, v.message)).collect::<Vec<_>>().join("; "))]
+pub struct ValidationError(pub Vec<Violation>);
+
+/// Validates a new resource, or an update of `old` when given (immutable fields).
+pub fn validate(
+    obj: &PostgresCluster,
+    old: Option<&PostgresCluster>,
+) -> Result<(), ValidationError> {
+    let mut out = Vec::new();
+    let cel = match old {
+        Some(old) => kube::core::cel::validate_cel_update(obj, old),
+        None => kube::core::cel::validate_cel(obj),
+    };
+    if let Err(errors) = cel {
+        out.extend(errors.into_vec().into_iter().map(|e| Violation {
+            field: e.field_path.trim_start_matches('.').to_string(),
+            message: e.message,
+        }));
+    }
+    out.extend(beyond_schema(obj));
+    if out.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationError(out))
+    }
+}
+
+/// Checks that neither OpenAPI nor CEL express (or that only the API server would enforce).
+fn beyond_schema(obj: &PostgresCluster) -> Vec<Violation> {
+    let spec = &obj.spec;
+    let mut out = Vec::new();
+    let mut v = |field: &str, message: String| {
+        out.push(Violation {
+            field: field.into(),
+            message,
+        })
+    };
+    let ports = [
+        ("spec.ssh.port", spec.ssh.port),
+        ("spec.postgres.port", spec.postgres.port),
+        ("spec.patroni.restApiPort", spec.patroni.rest_api_port),
+        ("spec.etcd.clientPort", spec.etcd.client_port),
+        ("spec.etcd.peerPort", spec.etcd.peer_port),
+        ("spec.haproxy.primaryPort", spec.haproxy.primary_port),
+        ("spec.haproxy.replicaPort", spec.haproxy.replica_port),
+        ("spec.haproxy.statsPort", spec.haproxy.stats_port),
+    ];
+    for (field, port) in ports {
+        if port == 0 {
+            v(field, "port must be between 1 and 65535".into());
+        }
+    }
+    if spec.postgres.replicas.len() > 15 {
+        v("spec.postgres.replicas", "at most 15 replicas".into());
+    }
+    if spec.haproxy.hosts.len() > 8 {
+        v("spec.haproxy.hosts", "at most 8 HAProxy hosts".into());
+    }
+    // Two spellings of one machine would get two Patroni members with one data directory.
+    let members: Vec<&String> = std::iter::once(&spec.postgres.primary)
+        .chain(&spec.postgres.replicas)
+        .collect();
+    let mut names = BTreeSet::new();
+    for host in members {
+        if !names.insert(host.to_ascii_lowercase()) {
+            v(
+                "spec.postgres.replicas",
+                format!("host {host} is listed twice (names are case-insensitive)"),
+            );
+        }
+    }
+    out
+}
