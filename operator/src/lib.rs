@@ -11,4 +11,8 @@ pub fn crd_yaml() -> String {
     serde_yaml::to_string(&crd).unwrap_or_default()
 }
 pub mod model;
+pub mod render;
 pub mod validate;
+pub mod engine;
+pub mod status;
+pub mod cli;

@@ -1,13 +1,12 @@
 //! The `pgmetal` binary: CRD printing, the SSH convergence CLI and the operator.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
+use pgmetal::cli;
 
 #[derive(Parser)]
-#[command(
-    name = "pgmetal",
-    version,
-    about = "Highly-available PostgreSQL on bare metal, declaratively"
-)]
+#[command(name = "pgmetal", version, about = "Highly-available PostgreSQL (Patroni + etcd + HAProxy) on bare metal, declaratively")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -17,14 +16,38 @@ struct Cli {
 enum Command {
     /// Print the PostgresCluster CustomResourceDefinition as YAML.
     Crd,
+    /// Converge the hosts of a cluster.yaml over SSH (no Kubernetes needed).
+    Apply {
+        #[command(flatten)]
+        common: cli::Common,
+        /// No progress output.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show members, etcd and HAProxy routing of a cluster.yaml (like patronictl list).
+    Status {
+        #[command(flatten)]
+        common: cli::Common,
+    },
 }
 
-fn main() -> std::process::ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Crd => {
             print!("{}", pgmetal::crd_yaml());
-            std::process::ExitCode::SUCCESS
+            Ok(true)
+        }
+        Command::Apply { common, quiet } => cli::apply(&common, quiet).await,
+        Command::Status { common } => cli::status(&common).await,
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,0 +1,111 @@
+//! The command line without Kubernetes: `pgmetal apply` and `pgmetal status` against a
+//! cluster.yaml, the migration path from the Ansible playbook and patronictl.
+
+pub mod progress;
+pub mod secrets_file;
+mod table;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+
+use crate::api::PostgresCluster;
+use crate::engine::{self, connect, observe, patroni_api::PatroniApi};
+use crate::exec::KnownHosts;
+use crate::model::ClusterSecrets;
+
+/// Output format.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// Human-readable text.
+    Text,
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// Options shared by `apply` and `status`.
+#[derive(Args, Debug)]
+pub struct Common {
+    /// The PostgresCluster manifest.
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    /// Private key for SSH (OpenSSH format, unencrypted).
+    #[arg(long, env = "PGMETAL_SSH_KEY")]
+    pub ssh_key: PathBuf,
+    /// known_hosts file with every host's key. Required: hosts are always verified.
+    #[arg(long, env = "PGMETAL_KNOWN_HOSTS")]
+    pub known_hosts: PathBuf,
+    /// YAML map of passwords (superuser, replication, rewind, restapi); generated (0600) if missing.
+    #[arg(long, default_value = "pgmetal-secrets.yaml")]
+    pub secrets: PathBuf,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: Format,
+}
+
+/// Everything `apply`/`status` need, loaded and validated before touching any host.
+pub struct Loaded {
+    /// The validated resource.
+    pub cluster: PostgresCluster,
+    /// Passwords.
+    pub secrets: ClusterSecrets,
+    /// SSH settings.
+    pub ssh: crate::exec::SshConfig,
+}
+
+/// Reads and validates the manifest, secrets and SSH material.
+pub fn load(c: &Common) -> Result<Loaded, String> {
+    let text = read(&c.file)?;
+    let cluster: PostgresCluster = serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", c.file.display()))?;
+    crate::validate::validate(&cluster, None).map_err(|e| format!("{}: {e}", c.file.display()))?;
+    let (secrets, created) = secrets_file::load_or_create(&c.secrets)?;
+    if created {
+        eprintln!("generated new passwords into {} (mode 0600): keep it safe", c.secrets.display());
+    }
+    let key = read(&c.ssh_key)?;
+    let known = KnownHosts::parse(&read(&c.known_hosts)?);
+    let ssh = connect::ssh_config(&cluster.spec.ssh, &key, known).map_err(|e| format!("{}: {e}", c.ssh_key.display()))?;
+    Ok(Loaded { cluster, secrets, ssh })
+}
+
+fn read(p: &Path) -> Result<String, String> {
+    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// `pgmetal apply`: converge, print the report, succeed only when healthy.
+pub async fn apply(c: &Common, quiet: bool) -> Result<bool, String> {
+    let l = load(c)?;
+    let spec = &l.cluster.spec;
+    let hosts = crate::render::all_hosts(spec);
+    let progress = progress::for_stderr(&hosts, quiet || c.output != Format::Text);
+    progress.phase("connect");
+    let connected = connect::connect_all(&hosts, &l.ssh).await;
+    let conns = connected.into_iter().map(|(h, c)| (h, c.conn)).collect();
+    let report = engine::Engine::new(spec, &l.secrets, conns, &*progress).converge().await;
+    drop(progress);
+    match c.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?),
+        Format::Yaml => print!("{}", serde_yaml::to_string(&report).map_err(|e| e.to_string())?),
+        Format::Text => print!("{}", table::summary(&report)),
+    }
+    Ok(report.healthy)
+}
+
+/// `pgmetal status`: what `patronictl list` and `etcdctl member list` show, plus routing.
+pub async fn status(c: &Common) -> Result<bool, String> {
+    let l = load(c)?;
+    let spec = &l.cluster.spec;
+    let api = PatroniApi::new(spec.patroni.rest_api_port, l.secrets.restapi.clone());
+    let obs = observe::observe(spec, &api).await;
+    let problems = observe::problems(spec, &obs);
+    let status = crate::status::from_observation(spec, &obs);
+    let out = serde_json::json!({"healthy": problems.is_empty(), "problems": problems, "status": status});
+    match c.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?),
+        Format::Yaml => print!("{}", serde_yaml::to_string(&out).map_err(|e| e.to_string())?),
+        Format::Text => print!("{}", table::status(&status, &problems)),
+    }
+    Ok(problems.is_empty())
+}

@@ -1,0 +1,99 @@
+//! Facts about a host: OS family and version (from /etc/os-release), installed packages, systemd.
+
+use std::collections::BTreeSet;
+
+use crate::exec::{Cmd, ExecError, Executor};
+use crate::model::OsFamily;
+
+/// What pgmetal needs to know about a host before changing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFacts {
+    /// OS family, deciding package manager and paths.
+    pub os: OsFamily,
+    /// `ID` and `VERSION_ID` from /etc/os-release, e.g. `debian 12`.
+    pub os_release: String,
+    /// Names of installed packages.
+    pub installed: BTreeSet<String>,
+}
+
+/// Why facts could not be established.
+#[derive(Debug, thiserror::Error)]
+pub enum FactsError {
+    /// The host runs an OS family pgmetal does not manage.
+    #[error("unsupported operating system {0:?}: pgmetal manages Debian/Ubuntu and RHEL-family hosts")]
+    Unsupported(String),
+    /// The host does not run systemd as init.
+    #[error("systemd is not running as init (pgmetal manages services with systemctl)")]
+    NoSystemd,
+    /// Running the probe failed.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+}
+
+/// One round trip: os-release, whether systemd is PID 1, and the installed packages.
+const PROBE: &str = r#"cat /etc/os-release; echo '@@systemd'; test -d /run/systemd/system && echo yes || echo no
+echo '@@packages'
+if command -v dpkg-query >/dev/null 2>&1; then dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' 2>/dev/null | awk '$2 ~ /^ii/ {print $1}'
+elif command -v rpm >/dev/null 2>&1; then rpm -qa --qf '%{NAME}\n'; fi"#;
+
+/// Reads the facts of the host behind `exec`.
+pub async fn gather(exec: &dyn Executor) -> Result<HostFacts, FactsError> {
+    let out = exec.run_ok(&Cmd::script(PROBE), "facts").await?;
+    parse(&out.stdout_str())
+}
+
+/// Parses the output of [`PROBE`].
+pub fn parse(text: &str) -> Result<HostFacts, FactsError> {
+    let (os_release, rest) = text.split_once("@@systemd").unwrap_or((text, ""));
+    let (systemd, packages) = rest.split_once("@@packages").unwrap_or((rest, ""));
+    if systemd.trim() != "yes" {
+        return Err(FactsError::NoSystemd);
+    }
+    let field = |key: &str| {
+        os_release
+            .lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+            .map(|v| v.trim().trim_matches('"').to_string())
+            .unwrap_or_default()
+    };
+    let (id, like, version) = (field("ID"), field("ID_LIKE"), field("VERSION_ID"));
+    let family_of = |word: &str| match word {
+        "debian" | "ubuntu" => Some(OsFamily::Debian),
+        "rhel" | "centos" | "fedora" | "rocky" | "almalinux" | "ol" => Some(OsFamily::RedHat),
+        _ => None,
+    };
+    let os = std::iter::once(id.as_str())
+        .chain(like.split_whitespace())
+        .find_map(family_of)
+        .ok_or_else(|| FactsError::Unsupported(format!("{id} {version}")))?;
+    let installed = packages.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    Ok(HostFacts { os, os_release: format!("{id} {version}"), installed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debian_with_packages() {
+        let text = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n@@systemd\nyes\n@@packages\nhaproxy\npatroni\n";
+        let f = parse(text).unwrap();
+        assert_eq!(f.os, OsFamily::Debian);
+        assert_eq!(f.os_release, "debian 12");
+        assert!(f.installed.contains("patroni") && f.installed.len() == 2);
+    }
+
+    #[test]
+    fn rocky_is_redhat_through_id_like() {
+        let text = "ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.4\"\n@@systemd\nyes\n@@packages\n";
+        assert_eq!(parse(text).unwrap().os, OsFamily::RedHat);
+        let text = "ID=\"weird\"\nID_LIKE=\"rhel\"\n@@systemd\nyes\n@@packages\n";
+        assert_eq!(parse(text).unwrap().os, OsFamily::RedHat);
+    }
+
+    #[test]
+    fn refuses_unknown_os_and_missing_systemd() {
+        assert!(matches!(parse("ID=alpine\n@@systemd\nyes\n@@packages\n"), Err(FactsError::Unsupported(_))));
+        assert!(matches!(parse("ID=debian\n@@systemd\nno\n@@packages\n"), Err(FactsError::NoSystemd)));
+    }
+}

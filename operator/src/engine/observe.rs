@@ -1,0 +1,193 @@
+//! Observation: read the real state (etcd members and health, Patroni `/cluster`, HAProxy stats)
+//! into the status type, and judge whether the cluster is healthy. Cheap: no SSH, no file work.
+
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions};
+
+use super::patroni_api::{ClusterView, PatroniApi};
+use crate::api::{EtcdMemberStatus, EtcdStatus, HaproxyStatus, MemberStatus, PostgresClusterSpec};
+use crate::render::member_name;
+
+/// Everything observed in one pass.
+#[derive(Debug, Clone, Default)]
+pub struct Observation {
+    /// etcd as seen through its client API.
+    pub etcd: EtcdStatus,
+    /// Patroni's cluster view, if any member answered.
+    pub patroni: Option<ClusterView>,
+    /// Per HAProxy host: routing, or the error reading its stats.
+    pub haproxy: Vec<Result<HaproxyStatus, String>>,
+}
+
+/// The etcd client URL of `host`.
+pub fn etcd_endpoint(host: &str, port: u16) -> String {
+    if host.contains(':') { format!("http://[{host}]:{port}") } else { format!("http://{host}:{port}") }
+}
+
+/// etcd member list, leader and per-endpoint health through etcd-client.
+pub async fn etcd(spec: &PostgresClusterSpec) -> EtcdStatus {
+    let opts = || Some(ConnectOptions::new().with_connect_timeout(Duration::from_secs(2)).with_timeout(Duration::from_secs(3)));
+    let mut status = EtcdStatus { desired: spec.etcd.hosts.len() as i32, ..Default::default() };
+    let mut leader_id = None;
+    let mut names = std::collections::BTreeMap::new();
+    for host in &spec.etcd.hosts {
+        let ep = etcd_endpoint(host, spec.etcd.client_port);
+        let healthy = match Client::connect([ep.as_str()], opts()).await {
+            Ok(mut c) => match c.status().await {
+                Ok(s) => {
+                    leader_id = Some(s.leader());
+                    if names.is_empty()
+                        && let Ok(list) = c.member_list().await
+                    {
+                        names = list.members().iter().map(|m| (m.id(), m.name().to_string())).collect();
+                    }
+                    true
+                }
+                Err(_) => false,
+            },
+            Err(_) => false,
+        };
+        status.healthy += i32::from(healthy);
+        status.members.push(EtcdMemberStatus { name: member_name(host), client_url: Some(ep), healthy });
+    }
+    status.leader = leader_id.and_then(|id| names.get(&id).cloned());
+    status
+}
+
+/// Routing of one HAProxy host from its CSV statistics.
+pub async fn haproxy(spec: &PostgresClusterSpec, host: &str) -> Result<HaproxyStatus, String> {
+    let h = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+    let url = format!("http://{h}:{}/stats;csv", spec.haproxy.stats_port);
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).no_proxy().build().map_err(|e| e.to_string())?;
+    let text = client.get(url).send().await.and_then(|r| r.error_for_status()).map_err(|e| e.to_string())?;
+    let text = text.text().await.map_err(|e| e.to_string())?;
+    Ok(parse_haproxy_csv(host, &text))
+}
+
+/// Parses `show stat` CSV: servers that are UP in the `primary` and `replicas` listeners.
+pub fn parse_haproxy_csv(host: &str, csv: &str) -> HaproxyStatus {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().trim_start_matches("# ").split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    let (Some(px), Some(sv), Some(st)) = (col("pxname"), col("svname"), col("status")) else {
+        return HaproxyStatus { host: host.into(), ..Default::default() };
+    };
+    let mut out = HaproxyStatus { host: host.into(), ..Default::default() };
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let (Some(p), Some(s), Some(state)) = (f.get(px), f.get(sv), f.get(st)) else { continue };
+        if matches!(*s, "FRONTEND" | "BACKEND") || !state.starts_with("UP") {
+            continue;
+        }
+        match *p {
+            "primary" => out.primary_backends.push(s.to_string()),
+            "replicas" => out.replica_backends.push(s.to_string()),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Observe everything once.
+pub async fn observe(spec: &PostgresClusterSpec, api: &PatroniApi) -> Observation {
+    let pg_hosts: Vec<String> = std::iter::once(spec.postgres.primary.clone()).chain(spec.postgres.replicas.clone()).collect();
+    let (etcd, patroni) = tokio::join!(etcd(spec), api.cluster_any(&pg_hosts));
+    let haproxy = futures::future::join_all(spec.haproxy.hosts.iter().map(|h| haproxy(spec, h))).await;
+    Observation { etcd, patroni: patroni.ok(), haproxy }
+}
+
+/// Patroni members mapped to the spec's hosts.
+pub fn members(spec: &PostgresClusterSpec, view: &ClusterView) -> Vec<MemberStatus> {
+    let hosts = std::iter::once(&spec.postgres.primary).chain(&spec.postgres.replicas);
+    let mut out: Vec<MemberStatus> = hosts
+        .filter_map(|host| {
+            let name = member_name(host);
+            view.members.iter().find(|m| m.name == name).map(|m| MemberStatus {
+                host: host.clone(),
+                name,
+                role: m.role.clone(),
+                state: m.state.clone(),
+                timeline: m.timeline,
+                lag_bytes: m.lag.as_ref().and_then(serde_json::Value::as_i64),
+                pending_restart: m.pending_restart,
+            })
+        })
+        .collect();
+    // Members Patroni knows that the spec does not name (e.g. removed from the spec) are shown too.
+    for m in &view.members {
+        if !out.iter().any(|o| o.name == m.name) {
+            out.push(MemberStatus {
+                host: m.host.clone().unwrap_or_default(),
+                name: m.name.clone(),
+                role: m.role.clone(),
+                state: m.state.clone(),
+                timeline: m.timeline,
+                lag_bytes: m.lag.as_ref().and_then(serde_json::Value::as_i64),
+                pending_restart: m.pending_restart,
+            });
+        }
+    }
+    out
+}
+
+/// A verdict on the observation: empty when healthy, else one line per problem a person can act on.
+pub fn problems(spec: &PostgresClusterSpec, obs: &Observation) -> Vec<String> {
+    let mut out = Vec::new();
+    if obs.etcd.healthy < obs.etcd.desired {
+        let down: Vec<&str> = obs.etcd.members.iter().filter(|m| !m.healthy).map(|m| m.name.as_str()).collect();
+        out.push(format!("etcd: {}/{} members healthy (not answering: {})", obs.etcd.healthy, obs.etcd.desired, down.join(", ")));
+    }
+    let Some(view) = &obs.patroni else {
+        out.push("Patroni: no member's REST API answered".into());
+        return out;
+    };
+    let leaders = view.leaders();
+    if leaders.len() != 1 {
+        out.push(format!("Patroni: {} leaders (want exactly 1)", leaders.len()));
+    }
+    let ms = members(spec, view);
+    for host in std::iter::once(&spec.postgres.primary).chain(&spec.postgres.replicas) {
+        match ms.iter().find(|m| &m.host == host) {
+            None => out.push(format!("Patroni: member on {host} is not registered")),
+            Some(m) if m.role == "leader" => {}
+            Some(m) if !(m.state == "streaming" || (m.state == "running" && m.lag_bytes.is_some())) => {
+                out.push(format!("Patroni: replica on {host} is {} (not streaming)", m.state))
+            }
+            _ => {}
+        }
+    }
+    let leader = leaders.first().map(|l| l.name.clone());
+    let mut want_replicas: Vec<String> =
+        ms.iter().filter(|m| m.role != "leader" && (m.state == "streaming" || m.state == "running")).map(|m| m.name.clone()).collect();
+    want_replicas.sort();
+    for h in &obs.haproxy {
+        match h {
+            Err(e) => out.push(format!("HAProxy: stats unreadable: {e}")),
+            Ok(h) => {
+                if leader.as_ref().map(|l| vec![l.clone()]) != Some(h.primary_backends.clone()) {
+                    out.push(format!("HAProxy on {}: read-write port routes to [{}], want the leader", h.host, h.primary_backends.join(", ")));
+                }
+                let mut got = h.replica_backends.clone();
+                got.sort();
+                if got != want_replicas {
+                    out.push(format!("HAProxy on {}: read-only port routes to [{}], want [{}]", h.host, got.join(", "), want_replicas.join(", ")));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn haproxy_csv() {
+        let csv = "# pxname,svname,qcur,status,x\nprimary,FRONTEND,,OPEN,\nprimary,10-0-0-1,0,UP,\nprimary,10-0-0-2,0,DOWN,\nreplicas,10-0-0-2,0,UP,\nreplicas,10-0-0-3,0,UP 1/3,\nreplicas,BACKEND,0,UP,\n";
+        let s = parse_haproxy_csv("lb", csv);
+        assert_eq!(s.primary_backends, ["10-0-0-1"]);
+        assert_eq!(s.replica_backends, ["10-0-0-2", "10-0-0-3"]);
+    }
+}

@@ -1,0 +1,193 @@
+//! Packages: which ones a host needs, where they come from, installing them, and taking over the
+//! services Debian packages create on install (default PostgreSQL cluster, single-node etcd).
+
+use crate::api::PostgresClusterSpec;
+use crate::exec::{Cmd, INSTALL_TIMEOUT};
+use crate::model::{DesiredFile, OsFamily};
+use crate::render::Roles;
+
+/// The packages a host needs for its roles, honouring `spec.packages.names` overrides.
+pub fn wanted(spec: &PostgresClusterSpec, os: OsFamily, roles: Roles) -> Vec<String> {
+    let v = spec.postgres.version;
+    let names = &spec.packages.names;
+    let pick = |custom: &Vec<String>, debian: Vec<String>, redhat: Vec<String>| {
+        if !custom.is_empty() {
+            custom.clone()
+        } else if os == OsFamily::Debian {
+            debian
+        } else {
+            redhat
+        }
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let mut out = Vec::new();
+    if roles.postgres {
+        out.extend(pick(&names.postgres, vec![format!("postgresql-{v}")], vec![
+            format!("postgresql{v}-server"),
+            format!("postgresql{v}-contrib"),
+        ]));
+        out.extend(pick(&names.patroni, s(&["patroni", "python3-etcd", "python3-psycopg2"]), s(&["patroni", "patroni-etcd"])));
+    }
+    if roles.etcd {
+        out.extend(pick(&names.etcd, s(&["etcd-server", "etcd-client"]), s(&["etcd"])));
+    }
+    if roles.haproxy {
+        out.extend(pick(&names.haproxy, s(&["haproxy"]), s(&["haproxy"])));
+    }
+    out.dedup();
+    out
+}
+
+/// The repository file for `spec.packages.repository`, if one is configured for this OS family.
+pub fn repository_file(spec: &PostgresClusterSpec, os: OsFamily) -> Option<DesiredFile> {
+    let repo = spec.packages.repository.as_ref()?;
+    let (path, content) = match os {
+        OsFamily::Debian => ("/etc/apt/sources.list.d/pgmetal.list", format!("{}\n", one_line(repo.apt.as_deref()?))),
+        OsFamily::RedHat => {
+            let ini = [
+                "[pgmetal]".to_string(),
+                "name=pgmetal packages".into(),
+                format!("baseurl={}", one_line(repo.yum_base_url.as_deref()?)),
+                "enabled=1".into(),
+                format!("gpgcheck={}", u8::from(repo.yum_gpg_check)),
+            ];
+            ("/etc/yum.repos.d/pgmetal.repo", ini.join("\n") + "\n")
+        }
+    };
+    Some(DesiredFile { path: path.into(), content: content.into_bytes(), mode: 0o644, owner: "root".into(), group: "root".into() })
+}
+
+/// The CRD forbids line breaks here; cut at one anyway so a file can never gain a second line.
+fn one_line(s: &str) -> &str {
+    s.split(['\n', '\r']).next().unwrap_or_default()
+}
+
+/// Refresh package indexes (after the repository file changed).
+pub fn refresh(os: OsFamily) -> Cmd {
+    match os {
+        OsFamily::Debian => Cmd::new("apt-get").args(["-q", "update"]).timeout(INSTALL_TIMEOUT),
+        OsFamily::RedHat => Cmd::new("dnf").args(["-q", "makecache"]).timeout(INSTALL_TIMEOUT),
+    }
+}
+
+/// Install `packages`. On Debian a policy-rc.d marked as pgmetal's keeps the packages from
+/// starting their default services (removed again afterwards, and by [`takeover`] if a run died).
+pub fn install(os: OsFamily, packages: &[String]) -> Cmd {
+    match os {
+        OsFamily::Debian => Cmd::script(
+            r#"set -e
+if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\n# pgmetal: no service starts during install\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; fi
+trap 'grep -q "^# pgmetal" /usr/sbin/policy-rc.d 2>/dev/null && rm -f /usr/sbin/policy-rc.d' EXIT
+DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confold --no-install-recommends install "$@""#,
+        )
+        .args(packages.iter().cloned())
+        .timeout(INSTALL_TIMEOUT),
+        // dnf: `dnf -y install` starts nothing; yum-only hosts (EL7) have the same syntax.
+        OsFamily::RedHat => Cmd::script(r#"if command -v dnf >/dev/null; then exec dnf -q -y install "$@"; else exec yum -q -y install "$@"; fi"#)
+            .args(packages.iter().cloned())
+            .timeout(INSTALL_TIMEOUT),
+    }
+}
+
+/// Take over what the packages set up on their own, safely and idempotently; prints what it did.
+///
+/// - PostgreSQL: Debian's `<version>/main` cluster is dropped only when it is the untouched
+///   package default (no databases beyond template0, template1, postgres), and the
+///   `postgresql` units are disabled so that Patroni alone starts PostgreSQL. A default cluster
+///   holding data is refused: the person must move or drop it.
+/// - etcd: a running package-default single-node etcd is stopped and its data directory moved
+///   aside (not deleted), unless it is the configured data directory.
+///
+/// Arguments: `$1` PostgreSQL major version, `$2` the default cluster's data directory must
+/// differ from `$2` (spec dataDir), `$3` etcd data directory, `$4` "pg" / "etcd" roles.
+pub fn takeover(os: OsFamily, spec: &PostgresClusterSpec, roles: Roles) -> Option<Cmd> {
+    if os != OsFamily::Debian || !(roles.postgres || roles.etcd) {
+        return None; // RHEL packages start nothing and create no cluster.
+    }
+    Some(
+        Cmd::script(
+            r#"set -e
+v="$1"; pgdata="$2"; etcddata="$3"; roles="$4"
+grep -qs '^# pgmetal' /usr/sbin/policy-rc.d && rm -f /usr/sbin/policy-rc.d
+case "$roles" in *pg*)
+  d="/var/lib/postgresql/$v/main"
+  if [ -f "/etc/postgresql/$v/main/postgresql.conf" ] && [ "$d" != "$pgdata" ]; then
+    n=$(ls "$d/base" 2>/dev/null | wc -l)
+    if [ "$n" -gt 3 ]; then echo "the package-default cluster $v/main in $d holds databases; move or drop it (pg_dropcluster $v main) and run again" >&2; exit 3; fi
+    pg_dropcluster --stop "$v" main && echo "dropped default cluster $v/main"
+  fi
+  for u in postgresql.service "postgresql@$v-main.service"; do
+    if systemctl is-enabled --quiet "$u" 2>/dev/null; then systemctl disable --now "$u" >/dev/null 2>&1 && echo "disabled $u"; fi
+  done;;
+esac
+case "$roles" in *etcd*)
+  if [ -d /var/lib/etcd/default ] && [ "/var/lib/etcd/default" != "$etcddata" ] && ! grep -qs '^# Managed by pgmetal' /etc/default/etcd; then
+    systemctl stop etcd 2>/dev/null || true
+    mv /var/lib/etcd/default "/var/lib/etcd/default.replaced-by-pgmetal.$(date +%s)" && echo "stopped package-default etcd and moved its data aside"
+  fi;;
+esac"#,
+        )
+        .arg(spec.postgres.version.to_string())
+        .arg(spec.postgres.data_dir.clone())
+        .arg(spec.etcd.data_dir.clone())
+        .arg(match (roles.postgres, roles.etcd) {
+            (true, true) => "pg,etcd",
+            (true, false) => "pg",
+            _ => "etcd",
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> PostgresClusterSpec {
+        serde_yaml::from_str(
+            "ssh: {privateKeySecret: {name: k, key: k}}\npostgres: {primary: a, replicas: [b]}\netcd: {hosts: [a]}\nhaproxy: {hosts: [c]}\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn packages_per_role_and_family() {
+        let all = Roles { postgres: true, etcd: true, haproxy: true };
+        assert_eq!(wanted(&spec(), OsFamily::Debian, all), [
+            "postgresql-15", "patroni", "python3-etcd", "python3-psycopg2", "etcd-server", "etcd-client", "haproxy"
+        ]);
+        let lb = Roles { haproxy: true, ..Default::default() };
+        assert_eq!(wanted(&spec(), OsFamily::RedHat, lb), ["haproxy"]);
+        let pg = Roles { postgres: true, ..Default::default() };
+        assert_eq!(wanted(&spec(), OsFamily::RedHat, pg), ["postgresql15-server", "postgresql15-contrib", "patroni", "patroni-etcd"]);
+        let mut s = spec();
+        s.packages.names.etcd = vec!["etcd-custom".into()];
+        assert_eq!(wanted(&s, OsFamily::Debian, Roles { etcd: true, ..Default::default() }), ["etcd-custom"]);
+    }
+
+    #[test]
+    fn repository_files_for_both_families() {
+        let mut s = spec();
+        assert!(repository_file(&s, OsFamily::Debian).is_none());
+        s.packages.repository = Some(crate::api::RepositorySpec {
+            apt: Some("deb [trusted=yes] http://10.0.0.1:8089 ./\nevil".into()),
+            yum_base_url: Some("http://mirror/el9/".into()),
+            yum_gpg_check: true,
+        });
+        let apt = repository_file(&s, OsFamily::Debian).unwrap();
+        assert_eq!(String::from_utf8(apt.content).unwrap(), "deb [trusted=yes] http://10.0.0.1:8089 ./\n");
+        let yum = String::from_utf8(repository_file(&s, OsFamily::RedHat).unwrap().content).unwrap();
+        assert!(yum.contains("baseurl=http://mirror/el9/\n") && yum.contains("gpgcheck=1"));
+    }
+
+    #[test]
+    fn install_and_takeover_quote_their_arguments() {
+        let cmd = install(OsFamily::Debian, &["postgresql-15".into(), "x;touch /tmp/p".into()]).to_shell(false);
+        assert!(cmd.ends_with("postgresql-15 'x;touch /tmp/p'"), "{cmd}");
+        assert!(cmd.contains("policy-rc.d"));
+        assert!(install(OsFamily::RedHat, &["haproxy".into()]).to_shell(true).starts_with("sudo -n -- sh -c"));
+        let all = Roles { postgres: true, etcd: true, haproxy: false };
+        let t = takeover(OsFamily::Debian, &spec(), all).unwrap();
+        assert_eq!(t.arguments(), ["15", "/data/pg_data", "/var/lib/etcd/default.etcd", "pg,etcd"]);
+        assert!(takeover(OsFamily::RedHat, &spec(), all).is_none());
+    }
+}

@@ -1,0 +1,225 @@
+//! A small client for Patroni's REST API: cluster view, dynamic configuration, restart, switchover.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// One member as Patroni's `GET /cluster` reports it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ClusterMember {
+    /// Member name.
+    pub name: String,
+    /// `leader`, `replica`, `sync_standby`, `standby_leader`.
+    pub role: String,
+    /// `running`, `streaming`, `starting`, `stopped`, ...
+    pub state: String,
+    /// PostgreSQL host as Patroni advertises it.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Timeline.
+    #[serde(default)]
+    pub timeline: Option<i64>,
+    /// Lag in bytes (a number) or "unknown".
+    #[serde(default)]
+    pub lag: Option<Value>,
+    /// A restart is pending to apply a changed parameter.
+    #[serde(default)]
+    pub pending_restart: bool,
+}
+
+/// `GET /cluster`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+pub struct ClusterView {
+    /// All members registered in the DCS.
+    #[serde(default)]
+    pub members: Vec<ClusterMember>,
+    /// True in maintenance mode.
+    #[serde(default)]
+    pub pause: bool,
+}
+
+impl ClusterView {
+    /// Members whose role is leader.
+    pub fn leaders(&self) -> Vec<&ClusterMember> {
+        self.members.iter().filter(|m| m.role == "leader" || m.role == "standby_leader").collect()
+    }
+}
+
+/// Why a REST call failed.
+#[derive(Debug, thiserror::Error)]
+#[error("Patroni REST API on {host}: {message}")]
+pub struct ApiError {
+    /// The host called.
+    pub host: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// A client for the REST API of every member of one cluster.
+#[derive(Clone)]
+pub struct PatroniApi {
+    http: reqwest::Client,
+    port: u16,
+    password: String,
+}
+
+impl PatroniApi {
+    /// A client using `port` and the REST password (user `patroni`) for unsafe calls.
+    pub fn new(port: u16, password: String) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(15))
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
+        Self { http, port, password }
+    }
+
+    fn url(&self, host: &str, path: &str) -> String {
+        let h = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+        format!("http://{h}:{}{path}", self.port)
+    }
+
+    fn err(host: &str, e: impl std::fmt::Display) -> ApiError {
+        ApiError { host: host.into(), message: e.to_string() }
+    }
+
+    /// `GET /cluster` from `host`.
+    pub async fn cluster(&self, host: &str) -> Result<ClusterView, ApiError> {
+        let r = self.http.get(self.url(host, "/cluster")).send().await.map_err(|e| Self::err(host, e))?;
+        r.error_for_status().map_err(|e| Self::err(host, e))?.json().await.map_err(|e| Self::err(host, e))
+    }
+
+    /// The cluster view from the first of `hosts` that answers.
+    pub async fn cluster_any(&self, hosts: &[String]) -> Result<ClusterView, ApiError> {
+        let mut last = Self::err("-", "no PostgreSQL hosts");
+        for h in hosts {
+            match self.cluster(h).await {
+                Ok(v) => return Ok(v),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// `GET /config`: the dynamic configuration in the DCS.
+    pub async fn config(&self, host: &str) -> Result<Value, ApiError> {
+        let r = self.http.get(self.url(host, "/config")).send().await.map_err(|e| Self::err(host, e))?;
+        r.error_for_status().map_err(|e| Self::err(host, e))?.json().await.map_err(|e| Self::err(host, e))
+    }
+
+    async fn unsafe_call(&self, method: reqwest::Method, host: &str, path: &str, body: &Value) -> Result<String, ApiError> {
+        let r = self
+            .http
+            .request(method, self.url(host, path))
+            .basic_auth("patroni", Some(&self.password))
+            .json(body)
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+            .map_err(|e| Self::err(host, e))?;
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        if status.is_success() { Ok(text) } else { Err(Self::err(host, format!("{status}: {}", text.trim()))) }
+    }
+
+    /// `PATCH /config` with a JSON merge patch (null removes a key).
+    pub async fn patch_config(&self, host: &str, patch: &Value) -> Result<(), ApiError> {
+        self.unsafe_call(reqwest::Method::PATCH, host, "/config", patch).await.map(drop)
+    }
+
+    /// `POST /restart` of the member on `host` (only if a restart is pending).
+    pub async fn restart_pending(&self, host: &str) -> Result<(), ApiError> {
+        self.unsafe_call(reqwest::Method::POST, host, "/restart", &serde_json::json!({"restart_pending": true})).await.map(drop)
+    }
+
+    /// `POST /switchover` from `leader` to `candidate` (member names), sent to `host`.
+    pub async fn switchover(&self, host: &str, leader: &str, candidate: &str) -> Result<String, ApiError> {
+        let body = serde_json::json!({"leader": leader, "candidate": candidate});
+        self.unsafe_call(reqwest::Method::POST, host, "/switchover", &body).await
+    }
+}
+
+/// The merge patch that turns `current` into `desired` for the keys pgmetal owns: top-level
+/// settings in `desired` and every `postgresql.parameters` key (unknown parameters are removed).
+pub fn config_patch(current: &Value, desired: &Value) -> Option<Value> {
+    let mut patch = serde_json::Map::new();
+    let (Some(cur), Some(want)) = (current.as_object(), desired.as_object()) else { return None };
+    for (k, v) in want {
+        if k == "postgresql" {
+            continue;
+        }
+        if cur.get(k) != Some(v) {
+            patch.insert(k.clone(), v.clone());
+        }
+    }
+    let params = |o: &Value| o.pointer("/postgresql/parameters").and_then(Value::as_object).cloned().unwrap_or_default();
+    let (cur_p, want_p) = (params(current), params(desired));
+    let mut pp = serde_json::Map::new();
+    for (k, v) in &want_p {
+        if !cur_p.get(k).is_some_and(|c| same_setting(c, v)) {
+            pp.insert(k.clone(), v.clone());
+        }
+    }
+    for k in cur_p.keys().filter(|k| !want_p.contains_key(*k)) {
+        pp.insert(k.clone(), Value::Null);
+    }
+    let other = |o: &Value| {
+        o.get("postgresql").and_then(Value::as_object).map(|m| {
+            m.iter().filter(|(k, _)| *k != "parameters").map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>()
+        })
+    };
+    let mut pg = serde_json::Map::new();
+    let cur_o = other(current).unwrap_or_default();
+    for (k, v) in other(desired).unwrap_or_default() {
+        if cur_o.get(&k) != Some(&v) {
+            pg.insert(k, v);
+        }
+    }
+    if !pp.is_empty() {
+        pg.insert("parameters".into(), Value::Object(pp));
+    }
+    if !pg.is_empty() {
+        patch.insert("postgresql".into(), Value::Object(pg));
+    }
+    (!patch.is_empty()).then_some(Value::Object(patch))
+}
+
+/// Patroni echoes numbers as numbers even when they were set as strings: compare as text.
+fn same_setting(a: &Value, b: &Value) -> bool {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    text(a) == text(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn patch_is_empty_when_equal_and_minimal_otherwise() {
+        let cur = json!({"ttl": 30, "loop_wait": 10, "postgresql": {"use_pg_rewind": true, "parameters": {"max_connections": 100, "work_mem": "4MB"}}});
+        let same = json!({"ttl": 30, "postgresql": {"use_pg_rewind": true, "parameters": {"max_connections": "100", "work_mem": "4MB"}}});
+        assert_eq!(config_patch(&cur, &same), None);
+        let want = json!({"ttl": 40, "postgresql": {"use_pg_rewind": true, "parameters": {"max_connections": "200"}}});
+        assert_eq!(
+            config_patch(&cur, &want),
+            Some(json!({"ttl": 40, "postgresql": {"parameters": {"max_connections": "200", "work_mem": null}}}))
+        );
+    }
+
+    #[test]
+    fn cluster_view_parses_patroni_output() {
+        let v: ClusterView = serde_json::from_value(json!({"members": [
+            {"name": "a", "role": "leader", "state": "running", "host": "10.0.0.1", "port": 5432, "timeline": 1},
+            {"name": "b", "role": "replica", "state": "streaming", "host": "10.0.0.2", "timeline": 1, "lag": 0},
+            {"name": "c", "role": "replica", "state": "running", "lag": "unknown", "pending_restart": true}
+        ], "pause": true})).unwrap();
+        assert_eq!(v.leaders().len(), 1);
+        assert!(v.pause && v.members[2].pending_restart);
+    }
+}
