@@ -10,9 +10,9 @@ pub fn crd_yaml() -> String {
     // Serializing a typed CRD cannot fail; fall back to an empty document just in case.
     serde_yaml::to_string(&crd).unwrap_or_default()
 }
+pub mod cli;
+pub mod engine;
 pub mod model;
 pub mod render;
-pub mod validate;
-pub mod engine;
 pub mod status;
-pub mod cli;
+pub mod validate;

@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use pgmetal::cli;
 
 #[derive(Parser)]
-#[command(name = "pgmetal", version, about = "Highly-available PostgreSQL (Patroni + etcd + HAProxy) on bare metal, declaratively")]
+#[command(
+    name = "pgmetal",
+    version,
+    about = "Highly-available PostgreSQL (Patroni + etcd + HAProxy) on bare metal, declaratively"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -5,18 +5,33 @@ use crate::engine::observe::{self, Observation};
 
 /// Status fields that come straight from what was observed (conditions are added by the caller).
 pub fn from_observation(spec: &PostgresClusterSpec, obs: &Observation) -> PostgresClusterStatus {
-    let members = obs.patroni.as_ref().map(|v| observe::members(spec, v)).unwrap_or_default();
+    let members = obs
+        .patroni
+        .as_ref()
+        .map(|v| observe::members(spec, v))
+        .unwrap_or_default();
     let desired = 1 + spec.postgres.replicas.len();
     let ready = members
         .iter()
-        .filter(|m| m.role == "leader" && m.state == "running" || m.role != "leader" && (m.state == "streaming" || m.state == "running" && m.lag_bytes.is_some()))
+        .filter(|m| {
+            m.role == "leader" && m.state == "running"
+                || m.role != "leader"
+                    && (m.state == "streaming" || m.state == "running" && m.lag_bytes.is_some())
+        })
         .count();
     PostgresClusterStatus {
-        primary: members.iter().find(|m| m.role == "leader").map(|m| m.host.clone()),
+        primary: members
+            .iter()
+            .find(|m| m.role == "leader")
+            .map(|m| m.host.clone()),
         ready_members: Some(format!("{ready}/{desired}")),
         members,
         etcd: Some(obs.etcd.clone()),
-        haproxy: obs.haproxy.iter().filter_map(|h| h.as_ref().ok().cloned()).collect(),
+        haproxy: obs
+            .haproxy
+            .iter()
+            .filter_map(|h| h.as_ref().ok().cloned())
+            .collect(),
         patroni_paused: obs.patroni.as_ref().map(|v| v.pause),
         ..Default::default()
     }

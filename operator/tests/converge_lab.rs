@@ -30,7 +30,7 @@ spec:
     primary: {a}
     replicas: [{b}, {c}]
     parameters:
-      cluster_name: "lab'; $(touch {MARKER}) `touch {MARKER}` #"
+      log_line_prefix: "lab'; $(touch {MARKER}) `touch {MARKER}` #"
 {extra_params}    pgHba:
       - "host all all 127.0.0.2/32 scram-sha-256 # $(touch {MARKER}) `touch {MARKER}`; rm -rf /"
   patroni:
@@ -64,17 +64,41 @@ fn apply(lab: &Lab, dir: &std::path::Path, yaml: &str, known_hosts: &str) -> Run
     let out = Command::new(env!("CARGO_BIN_EXE_pgmetal"))
         .args(["apply", "-o", "json", "-f"])
         .arg(&file)
-        .args(["--ssh-key", &lab.var("LAB_SSH_KEY"), "--known-hosts", known_hosts, "--secrets"])
+        .args([
+            "--ssh-key",
+            &lab.var("LAB_SSH_KEY"),
+            "--known-hosts",
+            known_hosts,
+            "--secrets",
+        ])
         .arg(dir.join("secrets.yaml"))
         .output()
         .expect("run pgmetal");
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("report is not JSON ({e}); stderr:\n{stderr}"));
-    Run { status: out.status.code().unwrap_or(-1), report, stderr, secs: t.elapsed().as_secs_f64() }
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("report is not JSON ({e}); stderr:\n{stderr}"));
+    Run {
+        status: out.status.code().unwrap_or(-1),
+        report,
+        stderr,
+        secs: t.elapsed().as_secs_f64(),
+    }
 }
 
 fn phases(r: &Value) -> String {
-    r["phases"].as_array().unwrap().iter().map(|p| format!("{} {:.1}s", p["phase"].as_str().unwrap(), p["duration_ms"].as_f64().unwrap() / 1000.0)).collect::<Vec<_>>().join(", ")
+    r["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {:.1}s",
+                p["phase"].as_str().unwrap(),
+                p["duration_ms"].as_f64().unwrap() / 1000.0
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn main_pids(lab: &Lab) -> Vec<String> {
@@ -99,75 +123,206 @@ fn apply_converges_real_hosts_idempotently() {
 
     // 1. Cold converge from bare hosts.
     let cold = apply(&lab, dir.path(), &manifest(&lab, ""), &known);
-    assert_eq!(cold.status, 0, "cold apply failed: {:#}\n{}", cold.report["problems"], cold.stderr);
-    eprintln!("TIMING cold converge {:.1}s: {}", cold.secs, phases(&cold.report));
+    assert_eq!(
+        cold.status, 0,
+        "cold apply failed: {:#}\n{}",
+        cold.report["problems"], cold.stderr
+    );
+    eprintln!(
+        "TIMING cold converge {:.1}s: {}",
+        cold.secs,
+        phases(&cold.report)
+    );
     assert!(cold.report["changed"].as_u64().unwrap() > 10);
-    assert_eq!(cold.report["status"]["primary"], a.as_str(), "the preferred primary bootstraps");
+    assert_eq!(
+        cold.report["status"]["primary"],
+        a.as_str(),
+        "the preferred primary bootstraps"
+    );
     assert_eq!(cold.report["status"]["readyMembers"], "3/3");
 
     // Writes through the read-write port reach the primary; reads through the read-only port come from a replica.
-    assert_eq!(psql(&d, 5000, HOSTILE_PASSWORD, "SELECT pg_is_in_recovery()").unwrap(), "f");
-    psql(&d, 5000, HOSTILE_PASSWORD, "CREATE TABLE IF NOT EXISTS t(v text); INSERT INTO t VALUES ('hello-lab')").unwrap();
+    assert_eq!(
+        psql(&d, 5000, HOSTILE_PASSWORD, "SELECT pg_is_in_recovery()").unwrap(),
+        "f"
+    );
+    psql(
+        &d,
+        5000,
+        HOSTILE_PASSWORD,
+        "CREATE TABLE IF NOT EXISTS t(v text); INSERT INTO t VALUES ('hello-lab')",
+    )
+    .unwrap();
     let t = Instant::now();
     loop {
-        let r = psql(&d, 5001, HOSTILE_PASSWORD, "SELECT pg_is_in_recovery(), (SELECT count(*) FROM t WHERE v = 'hello-lab')");
+        let r = psql(
+            &d,
+            5001,
+            HOSTILE_PASSWORD,
+            "SELECT pg_is_in_recovery(), (SELECT count(*) FROM t WHERE v = 'hello-lab')",
+        );
         if r.as_deref() == Ok("t|1") {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(10), "row not readable through the replica port: {r:?}");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "row not readable through the replica port: {r:?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    eprintln!("TIMING row visible through replica port after {:.2}s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "TIMING row visible through replica port after {:.2}s",
+        t.elapsed().as_secs_f64()
+    );
 
     // 2. A second converge changes nothing and restarts nothing.
     let pids = main_pids(&lab);
     let again = apply(&lab, dir.path(), &manifest(&lab, ""), &known);
     assert_eq!(again.status, 0, "{:#}", again.report["problems"]);
-    assert_eq!(again.report["changed"], 0, "second apply changed: {:#}", again.report["hosts"]);
-    assert_eq!(main_pids(&lab), pids, "a service restarted on a no-change apply");
-    eprintln!("TIMING no-change converge {:.1}s: {}", again.secs, phases(&again.report));
+    assert_eq!(
+        again.report["changed"], 0,
+        "second apply changed: {:#}",
+        again.report["hosts"]
+    );
+    assert_eq!(
+        main_pids(&lab),
+        pids,
+        "a service restarted on a no-change apply"
+    );
+    eprintln!(
+        "TIMING no-change converge {:.1}s: {}",
+        again.secs,
+        phases(&again.report)
+    );
 
     // 3. Parameters: work_mem applies by reload everywhere; max_connections needs a restart.
-    let patroni_pids: Vec<String> = lab.hosts[..3].iter().map(|h| lab.ssh_ok(h, "systemctl show -p MainPID --value patroni")).collect();
-    let pg_start = |h: &str| lab.ssh_ok(h, "cd / && runuser -u postgres -- psql -Atc 'select pg_postmaster_start_time()'");
+    let patroni_pids: Vec<String> = lab.hosts[..3]
+        .iter()
+        .map(|h| lab.ssh_ok(h, "systemctl show -p MainPID --value patroni"))
+        .collect();
+    let pg_start = |h: &str| {
+        lab.ssh_ok(
+            h,
+            "cd / && runuser -u postgres -- psql -Atc 'select pg_postmaster_start_time()'",
+        )
+    };
     let before: Vec<String> = lab.hosts[..3].iter().map(|h| pg_start(h)).collect();
-    let changed = apply(&lab, dir.path(), &manifest(&lab, "      work_mem: 8MB\n"), &known);
+    let changed = apply(
+        &lab,
+        dir.path(),
+        &manifest(&lab, "      work_mem: 8MB\n"),
+        &known,
+    );
     assert_eq!(changed.status, 0, "{:#}", changed.report["problems"]);
     for (i, h) in lab.hosts[..3].iter().enumerate() {
         let t = Instant::now();
-        while lab.ssh_ok(h, "cd / && runuser -u postgres -- psql -Atc 'show work_mem'") != "8MB" {
-            assert!(t.elapsed() < Duration::from_secs(30), "work_mem did not reach {h}");
+        while lab.ssh_ok(
+            h,
+            "cd / && runuser -u postgres -- psql -Atc 'show work_mem'",
+        ) != "8MB"
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "work_mem did not reach {h}"
+            );
             std::thread::sleep(Duration::from_millis(500));
         }
-        assert_eq!(pg_start(h), before[i], "work_mem must not restart PostgreSQL on {h}");
+        assert_eq!(
+            pg_start(h),
+            before[i],
+            "work_mem must not restart PostgreSQL on {h}"
+        );
     }
-    let restart = apply(&lab, dir.path(), &manifest(&lab, "      work_mem: 8MB\n      max_connections: \"150\"\n"), &known);
+    let restart = apply(
+        &lab,
+        dir.path(),
+        &manifest(
+            &lab,
+            "      work_mem: 8MB\n      max_connections: \"150\"\n",
+        ),
+        &known,
+    );
     assert_eq!(restart.status, 0, "{:#}", restart.report["problems"]);
     for (i, h) in lab.hosts[..3].iter().enumerate() {
-        assert_eq!(lab.ssh_ok(h, "cd / && runuser -u postgres -- psql -Atc 'show max_connections'"), "150", "on {h}");
-        assert_ne!(pg_start(h), before[i], "max_connections needs a restart on {h}");
+        assert_eq!(
+            lab.ssh_ok(
+                h,
+                "cd / && runuser -u postgres -- psql -Atc 'show max_connections'"
+            ),
+            "150",
+            "on {h}"
+        );
+        assert_ne!(
+            pg_start(h),
+            before[i],
+            "max_connections needs a restart on {h}"
+        );
     }
-    let after: Vec<String> = lab.hosts[..3].iter().map(|h| lab.ssh_ok(h, "systemctl show -p MainPID --value patroni")).collect();
-    assert_eq!(after, patroni_pids, "Patroni itself is never restarted for a parameter");
+    let after: Vec<String> = lab.hosts[..3]
+        .iter()
+        .map(|h| lab.ssh_ok(h, "systemctl show -p MainPID --value patroni"))
+        .collect();
+    assert_eq!(
+        after, patroni_pids,
+        "Patroni itself is never restarted for a parameter"
+    );
 
     // 4. Hostile strings in the spec and passwords executed nothing anywhere.
     for h in &lab.hosts[..4] {
-        assert_eq!(lab.ssh_ok(h, &format!("test -e {MARKER} && echo FOUND || echo absent")), "absent", "marker on {h}");
+        assert_eq!(
+            lab.ssh_ok(h, &format!("test -e {MARKER} && echo FOUND || echo absent")),
+            "absent",
+            "marker on {h}"
+        );
     }
-    assert_eq!(psql(&d, 5000, HOSTILE_PASSWORD, "SHOW cluster_name").unwrap(), format!("lab'; $(touch {MARKER}) `touch {MARKER}` #"));
+    assert_eq!(
+        psql(&d, 5000, HOSTILE_PASSWORD, "SHOW log_line_prefix").unwrap(),
+        format!("lab'; $(touch {MARKER}) `touch {MARKER}` #")
+    );
 
     // 5. A host whose key does not match is refused; nothing runs there, the others converge.
     let wrong = dir.path().join("known_hosts.wrong");
     let text = std::fs::read_to_string(&known).unwrap();
     let b = &lab.hosts[1];
-    let other_key = text.lines().find(|l| l.starts_with(&format!("{} ssh-ed25519", lab.hosts[2]))).unwrap().split_once(' ').unwrap().1.to_string();
-    let forged: Vec<String> = text.lines().filter(|l| !l.starts_with(&format!("{b} "))).map(String::from).chain([format!("{b} {other_key}")]).collect();
+    let other_key = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{} ssh-ed25519", lab.hosts[2])))
+        .unwrap()
+        .split_once(' ')
+        .unwrap()
+        .1
+        .to_string();
+    let forged: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{b} ")))
+        .map(String::from)
+        .chain([format!("{b} {other_key}")])
+        .collect();
     std::fs::write(&wrong, forged.join("\n") + "\n").unwrap();
-    let refused = apply(&lab, dir.path(), &manifest(&lab, "      work_mem: 8MB\n      max_connections: \"150\"\n"), wrong.to_str().unwrap());
+    let refused = apply(
+        &lab,
+        dir.path(),
+        &manifest(
+            &lab,
+            "      work_mem: 8MB\n      max_connections: \"150\"\n",
+        ),
+        wrong.to_str().unwrap(),
+    );
     assert_ne!(refused.status, 0, "a forged host key must fail the apply");
-    let err = refused.report["hosts"][b.as_str()]["error"].as_str().unwrap_or_default().to_string();
-    assert!(err.contains(b.as_str()) && err.contains("SHA256:"), "error must name the host and fingerprints: {err}");
-    assert!(refused.report["hosts"][b.as_str()]["steps"].as_array().is_none_or(|s| s.is_empty()), "nothing may run on {b}");
+    let err = refused.report["hosts"][b.as_str()]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        err.contains(b.as_str()) && err.contains("SHA256:"),
+        "error must name the host and fingerprints: {err}"
+    );
+    assert!(
+        refused.report["hosts"][b.as_str()]["steps"]
+            .as_array()
+            .is_none_or(|s| s.is_empty()),
+        "nothing may run on {b}"
+    );
     eprintln!("host key mismatch error: {err}");
 }
 
@@ -181,15 +336,33 @@ fn invalid_manifest_is_refused_before_any_host_is_touched() {
     let out = Command::new(env!("CARGO_BIN_EXE_pgmetal"))
         .args(["apply", "-f"])
         .arg(&file)
-        .args(["--ssh-key", &lab.var("LAB_SSH_KEY"), "--known-hosts", &lab.var("LAB_KNOWN_HOSTS"), "--secrets"])
+        .args([
+            "--ssh-key",
+            &lab.var("LAB_SSH_KEY"),
+            "--known-hosts",
+            &lab.var("LAB_KNOWN_HOSTS"),
+            "--secrets",
+        ])
         .arg(dir.path().join("s.yaml"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("postgres.dataDir must be an absolute path"), "{stderr}");
-    assert!(!dir.path().join("s.yaml").exists(), "nothing is generated for an invalid manifest");
-    assert_eq!(lab.ssh_ok(&lab.hosts[0], &format!("test -e {MARKER} && echo FOUND || echo absent")), "absent");
+    assert!(
+        stderr.contains("postgres.dataDir must be an absolute path"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("s.yaml").exists(),
+        "nothing is generated for an invalid manifest"
+    );
+    assert_eq!(
+        lab.ssh_ok(
+            &lab.hosts[0],
+            &format!("test -e {MARKER} && echo FOUND || echo absent")
+        ),
+        "absent"
+    );
 }
 
 fn manifest_with_bad_path(lab: &Lab) -> String {

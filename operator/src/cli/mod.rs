@@ -58,16 +58,25 @@ pub struct Loaded {
 /// Reads and validates the manifest, secrets and SSH material.
 pub fn load(c: &Common) -> Result<Loaded, String> {
     let text = read(&c.file)?;
-    let cluster: PostgresCluster = serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", c.file.display()))?;
+    let cluster: PostgresCluster =
+        serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", c.file.display()))?;
     crate::validate::validate(&cluster, None).map_err(|e| format!("{}: {e}", c.file.display()))?;
     let (secrets, created) = secrets_file::load_or_create(&c.secrets)?;
     if created {
-        eprintln!("generated new passwords into {} (mode 0600): keep it safe", c.secrets.display());
+        eprintln!(
+            "generated new passwords into {} (mode 0600): keep it safe",
+            c.secrets.display()
+        );
     }
     let key = read(&c.ssh_key)?;
     let known = KnownHosts::parse(&read(&c.known_hosts)?);
-    let ssh = connect::ssh_config(&cluster.spec.ssh, &key, known).map_err(|e| format!("{}: {e}", c.ssh_key.display()))?;
-    Ok(Loaded { cluster, secrets, ssh })
+    let ssh = connect::ssh_config(&cluster.spec.ssh, &key, known)
+        .map_err(|e| format!("{}: {e}", c.ssh_key.display()))?;
+    Ok(Loaded {
+        cluster,
+        secrets,
+        ssh,
+    })
 }
 
 fn read(p: &Path) -> Result<String, String> {
@@ -83,11 +92,19 @@ pub async fn apply(c: &Common, quiet: bool) -> Result<bool, String> {
     progress.phase("connect");
     let connected = connect::connect_all(&hosts, &l.ssh).await;
     let conns = connected.into_iter().map(|(h, c)| (h, c.conn)).collect();
-    let report = engine::Engine::new(spec, &l.secrets, conns, &*progress).converge().await;
+    let report = engine::Engine::new(spec, &l.secrets, conns, &*progress)
+        .converge()
+        .await;
     drop(progress);
     match c.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?),
-        Format::Yaml => print!("{}", serde_yaml::to_string(&report).map_err(|e| e.to_string())?),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        ),
+        Format::Yaml => print!(
+            "{}",
+            serde_yaml::to_string(&report).map_err(|e| e.to_string())?
+        ),
         Format::Text => print!("{}", table::summary(&report)),
     }
     Ok(report.healthy)
@@ -101,10 +118,17 @@ pub async fn status(c: &Common) -> Result<bool, String> {
     let obs = observe::observe(spec, &api).await;
     let problems = observe::problems(spec, &obs);
     let status = crate::status::from_observation(spec, &obs);
-    let out = serde_json::json!({"healthy": problems.is_empty(), "problems": problems, "status": status});
+    let out =
+        serde_json::json!({"healthy": problems.is_empty(), "problems": problems, "status": status});
     match c.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?),
-        Format::Yaml => print!("{}", serde_yaml::to_string(&out).map_err(|e| e.to_string())?),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
+        ),
+        Format::Yaml => print!(
+            "{}",
+            serde_yaml::to_string(&out).map_err(|e| e.to_string())?
+        ),
         Format::Text => print!("{}", table::status(&status, &problems)),
     }
     Ok(problems.is_empty())

@@ -16,7 +16,9 @@ pub fn for_stderr(hosts: &[String], quiet: bool) -> Box<dyn Progress> {
     } else if std::io::stderr().is_terminal() {
         Box::new(Bars::new(hosts))
     } else {
-        Box::new(Lines { start: Instant::now() })
+        Box::new(Lines {
+            start: Instant::now(),
+        })
     }
 }
 
@@ -55,18 +57,32 @@ pub struct Bars {
 impl Bars {
     fn new(hosts: &[String]) -> Self {
         let multi = MultiProgress::new();
-        let style = ProgressStyle::with_template("{spinner} {prefix:<18} [{elapsed:>4}] {wide_msg}").unwrap_or_else(|_| ProgressStyle::default_spinner());
-        let phase = multi.add(ProgressBar::new_spinner().with_style(style.clone()).with_prefix("phase"));
+        let style =
+            ProgressStyle::with_template("{spinner} {prefix:<18} [{elapsed:>4}] {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let phase = multi.add(
+            ProgressBar::new_spinner()
+                .with_style(style.clone())
+                .with_prefix("phase"),
+        );
         phase.enable_steady_tick(Duration::from_millis(120));
         let bars = hosts
             .iter()
             .map(|h| {
-                let b = multi.add(ProgressBar::new_spinner().with_style(style.clone()).with_prefix(h.clone()));
+                let b = multi.add(
+                    ProgressBar::new_spinner()
+                        .with_style(style.clone())
+                        .with_prefix(h.clone()),
+                );
                 b.enable_steady_tick(Duration::from_millis(120));
                 (h.clone(), b)
             })
             .collect();
-        Bars { _multi: multi, phase, hosts: Mutex::new(bars) }
+        Bars {
+            _multi: multi,
+            phase,
+            hosts: Mutex::new(bars),
+        }
     }
 
     fn with(&self, host: &str, f: impl FnOnce(&ProgressBar)) {
@@ -84,7 +100,9 @@ impl Progress for Bars {
         self.with(host, |b| b.set_message(step.to_string()));
     }
     fn host_done(&self, host: &str, error: Option<&str>) {
-        self.with(host, |b| b.set_message(error.map_or("done".to_string(), |e| format!("FAILED: {e}"))));
+        self.with(host, |b| {
+            b.set_message(error.map_or("done".to_string(), |e| format!("FAILED: {e}")))
+        });
     }
 }
 

@@ -17,8 +17,12 @@ pub fn generate_password() -> String {
 pub fn load_or_create(path: &Path) -> Result<(ClusterSecrets, bool), String> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let s: ClusterSecrets = serde_yaml::from_str(&text)
-                .map_err(|e| format!("{}: expected keys superuser, replication, rewind, restapi: {e}", path.display()))?;
+            let s: ClusterSecrets = serde_yaml::from_str(&text).map_err(|e| {
+                format!(
+                    "{}: expected keys superuser, replication, rewind, restapi: {e}",
+                    path.display()
+                )
+            })?;
             Ok((s, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -35,7 +39,8 @@ pub fn load_or_create(path: &Path) -> Result<(ClusterSecrets, bool), String> {
                 .mode(0o600)
                 .open(path)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
-            f.write_all(text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+            f.write_all(text.as_bytes())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             Ok((s, true))
         }
         Err(e) => Err(format!("{}: {e}", path.display())),
@@ -53,7 +58,10 @@ mod tests {
         let p = dir.path().join("s.yaml");
         let (a, created) = load_or_create(&p).unwrap();
         assert!(created && a.superuser.len() == 32 && a.superuser != a.replication);
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let (b, created) = load_or_create(&p).unwrap();
         assert!(!created && a == b);
     }

@@ -8,39 +8,91 @@ use crate::engine::Report;
 /// The end-of-apply summary: per host changes and time, per phase time, the verdict.
 pub fn summary(r: &Report) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{:<20} {:>7} {:>7} {:>9}  ERROR", "HOST", "STEPS", "CHANGED", "TIME");
+    let _ = writeln!(
+        s,
+        "{:<20} {:>7} {:>7} {:>9}  ERROR",
+        "HOST", "STEPS", "CHANGED", "TIME"
+    );
     for (host, h) in &r.hosts {
         let err = h.error.as_deref().unwrap_or("");
-        let _ = writeln!(s, "{:<20} {:>7} {:>7} {:>8.1}s  {err}", host, h.steps.len(), h.changed, h.duration_ms as f64 / 1000.0);
+        let _ = writeln!(
+            s,
+            "{:<20} {:>7} {:>7} {:>8.1}s  {err}",
+            host,
+            h.steps.len(),
+            h.changed,
+            h.duration_ms as f64 / 1000.0
+        );
     }
     let _ = writeln!(s);
     for p in &r.phases {
-        let _ = writeln!(s, "phase {:<32} {:>8.1}s", p.phase, p.duration_ms as f64 / 1000.0);
+        let _ = writeln!(
+            s,
+            "phase {:<32} {:>8.1}s",
+            p.phase,
+            p.duration_ms as f64 / 1000.0
+        );
     }
     let _ = writeln!(s);
     s.push_str(&status(&r.status, &r.problems));
-    let _ = writeln!(s, "changed: {}   total: {:.1}s   {}", r.changed, r.duration_ms as f64 / 1000.0, if r.healthy { "HEALTHY" } else { "NOT HEALTHY" });
+    let _ = writeln!(
+        s,
+        "changed: {}   total: {:.1}s   {}",
+        r.changed,
+        r.duration_ms as f64 / 1000.0,
+        if r.healthy { "HEALTHY" } else { "NOT HEALTHY" }
+    );
     s
 }
 
 /// `patronictl list` + `etcdctl member list` + HAProxy routing.
 pub fn status(st: &PostgresClusterStatus, problems: &[String]) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{:<16} {:<18} {:<8} {:<10} {:>3} {:>10}", "MEMBER", "HOST", "ROLE", "STATE", "TL", "LAG(B)");
+    let _ = writeln!(
+        s,
+        "{:<16} {:<18} {:<8} {:<10} {:>3} {:>10}",
+        "MEMBER", "HOST", "ROLE", "STATE", "TL", "LAG(B)"
+    );
     for m in &st.members {
         let tl = m.timeline.map(|t| t.to_string()).unwrap_or_default();
         let lag = m.lag_bytes.map(|l| l.to_string()).unwrap_or_default();
-        let pending = if m.pending_restart { " *restart pending" } else { "" };
-        let _ = writeln!(s, "{:<16} {:<18} {:<8} {:<10} {:>3} {:>10}{pending}", m.name, m.host, m.role, m.state, tl, lag);
+        let pending = if m.pending_restart {
+            " *restart pending"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            s,
+            "{:<16} {:<18} {:<8} {:<10} {:>3} {:>10}{pending}",
+            m.name, m.host, m.role, m.state, tl, lag
+        );
     }
     if let Some(e) = &st.etcd {
-        let _ = writeln!(s, "\nETCD {}/{} healthy, leader {}", e.healthy, e.desired, e.leader.as_deref().unwrap_or("-"));
+        let _ = writeln!(
+            s,
+            "\nETCD {}/{} healthy, leader {}",
+            e.healthy,
+            e.desired,
+            e.leader.as_deref().unwrap_or("-")
+        );
         for m in &e.members {
-            let _ = writeln!(s, "  {:<16} {:<28} {}", m.name, m.client_url.as_deref().unwrap_or(""), if m.healthy { "healthy" } else { "UNHEALTHY" });
+            let _ = writeln!(
+                s,
+                "  {:<16} {:<28} {}",
+                m.name,
+                m.client_url.as_deref().unwrap_or(""),
+                if m.healthy { "healthy" } else { "UNHEALTHY" }
+            );
         }
     }
     for h in &st.haproxy {
-        let _ = writeln!(s, "\nHAPROXY {}: read-write -> [{}], read-only -> [{}]", h.host, h.primary_backends.join(", "), h.replica_backends.join(", "));
+        let _ = writeln!(
+            s,
+            "\nHAPROXY {}: read-write -> [{}], read-only -> [{}]",
+            h.host,
+            h.primary_backends.join(", "),
+            h.replica_backends.join(", ")
+        );
     }
     if st.patroni_paused == Some(true) {
         let _ = writeln!(s, "\nPatroni is PAUSED (maintenance mode)");

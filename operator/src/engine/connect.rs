@@ -9,7 +9,11 @@ use crate::api::SshSpec;
 use crate::exec::{Executor, KnownHosts, SshConfig, SshConfigError, SshExecutor};
 
 /// The SSH settings for every host of a cluster.
-pub fn ssh_config(ssh: &SshSpec, private_key_pem: &str, known_hosts: KnownHosts) -> Result<SshConfig, SshConfigError> {
+pub fn ssh_config(
+    ssh: &SshSpec,
+    private_key_pem: &str,
+    known_hosts: KnownHosts,
+) -> Result<SshConfig, SshConfigError> {
     let mut cfg = SshConfig::new(&ssh.user, private_key_pem, known_hosts)?;
     cfg.port = ssh.port;
     cfg.sudo = ssh.sudo.unwrap_or(ssh.user != "root");
@@ -31,9 +35,15 @@ pub async fn connect_all(hosts: &[String], cfg: &SshConfig) -> BTreeMap<String, 
         let c = match SshExecutor::connect(h, cfg).await {
             Ok(ex) => {
                 let fp = ex.host_key_fingerprint().to_string();
-                Connected { conn: Ok(Arc::new(ex) as Arc<dyn Executor>), fingerprint: Some(fp) }
+                Connected {
+                    conn: Ok(Arc::new(ex) as Arc<dyn Executor>),
+                    fingerprint: Some(fp),
+                }
             }
-            Err(e) => Connected { conn: Err(e.to_string()), fingerprint: None },
+            Err(e) => Connected {
+                conn: Err(e.to_string()),
+                fingerprint: None,
+            },
         };
         (h.clone(), c)
     });

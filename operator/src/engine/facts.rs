@@ -20,7 +20,9 @@ pub struct HostFacts {
 #[derive(Debug, thiserror::Error)]
 pub enum FactsError {
     /// The host runs an OS family pgmetal does not manage.
-    #[error("unsupported operating system {0:?}: pgmetal manages Debian/Ubuntu and RHEL-family hosts")]
+    #[error(
+        "unsupported operating system {0:?}: pgmetal manages Debian/Ubuntu and RHEL-family hosts"
+    )]
     Unsupported(String),
     /// The host does not run systemd as init.
     #[error("systemd is not running as init (pgmetal manages services with systemctl)")]
@@ -66,8 +68,17 @@ pub fn parse(text: &str) -> Result<HostFacts, FactsError> {
         .chain(like.split_whitespace())
         .find_map(family_of)
         .ok_or_else(|| FactsError::Unsupported(format!("{id} {version}")))?;
-    let installed = packages.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
-    Ok(HostFacts { os, os_release: format!("{id} {version}"), installed })
+    let installed = packages
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    Ok(HostFacts {
+        os,
+        os_release: format!("{id} {version}"),
+        installed,
+    })
 }
 
 #[cfg(test)]
@@ -93,7 +104,13 @@ mod tests {
 
     #[test]
     fn refuses_unknown_os_and_missing_systemd() {
-        assert!(matches!(parse("ID=alpine\n@@systemd\nyes\n@@packages\n"), Err(FactsError::Unsupported(_))));
-        assert!(matches!(parse("ID=debian\n@@systemd\nno\n@@packages\n"), Err(FactsError::NoSystemd)));
+        assert!(matches!(
+            parse("ID=alpine\n@@systemd\nyes\n@@packages\n"),
+            Err(FactsError::Unsupported(_))
+        ));
+        assert!(matches!(
+            parse("ID=debian\n@@systemd\nno\n@@packages\n"),
+            Err(FactsError::NoSystemd)
+        ));
     }
 }

@@ -14,14 +14,29 @@ pub async fn sync(exec: &dyn Executor, files: &[DesiredFile]) -> Result<Vec<Stri
     let current = remote_state(exec, files.iter().map(|f| f.path.as_str())).await?;
     let mut written = Vec::new();
     for f in files {
-        let want = (f.sha256(), format!("{:o}", f.mode), f.owner.clone(), f.group.clone());
+        let want = (
+            f.sha256(),
+            format!("{:o}", f.mode),
+            f.owner.clone(),
+            f.group.clone(),
+        );
         if current.get(&f.path) == Some(&want) {
             continue;
         }
-        if let Some(dir) = f.path.rsplit_once('/').map(|(d, _)| d).filter(|d| !d.is_empty()) {
-            exec.run_ok(&Cmd::new("mkdir").args(["-p", "--", dir]), "create directory").await?;
+        if let Some(dir) = f
+            .path
+            .rsplit_once('/')
+            .map(|(d, _)| d)
+            .filter(|d| !d.is_empty())
+        {
+            exec.run_ok(
+                &Cmd::new("mkdir").args(["-p", "--", dir]),
+                "create directory",
+            )
+            .await?;
         }
-        exec.upload(&f.path, &f.content, f.mode, &f.owner, &f.group).await?;
+        exec.upload(&f.path, &f.content, f.mode, &f.owner, &f.group)
+            .await?;
         written.push(f.path.clone());
     }
     Ok(written)
@@ -33,7 +48,12 @@ async fn remote_state<'a>(
     paths: impl Iterator<Item = &'a str>,
 ) -> Result<BTreeMap<String, (String, String, String, String)>, ExecError> {
     let script = r#"for p in "$@"; do [ -f "$p" ] || continue; h=$(sha256sum < "$p" | cut -d' ' -f1); printf '%s %s\n' "$h $(stat -c '%a %U %G' "$p")" "$p"; done"#;
-    let out = exec.run_ok(&Cmd::script(script).args(paths.map(String::from)), "hash files").await?;
+    let out = exec
+        .run_ok(
+            &Cmd::script(script).args(paths.map(String::from)),
+            "hash files",
+        )
+        .await?;
     Ok(parse_state(&out.stdout_str()))
 }
 
@@ -53,7 +73,13 @@ mod tests {
     use crate::exec::FakeExecutor;
 
     fn file(path: &str, body: &str) -> DesiredFile {
-        DesiredFile { path: path.into(), content: body.into(), mode: 0o640, owner: "postgres".into(), group: "postgres".into() }
+        DesiredFile {
+            path: path.into(),
+            content: body.into(),
+            mode: 0o640,
+            owner: "postgres".into(),
+            group: "postgres".into(),
+        }
     }
 
     #[tokio::test]
@@ -71,7 +97,11 @@ mod tests {
     async fn a_mode_change_alone_rewrites() {
         let f = file("/etc/a.conf", "x");
         let fake = FakeExecutor::new("h1");
-        fake.on_contains("sha256sum", 0, &format!("{} 644 postgres postgres /etc/a.conf\n", f.sha256()));
+        fake.on_contains(
+            "sha256sum",
+            0,
+            &format!("{} 644 postgres postgres /etc/a.conf\n", f.sha256()),
+        );
         assert_eq!(sync(&fake, &[f]).await.unwrap().len(), 1);
     }
 }

@@ -6,13 +6,13 @@
 //! bootstraps) → replicas → HAProxy → Patroni dynamic configuration (parameters, pause,
 //! pending restarts) → observe until healthy.
 
+pub mod connect;
 pub mod facts;
 pub mod files;
 pub mod observe;
 pub mod packages;
 pub mod patroni_api;
 pub mod report;
-pub mod connect;
 mod units;
 
 use std::collections::BTreeMap;
@@ -26,8 +26,8 @@ use crate::model::{ClusterSecrets, DesiredFile};
 use crate::render::{self, InitialClusterState, Layout, member_name, roles};
 use facts::HostFacts;
 use patroni_api::PatroniApi;
-pub use report::{Progress, Quiet, Report};
 use report::Recorder;
+pub use report::{Progress, Quiet, Report};
 
 /// A host's connection: an executor, or why there is none (the host is skipped, others go on).
 pub type Connection = Result<Arc<dyn Executor>, String>;
@@ -54,7 +54,15 @@ impl<'a> Engine<'a> {
         progress: &'a dyn Progress,
     ) -> Self {
         let api = PatroniApi::new(spec.patroni.rest_api_port, secrets.restapi.clone());
-        Engine { spec, secrets, conns, progress, facts: Mutex::default(), rec: Recorder::default(), api }
+        Engine {
+            spec,
+            secrets,
+            conns,
+            progress,
+            facts: Mutex::default(),
+            rec: Recorder::default(),
+            api,
+        }
     }
 
     /// Runs every phase and returns the report with the observed status.
@@ -81,17 +89,26 @@ impl<'a> Engine<'a> {
         let primary = vec![self.spec.postgres.primary.clone()];
         let replicas = self.spec.postgres.replicas.clone();
         let members: Vec<String> = primary.iter().chain(&replicas).cloned().collect();
-        let bootstrapped = self.api.cluster_any(&members).await.is_ok_and(|v| v.leaders().len() == 1);
+        let bootstrapped = self
+            .api
+            .cluster_any(&members)
+            .await
+            .is_ok_and(|v| v.leaders().len() == 1);
         if bootstrapped {
             // A leader exists: the members converge together, no ordering needed.
-            self.phase("patroni members", &members, |h| self.patroni(h, false)).await;
+            self.phase("patroni members", &members, |h| self.patroni(h, false))
+                .await;
         } else {
-            self.phase("patroni primary", &primary, |h| self.patroni(h, true)).await;
-            self.phase("patroni replicas", &replicas, |h| self.patroni(h, false)).await;
+            self.phase("patroni primary", &primary, |h| self.patroni(h, true))
+                .await;
+            self.phase("patroni replicas", &replicas, |h| self.patroni(h, false))
+                .await;
         }
         let lbs = self.spec.haproxy.hosts.clone();
         self.phase("haproxy", &lbs, |h| self.haproxy(h)).await;
-        let dcs = self.timed("patroni dynamic configuration", self.dynamic_config()).await;
+        let dcs = self
+            .timed("patroni dynamic configuration", self.dynamic_config())
+            .await;
         let mut problems = Vec::new();
         if let Err(e) = dcs {
             problems.push(e);
@@ -105,7 +122,10 @@ impl<'a> Engine<'a> {
         let deadline = Instant::now() + Duration::from_secs(90);
         let obs = loop {
             let obs = observe::observe(self.spec, &self.api).await;
-            if observe::problems(self.spec, &obs).is_empty() || Instant::now() > deadline || !self.rec.failed().is_empty() {
+            if observe::problems(self.spec, &obs).is_empty()
+                || Instant::now() > deadline
+                || !self.rec.failed().is_empty()
+            {
                 break obs;
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -113,7 +133,10 @@ impl<'a> Engine<'a> {
         self.rec.phase("observe", t);
         problems.extend(observe::problems(self.spec, &obs));
         for host in self.rec.failed() {
-            problems.insert(0, format!("host {host} did not converge (see hosts.{host}.error)"));
+            problems.insert(
+                0,
+                format!("host {host} did not converge (see hosts.{host}.error)"),
+            );
         }
         let mut report = self.rec.finish();
         report.status = crate::status::from_observation(self.spec, &obs);
@@ -148,7 +171,8 @@ impl<'a> Engine<'a> {
                 if let Err(e) = &res {
                     self.rec.host_error(h, e.clone());
                 }
-                self.progress.host_done(h, res.as_ref().err().map(String::as_str));
+                self.progress
+                    .host_done(h, res.as_ref().err().map(String::as_str));
             }
         });
         self.timed(name, futures::future::join_all(jobs)).await;
@@ -163,11 +187,20 @@ impl<'a> Engine<'a> {
     }
 
     fn host_facts(&self, host: &str) -> Result<HostFacts, String> {
-        self.facts.lock().ok().and_then(|f| f.get(host).cloned()).ok_or_else(|| "facts: not gathered".to_string())
+        self.facts
+            .lock()
+            .ok()
+            .and_then(|f| f.get(host).cloned())
+            .ok_or_else(|| "facts: not gathered".to_string())
     }
 
     /// Runs one named step: progress, timing and the record; errors name the step.
-    async fn step<T>(&self, host: &str, name: &str, fut: impl Future<Output = StepResult<T>>) -> Result<T, String> {
+    async fn step<T>(
+        &self,
+        host: &str,
+        name: &str,
+        fut: impl Future<Output = StepResult<T>>,
+    ) -> Result<T, String> {
         self.progress.step(host, name);
         let t = Instant::now();
         match fut.await {
@@ -181,31 +214,50 @@ impl<'a> Engine<'a> {
 
     async fn prepare(&self, host: &str) -> Result<(), String> {
         let ex = self.exec(host)?;
-        let facts = self.step(host, "facts", async { facts::gather(&*ex).await.map(|f| (f, false, vec![])).map_err(|e| e.to_string()) }).await?;
+        let facts = self
+            .step(host, "facts", async {
+                facts::gather(&*ex)
+                    .await
+                    .map(|f| (f, false, vec![]))
+                    .map_err(|e| e.to_string())
+            })
+            .await?;
         let os = facts.os;
         let r = roles(self.spec, host);
-        let repo: Vec<DesiredFile> = packages::repository_file(self.spec, os).into_iter().collect();
+        let repo: Vec<DesiredFile> = packages::repository_file(self.spec, os)
+            .into_iter()
+            .collect();
         let repo_changed = self
             .step(host, "package source", async {
                 let w = files::sync(&*ex, &repo).await.map_err(|e| e.to_string())?;
                 Ok((!w.is_empty(), !w.is_empty(), w))
             })
             .await?;
-        let missing: Vec<String> = packages::wanted(self.spec, os, r).into_iter().filter(|p| !facts.installed.contains(p)).collect();
+        let missing: Vec<String> = packages::wanted(self.spec, os, r)
+            .into_iter()
+            .filter(|p| !facts.installed.contains(p))
+            .collect();
         self.step(host, "install packages", async {
             if missing.is_empty() {
                 return Ok(((), false, vec![]));
             }
             if repo_changed || os == crate::model::OsFamily::Debian {
-                ex.run_ok(&packages::refresh(os), "refresh package index").await.map_err(|e| e.to_string())?;
+                ex.run_ok(&packages::refresh(os), "refresh package index")
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
-            ex.run_ok(&packages::install(os, &missing), "install packages").await.map_err(|e| e.to_string())?;
+            ex.run_ok(&packages::install(os, &missing), "install packages")
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(((), true, missing.clone()))
         })
         .await?;
         if let Some(cmd) = packages::takeover(os, self.spec, r) {
             self.step(host, "take over package defaults", async {
-                let out = ex.run_ok(&cmd, "take over package defaults").await.map_err(|e| e.to_string())?;
+                let out = ex
+                    .run_ok(&cmd, "take over package defaults")
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let did: Vec<String> = out.stdout_str().lines().map(String::from).collect();
                 Ok(((), !did.is_empty(), did))
             })
@@ -221,12 +273,31 @@ impl<'a> Engine<'a> {
         let ex = self.exec(host)?;
         let os = self.host_facts(host)?.os;
         let layout = Layout::new(self.spec, os);
-        let mut want = vec![render::etcd_config(self.spec, host, os, InitialClusterState::New).map_err(|e| e.to_string())?];
-        want.extend(render::systemd_units(os, render::Roles { etcd: true, ..Default::default() }));
-        self.ensure_dir(host, &*ex, &self.spec.etcd.data_dir, &layout.etcd_user).await?;
+        let mut want = vec![
+            render::etcd_config(self.spec, host, os, InitialClusterState::New)
+                .map_err(|e| e.to_string())?,
+        ];
+        want.extend(render::systemd_units(
+            os,
+            render::Roles {
+                etcd: true,
+                ..Default::default()
+            },
+        ));
+        self.ensure_dir(host, &*ex, &self.spec.etcd.data_dir, &layout.etcd_user)
+            .await?;
         let written = self.write(host, &*ex, &want).await?;
         // All members must start together (each waits for quorum): never block on the start.
-        units::ensure(self, host, &*ex, &layout.etcd_unit, !written.is_empty(), units::OnChange::Restart, true).await
+        units::ensure(
+            self,
+            host,
+            &*ex,
+            &layout.etcd_unit,
+            !written.is_empty(),
+            units::OnChange::Restart,
+            true,
+        )
+        .await
     }
 
     async fn wait_etcd(&self) -> Result<(), String> {
@@ -251,11 +322,26 @@ impl<'a> Engine<'a> {
         let os = self.host_facts(host)?.os;
         let layout = Layout::new(self.spec, os);
         let r = roles(self.spec, host);
-        let mut want = vec![render::patroni_config(self.spec, self.secrets, host, os).map_err(|e| e.to_string())?];
-        want.extend(render::systemd_units(os, render::Roles { etcd: false, ..r }));
-        self.ensure_dir(host, &*ex, &layout.data_dir, &layout.postgres_user).await?;
+        let mut want = vec![
+            render::patroni_config(self.spec, self.secrets, host, os).map_err(|e| e.to_string())?,
+        ];
+        want.extend(render::systemd_units(
+            os,
+            render::Roles { etcd: false, ..r },
+        ));
+        self.ensure_dir(host, &*ex, &layout.data_dir, &layout.postgres_user)
+            .await?;
         let written = self.write(host, &*ex, &want).await?;
-        units::ensure(self, host, &*ex, &layout.patroni_unit, !written.is_empty(), units::OnChange::Reload, false).await?;
+        units::ensure(
+            self,
+            host,
+            &*ex,
+            &layout.patroni_unit,
+            !written.is_empty(),
+            units::OnChange::Reload,
+            false,
+        )
+        .await?;
         let name = member_name(host);
         let what = if bootstrap { "leader" } else { "streaming" };
         self.step(host, &format!("wait for patroni {what}"), async {
@@ -288,16 +374,41 @@ impl<'a> Engine<'a> {
         let cfg = render::haproxy_config(self.spec).map_err(|e| e.to_string())?;
         let written = self.write(host, &*ex, std::slice::from_ref(&cfg)).await?;
         if !written.is_empty() {
-            ex.run_ok(&Cmd::new("haproxy").args(["-c", "-q", "-f", &layout.haproxy_config]), "check haproxy.cfg").await.map_err(|e| e.to_string())?;
+            ex.run_ok(
+                &Cmd::new("haproxy").args(["-c", "-q", "-f", &layout.haproxy_config]),
+                "check haproxy.cfg",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
         }
-        units::ensure(self, host, &*ex, &layout.haproxy_unit, !written.is_empty(), units::OnChange::Reload, false).await
+        units::ensure(
+            self,
+            host,
+            &*ex,
+            &layout.haproxy_unit,
+            !written.is_empty(),
+            units::OnChange::Reload,
+            false,
+        )
+        .await
     }
 
     /// Parameters, timing and pause through `PATCH /config`, then restarts only where pending.
     async fn dynamic_config(&self) -> Result<(), String> {
-        let members: Vec<String> = std::iter::once(self.spec.postgres.primary.clone()).chain(self.spec.postgres.replicas.clone()).collect();
-        let view = self.api.cluster_any(&members).await.map_err(|e| e.to_string())?;
-        let Some(leader) = view.leaders().first().and_then(|l| members.iter().find(|h| member_name(h) == l.name)).cloned() else {
+        let members: Vec<String> = std::iter::once(self.spec.postgres.primary.clone())
+            .chain(self.spec.postgres.replicas.clone())
+            .collect();
+        let view = self
+            .api
+            .cluster_any(&members)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(leader) = view
+            .leaders()
+            .first()
+            .and_then(|l| members.iter().find(|h| member_name(h) == l.name))
+            .cloned()
+        else {
             return Err("Patroni has no leader: dynamic configuration not applied".into());
         };
         let current = self.api.config(&leader).await.map_err(|e| e.to_string())?;
@@ -306,29 +417,58 @@ impl<'a> Engine<'a> {
         if self.spec.paused || current.get("pause") == Some(&serde_json::Value::Bool(true)) {
             desired["pause"] = serde_json::Value::Bool(self.spec.paused);
         }
-        let Some(patch) = patroni_api::config_patch(&current, &desired) else { return Ok(()) };
+        let Some(patch) = patroni_api::config_patch(&current, &desired) else {
+            return Ok(());
+        };
         let t = Instant::now();
         self.progress.step(&leader, "patroni dynamic configuration");
-        self.api.patch_config(&leader, &patch).await.map_err(|e| e.to_string())?;
-        self.rec.step(&leader, "patroni dynamic configuration", true, t, vec![patch.to_string()]);
+        self.api
+            .patch_config(&leader, &patch)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.rec.step(
+            &leader,
+            "patroni dynamic configuration",
+            true,
+            t,
+            vec![patch.to_string()],
+        );
         // Members see the change on their next loop; then some need a restart.
-        tokio::time::sleep(Duration::from_secs(u64::from(self.spec.patroni.loop_wait) + 3)).await;
+        tokio::time::sleep(Duration::from_secs(
+            u64::from(self.spec.patroni.loop_wait) + 3,
+        ))
+        .await;
         let view = self.api.cluster(&leader).await.map_err(|e| e.to_string())?;
         let mut pending: Vec<(&String, bool)> = members
             .iter()
-            .filter_map(|h| view.members.iter().find(|m| m.name == member_name(h) && m.pending_restart).map(|m| (h, m.role == "leader")))
+            .filter_map(|h| {
+                view.members
+                    .iter()
+                    .find(|m| m.name == member_name(h) && m.pending_restart)
+                    .map(|m| (h, m.role == "leader"))
+            })
             .collect();
         pending.sort_by_key(|(_, is_leader)| *is_leader); // replicas first, the leader last
         for (host, _) in pending {
             let t = Instant::now();
             self.progress.step(host, "restart for pending parameters");
-            self.api.restart_pending(host).await.map_err(|e| e.to_string())?;
-            self.rec.step(host, "restart for pending parameters", true, t, vec![]);
+            self.api
+                .restart_pending(host)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.rec
+                .step(host, "restart for pending parameters", true, t, vec![]);
         }
         Ok(())
     }
 
-    async fn ensure_dir(&self, host: &str, ex: &dyn Executor, dir: &str, owner: &str) -> Result<bool, String> {
+    async fn ensure_dir(
+        &self,
+        host: &str,
+        ex: &dyn Executor,
+        dir: &str,
+        owner: &str,
+    ) -> Result<bool, String> {
         self.step(host, &format!("directory {dir}"), async {
             let out = ex
                 .run_ok(&Cmd::script(r#"[ -d "$1" ] && exit 0; install -d -m 0700 -o "$2" -g "$2" "$1" && echo created"#).args([dir, owner]), "create directory")
@@ -340,7 +480,12 @@ impl<'a> Engine<'a> {
         .await
     }
 
-    async fn write(&self, host: &str, ex: &dyn Executor, want: &[DesiredFile]) -> Result<Vec<String>, String> {
+    async fn write(
+        &self,
+        host: &str,
+        ex: &dyn Executor,
+        want: &[DesiredFile],
+    ) -> Result<Vec<String>, String> {
         self.step(host, "write files", async {
             let w = files::sync(ex, want).await.map_err(|e| e.to_string())?;
             Ok((w.clone(), !w.is_empty(), w))

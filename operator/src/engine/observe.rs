@@ -22,13 +22,26 @@ pub struct Observation {
 
 /// The etcd client URL of `host`.
 pub fn etcd_endpoint(host: &str, port: u16) -> String {
-    if host.contains(':') { format!("http://[{host}]:{port}") } else { format!("http://{host}:{port}") }
+    if host.contains(':') {
+        format!("http://[{host}]:{port}")
+    } else {
+        format!("http://{host}:{port}")
+    }
 }
 
 /// etcd member list, leader and per-endpoint health through etcd-client.
 pub async fn etcd(spec: &PostgresClusterSpec) -> EtcdStatus {
-    let opts = || Some(ConnectOptions::new().with_connect_timeout(Duration::from_secs(2)).with_timeout(Duration::from_secs(3)));
-    let mut status = EtcdStatus { desired: spec.etcd.hosts.len() as i32, ..Default::default() };
+    let opts = || {
+        Some(
+            ConnectOptions::new()
+                .with_connect_timeout(Duration::from_secs(2))
+                .with_timeout(Duration::from_secs(3)),
+        )
+    };
+    let mut status = EtcdStatus {
+        desired: spec.etcd.hosts.len() as i32,
+        ..Default::default()
+    };
     let mut leader_id = None;
     let mut names = std::collections::BTreeMap::new();
     for host in &spec.etcd.hosts {
@@ -40,7 +53,11 @@ pub async fn etcd(spec: &PostgresClusterSpec) -> EtcdStatus {
                     if names.is_empty()
                         && let Ok(list) = c.member_list().await
                     {
-                        names = list.members().iter().map(|m| (m.id(), m.name().to_string())).collect();
+                        names = list
+                            .members()
+                            .iter()
+                            .map(|m| (m.id(), m.name().to_string()))
+                            .collect();
                     }
                     true
                 }
@@ -49,7 +66,11 @@ pub async fn etcd(spec: &PostgresClusterSpec) -> EtcdStatus {
             Err(_) => false,
         };
         status.healthy += i32::from(healthy);
-        status.members.push(EtcdMemberStatus { name: member_name(host), client_url: Some(ep), healthy });
+        status.members.push(EtcdMemberStatus {
+            name: member_name(host),
+            client_url: Some(ep),
+            healthy,
+        });
     }
     status.leader = leader_id.and_then(|id| names.get(&id).cloned());
     status
@@ -57,10 +78,23 @@ pub async fn etcd(spec: &PostgresClusterSpec) -> EtcdStatus {
 
 /// Routing of one HAProxy host from its CSV statistics.
 pub async fn haproxy(spec: &PostgresClusterSpec, host: &str) -> Result<HaproxyStatus, String> {
-    let h = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+    let h = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
     let url = format!("http://{h}:{}/stats;csv", spec.haproxy.stats_port);
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).no_proxy().build().map_err(|e| e.to_string())?;
-    let text = client.get(url).send().await.and_then(|r| r.error_for_status()).map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let text = client
+        .get(url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| e.to_string())?;
     let text = text.text().await.map_err(|e| e.to_string())?;
     Ok(parse_haproxy_csv(host, &text))
 }
@@ -68,15 +102,28 @@ pub async fn haproxy(spec: &PostgresClusterSpec, host: &str) -> Result<HaproxySt
 /// Parses `show stat` CSV: servers that are UP in the `primary` and `replicas` listeners.
 pub fn parse_haproxy_csv(host: &str, csv: &str) -> HaproxyStatus {
     let mut lines = csv.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().trim_start_matches("# ").split(',').collect();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
     let col = |name: &str| header.iter().position(|h| *h == name);
     let (Some(px), Some(sv), Some(st)) = (col("pxname"), col("svname"), col("status")) else {
-        return HaproxyStatus { host: host.into(), ..Default::default() };
+        return HaproxyStatus {
+            host: host.into(),
+            ..Default::default()
+        };
     };
-    let mut out = HaproxyStatus { host: host.into(), ..Default::default() };
+    let mut out = HaproxyStatus {
+        host: host.into(),
+        ..Default::default()
+    };
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
-        let (Some(p), Some(s), Some(state)) = (f.get(px), f.get(sv), f.get(st)) else { continue };
+        let (Some(p), Some(s), Some(state)) = (f.get(px), f.get(sv), f.get(st)) else {
+            continue;
+        };
         if matches!(*s, "FRONTEND" | "BACKEND") || !state.starts_with("UP") {
             continue;
         }
@@ -91,10 +138,17 @@ pub fn parse_haproxy_csv(host: &str, csv: &str) -> HaproxyStatus {
 
 /// Observe everything once.
 pub async fn observe(spec: &PostgresClusterSpec, api: &PatroniApi) -> Observation {
-    let pg_hosts: Vec<String> = std::iter::once(spec.postgres.primary.clone()).chain(spec.postgres.replicas.clone()).collect();
+    let pg_hosts: Vec<String> = std::iter::once(spec.postgres.primary.clone())
+        .chain(spec.postgres.replicas.clone())
+        .collect();
     let (etcd, patroni) = tokio::join!(etcd(spec), api.cluster_any(&pg_hosts));
-    let haproxy = futures::future::join_all(spec.haproxy.hosts.iter().map(|h| haproxy(spec, h))).await;
-    Observation { etcd, patroni: patroni.ok(), haproxy }
+    let haproxy =
+        futures::future::join_all(spec.haproxy.hosts.iter().map(|h| haproxy(spec, h))).await;
+    Observation {
+        etcd,
+        patroni: patroni.ok(),
+        haproxy,
+    }
 }
 
 /// Patroni members mapped to the spec's hosts.
@@ -103,15 +157,18 @@ pub fn members(spec: &PostgresClusterSpec, view: &ClusterView) -> Vec<MemberStat
     let mut out: Vec<MemberStatus> = hosts
         .filter_map(|host| {
             let name = member_name(host);
-            view.members.iter().find(|m| m.name == name).map(|m| MemberStatus {
-                host: host.clone(),
-                name,
-                role: m.role.clone(),
-                state: m.state.clone(),
-                timeline: m.timeline,
-                lag_bytes: m.lag.as_ref().and_then(serde_json::Value::as_i64),
-                pending_restart: m.pending_restart,
-            })
+            view.members
+                .iter()
+                .find(|m| m.name == name)
+                .map(|m| MemberStatus {
+                    host: host.clone(),
+                    name,
+                    role: m.role.clone(),
+                    state: m.state.clone(),
+                    timeline: m.timeline,
+                    lag_bytes: m.lag.as_ref().and_then(serde_json::Value::as_i64),
+                    pending_restart: m.pending_restart,
+                })
         })
         .collect();
     // Members Patroni knows that the spec does not name (e.g. removed from the spec) are shown too.
@@ -135,8 +192,19 @@ pub fn members(spec: &PostgresClusterSpec, view: &ClusterView) -> Vec<MemberStat
 pub fn problems(spec: &PostgresClusterSpec, obs: &Observation) -> Vec<String> {
     let mut out = Vec::new();
     if obs.etcd.healthy < obs.etcd.desired {
-        let down: Vec<&str> = obs.etcd.members.iter().filter(|m| !m.healthy).map(|m| m.name.as_str()).collect();
-        out.push(format!("etcd: {}/{} members healthy (not answering: {})", obs.etcd.healthy, obs.etcd.desired, down.join(", ")));
+        let down: Vec<&str> = obs
+            .etcd
+            .members
+            .iter()
+            .filter(|m| !m.healthy)
+            .map(|m| m.name.as_str())
+            .collect();
+        out.push(format!(
+            "etcd: {}/{} members healthy (not answering: {})",
+            obs.etcd.healthy,
+            obs.etcd.desired,
+            down.join(", ")
+        ));
     }
     let Some(view) = &obs.patroni else {
         out.push("Patroni: no member's REST API answered".into());
@@ -144,34 +212,54 @@ pub fn problems(spec: &PostgresClusterSpec, obs: &Observation) -> Vec<String> {
     };
     let leaders = view.leaders();
     if leaders.len() != 1 {
-        out.push(format!("Patroni: {} leaders (want exactly 1)", leaders.len()));
+        out.push(format!(
+            "Patroni: {} leaders (want exactly 1)",
+            leaders.len()
+        ));
     }
     let ms = members(spec, view);
     for host in std::iter::once(&spec.postgres.primary).chain(&spec.postgres.replicas) {
         match ms.iter().find(|m| &m.host == host) {
             None => out.push(format!("Patroni: member on {host} is not registered")),
             Some(m) if m.role == "leader" => {}
-            Some(m) if !(m.state == "streaming" || (m.state == "running" && m.lag_bytes.is_some())) => {
-                out.push(format!("Patroni: replica on {host} is {} (not streaming)", m.state))
+            Some(m)
+                if !(m.state == "streaming" || (m.state == "running" && m.lag_bytes.is_some())) =>
+            {
+                out.push(format!(
+                    "Patroni: replica on {host} is {} (not streaming)",
+                    m.state
+                ))
             }
             _ => {}
         }
     }
     let leader = leaders.first().map(|l| l.name.clone());
-    let mut want_replicas: Vec<String> =
-        ms.iter().filter(|m| m.role != "leader" && (m.state == "streaming" || m.state == "running")).map(|m| m.name.clone()).collect();
+    let mut want_replicas: Vec<String> = ms
+        .iter()
+        .filter(|m| m.role != "leader" && (m.state == "streaming" || m.state == "running"))
+        .map(|m| m.name.clone())
+        .collect();
     want_replicas.sort();
     for h in &obs.haproxy {
         match h {
             Err(e) => out.push(format!("HAProxy: stats unreadable: {e}")),
             Ok(h) => {
                 if leader.as_ref().map(|l| vec![l.clone()]) != Some(h.primary_backends.clone()) {
-                    out.push(format!("HAProxy on {}: read-write port routes to [{}], want the leader", h.host, h.primary_backends.join(", ")));
+                    out.push(format!(
+                        "HAProxy on {}: read-write port routes to [{}], want the leader",
+                        h.host,
+                        h.primary_backends.join(", ")
+                    ));
                 }
                 let mut got = h.replica_backends.clone();
                 got.sort();
                 if got != want_replicas {
-                    out.push(format!("HAProxy on {}: read-only port routes to [{}], want [{}]", h.host, got.join(", "), want_replicas.join(", ")));
+                    out.push(format!(
+                        "HAProxy on {}: read-only port routes to [{}], want [{}]",
+                        h.host,
+                        got.join(", "),
+                        want_replicas.join(", ")
+                    ));
                 }
             }
         }

@@ -22,14 +22,26 @@ pub fn wanted(spec: &PostgresClusterSpec, os: OsFamily, roles: Roles) -> Vec<Str
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let mut out = Vec::new();
     if roles.postgres {
-        out.extend(pick(&names.postgres, vec![format!("postgresql-{v}")], vec![
-            format!("postgresql{v}-server"),
-            format!("postgresql{v}-contrib"),
-        ]));
-        out.extend(pick(&names.patroni, s(&["patroni", "python3-etcd", "python3-psycopg2"]), s(&["patroni", "patroni-etcd"])));
+        out.extend(pick(
+            &names.postgres,
+            vec![format!("postgresql-{v}")],
+            vec![
+                format!("postgresql{v}-server"),
+                format!("postgresql{v}-contrib"),
+            ],
+        ));
+        out.extend(pick(
+            &names.patroni,
+            s(&["patroni", "python3-etcd", "python3-psycopg2"]),
+            s(&["patroni", "patroni-etcd"]),
+        ));
     }
     if roles.etcd {
-        out.extend(pick(&names.etcd, s(&["etcd-server", "etcd-client"]), s(&["etcd"])));
+        out.extend(pick(
+            &names.etcd,
+            s(&["etcd-server", "etcd-client"]),
+            s(&["etcd"]),
+        ));
     }
     if roles.haproxy {
         out.extend(pick(&names.haproxy, s(&["haproxy"]), s(&["haproxy"])));
@@ -42,7 +54,10 @@ pub fn wanted(spec: &PostgresClusterSpec, os: OsFamily, roles: Roles) -> Vec<Str
 pub fn repository_file(spec: &PostgresClusterSpec, os: OsFamily) -> Option<DesiredFile> {
     let repo = spec.packages.repository.as_ref()?;
     let (path, content) = match os {
-        OsFamily::Debian => ("/etc/apt/sources.list.d/pgmetal.list", format!("{}\n", one_line(repo.apt.as_deref()?))),
+        OsFamily::Debian => (
+            "/etc/apt/sources.list.d/pgmetal.list",
+            format!("{}\n", one_line(repo.apt.as_deref()?)),
+        ),
         OsFamily::RedHat => {
             let ini = [
                 "[pgmetal]".to_string(),
@@ -54,7 +69,13 @@ pub fn repository_file(spec: &PostgresClusterSpec, os: OsFamily) -> Option<Desir
             ("/etc/yum.repos.d/pgmetal.repo", ini.join("\n") + "\n")
         }
     };
-    Some(DesiredFile { path: path.into(), content: content.into_bytes(), mode: 0o644, owner: "root".into(), group: "root".into() })
+    Some(DesiredFile {
+        path: path.into(),
+        content: content.into_bytes(),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+    })
 }
 
 /// The CRD forbids line breaks here; cut at one anyway so a file can never gain a second line.
@@ -65,8 +86,12 @@ fn one_line(s: &str) -> &str {
 /// Refresh package indexes (after the repository file changed).
 pub fn refresh(os: OsFamily) -> Cmd {
     match os {
-        OsFamily::Debian => Cmd::new("apt-get").args(["-q", "update"]).timeout(INSTALL_TIMEOUT),
-        OsFamily::RedHat => Cmd::new("dnf").args(["-q", "makecache"]).timeout(INSTALL_TIMEOUT),
+        OsFamily::Debian => Cmd::new("apt-get")
+            .args(["-q", "update"])
+            .timeout(INSTALL_TIMEOUT),
+        OsFamily::RedHat => Cmd::new("dnf")
+            .args(["-q", "makecache"])
+            .timeout(INSTALL_TIMEOUT),
     }
 }
 
@@ -151,17 +176,54 @@ mod tests {
 
     #[test]
     fn packages_per_role_and_family() {
-        let all = Roles { postgres: true, etcd: true, haproxy: true };
-        assert_eq!(wanted(&spec(), OsFamily::Debian, all), [
-            "postgresql-15", "patroni", "python3-etcd", "python3-psycopg2", "etcd-server", "etcd-client", "haproxy"
-        ]);
-        let lb = Roles { haproxy: true, ..Default::default() };
+        let all = Roles {
+            postgres: true,
+            etcd: true,
+            haproxy: true,
+        };
+        assert_eq!(
+            wanted(&spec(), OsFamily::Debian, all),
+            [
+                "postgresql-15",
+                "patroni",
+                "python3-etcd",
+                "python3-psycopg2",
+                "etcd-server",
+                "etcd-client",
+                "haproxy"
+            ]
+        );
+        let lb = Roles {
+            haproxy: true,
+            ..Default::default()
+        };
         assert_eq!(wanted(&spec(), OsFamily::RedHat, lb), ["haproxy"]);
-        let pg = Roles { postgres: true, ..Default::default() };
-        assert_eq!(wanted(&spec(), OsFamily::RedHat, pg), ["postgresql15-server", "postgresql15-contrib", "patroni", "patroni-etcd"]);
+        let pg = Roles {
+            postgres: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            wanted(&spec(), OsFamily::RedHat, pg),
+            [
+                "postgresql15-server",
+                "postgresql15-contrib",
+                "patroni",
+                "patroni-etcd"
+            ]
+        );
         let mut s = spec();
         s.packages.names.etcd = vec!["etcd-custom".into()];
-        assert_eq!(wanted(&s, OsFamily::Debian, Roles { etcd: true, ..Default::default() }), ["etcd-custom"]);
+        assert_eq!(
+            wanted(
+                &s,
+                OsFamily::Debian,
+                Roles {
+                    etcd: true,
+                    ..Default::default()
+                }
+            ),
+            ["etcd-custom"]
+        );
     }
 
     #[test]
@@ -174,20 +236,44 @@ mod tests {
             yum_gpg_check: true,
         });
         let apt = repository_file(&s, OsFamily::Debian).unwrap();
-        assert_eq!(String::from_utf8(apt.content).unwrap(), "deb [trusted=yes] http://10.0.0.1:8089 ./\n");
-        let yum = String::from_utf8(repository_file(&s, OsFamily::RedHat).unwrap().content).unwrap();
+        assert_eq!(
+            String::from_utf8(apt.content).unwrap(),
+            "deb [trusted=yes] http://10.0.0.1:8089 ./\n"
+        );
+        let yum =
+            String::from_utf8(repository_file(&s, OsFamily::RedHat).unwrap().content).unwrap();
         assert!(yum.contains("baseurl=http://mirror/el9/\n") && yum.contains("gpgcheck=1"));
     }
 
     #[test]
     fn install_and_takeover_quote_their_arguments() {
-        let cmd = install(OsFamily::Debian, &["postgresql-15".into(), "x;touch /tmp/p".into()]).to_shell(false);
+        let cmd = install(
+            OsFamily::Debian,
+            &["postgresql-15".into(), "x;touch /tmp/p".into()],
+        )
+        .to_shell(false);
         assert!(cmd.ends_with("postgresql-15 'x;touch /tmp/p'"), "{cmd}");
         assert!(cmd.contains("policy-rc.d"));
-        assert!(install(OsFamily::RedHat, &["haproxy".into()]).to_shell(true).starts_with("sudo -n -- sh -c"));
-        let all = Roles { postgres: true, etcd: true, haproxy: false };
+        assert!(
+            install(OsFamily::RedHat, &["haproxy".into()])
+                .to_shell(true)
+                .starts_with("sudo -n -- sh -c")
+        );
+        let all = Roles {
+            postgres: true,
+            etcd: true,
+            haproxy: false,
+        };
         let t = takeover(OsFamily::Debian, &spec(), all).unwrap();
-        assert_eq!(t.arguments(), ["15", "/data/pg_data", "/var/lib/etcd/default.etcd", "pg,etcd"]);
+        assert_eq!(
+            t.arguments(),
+            [
+                "15",
+                "/data/pg_data",
+                "/var/lib/etcd/default.etcd",
+                "pg,etcd"
+            ]
+        );
         assert!(takeover(OsFamily::RedHat, &spec(), all).is_none());
     }
 }

@@ -42,7 +42,10 @@ pub struct ClusterView {
 impl ClusterView {
     /// Members whose role is leader.
     pub fn leaders(&self) -> Vec<&ClusterMember> {
-        self.members.iter().filter(|m| m.role == "leader" || m.role == "standby_leader").collect()
+        self.members
+            .iter()
+            .filter(|m| m.role == "leader" || m.role == "standby_leader")
+            .collect()
     }
 }
 
@@ -73,22 +76,42 @@ impl PatroniApi {
             .no_proxy()
             .build()
             .unwrap_or_default();
-        Self { http, port, password }
+        Self {
+            http,
+            port,
+            password,
+        }
     }
 
     fn url(&self, host: &str, path: &str) -> String {
-        let h = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+        let h = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
         format!("http://{h}:{}{path}", self.port)
     }
 
     fn err(host: &str, e: impl std::fmt::Display) -> ApiError {
-        ApiError { host: host.into(), message: e.to_string() }
+        ApiError {
+            host: host.into(),
+            message: e.to_string(),
+        }
     }
 
     /// `GET /cluster` from `host`.
     pub async fn cluster(&self, host: &str) -> Result<ClusterView, ApiError> {
-        let r = self.http.get(self.url(host, "/cluster")).send().await.map_err(|e| Self::err(host, e))?;
-        r.error_for_status().map_err(|e| Self::err(host, e))?.json().await.map_err(|e| Self::err(host, e))
+        let r = self
+            .http
+            .get(self.url(host, "/cluster"))
+            .send()
+            .await
+            .map_err(|e| Self::err(host, e))?;
+        r.error_for_status()
+            .map_err(|e| Self::err(host, e))?
+            .json()
+            .await
+            .map_err(|e| Self::err(host, e))
     }
 
     /// The cluster view from the first of `hosts` that answers.
@@ -105,11 +128,26 @@ impl PatroniApi {
 
     /// `GET /config`: the dynamic configuration in the DCS.
     pub async fn config(&self, host: &str) -> Result<Value, ApiError> {
-        let r = self.http.get(self.url(host, "/config")).send().await.map_err(|e| Self::err(host, e))?;
-        r.error_for_status().map_err(|e| Self::err(host, e))?.json().await.map_err(|e| Self::err(host, e))
+        let r = self
+            .http
+            .get(self.url(host, "/config"))
+            .send()
+            .await
+            .map_err(|e| Self::err(host, e))?;
+        r.error_for_status()
+            .map_err(|e| Self::err(host, e))?
+            .json()
+            .await
+            .map_err(|e| Self::err(host, e))
     }
 
-    async fn unsafe_call(&self, method: reqwest::Method, host: &str, path: &str, body: &Value) -> Result<String, ApiError> {
+    async fn unsafe_call(
+        &self,
+        method: reqwest::Method,
+        host: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<String, ApiError> {
         let r = self
             .http
             .request(method, self.url(host, path))
@@ -121,23 +159,42 @@ impl PatroniApi {
             .map_err(|e| Self::err(host, e))?;
         let status = r.status();
         let text = r.text().await.unwrap_or_default();
-        if status.is_success() { Ok(text) } else { Err(Self::err(host, format!("{status}: {}", text.trim()))) }
+        if status.is_success() {
+            Ok(text)
+        } else {
+            Err(Self::err(host, format!("{status}: {}", text.trim())))
+        }
     }
 
     /// `PATCH /config` with a JSON merge patch (null removes a key).
     pub async fn patch_config(&self, host: &str, patch: &Value) -> Result<(), ApiError> {
-        self.unsafe_call(reqwest::Method::PATCH, host, "/config", patch).await.map(drop)
+        self.unsafe_call(reqwest::Method::PATCH, host, "/config", patch)
+            .await
+            .map(drop)
     }
 
     /// `POST /restart` of the member on `host` (only if a restart is pending).
     pub async fn restart_pending(&self, host: &str) -> Result<(), ApiError> {
-        self.unsafe_call(reqwest::Method::POST, host, "/restart", &serde_json::json!({"restart_pending": true})).await.map(drop)
+        self.unsafe_call(
+            reqwest::Method::POST,
+            host,
+            "/restart",
+            &serde_json::json!({"restart_pending": true}),
+        )
+        .await
+        .map(drop)
     }
 
     /// `POST /switchover` from `leader` to `candidate` (member names), sent to `host`.
-    pub async fn switchover(&self, host: &str, leader: &str, candidate: &str) -> Result<String, ApiError> {
+    pub async fn switchover(
+        &self,
+        host: &str,
+        leader: &str,
+        candidate: &str,
+    ) -> Result<String, ApiError> {
         let body = serde_json::json!({"leader": leader, "candidate": candidate});
-        self.unsafe_call(reqwest::Method::POST, host, "/switchover", &body).await
+        self.unsafe_call(reqwest::Method::POST, host, "/switchover", &body)
+            .await
     }
 }
 
@@ -145,7 +202,9 @@ impl PatroniApi {
 /// settings in `desired` and every `postgresql.parameters` key (unknown parameters are removed).
 pub fn config_patch(current: &Value, desired: &Value) -> Option<Value> {
     let mut patch = serde_json::Map::new();
-    let (Some(cur), Some(want)) = (current.as_object(), desired.as_object()) else { return None };
+    let (Some(cur), Some(want)) = (current.as_object(), desired.as_object()) else {
+        return None;
+    };
     for (k, v) in want {
         if k == "postgresql" {
             continue;
@@ -154,7 +213,12 @@ pub fn config_patch(current: &Value, desired: &Value) -> Option<Value> {
             patch.insert(k.clone(), v.clone());
         }
     }
-    let params = |o: &Value| o.pointer("/postgresql/parameters").and_then(Value::as_object).cloned().unwrap_or_default();
+    let params = |o: &Value| {
+        o.pointer("/postgresql/parameters")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
     let (cur_p, want_p) = (params(current), params(desired));
     let mut pp = serde_json::Map::new();
     for (k, v) in &want_p {
@@ -167,7 +231,10 @@ pub fn config_patch(current: &Value, desired: &Value) -> Option<Value> {
     }
     let other = |o: &Value| {
         o.get("postgresql").and_then(Value::as_object).map(|m| {
-            m.iter().filter(|(k, _)| *k != "parameters").map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>()
+            m.iter()
+                .filter(|(k, _)| *k != "parameters")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<serde_json::Map<_, _>>()
         })
     };
     let mut pg = serde_json::Map::new();
@@ -208,7 +275,9 @@ mod tests {
         let want = json!({"ttl": 40, "postgresql": {"use_pg_rewind": true, "parameters": {"max_connections": "200"}}});
         assert_eq!(
             config_patch(&cur, &want),
-            Some(json!({"ttl": 40, "postgresql": {"parameters": {"max_connections": "200", "work_mem": null}}}))
+            Some(
+                json!({"ttl": 40, "postgresql": {"parameters": {"max_connections": "200", "work_mem": null}}})
+            )
         );
     }
 

@@ -87,11 +87,23 @@ pub struct Recorder {
 
 impl Recorder {
     /// Record a finished step.
-    pub fn step(&self, host: &str, step: &str, changed: bool, started: Instant, detail: Vec<String>) {
+    pub fn step(
+        &self,
+        host: &str,
+        step: &str,
+        changed: bool,
+        started: Instant,
+        detail: Vec<String>,
+    ) {
         let ms = started.elapsed().as_millis() as u64;
         if let Ok(mut r) = self.inner.lock() {
             let h = r.hosts.entry(host.to_string()).or_default();
-            h.steps.push(StepRecord { step: step.into(), changed, duration_ms: ms, detail });
+            h.steps.push(StepRecord {
+                step: step.into(),
+                changed,
+                duration_ms: ms,
+                detail,
+            });
             h.changed += usize::from(changed);
             h.duration_ms += ms;
             r.changed += usize::from(changed);
@@ -108,13 +120,25 @@ impl Recorder {
     /// Record a finished phase.
     pub fn phase(&self, phase: &str, started: Instant) {
         if let Ok(mut r) = self.inner.lock() {
-            r.phases.push(PhaseRecord { phase: phase.into(), duration_ms: started.elapsed().as_millis() as u64 });
+            r.phases.push(PhaseRecord {
+                phase: phase.into(),
+                duration_ms: started.elapsed().as_millis() as u64,
+            });
         }
     }
 
     /// Hosts that failed so far.
     pub fn failed(&self) -> Vec<String> {
-        self.inner.lock().map(|r| r.hosts.iter().filter(|(_, h)| h.error.is_some()).map(|(k, _)| k.clone()).collect()).unwrap_or_default()
+        self.inner
+            .lock()
+            .map(|r| {
+                r.hosts
+                    .iter()
+                    .filter(|(_, h)| h.error.is_some())
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The report so far.

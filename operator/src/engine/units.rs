@@ -42,8 +42,15 @@ pub async fn ensure(
     ]);
     engine
         .step(host, &format!("unit {unit}"), async {
-            let out = ex.run_ok(&cmd, &format!("unit {unit}")).await.map_err(|e| e.to_string())?;
-            let did: Vec<String> = out.stdout_str().lines().map(|l| format!("{unit} {l}")).collect();
+            let out = ex
+                .run_ok(&cmd, &format!("unit {unit}"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let did: Vec<String> = out
+                .stdout_str()
+                .lines()
+                .map(|l| format!("{unit} {l}"))
+                .collect();
             Ok(((), !did.is_empty(), did))
         })
         .await

@@ -20,30 +20,48 @@ impl Lab {
             eprintln!("skipped: set PGMETAL_LAB=1 after `e2e/lab up` to run lab tests");
             return None;
         }
-        let text = std::fs::read_to_string(ENV_FILE).expect("PGMETAL_LAB=1 but the lab env file is missing: run e2e/lab up");
+        let text = std::fs::read_to_string(ENV_FILE)
+            .expect("PGMETAL_LAB=1 but the lab env file is missing: run e2e/lab up");
         let env: BTreeMap<String, String> = text
             .lines()
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
             .collect();
-        let hosts: Vec<String> = env.get("LAB_HOSTS").map(|h| h.split_whitespace().map(String::from).collect()).unwrap_or_default();
-        assert!(hosts.len() >= min_hosts, "this test needs {min_hosts} lab hosts, the lab has {}", hosts.len());
+        let hosts: Vec<String> = env
+            .get("LAB_HOSTS")
+            .map(|h| h.split_whitespace().map(String::from).collect())
+            .unwrap_or_default();
+        assert!(
+            hosts.len() >= min_hosts,
+            "this test needs {min_hosts} lab hosts, the lab has {}",
+            hosts.len()
+        );
         Some(Lab { env, hosts })
     }
 
     pub fn var(&self, k: &str) -> String {
-        self.env.get(k).cloned().unwrap_or_else(|| panic!("{k} missing from {ENV_FILE}"))
+        self.env
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| panic!("{k} missing from {ENV_FILE}"))
     }
 
     /// Runs a shell command as root on `host` through `e2e/lab ssh`.
     pub fn ssh(&self, host: &str, script: &str) -> Output {
-        Command::new(repo().join("e2e/lab")).args(["ssh", host, "--", "sh", "-c", &shell_quote(script)]).output().expect("e2e/lab ssh")
+        Command::new(repo().join("e2e/lab"))
+            .args(["ssh", host, "--", "sh", "-c", &shell_quote(script)])
+            .output()
+            .expect("e2e/lab ssh")
     }
 
     /// stdout of a command that must succeed on `host`.
     pub fn ssh_ok(&self, host: &str, script: &str) -> String {
         let o = self.ssh(host, script);
-        assert!(o.status.success(), "on {host}: {script}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "on {host}: {script}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
 }
@@ -60,7 +78,22 @@ pub fn repo() -> PathBuf {
 /// psql through HAProxy (or any host:port) as the superuser; returns trimmed stdout or stderr.
 pub fn psql(host: &str, port: u16, password: &str, sql: &str) -> Result<String, String> {
     let o = Command::new("psql")
-        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", &port.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql])
+        .args([
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            host,
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            sql,
+        ])
         .env("PGPASSWORD", password)
         .env("PGCONNECT_TIMEOUT", "5")
         .output()

@@ -1,0 +1,138 @@
+//! etcd 3.4 settings as a systemd EnvironmentFile (`/etc/default/etcd`, `/etc/etcd/etcd.conf`).
+//!
+//! `ETCD_ENABLE_V2` is deliberately not set: etcd 3.4 leaves the v2 API off by default and
+//! Patroni's `etcd3:` DCS speaks only the v3 API (python3-etcd is imported for its exceptions).
+
+use super::{
+    Layout, RenderError, check_all_hosts, check_text, host_port, invalid, is_ip, member_name,
+};
+use crate::api::PostgresClusterSpec;
+use crate::model::{DesiredFile, OsFamily};
+
+/// `ETCD_INITIAL_CLUSTER_STATE`: `new` when the cluster is bootstrapped, `existing` when a
+/// member joins (or re-joins) a running cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialClusterState {
+    /// Bootstrapping a brand-new cluster: all members start together.
+    New,
+    /// Joining a running cluster (after `etcdctl member add`).
+    Existing,
+}
+
+impl InitialClusterState {
+    fn as_str(self) -> &'static str {
+        match self {
+            InitialClusterState::New => "new",
+            InitialClusterState::Existing => "existing",
+        }
+    }
+}
+
+/// An EnvironmentFile: ordered `NAME="value"` assignments with constant names; each value
+/// carries the spec field it comes from, for error messages.
+struct EnvFile {
+    vars: Vec<(&'static str, &'static str, String)>,
+}
+
+impl EnvFile {
+    /// Every value double-quoted with `\`, `"`, `$` and backtick backslash-escaped: read the
+    /// same by systemd's EnvironmentFile= parser and by a POSIX shell sourcing the file.
+    /// Values with control characters are rejected (systemd would join or split lines).
+    fn serialize(&self, host: &str) -> Result<String, RenderError> {
+        let mut out = String::from("# Managed by pgmetal: local changes are overwritten.\n");
+        for (name, field, value) in &self.vars {
+            check_text(field, host, value, false)?;
+            out.push_str(name);
+            out.push_str("=\"");
+            for c in value.chars() {
+                if matches!(c, '\\' | '"' | '$' | '`') {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push_str("\"\n");
+        }
+        Ok(out)
+    }
+}
+
+/// The etcd EnvironmentFile for etcd member `host` (mode 0644, root-owned, no secrets).
+///
+/// Listen URLs use the host's address; etcd cannot bind to a DNS name, so a member named by
+/// DNS listens on `0.0.0.0` and advertises its name.
+pub fn etcd_config(
+    spec: &PostgresClusterSpec,
+    host: &str,
+    os: OsFamily,
+    initial_state: InitialClusterState,
+) -> Result<DesiredFile, RenderError> {
+    check_all_hosts(spec, host)?;
+    let etcd = &spec.etcd;
+    if !etcd.hosts.iter().any(|h| h == host) {
+        return Err(invalid(
+            "etcd.hosts",
+            host,
+            "the host is not an etcd member".into(),
+        ));
+    }
+    let url = |h: &str, port: u16| format!("http://{}", host_port(h, port));
+    let bind = if is_ip(host) { host } else { "0.0.0.0" };
+    let mut listen_client = vec![url(bind, etcd.client_port)];
+    if bind != "127.0.0.1" && bind != "0.0.0.0" {
+        listen_client.push(url("127.0.0.1", etcd.client_port));
+    }
+    let initial_cluster: Vec<String> = etcd
+        .hosts
+        .iter()
+        .map(|h| format!("{}={}", member_name(h), url(h, etcd.peer_port)))
+        .collect();
+    let env = EnvFile {
+        vars: vec![
+            ("ETCD_NAME", "etcd.hosts", member_name(host)),
+            ("ETCD_DATA_DIR", "etcd.dataDir", etcd.data_dir.clone()),
+            (
+                "ETCD_LISTEN_PEER_URLS",
+                "etcd.hosts",
+                url(bind, etcd.peer_port),
+            ),
+            (
+                "ETCD_LISTEN_CLIENT_URLS",
+                "etcd.hosts",
+                listen_client.join(","),
+            ),
+            (
+                "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+                "etcd.hosts",
+                url(host, etcd.peer_port),
+            ),
+            (
+                "ETCD_ADVERTISE_CLIENT_URLS",
+                "etcd.hosts",
+                url(host, etcd.client_port),
+            ),
+            (
+                "ETCD_INITIAL_CLUSTER",
+                "etcd.hosts",
+                initial_cluster.join(","),
+            ),
+            (
+                "ETCD_INITIAL_CLUSTER_STATE",
+                "initial cluster state",
+                initial_state.as_str().to_string(),
+            ),
+            (
+                "ETCD_INITIAL_CLUSTER_TOKEN",
+                "etcd.clusterToken",
+                etcd.cluster_token.clone(),
+            ),
+        ],
+    };
+    let content = env.serialize(host)?;
+    Ok(DesiredFile {
+        path: Layout::new(spec, os).etcd_env_file,
+        content: content.into_bytes(),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+    })
+}

@@ -1,0 +1,145 @@
+//! haproxy.cfg (HAProxy 2.6): a read-write port following the Patroni leader, a read-only
+//! port balancing over replicas, and a stats page; built from typed sections and tokens.
+
+use super::layout::HAPROXY_CONFIG;
+use super::{RenderError, check_all_hosts, host_port, member_name, postgres_hosts};
+use crate::api::PostgresClusterSpec;
+use crate::model::DesiredFile;
+
+/// One word of a configuration line. Only `Endpoint` and `Name` carry spec-derived text:
+/// hosts are checked by [`check_all_hosts`], names come from [`member_name`].
+enum Token {
+    /// A constant keyword or value.
+    Kw(&'static str),
+    /// A number (port, count).
+    Num(u32),
+    /// `*:<port>`: listen on every address.
+    AnyPort(u16),
+    /// `<host>:<port>` (IPv6 in brackets).
+    Endpoint(String, u16),
+    /// A server name (`[a-z0-9-]` only).
+    Name(String),
+}
+
+/// A section header (`global`, `listen primary`, ...) and its lines.
+struct Section {
+    header: &'static str,
+    lines: Vec<Vec<Token>>,
+}
+
+fn render(sections: &[Section]) -> String {
+    let mut out = String::from("# Managed by pgmetal: local changes are overwritten.\n");
+    for s in sections {
+        out.push('\n');
+        out.push_str(s.header);
+        out.push('\n');
+        for line in &s.lines {
+            let words: Vec<String> = line
+                .iter()
+                .map(|t| match t {
+                    Token::Kw(k) => (*k).to_string(),
+                    Token::Num(n) => n.to_string(),
+                    Token::AnyPort(p) => format!("*:{p}"),
+                    Token::Endpoint(h, p) => host_port(h, *p),
+                    Token::Name(n) => n.clone(),
+                })
+                .collect();
+            out.push_str("    ");
+            out.push_str(&words.join(" "));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Keywords from a space-separated constant.
+fn kw(words: &'static str) -> Vec<Token> {
+    words.split(' ').map(Token::Kw).collect()
+}
+
+/// A `listen` section routing to the members whose Patroni answers 200 on `check_uri`.
+fn backend(
+    spec: &PostgresClusterSpec,
+    header: &'static str,
+    port: u16,
+    check: &'static str,
+) -> Section {
+    let mut lines = vec![vec![Token::Kw("bind"), Token::AnyPort(port)]];
+    if header == "listen replicas" {
+        lines.push(kw("balance roundrobin"));
+    }
+    lines.push(kw(check));
+    lines.push(kw("http-check expect status 200"));
+    lines.push(kw(
+        "default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions",
+    ));
+    for h in postgres_hosts(spec) {
+        let mut line = vec![
+            Token::Kw("server"),
+            Token::Name(member_name(h)),
+            Token::Endpoint(h.clone(), spec.postgres.port),
+        ];
+        line.extend(kw("maxconn 100 check port"));
+        line.push(Token::Num(spec.patroni.rest_api_port.into()));
+        lines.push(line);
+    }
+    Section { header, lines }
+}
+
+/// The haproxy.cfg shared by every HAProxy host (mode 0644, root-owned). Rejects any host
+/// that is not a plain DNS name or IP address (whitespace, `#`, quotes, ...).
+pub fn haproxy_config(spec: &PostgresClusterSpec) -> Result<DesiredFile, RenderError> {
+    check_all_hosts(spec, "*")?;
+    let hp = &spec.haproxy;
+    let sections = [
+        Section {
+            header: "global",
+            lines: vec![
+                vec![Token::Kw("maxconn"), Token::Num(1000)],
+                kw("log /dev/log local0"),
+                kw("user haproxy"),
+                kw("group haproxy"),
+            ],
+        },
+        Section {
+            header: "defaults",
+            lines: vec![
+                kw("mode tcp"),
+                kw("log global"),
+                kw("retries 2"),
+                kw("timeout connect 4s"),
+                kw("timeout client 30m"),
+                kw("timeout server 30m"),
+                kw("timeout check 5s"),
+            ],
+        },
+        Section {
+            header: "listen stats",
+            lines: vec![
+                kw("mode http"),
+                vec![Token::Kw("bind"), Token::AnyPort(hp.stats_port)],
+                kw("stats enable"),
+                kw("stats uri /stats"),
+            ],
+        },
+        backend(
+            spec,
+            "listen primary",
+            hp.primary_port,
+            "option httpchk GET /primary",
+        ),
+        backend(
+            spec,
+            "listen replicas",
+            hp.replica_port,
+            "option httpchk GET /replica",
+        ),
+    ];
+    Ok(DesiredFile {
+        path: HAPROXY_CONFIG.into(),
+        content: render(&sections).into_bytes(),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+    })
+}

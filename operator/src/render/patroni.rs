@@ -1,0 +1,241 @@
+//! Patroni 3.x configuration (YAML) for one PostgreSQL member, built from typed structs.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::check::check_patroni_inputs;
+use super::{Layout, RenderError, host_port, invalid, member_name};
+use crate::api::PostgresClusterSpec;
+use crate::model::{ClusterSecrets, DesiredFile, OsFamily};
+
+/// First line of every Patroni config pgmetal writes.
+const HEADER: &str = "# Managed by pgmetal: local changes are overwritten.\n";
+
+/// postgresql.conf defaults for every member; `spec.postgres.parameters` overrides them.
+/// `password_encryption` matters for PostgreSQL 13, whose default is still md5 while pg_hba
+/// below asks for scram-sha-256.
+const DEFAULT_PARAMETERS: &[(&str, &str)] = &[
+    ("hot_standby", "on"),
+    ("max_replication_slots", "10"),
+    ("max_wal_senders", "10"),
+    ("password_encryption", "scram-sha-256"),
+    ("wal_level", "replica"),
+    ("wal_log_hints", "on"),
+];
+
+#[derive(Serialize)]
+struct PatroniConfig {
+    scope: String,
+    namespace: String,
+    name: String,
+    restapi: RestApi,
+    etcd3: Etcd3,
+    bootstrap: Bootstrap,
+    postgresql: Postgresql,
+    tags: Tags,
+}
+
+#[derive(Serialize)]
+struct RestApi {
+    listen: String,
+    connect_address: String,
+    authentication: Credentials,
+}
+
+#[derive(Serialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct Etcd3 {
+    hosts: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Bootstrap {
+    dcs: Dcs,
+    initdb: Vec<InitdbOption>,
+}
+
+#[derive(Serialize)]
+struct Dcs {
+    ttl: u32,
+    loop_wait: u32,
+    retry_timeout: u32,
+    maximum_lag_on_failover: u64,
+    synchronous_mode: bool,
+    postgresql: DcsPostgresql,
+}
+
+#[derive(Serialize)]
+struct DcsPostgresql {
+    use_pg_rewind: bool,
+    use_slots: bool,
+    parameters: BTreeMap<String, String>,
+}
+
+/// One entry of Patroni's `bootstrap.initdb` list: a bare flag or a `{option: value}` map.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum InitdbOption {
+    Flag(&'static str),
+    Value(BTreeMap<&'static str, String>),
+}
+
+#[derive(Serialize)]
+struct Postgresql {
+    listen: String,
+    connect_address: String,
+    data_dir: String,
+    bin_dir: String,
+    pgpass: String,
+    authentication: Authentication,
+    parameters: BTreeMap<&'static str, String>,
+    pg_hba: Vec<String>,
+    create_replica_methods: Vec<&'static str>,
+    basebackup: Vec<BTreeMap<&'static str, &'static str>>,
+}
+
+#[derive(Serialize)]
+struct Authentication {
+    superuser: Credentials,
+    replication: Credentials,
+    rewind: Credentials,
+}
+
+#[derive(Serialize)]
+struct Tags {
+    nofailover: bool,
+    noloadbalance: bool,
+    clonefrom: bool,
+    nosync: bool,
+}
+
+/// Patroni's config file for PostgreSQL member `host` (mode 0600, owned by postgres).
+pub fn patroni_config(
+    spec: &PostgresClusterSpec,
+    secrets: &ClusterSecrets,
+    host: &str,
+    os: OsFamily,
+) -> Result<DesiredFile, RenderError> {
+    check_patroni_inputs(spec, secrets, host)?;
+    let layout = Layout::new(spec, os);
+    let pg = &spec.postgres;
+    let pa = &spec.patroni;
+    let cred = |u: &str, p: &str| Credentials {
+        username: u.to_string(),
+        password: p.to_string(),
+    };
+
+    let listen_addrs = if host == "127.0.0.1" {
+        host.to_string()
+    } else {
+        format!("{host},127.0.0.1")
+    };
+    let config = PatroniConfig {
+        scope: pa.scope.clone(),
+        namespace: pa.namespace.clone(),
+        name: member_name(host),
+        restapi: RestApi {
+            listen: format!("0.0.0.0:{}", pa.rest_api_port),
+            connect_address: host_port(host, pa.rest_api_port),
+            authentication: cred("patroni", &secrets.restapi),
+        },
+        etcd3: Etcd3 {
+            hosts: spec
+                .etcd
+                .hosts
+                .iter()
+                .map(|h| host_port(h, spec.etcd.client_port))
+                .collect(),
+        },
+        bootstrap: Bootstrap {
+            dcs: dcs(spec),
+            initdb: initdb_options(spec),
+        },
+        postgresql: Postgresql {
+            listen: format!("{listen_addrs}:{}", pg.port),
+            connect_address: host_port(host, pg.port),
+            data_dir: layout.data_dir.clone(),
+            bin_dir: layout.bin_dir.clone(),
+            pgpass: layout.pgpass.clone(),
+            authentication: Authentication {
+                superuser: cred(&pg.superuser.name, &secrets.superuser),
+                replication: cred(&pg.replication.name, &secrets.replication),
+                rewind: cred(&pg.rewind.name, &secrets.rewind),
+            },
+            parameters: BTreeMap::from([(
+                "unix_socket_directories",
+                layout.unix_socket_dir.clone(),
+            )]),
+            pg_hba: super::pg_hba::pg_hba(spec),
+            create_replica_methods: vec!["basebackup"],
+            basebackup: vec![BTreeMap::from([("checkpoint", "fast")])],
+        },
+        tags: Tags {
+            nofailover: false,
+            noloadbalance: false,
+            clonefrom: false,
+            nosync: false,
+        },
+    };
+    let yaml = super::yaml::to_yaml(&config)
+        .map_err(|e| invalid("patroni", host, format!("YAML serialization failed: {e}")))?;
+    Ok(DesiredFile {
+        path: layout.patroni_config,
+        content: format!("{HEADER}{yaml}").into_bytes(),
+        mode: 0o600,
+        owner: layout.postgres_user.clone(),
+        group: layout.postgres_user,
+    })
+}
+
+/// The cluster-wide settings Patroni keeps in the DCS: `bootstrap.dcs` of the config file, and
+/// the desired state for `PATCH /config` later (the key `pause` is not included).
+/// Parameters are pgmetal's defaults (`wal_level: replica`, ...) overridden by
+/// `spec.postgres.parameters`.
+pub fn dcs_config(spec: &PostgresClusterSpec) -> serde_json::Value {
+    serde_json::to_value(dcs(spec)).unwrap_or_default()
+}
+
+fn dcs(spec: &PostgresClusterSpec) -> Dcs {
+    let pa = &spec.patroni;
+    let mut parameters: BTreeMap<String, String> = DEFAULT_PARAMETERS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    parameters.extend(
+        spec.postgres
+            .parameters
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    Dcs {
+        ttl: pa.ttl,
+        loop_wait: pa.loop_wait,
+        retry_timeout: pa.retry_timeout,
+        maximum_lag_on_failover: pa.maximum_lag_on_failover,
+        synchronous_mode: pa.synchronous_mode,
+        postgresql: DcsPostgresql {
+            use_pg_rewind: true,
+            use_slots: true,
+            parameters,
+        },
+    }
+}
+
+/// Patroni's list form of initdb options. `auth-host: scram-sha-256` makes initdb of
+/// PostgreSQL 13 hash the superuser password with SCRAM too; Patroni replaces pg_hba anyway.
+fn initdb_options(spec: &PostgresClusterSpec) -> Vec<InitdbOption> {
+    let one = |k: &'static str, v: &str| InitdbOption::Value(BTreeMap::from([(k, v.to_string())]));
+    vec![
+        one("encoding", &spec.postgres.encoding),
+        one("locale", &spec.postgres.locale),
+        one("auth-host", "scram-sha-256"),
+        one("auth-local", "peer"),
+        InitdbOption::Flag("data-checksums"),
+    ]
+}

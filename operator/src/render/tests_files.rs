@@ -1,0 +1,174 @@
+//! Unit tests of file contents: Patroni listen/pg_hba, IPv6 and DNS hosts, units, errors.
+
+use super::tests::{secrets, spec, text, yaml};
+use super::*;
+
+#[test]
+fn patroni_listen_has_one_port_and_spec_parameters_win() {
+    let mut s = spec();
+    s.postgres
+        .parameters
+        .insert("max_wal_senders".into(), "20".into());
+    let y = yaml(&patroni_config(&s, &secrets(), "192.168.10.64", OsFamily::Debian).unwrap());
+    assert_eq!(y["postgresql"]["listen"], "192.168.10.64,127.0.0.1:5432");
+    assert_eq!(y["postgresql"]["connect_address"], "192.168.10.64:5432");
+    assert_eq!(y["name"], "192-168-10-64");
+    let params = &y["bootstrap"]["dcs"]["postgresql"]["parameters"];
+    assert_eq!(params["max_wal_senders"], "20");
+    assert_eq!(params["wal_level"], "replica");
+    assert_eq!(params["max_connections"], "200");
+}
+
+#[test]
+fn pg_hba_order_and_user_lines_last() {
+    let mut s = spec();
+    s.postgres.pg_hba = vec!["host all all 10.0.0.0/8 scram-sha-256".into()];
+    s.postgres.replication.name = "all".into();
+    let y = yaml(&patroni_config(&s, &secrets(), "192.168.10.85", OsFamily::Debian).unwrap());
+    let hba: Vec<&str> = y["postgresql"]["pg_hba"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        hba[..2],
+        [
+            "local all postgres peer",
+            "host all all 127.0.0.1/32 scram-sha-256"
+        ]
+    );
+    assert!(hba.contains(&"host replication \"all\" 192.168.10.72/32 scram-sha-256"));
+    assert!(hba.contains(&"host all all 192.168.10.69/32 scram-sha-256"));
+    assert_eq!(hba.last(), Some(&"host all all 10.0.0.0/8 scram-sha-256"));
+}
+
+#[test]
+fn ipv6_and_dns_hosts() {
+    let mut s = spec();
+    s.postgres.primary = "fd00::85".into();
+    s.postgres.replicas = vec!["db2.example.com".into()];
+    s.etcd.hosts = vec![
+        "fd00::85".into(),
+        "db2.example.com".into(),
+        "192.168.10.72".into(),
+    ];
+    s.haproxy.hosts = vec![];
+    let y = yaml(&patroni_config(&s, &secrets(), "fd00::85", OsFamily::Debian).unwrap());
+    assert_eq!(y["postgresql"]["listen"], "fd00::85,127.0.0.1:5432");
+    assert_eq!(y["postgresql"]["connect_address"], "[fd00::85]:5432");
+    assert_eq!(y["restapi"]["connect_address"], "[fd00::85]:8008");
+    assert_eq!(y["etcd3"]["hosts"][0], "[fd00::85]:2379");
+    let hba = serde_yaml::to_string(&y["postgresql"]["pg_hba"]).unwrap();
+    assert!(
+        hba.contains("host replication replicator fd00::85/128 scram-sha-256"),
+        "{hba}"
+    );
+    assert!(
+        hba.contains("host all all db2.example.com scram-sha-256"),
+        "{hba}"
+    );
+
+    let e = text(
+        &etcd_config(
+            &s,
+            "db2.example.com",
+            OsFamily::Debian,
+            InitialClusterState::Existing,
+        )
+        .unwrap(),
+    );
+    assert!(
+        e.contains("ETCD_LISTEN_PEER_URLS=\"http://0.0.0.0:2380\"\n"),
+        "{e}"
+    );
+    assert!(
+        e.contains("ETCD_LISTEN_CLIENT_URLS=\"http://0.0.0.0:2379\"\n"),
+        "{e}"
+    );
+    assert!(
+        e.contains("ETCD_ADVERTISE_CLIENT_URLS=\"http://db2.example.com:2379\"\n"),
+        "{e}"
+    );
+    assert!(
+        e.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\"\n"),
+        "{e}"
+    );
+    let e = text(&etcd_config(&s, "fd00::85", OsFamily::Debian, InitialClusterState::New).unwrap());
+    assert!(
+        e.contains("ETCD_LISTEN_CLIENT_URLS=\"http://[fd00::85]:2379,http://127.0.0.1:2379\"\n"),
+        "{e}"
+    );
+    assert!(e.contains("ETCD_INITIAL_CLUSTER=\"fd00--85=http://[fd00::85]:2380,db2-example-com=http://db2.example.com:2380,192-168-10-72=http://192.168.10.72:2380\"\n"), "{e}");
+
+    let h = text(&haproxy_config(&s).unwrap());
+    assert!(
+        h.contains("    server fd00--85 [fd00::85]:5432 maxconn 100 check port 8008\n"),
+        "{h}"
+    );
+}
+
+#[test]
+fn wrong_roles_are_errors() {
+    let s = spec();
+    assert!(patroni_config(&s, &secrets(), "192.168.10.69", OsFamily::Debian).is_err());
+    assert!(
+        etcd_config(
+            &s,
+            "192.168.10.69",
+            OsFamily::Debian,
+            InitialClusterState::New
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn systemd_units_only_for_rhel_etcd() {
+    let etcd = Roles {
+        postgres: false,
+        etcd: true,
+        haproxy: false,
+    };
+    assert!(systemd_units(OsFamily::Debian, etcd).is_empty());
+    assert!(
+        systemd_units(
+            OsFamily::RedHat,
+            Roles {
+                etcd: false,
+                ..etcd
+            }
+        )
+        .is_empty()
+    );
+    let units = systemd_units(OsFamily::RedHat, etcd);
+    assert_eq!(units.len(), 1);
+    let t = text(&units[0]);
+    assert!(t.contains("\nEnvironmentFile=/etc/etcd/etcd.conf\n"), "{t}");
+    assert!(t.contains("\nExecStart=/usr/bin/etcd\n"), "{t}");
+}
+
+#[test]
+fn errors_name_field_and_host() {
+    let mut s = spec();
+    s.postgres.parameters.insert(
+        "work_mem".into(),
+        "4MB\nshared_preload_libraries = 'x'".into(),
+    );
+    let err = patroni_config(&s, &secrets(), "192.168.10.85", OsFamily::Debian)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("postgres.parameters.work_mem (for host 192.168.10.85): "),
+        "{err}"
+    );
+    let mut sec = secrets();
+    sec.superuser = "trailing-newline\n".into();
+    let err = patroni_config(&spec(), &sec, "192.168.10.85", OsFamily::Debian)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("superuser password") && !err.contains("trailing-newline"),
+        "{err}"
+    );
+}
