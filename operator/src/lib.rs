@@ -11,8 +11,10 @@ pub fn crd_yaml() -> String {
     serde_yaml::to_string(&crd).unwrap_or_default()
 }
 pub mod cli;
+pub mod controller;
 pub mod engine;
 pub mod model;
 pub mod render;
 pub mod status;
+pub mod telemetry;
 pub mod validate;

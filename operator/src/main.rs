@@ -28,6 +28,11 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Run the Kubernetes operator (reconciles PostgresCluster resources).
+    Operator {
+        #[command(flatten)]
+        opts: pgmetal::controller::Options,
+    },
     /// Show members, etcd and HAProxy routing of a cluster.yaml (like patronictl list).
     Status {
         #[command(flatten)]
@@ -45,6 +50,7 @@ async fn main() -> ExitCode {
         }
         Command::Apply { common, quiet } => cli::apply(&common, quiet).await,
         Command::Status { common } => cli::status(&common).await,
+        Command::Operator { opts } => pgmetal::controller::run(opts).await.map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -77,6 +77,15 @@ fn beyond_schema(obj: &PostgresCluster) -> Vec<Violation> {
     if spec.haproxy.hosts.len() > 8 {
         v("spec.haproxy.hosts", "at most 8 HAProxy hosts".into());
     }
+    // Patroni writes parameters into postgresql.conf: a line break would start another setting.
+    for (k, val) in &spec.postgres.parameters {
+        if val.chars().any(char::is_control) {
+            v(
+                &format!("spec.postgres.parameters.{k}"),
+                "must not contain line breaks or other control characters".into(),
+            );
+        }
+    }
     // Two spellings of one machine would get two Patroni members with one data directory.
     let members: Vec<&String> = std::iter::once(&spec.postgres.primary)
         .chain(&spec.postgres.replicas)

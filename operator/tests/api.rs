@@ -262,3 +262,41 @@ fn immutable_fields_cannot_change() {
     let new = with(base(), "/spec/postgres/replicas", json!(["10.0.0.2"]));
     validate(&new, Some(&old)).unwrap();
 }
+
+#[test]
+fn dot_segments_bare_colons_and_control_characters_are_refused() {
+    use serde_json::json;
+    rejects(
+        set("/spec/postgres/dataDir", json!("/data/..")),
+        "no . or .. segments",
+    );
+    rejects(
+        set("/spec/etcd/dataDir", json!("/var/lib/etcd/../../..")),
+        "no . or .. segments",
+    );
+    rejects(
+        set("/spec/patroni", json!({"namespace": "/../"})),
+        "patroni.namespace must look like /name/",
+    );
+    rejects(
+        set("/spec/patroni", json!({"namespace": "/"})),
+        "patroni.namespace must look like /name/",
+    );
+    rejects(
+        set("/spec/postgres/primary", json!("::")),
+        "postgres.primary must be a DNS name",
+    );
+    rejects(
+        set(
+            "/spec/postgres/parameters",
+            json!({"work_mem": "4MB\nfsync = off"}),
+        ),
+        "spec.postgres.parameters.work_mem",
+    );
+    validate(&set("/spec/postgres/primary", json!("::1")), None).unwrap();
+    validate(
+        &set("/spec/postgres/dataDir", json!("/srv/pg-15.data")),
+        None,
+    )
+    .unwrap();
+}

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use super::status::PostgresClusterStatus;
 
 /// A DNS name, IPv4 or IPv6 address (CEL/RE2 syntax). Numeric-only names must be real IPv4 addresses.
-pub const HOST_RE: &str = r"^([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)([.][A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$|^[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*$";
+pub const HOST_RE: &str = r"^([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)([.][A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$|^[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*[0-9A-Fa-f]$";
 /// Dotted-quad IPv4 with every octet 0-255.
 pub const IPV4_RE: &str = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])[.]){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$";
-/// An absolute path without whitespace or shell metacharacters.
-pub const PATH_RE: &str = r"^(/[A-Za-z0-9._+@-]+)+/?$";
+/// An absolute path without whitespace, shell metacharacters or `.`/`..` segments.
+pub const PATH_RE: &str = r"^(/[A-Za-z0-9_+@-][A-Za-z0-9._+@-]*)+/?$";
 /// Safe names (Patroni scope, etcd token, user names).
 pub const NAME_RE: &str = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$";
 
@@ -203,14 +203,14 @@ pub struct PostgresSpec {
     pub port: u16,
     /// Data directory (the reference's `pg_data_dir`). Immutable: moving data needs a migration.
     #[serde(default = "default_pg_data_dir")]
-    #[x_kube(validation = Rule::new(path_rule()).message("postgres.dataDir must be an absolute path of letters, digits and ._+@- only"))]
+    #[x_kube(validation = Rule::new(path_rule()).message("postgres.dataDir must be an absolute path of letters, digits and ._+@- only (no . or .. segments)"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("postgres.dataDir is immutable"))]
     #[schemars(length(max = 255))]
     pub data_dir: String,
     /// Directory of the PostgreSQL binaries (the reference's `pg_bin_dir`). Default: Debian
     /// `/usr/lib/postgresql/<version>/bin`, RHEL `/usr/pgsql-<version>/bin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new(path_rule()).message("postgres.binDir must be an absolute path of letters, digits and ._+@- only"))]
+    #[x_kube(validation = Rule::new(path_rule()).message("postgres.binDir must be an absolute path of letters, digits and ._+@- only (no . or .. segments)"))]
     #[schemars(length(max = 255))]
     pub bin_dir: Option<String>,
     /// Database encoding for initdb (the reference's `postgresql_encoding`). Default UTF8.
@@ -264,7 +264,8 @@ pub struct PgUser {
     #[x_kube(validation = Rule::new("self.matches('^[a-z_][a-z0-9_]{0,62}$')").message("user names must be lower case letters, digits and _"))]
     pub name: String,
     /// Secret key holding the password. When unset, the operator generates a strong password
-    /// into a Secret named `<cluster>-<role>` that the PostgresCluster owns.
+    /// into the Secret `<cluster>-passwords` (keys `superuser`, `replication`, `rewind`,
+    /// `restapi`), which the PostgresCluster owns; the CLI uses its `--secrets` file instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret: Option<SecretKeyRef>,
 }
@@ -281,7 +282,7 @@ pub struct PatroniSpec {
     pub scope: String,
     /// Key prefix in etcd (the reference's `patroni_namespace`). Immutable.
     #[serde(default = "default_namespace")]
-    #[x_kube(validation = Rule::new("self.matches('^/([A-Za-z0-9_.-]+/)*$')").message("patroni.namespace must look like /name/ (letters, digits, _ . -, starting and ending with /)"))]
+    #[x_kube(validation = Rule::new("self.matches('^/([A-Za-z0-9_-][A-Za-z0-9_.-]*/)+$')").message("patroni.namespace must look like /name/ (letters, digits, _ . -, starting and ending with /)"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("patroni.namespace is immutable"))]
     #[schemars(length(max = 128))]
     pub namespace: String,
@@ -313,7 +314,7 @@ pub struct PatroniSpec {
     #[serde(default)]
     pub failback: Failback,
     /// Secret key with the password for Patroni's REST API (user `patroni`), needed for
-    /// switchover, restart and reload. Generated when unset.
+    /// switchover, restart and reload. Generated into `<cluster>-passwords` (key `restapi`) when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rest_api_password_secret: Option<SecretKeyRef>,
 }
@@ -357,7 +358,7 @@ pub struct EtcdSpec {
     pub cluster_token: String,
     /// Data directory (the reference's `etcd_data_dir`). Immutable.
     #[serde(default = "default_etcd_data_dir")]
-    #[x_kube(validation = Rule::new(path_rule()).message("etcd.dataDir must be an absolute path of letters, digits and ._+@- only"))]
+    #[x_kube(validation = Rule::new(path_rule()).message("etcd.dataDir must be an absolute path of letters, digits and ._+@- only (no . or .. segments)"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("etcd.dataDir is immutable"))]
     #[schemars(length(max = 255))]
     pub data_dir: String,

@@ -20,6 +20,11 @@ pub struct PostgresClusterStatus {
     /// `spec.postgres.primary` after a failover; the Degraded/Ready conditions say why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<String>,
+    /// The preferred primary (`spec.postgres.primary`) the operator last enacted. When the spec
+    /// names another host, the operator performs a switchover; when only the actual primary
+    /// differs, a failover happened (fail-back follows `spec.patroni.failback`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_primary: Option<String>,
     /// Running members over desired members, e.g. `3/3` (the Members column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_members: Option<String>,

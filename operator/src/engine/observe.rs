@@ -188,9 +188,37 @@ pub fn members(spec: &PostgresClusterSpec, view: &ClusterView) -> Vec<MemberStat
     out
 }
 
-/// A verdict on the observation: empty when healthy, else one line per problem a person can act on.
+/// What is wrong, by area; each line names the host and is something a person can act on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// etcd members not healthy.
+    pub etcd: Vec<String>,
+    /// Patroni: leader count, members not running or streaming.
+    pub patroni: Vec<String>,
+    /// HAProxy not routing to the leader / the replicas.
+    pub routing: Vec<String>,
+}
+
+impl Verdict {
+    /// Every problem, etcd first.
+    pub fn all(&self) -> Vec<String> {
+        self.etcd
+            .iter()
+            .chain(&self.patroni)
+            .chain(&self.routing)
+            .cloned()
+            .collect()
+    }
+}
+
+/// A flat verdict on the observation: empty when healthy.
 pub fn problems(spec: &PostgresClusterSpec, obs: &Observation) -> Vec<String> {
-    let mut out = Vec::new();
+    verdict(spec, obs).all()
+}
+
+/// Judges an observation against the spec.
+pub fn verdict(spec: &PostgresClusterSpec, obs: &Observation) -> Verdict {
+    let mut v = Verdict::default();
     if obs.etcd.healthy < obs.etcd.desired {
         let down: Vec<&str> = obs
             .etcd
@@ -199,7 +227,7 @@ pub fn problems(spec: &PostgresClusterSpec, obs: &Observation) -> Vec<String> {
             .filter(|m| !m.healthy)
             .map(|m| m.name.as_str())
             .collect();
-        out.push(format!(
+        v.etcd.push(format!(
             "etcd: {}/{} members healthy (not answering: {})",
             obs.etcd.healthy,
             obs.etcd.desired,
@@ -207,12 +235,13 @@ pub fn problems(spec: &PostgresClusterSpec, obs: &Observation) -> Vec<String> {
         ));
     }
     let Some(view) = &obs.patroni else {
-        out.push("Patroni: no member's REST API answered".into());
-        return out;
+        v.patroni
+            .push("Patroni: no member's REST API answered".into());
+        return v;
     };
     let leaders = view.leaders();
     if leaders.len() != 1 {
-        out.push(format!(
+        v.patroni.push(format!(
             "Patroni: {} leaders (want exactly 1)",
             leaders.len()
         ));
@@ -220,12 +249,14 @@ pub fn problems(spec: &PostgresClusterSpec, obs: &Observation) -> Vec<String> {
     let ms = members(spec, view);
     for host in std::iter::once(&spec.postgres.primary).chain(&spec.postgres.replicas) {
         match ms.iter().find(|m| &m.host == host) {
-            None => out.push(format!("Patroni: member on {host} is not registered")),
+            None => v
+                .patroni
+                .push(format!("Patroni: member on {host} is not registered")),
             Some(m) if m.role == "leader" => {}
             Some(m)
                 if !(m.state == "streaming" || (m.state == "running" && m.lag_bytes.is_some())) =>
             {
-                out.push(format!(
+                v.patroni.push(format!(
                     "Patroni: replica on {host} is {} (not streaming)",
                     m.state
                 ))
@@ -242,10 +273,10 @@ pub fn problems(spec: &PostgresClusterSpec, obs: &Observation) -> Vec<String> {
     want_replicas.sort();
     for h in &obs.haproxy {
         match h {
-            Err(e) => out.push(format!("HAProxy: stats unreadable: {e}")),
+            Err(e) => v.routing.push(format!("HAProxy: stats unreadable: {e}")),
             Ok(h) => {
                 if leader.as_ref().map(|l| vec![l.clone()]) != Some(h.primary_backends.clone()) {
-                    out.push(format!(
+                    v.routing.push(format!(
                         "HAProxy on {}: read-write port routes to [{}], want the leader",
                         h.host,
                         h.primary_backends.join(", ")
@@ -254,7 +285,7 @@ pub fn problems(spec: &PostgresClusterSpec, obs: &Observation) -> Vec<String> {
                 let mut got = h.replica_backends.clone();
                 got.sort();
                 if got != want_replicas {
-                    out.push(format!(
+                    v.routing.push(format!(
                         "HAProxy on {}: read-only port routes to [{}], want [{}]",
                         h.host,
                         got.join(", "),
@@ -264,7 +295,7 @@ pub fn problems(spec: &PostgresClusterSpec, obs: &Observation) -> Vec<String> {
             }
         }
     }
-    out
+    v
 }
 
 #[cfg(test)]

@@ -1,0 +1,243 @@
+//! The Kubernetes operator: a kube-runtime Controller for PostgresCluster with a finalizer,
+//! leader election, metrics and health endpoints.
+
+pub mod cleanup;
+pub mod conditions;
+pub mod dereference;
+pub mod lease;
+pub mod metrics;
+pub mod reconcile;
+pub mod switchover;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+
+use crate::api::PostgresCluster;
+
+/// Field manager for server-side apply, and the events' reporting controller.
+pub const MANAGER: &str = "pgmetal";
+/// The finalizer that stops services on the hosts before the resource goes away.
+pub const FINALIZER: &str = "pgmetal.io/cleanup";
+
+/// Reconcile errors; every one is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The finalizer machinery failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+    /// Cleaning the hosts failed.
+    #[error("cleanup: {0}")]
+    Cleanup(String),
+}
+
+/// What the operator remembers between reconciles of one cluster (lost on restart, which then
+/// simply converges again).
+#[derive(Clone, Debug)]
+pub struct Memo {
+    /// Hash of spec and Secrets at the last converge.
+    pub inputs: String,
+    /// When the last converge ran.
+    pub converged_at: Instant,
+    /// After a failed converge: when to try again (backoff).
+    pub retry_at: Option<Instant>,
+    /// Consecutive failed converges.
+    pub failures: u32,
+}
+
+impl Memo {
+    /// The memo after a converge; failures back off 15 s, 30 s, ... up to 5 minutes.
+    pub fn after(inputs: String, ok: bool, failures: u32) -> Self {
+        let failures = if ok { 0 } else { failures + 1 };
+        let retry_at = (!ok).then(|| {
+            Instant::now()
+                + Duration::from_secs((15u64 << failures.min(5).saturating_sub(1)).min(300))
+        });
+        Memo {
+            inputs,
+            converged_at: Instant::now(),
+            retry_at,
+            failures,
+        }
+    }
+}
+
+/// Shared state of the controller.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Prometheus metrics.
+    pub metrics: Arc<metrics::Metrics>,
+    /// Event recorder.
+    pub recorder: Recorder,
+    memos: Mutex<HashMap<String, Memo>>,
+}
+
+impl Context {
+    /// The memo of a cluster (`namespace/name`).
+    pub fn memo(&self, key: &str) -> Option<Memo> {
+        self.memos.lock().ok().and_then(|m| m.get(key).cloned())
+    }
+    /// Remember a converge.
+    pub fn remember(&self, key: &str, memo: Memo) {
+        if let Ok(mut m) = self.memos.lock() {
+            m.insert(key.to_string(), memo);
+        }
+    }
+}
+
+/// Options of `pgmetal operator`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Options {
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "pgmetal-leader")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "json")]
+    pub log_format: crate::telemetry::LogFormat,
+}
+
+fn references(pgc: &PostgresCluster, secret: &Secret) -> bool {
+    pgc.namespace() == secret.namespace()
+        && dereference::referenced(pgc).contains(&secret.name_any())
+}
+
+/// Runs the operator until a signal arrives or leadership is lost.
+pub async fn run(opts: Options) -> Result<(), String> {
+    crate::telemetry::init(opts.log_format);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = Client::try_default()
+        .await
+        .map_err(|e| format!("Kubernetes client: {e}"))?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let health = Arc::new(metrics::Health::default());
+    health.live.store(true, Ordering::SeqCst);
+    let server = tokio::spawn(metrics::serve(
+        opts.metrics_addr,
+        metrics.clone(),
+        health.clone(),
+    ));
+    let identity = opts
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("pgmetal-{}", std::process::id()));
+    tracing::info!(%identity, lease = %opts.lease_name, "waiting for leadership");
+    let mut leadership = lease::acquire(
+        client.clone(),
+        lease::LeaseConfig {
+            namespace: opts.lease_namespace.clone(),
+            name: opts.lease_name.clone(),
+            identity: identity.clone(),
+            lease_duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(5),
+        },
+    )
+    .await
+    .map_err(|e| format!("leader election: {e}"))?;
+    tracing::info!(%identity, "leading");
+    health.ready.store(true, Ordering::SeqCst);
+
+    let (clusters, secrets): (Api<PostgresCluster>, Api<Secret>) = match &opts.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let reporter = Reporter {
+        controller: MANAGER.into(),
+        instance: Some(identity),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        metrics,
+        recorder: Recorder::new(client.clone(), reporter),
+        memos: Mutex::default(),
+    });
+    let controller = Controller::new(clusters, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    let controller = controller
+        .owns(
+            secrets.clone(),
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=pgmetal"),
+        )
+        .watches(
+            secrets,
+            watcher::Config::default(),
+            move |secret: Secret| {
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|c| references(c, &secret))
+                    .map(|c| ObjectRef::from_obj(&*c))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(cluster = %obj.name, "reconciled"),
+                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+            }
+        });
+    tokio::select! {
+        _ = controller => tracing::info!("controller stopped"),
+        _ = leadership.lost() => tracing::error!("leadership lost: exiting so that only one replica converges"),
+    }
+    leadership.release().await;
+    server.abort();
+    Ok(())
+}
+
+async fn reconcile(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = pgc.namespace().unwrap_or_else(|| "default".into());
+    let api: Api<PostgresCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, pgc, |event| async {
+        match event {
+            Finalizer::Apply(p) => reconcile::apply(p, ctx.clone()).await,
+            Finalizer::Cleanup(p) => cleanup::cleanup(p, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(e.to_string()))
+}
+
+fn error_policy(pgc: Arc<PostgresCluster>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(cluster = %pgc.name_any(), error = %err, "reconcile error");
+    ctx.metrics.reconcile_error(
+        &pgc.name_any(),
+        match err {
+            Error::Kube(_) => "Kube",
+            Error::Finalizer(_) => "Finalizer",
+            Error::Cleanup(_) => "Cleanup",
+        },
+    );
+    Action::requeue(Duration::from_secs(15))
+}

@@ -1,0 +1,361 @@
+//! The reconcile pipeline for one PostgresCluster: validate → dereference → converge (or only
+//! observe, when nothing changed since the last converge) → switchover / fail-back → status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use sha2::{Digest, Sha256};
+
+use super::conditions::{self, Facts};
+use super::dereference::{self, Resolved};
+use super::switchover::{self, Decision};
+use super::{Context, Error, Memo};
+use crate::api::{HostStatus, PostgresCluster, PostgresClusterStatus};
+use crate::engine::patroni_api::PatroniApi;
+use crate::engine::{self, Connection, Quiet, connect, observe};
+use crate::exec::{Executor, KnownHosts, SshExecutor};
+
+/// Observation interval: status follows a failover within this plus one observation.
+pub const OBSERVE_EVERY: Duration = Duration::from_secs(5);
+/// A converge with no spec or Secret change still runs this often, to correct drift.
+const RECONVERGE_EVERY: Duration = Duration::from_secs(600);
+
+/// Reconciles an existing (not deleted) PostgresCluster.
+pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile(&pgc.name_any());
+    let spec = &pgc.spec;
+    let old = pgc.status.clone().unwrap_or_default();
+    let mut facts = Facts {
+        paused: spec.paused,
+        haproxy_hosts: spec.haproxy.hosts.len(),
+        ..Default::default()
+    };
+    let mut status = PostgresClusterStatus {
+        preferred_primary: old.preferred_primary.clone(),
+        hosts: old.hosts.clone(),
+        ..Default::default()
+    };
+
+    if let Err(e) = crate::validate::validate(&pgc, None) {
+        facts.blocked = Some(("InvalidSpec".into(), e.to_string()));
+        ctx.metrics.reconcile_error(&pgc.name_any(), "InvalidSpec");
+        write_status(&ctx, &pgc, &old, status, &facts).await?;
+        return Ok(Action::await_change());
+    }
+    let resolved = match dereference::resolve(&ctx.client, &pgc).await {
+        Ok(r) => r,
+        Err(e) => {
+            facts.blocked = Some(("SecretMissing".into(), e.to_string()));
+            ctx.metrics
+                .reconcile_error(&pgc.name_any(), "SecretMissing");
+            write_status(&ctx, &pgc, &old, status, &facts).await?;
+            return Ok(Action::requeue(Duration::from_secs(15)));
+        }
+    };
+    let api = PatroniApi::new(spec.patroni.rest_api_port, resolved.secrets.restapi.clone());
+    let key = format!("{}/{}", pgc.namespace().unwrap_or_default(), pgc.name_any());
+    let fingerprint = inputs_hash(&pgc, &resolved);
+    let memo = ctx.memo(&key);
+    let due = memo.as_ref().is_none_or(|m| {
+        m.inputs != fingerprint
+            || m.retry_at.is_some_and(|t| Instant::now() >= t)
+            || m.converged_at.elapsed() > RECONVERGE_EVERY
+    });
+
+    if spec.paused || due {
+        let conns = connect_hosts(&pgc, &resolved, &mut status.hosts).await;
+        let report = engine::Engine::new(spec, &resolved.secrets, conns, &Quiet)
+            .converge()
+            .await;
+        for h in report.hosts.values() {
+            for s in &h.steps {
+                ctx.metrics.ssh_step(&s.step, s.duration_ms as f64 / 1000.0);
+            }
+        }
+        facts.changed = report.changed;
+        tracing::info!(cluster = %key, changed = report.changed, healthy = report.healthy, duration_ms = report.duration_ms, problems = ?report.problems, "converged");
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        for hs in status.hosts.iter_mut() {
+            match report.hosts.get(&hs.host).and_then(|h| h.error.clone()) {
+                Some(e) => {
+                    hs.reachable = !e.starts_with("connect:");
+                    hs.last_error = Some(e.clone());
+                    facts.host_errors.push((hs.host.clone(), e));
+                }
+                None => {
+                    hs.last_error = None;
+                    if !spec.paused {
+                        hs.last_converged = Some(now.clone());
+                    }
+                }
+            }
+        }
+        if spec.haproxy.hosts.is_empty() {
+            publish_haproxy_cfg(&ctx, &pgc).await?;
+        }
+        let failures = memo.as_ref().map_or(0, |m| m.failures);
+        ctx.remember(
+            &key,
+            Memo::after(fingerprint, facts.host_errors.is_empty(), failures),
+        );
+        if report.changed > 0 {
+            publish(
+                &ctx,
+                &pgc,
+                EventType::Normal,
+                "Converged",
+                &format!("{} changes applied to the hosts", report.changed),
+            )
+            .await;
+        }
+    }
+
+    let t = Instant::now();
+    let mut obs = observe::observe(spec, &api).await;
+    ctx.metrics.observe(t.elapsed().as_secs_f64());
+    let mut observed = crate::status::from_observation(spec, &obs);
+
+    match switchover::decide(
+        spec,
+        old.preferred_primary.as_deref(),
+        &observed.members,
+        spec.paused || observed.patroni_paused == Some(true),
+    ) {
+        Decision::Switchover { from, to, why } => {
+            publish(
+                &ctx,
+                &pgc,
+                EventType::Normal,
+                "SwitchoverStarted",
+                &format!("{why}: switching over from {from} to {to}"),
+            )
+            .await;
+            match switchover::perform(&api, &from, &to).await {
+                Ok(()) => {
+                    publish(
+                        &ctx,
+                        &pgc,
+                        EventType::Normal,
+                        "SwitchoverCompleted",
+                        &format!("{to} is the primary"),
+                    )
+                    .await;
+                    facts.switchover = Some(format!("switched over from {from} to {to} ({why})"));
+                    status.preferred_primary = Some(to);
+                }
+                Err(e) => {
+                    publish(&ctx, &pgc, EventType::Warning, "SwitchoverFailed", &e).await;
+                    facts.switchover = Some(format!("switchover to {to} failed, will retry: {e}"));
+                }
+            }
+            obs = observe::observe(spec, &api).await;
+            observed = crate::status::from_observation(spec, &obs);
+        }
+        Decision::Wait(msg) => facts.switchover = Some(msg),
+        Decision::Stay => {}
+    }
+    if observed.primary.as_deref() == Some(spec.postgres.primary.as_str()) {
+        status.preferred_primary = Some(spec.postgres.primary.clone());
+    } else if let Some(actual) = &observed.primary
+        && status.preferred_primary.as_deref() == Some(spec.postgres.primary.as_str())
+    {
+        facts.off_preferred = Some((
+            actual.clone(),
+            spec.postgres.primary.clone(),
+            format!("{:?}", spec.patroni.failback),
+        ));
+    }
+    facts.verdict = Some(observe::verdict(spec, &obs));
+    ctx.metrics.set_cluster_ready(
+        &pgc.name_any(),
+        facts.verdict.as_ref().is_some_and(|v| v.all().is_empty()) && facts.host_errors.is_empty(),
+    );
+    status = PostgresClusterStatus {
+        hosts: status.hosts,
+        preferred_primary: status.preferred_primary,
+        ..observed
+    };
+    write_status(&ctx, &pgc, &old, status, &facts).await?;
+    let retry = ctx
+        .memo(&key)
+        .and_then(|m| m.retry_at)
+        .map(|t| t.saturating_duration_since(Instant::now()));
+    Ok(Action::requeue(retry.map_or(OBSERVE_EVERY, |r| {
+        r.clamp(Duration::from_secs(1), OBSERVE_EVERY)
+    })))
+}
+
+/// What decides whether a converge is due: the spec and the Secrets' content.
+fn inputs_hash(pgc: &PostgresCluster, r: &Resolved) -> String {
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(&pgc.spec).unwrap_or_default());
+    for part in [
+        &r.private_key,
+        r.known_hosts.as_deref().unwrap_or(""),
+        &r.secrets.superuser,
+        &r.secrets.replication,
+        &r.secrets.rewind,
+        &r.secrets.restapi,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// One connection per host; without a known_hosts Secret, keys seen first are pinned in status.
+async fn connect_hosts(
+    pgc: &PostgresCluster,
+    r: &Resolved,
+    hosts: &mut Vec<HostStatus>,
+) -> BTreeMap<String, Connection> {
+    let all = crate::render::all_hosts(&pgc.spec);
+    hosts.retain(|h| all.contains(&h.host));
+    for h in &all {
+        if !hosts.iter().any(|s| &s.host == h) {
+            hosts.push(HostStatus {
+                host: h.clone(),
+                ..Default::default()
+            });
+        }
+    }
+    let base = match connect::ssh_config(
+        &pgc.spec.ssh,
+        &r.private_key,
+        r.known_hosts
+            .as_deref()
+            .map_or(KnownHosts::TrustFirstUse, KnownHosts::parse),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            return all
+                .iter()
+                .map(|h| (h.clone(), Err(format!("spec.ssh.privateKeySecret: {e}"))))
+                .collect();
+        }
+    };
+    let jobs = hosts.iter().map(|hs| {
+        let mut cfg = base.clone();
+        if r.known_hosts.is_none()
+            && let Some(fp) = &hs.host_key_fingerprint
+        {
+            cfg.known_hosts = KnownHosts::Pinned(fp.clone());
+        }
+        let host = hs.host.clone();
+        async move { (host.clone(), SshExecutor::connect(&host, &cfg).await) }
+    });
+    let mut out = BTreeMap::new();
+    for (host, res) in futures::future::join_all(jobs).await {
+        let hs = hosts.iter_mut().find(|s| s.host == host);
+        let conn: Connection = match res {
+            Ok(ex) => {
+                if let Some(hs) = hs {
+                    hs.reachable = true;
+                    hs.host_key_fingerprint = Some(ex.host_key_fingerprint().to_string());
+                }
+                Ok(Arc::new(ex) as Arc<dyn Executor>)
+            }
+            Err(e) => {
+                if let Some(hs) = hs {
+                    hs.reachable = false;
+                }
+                Err(e.to_string())
+            }
+        };
+        out.insert(host, conn);
+    }
+    out
+}
+
+/// With no HAProxy hosts, the rendered haproxy.cfg goes to the ConfigMap `<cluster>-haproxy`.
+async fn publish_haproxy_cfg(ctx: &Context, pgc: &PostgresCluster) -> Result<(), Error> {
+    let Ok(file) = crate::render::haproxy_config(&pgc.spec) else {
+        return Ok(());
+    };
+    let name = format!("{}-haproxy", pgc.name_any());
+    let cm = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "ownerReferences": pgc.controller_owner_ref(&()).map(|o| vec![o])},
+        "data": {"haproxy.cfg": String::from_utf8_lossy(&file.content)}
+    });
+    let api: Api<ConfigMap> =
+        Api::namespaced(ctx.client.clone(), &pgc.namespace().unwrap_or_default());
+    api.patch(
+        &name,
+        &PatchParams::apply(super::MANAGER).force(),
+        &Patch::Apply(cm),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Computes conditions, publishes events for transitions, and writes status by server-side apply
+/// when anything changed. Never touches spec.
+async fn write_status(
+    ctx: &Context,
+    pgc: &PostgresCluster,
+    old: &PostgresClusterStatus,
+    mut status: PostgresClusterStatus,
+    facts: &Facts,
+) -> Result<(), Error> {
+    let generation = pgc.metadata.generation;
+    let conds = conditions::merge(&old.conditions, conditions::compute(facts, generation));
+    for c in conditions::transitions(&old.conditions, &conds) {
+        let bad = (c.type_ == "Degraded") == (c.status == "True");
+        let kind = if bad {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        publish(
+            ctx,
+            pgc,
+            kind,
+            &format!("{}{}", c.type_, c.status),
+            &c.message,
+        )
+        .await;
+    }
+    status.conditions = conds;
+    status.observed_generation = generation;
+    if &status == old {
+        return Ok(());
+    }
+    let api: Api<PostgresCluster> =
+        Api::namespaced(ctx.client.clone(), &pgc.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"apiVersion": "pgmetal.io/v1alpha1", "kind": "PostgresCluster", "status": status});
+    api.patch_status(
+        &pgc.name_any(),
+        &PatchParams::apply(super::MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Best-effort event (a failure to record an event never fails a reconcile).
+pub async fn publish(
+    ctx: &Context,
+    pgc: &PostgresCluster,
+    kind: EventType,
+    reason: &str,
+    note: &str,
+) {
+    let ev = Event {
+        type_: kind,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &pgc.object_ref(&())).await {
+        tracing::warn!(error = %e, "could not publish event");
+    }
+}

@@ -1,0 +1,169 @@
+//! Declarative switchover and fail-back: decide (pure) whether the primary must move to
+//! `spec.postgres.primary`, with the checks patronictl makes, then ask Patroni to do it.
+
+use std::time::{Duration, Instant};
+
+use crate::api::{Failback, MemberStatus, PostgresClusterSpec};
+use crate::engine::patroni_api::PatroniApi;
+use crate::render::member_name;
+
+/// What to do about the primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The primary is where it should be (or may stay where it is).
+    Stay,
+    /// Switch over from the current leader's host to the preferred host.
+    Switchover {
+        from: String,
+        to: String,
+        why: String,
+    },
+    /// The primary should move but the candidate is not ready; the message says why.
+    Wait(String),
+}
+
+/// Decides from the spec, the last enacted preferred primary and the observed members.
+/// `enacted` is `status.preferredPrimary`: when the spec names another host the user asked
+/// for a switchover; when they agree, a different actual primary means a failover happened.
+pub fn decide(
+    spec: &PostgresClusterSpec,
+    enacted: Option<&str>,
+    members: &[MemberStatus],
+    paused: bool,
+) -> Decision {
+    let target = &spec.postgres.primary;
+    let Some(leader) = members.iter().find(|m| m.role == "leader") else {
+        return Decision::Stay;
+    };
+    if &leader.host == target || paused {
+        return Decision::Stay;
+    }
+    let asked = enacted != Some(target.as_str());
+    if !asked && spec.patroni.failback == Failback::Manual {
+        return Decision::Stay;
+    }
+    let why = if asked {
+        format!("spec.postgres.primary is {target}")
+    } else {
+        format!("fail-back to the preferred primary {target}")
+    };
+    let Some(c) = members.iter().find(|m| &m.host == target) else {
+        return Decision::Wait(format!("{why}, but {target} is not a Patroni member yet"));
+    };
+    if !(c.state == "streaming" || c.state == "running") {
+        return Decision::Wait(format!(
+            "{why}, but {target} is {} (not streaming)",
+            c.state
+        ));
+    }
+    match c.lag_bytes {
+        Some(lag) if lag as u64 <= spec.patroni.maximum_lag_on_failover => Decision::Switchover {
+            from: leader.host.clone(),
+            to: target.clone(),
+            why,
+        },
+        Some(lag) => Decision::Wait(format!(
+            "{why}, but {target} lags {lag} bytes (limit {})",
+            spec.patroni.maximum_lag_on_failover
+        )),
+        None => Decision::Wait(format!("{why}, but the lag of {target} is unknown")),
+    }
+}
+
+/// Runs the switchover through the current leader and waits (up to 90 s) for the new leader.
+pub async fn perform(api: &PatroniApi, from: &str, to: &str) -> Result<(), String> {
+    let (leader, candidate) = (member_name(from), member_name(to));
+    api.switchover(from, &leader, &candidate)
+        .await
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(v) = api.cluster(to).await
+            && v.members
+                .iter()
+                .any(|m| m.name == candidate && m.role == "leader" && m.state == "running")
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "switchover to {to}: {candidate} did not become leader within 90 s"
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(failback: &str) -> PostgresClusterSpec {
+        serde_yaml::from_str(&format!(
+            "ssh: {{privateKeySecret: {{name: k, key: k}}}}\npostgres: {{primary: a, replicas: [b]}}\netcd: {{hosts: [a]}}\npatroni: {{failback: {failback}}}\n"
+        ))
+        .unwrap()
+    }
+    fn m(host: &str, role: &str, state: &str, lag: Option<i64>) -> MemberStatus {
+        MemberStatus {
+            host: host.into(),
+            name: host.into(),
+            role: role.into(),
+            state: state.into(),
+            lag_bytes: lag,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn spec_change_switches_over_when_candidate_is_caught_up() {
+        let members = [
+            m("b", "leader", "running", None),
+            m("a", "replica", "streaming", Some(0)),
+        ];
+        assert!(
+            matches!(decide(&spec("Manual"), Some("b"), &members, false), Decision::Switchover { ref to, .. } if to == "a")
+        );
+        let lagging = [
+            m("b", "leader", "running", None),
+            m("a", "replica", "streaming", Some(50_000_000)),
+        ];
+        assert!(
+            matches!(decide(&spec("Manual"), Some("b"), &lagging, false), Decision::Wait(ref w) if w.contains("lags"))
+        );
+        assert_eq!(
+            decide(&spec("Manual"), Some("b"), &members, true),
+            Decision::Stay,
+            "never while paused"
+        );
+    }
+
+    #[test]
+    fn failover_fails_back_only_when_automatic() {
+        let members = [
+            m("b", "leader", "running", None),
+            m("a", "replica", "streaming", Some(0)),
+        ];
+        assert_eq!(
+            decide(&spec("Manual"), Some("a"), &members, false),
+            Decision::Stay
+        );
+        assert!(matches!(
+            decide(&spec("Automatic"), Some("a"), &members, false),
+            Decision::Switchover { .. }
+        ));
+        let down = [
+            m("b", "leader", "running", None),
+            m("a", "replica", "stopped", None),
+        ];
+        assert!(matches!(
+            decide(&spec("Automatic"), Some("a"), &down, false),
+            Decision::Wait(_)
+        ));
+        let home = [m("a", "leader", "running", None)];
+        assert_eq!(
+            decide(&spec("Automatic"), Some("a"), &home, false),
+            Decision::Stay
+        );
+    }
+}

@@ -1,0 +1,595 @@
+//! The Helm chart `charts/pgmetal`.
+//!
+//! Always: the chart's copy of the CRD (`charts/pgmetal/crds/postgrescluster.yaml`) is identical
+//! to the generated `crds/postgrescluster.yaml`.
+//!
+//! With `PGMETAL_K8S=1` (after `e2e/lab k8s up`): `helm lint --strict`, `helm template`, checks of
+//! the rendered objects (pod and container security, args, exact least-privilege RBAC, no
+//! wildcards), then the CRD is applied to the lab's real kube-apiserver and the rendered templates
+//! pass `kubectl apply --dry-run=server`. helm is the binary `e2e/lab-k8s build` caches.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde_yaml::Value;
+
+const ENV_FILE: &str = "/run/pgmetal-lab/lab.env";
+const RELEASE_NAMESPACE: &str = "pgmetal-system";
+const WATCH_NAMESPACE: &str = "team-a";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn chart() -> PathBuf {
+    repo().join("charts/pgmetal")
+}
+
+#[test]
+fn chart_crd_is_a_copy_of_the_generated_crd() {
+    let generated =
+        std::fs::read(repo().join("crds/postgrescluster.yaml")).expect("crds/postgrescluster.yaml");
+    let copy = std::fs::read(chart().join("crds/postgrescluster.yaml"))
+        .expect("charts/pgmetal/crds/postgrescluster.yaml");
+    assert!(
+        copy == generated,
+        "charts/pgmetal/crds/postgrescluster.yaml is stale: \
+         run `cp crds/postgrescluster.yaml charts/pgmetal/crds/postgrescluster.yaml`"
+    );
+}
+
+#[test]
+fn helm_chart_lints_renders_and_passes_server_dry_run() {
+    if std::env::var("PGMETAL_K8S").as_deref() != Ok("1") {
+        eprintln!("skipped: set PGMETAL_K8S=1 after `e2e/lab k8s up` to run the Helm chart test");
+        return;
+    }
+    let start = Instant::now();
+    let helm = Helm::new(find_helm());
+    let kubectl = Kubectl {
+        kubeconfig: lab_kubeconfig(),
+    };
+    kubectl.check_reachable();
+
+    // (2) lint.
+    let lint = helm.run(&["lint", "--strict", path_str(&chart())]);
+    eprintln!("{}", lint.trim());
+
+    // (3) render with the defaults and check what came out.
+    let rendered = helm.template(&[]);
+    let docs = parse_docs(&rendered);
+    check_no_wildcards(&docs);
+    check_deployment(&docs, None);
+    check_cluster_role(&docs);
+    check_leader_election_role(&docs);
+    let binding = only(&docs, "ClusterRoleBinding");
+    assert_eq!(
+        binding["subjects"][0]["namespace"].as_str(),
+        Some(RELEASE_NAMESPACE)
+    );
+    assert!(
+        of_kind(&docs, "RoleBinding")
+            .iter()
+            .all(|b| b["roleRef"]["kind"].as_str() == Some("Role")),
+        "without watchNamespace the ClusterRole is bound cluster-wide only"
+    );
+
+    // (5) render with a watched namespace: the flag, and the ClusterRole bound there only.
+    let set = format!("watchNamespace={WATCH_NAMESPACE}");
+    let rendered_ns = helm.template(&["--set", &set]);
+    let docs_ns = parse_docs(&rendered_ns);
+    check_no_wildcards(&docs_ns);
+    check_deployment(&docs_ns, Some(WATCH_NAMESPACE));
+    check_cluster_role(&docs_ns);
+    assert!(
+        of_kind(&docs_ns, "ClusterRoleBinding").is_empty(),
+        "with watchNamespace the ClusterRole must not be bound cluster-wide"
+    );
+    let scoped: Vec<&Value> = of_kind(&docs_ns, "RoleBinding")
+        .into_iter()
+        .filter(|b| b["roleRef"]["kind"].as_str() == Some("ClusterRole"))
+        .collect();
+    assert_eq!(scoped.len(), 1, "one RoleBinding of the ClusterRole");
+    assert_eq!(
+        scoped[0]["metadata"]["namespace"].as_str(),
+        Some(WATCH_NAMESPACE)
+    );
+
+    // (4) the real API server: CRD applied, rendered objects accepted by a server-side dry run.
+    kubectl.ensure_namespace(RELEASE_NAMESPACE);
+    kubectl.ensure_namespace(WATCH_NAMESPACE);
+    let crds = chart().join("crds");
+    kubectl.run(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            path_str(&crds),
+        ],
+        None,
+    );
+    kubectl.run(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/postgresclusters.pgmetal.io",
+        ],
+        None,
+    );
+    // The watchNamespace render spans two namespaces (the RoleBinding is in team-a), which
+    // `kubectl -n` refuses; every namespaced template sets metadata.namespace itself.
+    let with_ns = [
+        "apply",
+        "--dry-run=server",
+        "-n",
+        RELEASE_NAMESPACE,
+        "-f",
+        "-",
+    ];
+    let without_ns = ["apply", "--dry-run=server", "-f", "-"];
+    for (what, text, args) in [
+        ("defaults", &rendered, &with_ns[..]),
+        ("watchNamespace", &rendered_ns, &without_ns[..]),
+    ] {
+        let out = kubectl.run(args, Some(text));
+        eprintln!("server dry run ({what}):\n{}", out.trim());
+        let accepted = out
+            .lines()
+            .filter(|l| l.contains("(server dry run)"))
+            .count();
+        let objects = parse_docs(text).len();
+        assert_eq!(
+            accepted, objects,
+            "every rendered object ({what}) is accepted by the dry run"
+        );
+    }
+
+    eprintln!("helm chart test: {:.1?}", start.elapsed());
+}
+
+// ------------------------------------------------------------------ checks ----
+
+fn check_deployment(docs: &[Value], watch_namespace: Option<&str>) {
+    let dep = only(docs, "Deployment");
+    assert_eq!(
+        dep["metadata"]["namespace"].as_str(),
+        Some(RELEASE_NAMESPACE)
+    );
+    assert_eq!(dep["spec"]["replicas"].as_u64(), Some(2));
+    let pod = &dep["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"].as_bool(), Some(true));
+    let sa = only(docs, "ServiceAccount");
+    assert_eq!(pod["serviceAccountName"], sa["metadata"]["name"]);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"].as_str(),
+        Some("RuntimeDefault")
+    );
+
+    let containers = pod["containers"].as_sequence().expect("containers");
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    assert_eq!(c["image"].as_str(), Some("ghcr.io/pgmetal/pgmetal:0.1.0"));
+
+    let sc = &c["securityContext"];
+    assert_eq!(sc["runAsNonRoot"].as_bool(), Some(true), "{sc:?}");
+    assert_eq!(sc["runAsUser"].as_u64(), Some(65532), "{sc:?}");
+    assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true), "{sc:?}");
+    assert_eq!(
+        sc["allowPrivilegeEscalation"].as_bool(),
+        Some(false),
+        "{sc:?}"
+    );
+    assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"], "{sc:?}");
+    assert!(sc["capabilities"]["add"].is_null(), "{sc:?}");
+    assert_eq!(
+        sc["seccompProfile"]["type"].as_str(),
+        Some("RuntimeDefault"),
+        "{sc:?}"
+    );
+    assert!(sc["privileged"].as_bool() != Some(true), "{sc:?}");
+
+    let args = strings(&c["args"]);
+    let mut want: Vec<String> = [
+        "operator",
+        "--metrics-addr=0.0.0.0:8080",
+        "--lease-namespace=$(POD_NAMESPACE)",
+        "--lease-name=pgmetal-leader",
+        "--identity=$(POD_NAME)",
+        "--log-format=json",
+    ]
+    .map(String::from)
+    .to_vec();
+    if let Some(ns) = watch_namespace {
+        want.push(format!("--namespace={ns}"));
+    }
+    assert_eq!(args, want);
+    assert!(args.iter().any(|a| a.starts_with("--lease-namespace=")));
+
+    for (var, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let env = c["env"]
+            .as_sequence()
+            .expect("env")
+            .iter()
+            .find(|e| e["name"].as_str() == Some(var))
+            .unwrap_or_else(|| panic!("env {var}"));
+        assert_eq!(
+            env["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+            Some(field)
+        );
+    }
+
+    assert_eq!(c["ports"][0]["containerPort"].as_u64(), Some(8080));
+    assert_eq!(c["ports"][0]["name"].as_str(), Some("metrics"));
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        assert_eq!(c[probe]["httpGet"]["path"].as_str(), Some(path), "{probe}");
+        assert_eq!(
+            c[probe]["httpGet"]["port"].as_str(),
+            Some("metrics"),
+            "{probe}"
+        );
+    }
+
+    let tmp = c["volumeMounts"]
+        .as_sequence()
+        .expect("volumeMounts")
+        .iter()
+        .find(|m| m["mountPath"].as_str() == Some("/tmp"))
+        .expect("a volume at /tmp");
+    let vol = pod["volumes"]
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == tmp["name"])
+        .expect("the /tmp volume");
+    assert!(vol["emptyDir"].is_mapping(), "/tmp is an emptyDir: {vol:?}");
+
+    let service = only(docs, "Service");
+    assert_eq!(service["spec"]["ports"][0]["port"].as_u64(), Some(8080));
+    assert_eq!(
+        service["spec"]["selector"],
+        dep["spec"]["selector"]["matchLabels"]
+    );
+}
+
+fn check_cluster_role(docs: &[Value]) {
+    let role = only(docs, "ClusterRole");
+    let want = triples(&[
+        (
+            "pgmetal.io",
+            "postgresclusters",
+            &["get", "list", "watch", "patch"],
+        ),
+        ("pgmetal.io", "postgresclusters/status", &["get", "patch"]),
+        ("pgmetal.io", "postgresclusters/finalizers", &["update"]),
+        ("", "secrets", &["get", "list", "watch", "create"]),
+        ("", "configmaps", &["get", "create", "patch"]),
+        ("events.k8s.io", "events", &["create", "patch"]),
+    ]);
+    assert_eq!(
+        rule_triples(role),
+        want,
+        "the ClusterRole grants exactly what the operator uses"
+    );
+    for rule in role["rules"].as_sequence().expect("rules") {
+        assert!(rule["nonResourceURLs"].is_null(), "{rule:?}");
+    }
+}
+
+fn check_leader_election_role(docs: &[Value]) {
+    let role = only(docs, "Role");
+    assert_eq!(
+        role["metadata"]["namespace"].as_str(),
+        Some(RELEASE_NAMESPACE)
+    );
+    let want = triples(&[(
+        "coordination.k8s.io",
+        "leases",
+        &["get", "create", "update"],
+    )]);
+    assert_eq!(rule_triples(role), want);
+    // get/update are limited to the operator's own Lease (create cannot be limited by name).
+    for rule in role["rules"].as_sequence().expect("rules") {
+        let verbs = strings(&rule["verbs"]);
+        if verbs.iter().any(|v| v != "create") {
+            assert_eq!(
+                strings(&rule["resourceNames"]),
+                ["pgmetal-leader"],
+                "{rule:?}"
+            );
+        }
+    }
+    let binding = of_kind(docs, "RoleBinding")
+        .into_iter()
+        .find(|b| b["roleRef"]["kind"].as_str() == Some("Role"))
+        .expect("a RoleBinding of the leader-election Role");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(
+        binding["metadata"]["namespace"].as_str(),
+        Some(RELEASE_NAMESPACE)
+    );
+}
+
+/// No `*` in verbs, resources, apiGroups or resourceNames of any rule of any object.
+fn check_no_wildcards(docs: &[Value]) {
+    fn walk(v: &Value, path: &str) {
+        match v {
+            Value::Mapping(m) => {
+                for (k, child) in m {
+                    let key = k.as_str().unwrap_or_default();
+                    if matches!(key, "verbs" | "resources" | "apiGroups" | "resourceNames") {
+                        for s in strings(child) {
+                            assert!(!s.contains('*'), "wildcard in {path}.{key}: {s:?}");
+                        }
+                    }
+                    walk(child, &format!("{path}.{key}"));
+                }
+            }
+            Value::Sequence(s) => {
+                for (i, child) in s.iter().enumerate() {
+                    walk(child, &format!("{path}[{i}]"));
+                }
+            }
+            _ => {}
+        }
+    }
+    for d in docs {
+        walk(d, kind(d));
+    }
+}
+
+// ----------------------------------------------------------------- helpers ----
+
+type Triple = (String, String, String);
+
+fn triples(rules: &[(&str, &str, &[&str])]) -> BTreeSet<Triple> {
+    let mut out = BTreeSet::new();
+    for (group, resource, verbs) in rules {
+        for verb in *verbs {
+            out.insert((group.to_string(), resource.to_string(), verb.to_string()));
+        }
+    }
+    out
+}
+
+/// Every (apiGroup, resource, verb) a Role or ClusterRole grants.
+fn rule_triples(role: &Value) -> BTreeSet<Triple> {
+    let mut out = BTreeSet::new();
+    for rule in role["rules"].as_sequence().expect("rules") {
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    out.insert((group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_sequence()
+        .map(|s| {
+            s.iter()
+                .map(|x| {
+                    x.as_str()
+                        .unwrap_or_else(|| panic!("not a string: {x:?}"))
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The non-empty documents of a multi-document YAML stream.
+fn parse_docs(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).expect("rendered YAML parses"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn kind(doc: &Value) -> &str {
+    doc["kind"].as_str().unwrap_or("<no kind>")
+}
+
+fn of_kind<'a>(docs: &'a [Value], k: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| kind(d) == k).collect()
+}
+
+fn only<'a>(docs: &'a [Value], k: &str) -> &'a Value {
+    let found = of_kind(docs, k);
+    assert_eq!(found.len(), 1, "exactly one {k} rendered");
+    found[0]
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+/// Runs a command that must succeed; returns its stdout.
+fn run(cmd: &mut Command, stdin: Option<&str>) -> String {
+    let shown = format!("{cmd:?}");
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{shown}: {e}"));
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{shown} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// The helm binary `e2e/lab-k8s build` made: the path `e2e/lab-k8s status` prints
+/// (`helm: built v3.19.5 at /var/cache/pgmetal/k8s/v1.34.4/helm`), else a glob of the cache.
+fn find_helm() -> PathBuf {
+    let status = Command::new(repo().join("e2e/lab-k8s"))
+        .arg("status")
+        .stderr(Stdio::null())
+        .output();
+    if let Ok(out) = status {
+        let text = String::from_utf8_lossy(&out.stdout);
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("helm: built ")
+                && let Some((_, path)) = rest.rsplit_once(" at ")
+                && Path::new(path).is_file()
+            {
+                return PathBuf::from(path);
+            }
+        }
+    }
+    let mut candidates: Vec<PathBuf> = match std::env::var_os("PGMETAL_K8S_CACHE") {
+        Some(dir) => vec![PathBuf::from(dir).join("helm")],
+        None => std::fs::read_dir("/var/cache/pgmetal/k8s")
+            .map(|rd| rd.flatten().map(|e| e.path().join("helm")).collect())
+            .unwrap_or_default(),
+    };
+    candidates.retain(|p| p.is_file());
+    // The newest build when several Kubernetes versions are cached.
+    candidates.sort_by_key(|p| p.metadata().and_then(|m| m.modified()).ok());
+    candidates
+        .pop()
+        .expect("no helm under /var/cache/pgmetal/k8s/*/helm: run `e2e/lab-k8s build`")
+}
+
+struct Helm {
+    bin: PathBuf,
+    /// Private HELM_*_HOME dirs: nothing read from or written to the user's helm config.
+    home: tempfile::TempDir,
+}
+
+impl Helm {
+    fn new(bin: PathBuf) -> Helm {
+        Helm {
+            bin,
+            home: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args)
+            .env("HELM_CACHE_HOME", self.home.path().join("cache"))
+            .env("HELM_CONFIG_HOME", self.home.path().join("config"))
+            .env("HELM_DATA_HOME", self.home.path().join("data"))
+            .env_remove("KUBECONFIG");
+        run(&mut cmd, None)
+    }
+
+    /// `helm template t charts/pgmetal --namespace pgmetal-system [extra]`.
+    fn template(&self, extra: &[&str]) -> String {
+        let chart = chart();
+        let mut args = vec![
+            "template",
+            "t",
+            path_str(&chart),
+            "--namespace",
+            RELEASE_NAMESPACE,
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+}
+
+/// `LAB_KUBECONFIG` from the lab env file (lines `KEY="VALUE"`), written by `e2e/lab k8s up`.
+fn lab_kubeconfig() -> PathBuf {
+    let text = std::fs::read_to_string(ENV_FILE)
+        .unwrap_or_else(|e| panic!("{ENV_FILE}: {e}: run `e2e/lab k8s up`"));
+    let path = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| k.trim() == "LAB_KUBECONFIG")
+        .map(|(_, v)| PathBuf::from(v.trim().trim_matches('"')))
+        .unwrap_or_else(|| panic!("no LAB_KUBECONFIG in {ENV_FILE}: run `e2e/lab k8s up`"));
+    assert!(
+        path.is_file(),
+        "{}: missing: run `e2e/lab k8s up`",
+        path.display()
+    );
+    path
+}
+
+struct Kubectl {
+    kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig);
+        cmd
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> String {
+        run(self.cmd().args(args), stdin)
+    }
+
+    fn check_reachable(&self) {
+        let out = self
+            .cmd()
+            .args(["get", "--raw", "/readyz"])
+            .output()
+            .expect("kubectl");
+        assert!(
+            out.status.success(),
+            "the lab API server does not answer (run `e2e/lab k8s up`): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Creates the namespace when missing; a Terminating one is an error (there is no namespace
+    /// controller in the lab: it stays Terminating until `e2e/lab k8s down`).
+    fn ensure_namespace(&self, ns: &str) {
+        let out = self
+            .cmd()
+            .args(["get", "namespace", ns, "-o", "jsonpath={.status.phase}"])
+            .output()
+            .expect("kubectl");
+        if out.status.success() {
+            let phase = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                phase.trim(),
+                "Active",
+                "namespace {ns} is not Active: `e2e/lab k8s down && e2e/lab k8s up` for a clean API"
+            );
+            return;
+        }
+        let out = self
+            .cmd()
+            .args(["create", "namespace", ns])
+            .output()
+            .expect("kubectl");
+        let err = String::from_utf8_lossy(&out.stderr);
+        // Another run may have created it meanwhile.
+        assert!(
+            out.status.success() || err.contains("AlreadyExists"),
+            "create namespace {ns}: {err}"
+        );
+    }
+}

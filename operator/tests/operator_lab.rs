@@ -1,0 +1,398 @@
+//! The operator end to end: `pgmetal operator` against the real API server and real lab hosts.
+//! kubectl apply → Ready; kubectl get columns; psql through HAProxy; declarative switchover;
+//! a power cut of the primary (status follows, Degraded names the host, fail-back); a restarted
+//! operator converges with no changes; deletion runs the finalizer and stops the services.
+//! Skipped unless PGMETAL_LAB=1 and PGMETAL_K8S=1 (the README's test command sets both).
+
+mod common;
+#[path = "common/k8s.rs"]
+mod k8s;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Lab, psql, repo};
+use k8s::Kube;
+
+/// The operator as a child process; killed when dropped.
+struct Operator {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Operator {
+    fn start(kube: &Kube, ns: &str, log: std::path::PathBuf) -> Operator {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_pgmetal"))
+            .args([
+                "operator",
+                "--metrics-addr",
+                "127.0.0.1:18080",
+                "--namespace",
+                ns,
+                "--lease-namespace",
+                ns,
+                "--identity",
+                "e2e",
+                "--log-format",
+                "json",
+            ])
+            .env("KUBECONFIG", &kube.kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start pgmetal operator");
+        Operator { child, log }
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    fn rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn manifest(lab: &Lab, primary: &str) -> String {
+    let h = &lab.hosts;
+    format!(
+        r#"apiVersion: pgmetal.io/v1alpha1
+kind: PostgresCluster
+metadata: {{name: lab}}
+spec:
+  ssh:
+    privateKeySecret: {{name: lab-ssh, key: ssh-privatekey}}
+    knownHostsSecret: {{name: lab-ssh, key: known_hosts}}
+  packages:
+    repository: {{apt: "{apt}"}}
+  postgres:
+    primary: {primary}
+    replicas: [{others}]
+  patroni: {{ttl: 20, loopWait: 5, retryTimeout: 5, failback: Automatic}}
+  etcd:
+    hosts: [{a}, {b}, {c}]
+  haproxy:
+    hosts: [{d}]
+"#,
+        apt = lab.var("LAB_APT_REPO"),
+        others = h[..3]
+            .iter()
+            .filter(|x| *x != primary)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", "),
+        a = h[0],
+        b = h[1],
+        c = h[2],
+        d = h[3]
+    )
+}
+
+fn get(kube: &Kube, ns: &str, path: &str) -> String {
+    kube.jsonpath(ns, "pgc/lab", path)
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> f64 {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    t.elapsed().as_secs_f64()
+}
+
+#[test]
+fn operator_runs_a_cluster_from_kubectl() {
+    let Some(lab) = Lab::get(4) else { return };
+    let Some(kube) = Kube::get() else { return };
+    let ns = format!("pgmetal-e2e-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let (h1, h2, lb) = (
+        lab.hosts[0].clone(),
+        lab.hosts[1].clone(),
+        lab.hosts[3].clone(),
+    );
+
+    kube.kubectl(&[
+        "apply",
+        "--server-side",
+        "-f",
+        repo().join("crds").to_str().unwrap(),
+    ])
+    .expect_ok();
+    kube.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/postgresclusters.pgmetal.io",
+        "--timeout=60s",
+    ])
+    .expect_ok();
+    kube.kubectl(&["create", "namespace", &ns]).expect_ok();
+    kube.kubectl(&[
+        "-n",
+        &ns,
+        "create",
+        "secret",
+        "generic",
+        "lab-ssh",
+        &format!("--from-file=ssh-privatekey={}", lab.var("LAB_SSH_KEY")),
+        &format!("--from-file=known_hosts={}", lab.var("LAB_KNOWN_HOSTS")),
+    ])
+    .expect_ok();
+    let mut op = Operator::start(&kube, &ns, dir.path().join("operator.log"));
+
+    // 1. kubectl apply → Ready.
+    let t = Instant::now();
+    kube.run(&["-n", &ns, "apply", "-f", "-"], Some(&manifest(&lab, &h1)))
+        .expect_ok();
+    let ready = kube.kubectl(&[
+        "-n",
+        &ns,
+        "wait",
+        "--for=condition=Ready",
+        "pgc/lab",
+        "--timeout=600s",
+    ]);
+    assert!(
+        ready.ok,
+        "not Ready: {}\n{}\noperator log tail:\n{}",
+        ready.stderr,
+        kube.kubectl(&["-n", &ns, "describe", "pgc/lab"]).stdout,
+        tail(&op.log())
+    );
+    eprintln!(
+        "TIMING kubectl apply -> Ready: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let table = kube.kubectl(&["-n", &ns, "get", "pgc"]).expect_ok();
+    eprintln!("{table}");
+    assert_eq!(
+        k8s::table_cell(&table, 0, "PRIMARY").as_deref(),
+        Some(h1.as_str())
+    );
+    assert_eq!(
+        k8s::table_cell(&table, 0, "MEMBERS").as_deref(),
+        Some("3/3")
+    );
+    assert_eq!(k8s::table_cell(&table, 0, "READY").as_deref(), Some("True"));
+    let pw = kube
+        .kubectl(&[
+            "-n",
+            &ns,
+            "get",
+            "secret",
+            "lab-passwords",
+            "-o",
+            "go-template={{.data.superuser | base64decode}}",
+        ])
+        .expect_ok();
+    assert_eq!(pw.len(), 32, "a generated password");
+    assert_eq!(
+        psql(&lb, 5000, &pw, "SELECT pg_is_in_recovery()").unwrap(),
+        "f"
+    );
+    psql(
+        &lb,
+        5000,
+        &pw,
+        "CREATE TABLE e2e(v int); INSERT INTO e2e VALUES (1)",
+    )
+    .unwrap();
+    wait_until("a replica serving the row", Duration::from_secs(10), || {
+        psql(
+            &lb,
+            5001,
+            &pw,
+            "SELECT pg_is_in_recovery(), count(*) FROM e2e",
+        )
+        .as_deref()
+            == Ok("t|1")
+    });
+    let describe = kube
+        .kubectl(&["-n", &ns, "describe", "pgc/lab"])
+        .expect_ok();
+    assert!(
+        describe.contains("EtcdHealthy") && describe.contains("RoutingReady"),
+        "{describe}"
+    );
+
+    // 3. Declarative switchover: change spec.postgres.primary; status and HAProxy follow.
+    let t = Instant::now();
+    kube.run(&["-n", &ns, "apply", "-f", "-"], Some(&manifest(&lab, &h2)))
+        .expect_ok();
+    wait_until(
+        "status.primary to follow the switchover",
+        Duration::from_secs(120),
+        || get(&kube, &ns, ".status.primary") == h2,
+    );
+    wait_until(
+        "HAProxy to route writes to the new primary",
+        Duration::from_secs(30),
+        || psql(&lb, 5000, &pw, "SELECT inet_server_addr()").is_ok_and(|a| a.starts_with(&h2)),
+    );
+    eprintln!(
+        "TIMING switchover via spec: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // 4. Power cut of the primary: Patroni fails over; status follows within 15 s; Degraded names the host.
+    let api = format!("http://{}:8008/cluster", lab.hosts[2]);
+    let leader = || -> Option<String> {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "2", &api])
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["members"]
+            .as_array()?
+            .iter()
+            .find(|m| m["role"] == "leader")
+            .and_then(|m| m["host"].as_str())
+            .map(String::from)
+    };
+    let kill = Command::new(repo().join("e2e/lab"))
+        .args(["kill", &h2])
+        .output()
+        .unwrap();
+    assert!(kill.status.success());
+    let t = Instant::now();
+    wait_until("Patroni to fail over", Duration::from_secs(90), || {
+        leader().is_some_and(|l| l != h2)
+    });
+    let failover = t.elapsed().as_secs_f64();
+    let t2 = Instant::now();
+    wait_until(
+        "status.primary to follow the failover",
+        Duration::from_secs(30),
+        || {
+            let p = get(&kube, &ns, ".status.primary");
+            !p.is_empty() && p != h2
+        },
+    );
+    let follow = t2.elapsed().as_secs_f64();
+    eprintln!(
+        "TIMING failover by Patroni {failover:.1}s after the power cut; status followed {follow:.1}s later"
+    );
+    assert!(
+        follow <= 15.0,
+        "status must follow a failover within 15 s (took {follow:.1}s)"
+    );
+    wait_until(
+        "Degraded naming the dead host",
+        Duration::from_secs(30),
+        || {
+            get(
+                &kube,
+                &ns,
+                r#".status.conditions[?(@.type=="Degraded")].status"#,
+            ) == "True"
+                && get(
+                    &kube,
+                    &ns,
+                    r#".status.conditions[?(@.type=="Degraded")].message"#,
+                )
+                .contains(&h2)
+        },
+    );
+
+    // The host comes back: it rejoins as a replica, then fail-back (Automatic) makes it primary again.
+    let start = Command::new(repo().join("e2e/lab"))
+        .args(["start", &h2])
+        .output()
+        .unwrap();
+    assert!(
+        start.status.success(),
+        "{}",
+        String::from_utf8_lossy(&start.stderr)
+    );
+    let back = wait_until(
+        "fail-back to the preferred primary",
+        Duration::from_secs(240),
+        || get(&kube, &ns, ".status.primary") == h2,
+    );
+    eprintln!("TIMING fail-back {back:.1}s after the host booted");
+    wait_until("Degraded to clear", Duration::from_secs(120), || {
+        get(
+            &kube,
+            &ns,
+            r#".status.conditions[?(@.type=="Degraded")].status"#,
+        ) == "False"
+    });
+    eprintln!(
+        "operator RSS after failover and fail-back: {} KiB",
+        op.rss_kib()
+    );
+
+    // 5. A restarted operator converges the unchanged resource with zero changes on the hosts.
+    let restarted_log = dir.path().join("operator2.log");
+    drop(op);
+    op = Operator::start(&kube, &ns, restarted_log);
+    kube.run(&["-n", &ns, "apply", "-f", "-"], Some(&manifest(&lab, &h2)))
+        .expect_ok();
+    wait_until(
+        "the restarted operator to converge",
+        Duration::from_secs(120),
+        || op.log().contains("\"converged\""),
+    );
+    let line = op
+        .log()
+        .lines()
+        .find(|l| l.contains("\"converged\""))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        line.contains("\"changed\":0"),
+        "re-apply must change nothing: {line}"
+    );
+
+    // 6. Deletion completes the finalizer and stops the services.
+    let t = Instant::now();
+    kube.kubectl(&["-n", &ns, "delete", "pgc/lab", "--timeout=120s"])
+        .expect_ok();
+    eprintln!(
+        "TIMING delete with finalizer: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    for h in &lab.hosts[..3] {
+        assert_eq!(
+            lab.ssh(h, "systemctl is-active patroni").stdout,
+            b"inactive\n",
+            "patroni still runs on {h}"
+        );
+    }
+    assert_eq!(
+        lab.ssh(&lb, "systemctl is-active haproxy").stdout,
+        b"inactive\n"
+    );
+    assert!(
+        lab.ssh_ok(&h1, "test -d /data/pg_data/base && echo kept") == "kept",
+        "Retain keeps the data"
+    );
+    eprintln!("operator RSS at the end: {} KiB", op.rss_kib());
+    let _ = kube.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+fn tail(s: &str) -> String {
+    s.lines()
+        .rev()
+        .take(30)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
