@@ -65,6 +65,10 @@ impl Drop for Operator {
 }
 
 fn manifest(lab: &Lab, primary: &str) -> String {
+    manifest_with(lab, primary, "")
+}
+
+fn manifest_with(lab: &Lab, primary: &str, extra: &str) -> String {
     let h = &lab.hosts;
     format!(
         r#"apiVersion: pgmetal.io/v1alpha1
@@ -84,7 +88,7 @@ spec:
     hosts: [{a}, {b}, {c}]
   haproxy:
     hosts: [{d}]
-"#,
+{extra}"#,
         apt = lab.var("LAB_APT_REPO"),
         others = h[..3]
             .iter()
@@ -248,6 +252,43 @@ fn operator_runs_a_cluster_from_kubectl() {
         "TIMING switchover via spec: {:.1}s",
         t.elapsed().as_secs_f64()
     );
+
+    // Pause (patronictl pause): Patroni goes into maintenance mode and the condition says so; then resume.
+    let api_pause = |h: &str| -> Option<bool> {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "2", &format!("http://{h}:8008/cluster")])
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        Some(v["pause"].as_bool().unwrap_or(false))
+    };
+    kube.run(
+        &["-n", &ns, "apply", "-f", "-"],
+        Some(&manifest_with(&lab, &h2, "  paused: true\n")),
+    )
+    .expect_ok();
+    wait_until(
+        "Patroni paused and ReconciliationPaused",
+        Duration::from_secs(60),
+        || {
+            api_pause(&h1) == Some(true)
+                && get(
+                    &kube,
+                    &ns,
+                    r#".status.conditions[?(@.type=="ReconciliationPaused")].status"#,
+                ) == "True"
+        },
+    );
+    kube.run(&["-n", &ns, "apply", "-f", "-"], Some(&manifest(&lab, &h2)))
+        .expect_ok();
+    wait_until("Patroni resumed", Duration::from_secs(60), || {
+        api_pause(&h1) == Some(false)
+            && get(
+                &kube,
+                &ns,
+                r#".status.conditions[?(@.type=="ReconciliationPaused")].status"#,
+            ) == "False"
+    });
 
     // 4. Power cut of the primary: Patroni fails over; status follows within 15 s; Degraded names the host.
     let api = format!("http://{}:8008/cluster", lab.hosts[2]);

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -163,13 +164,15 @@ pub async fn run(opts: Options) -> Result<(), String> {
     tracing::info!(%identity, "leading");
     health.ready.store(true, Ordering::SeqCst);
 
-    let (clusters, secrets): (Api<PostgresCluster>, Api<Secret>) = match &opts.namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
+    // DeserializeGuard: one malformed object becomes a logged error instead of breaking the watch.
+    let (clusters, secrets): (Api<DeserializeGuard<PostgresCluster>>, Api<Secret>) =
+        match &opts.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
     let reporter = Reporter {
         controller: MANAGER.into(),
         instance: Some(identity),
@@ -191,11 +194,12 @@ pub async fn run(opts: Options) -> Result<(), String> {
             secrets,
             watcher::Config::default(),
             move |secret: Secret| {
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|c| references(c, &secret))
-                    .map(|c| ObjectRef::from_obj(&*c))
+                let all = store.state();
+                let hits = all.iter().filter_map(|g| g.0.as_ref().ok());
+                hits.filter(|c| references(c, &secret))
+                    .map(|c| {
+                        ObjectRef::new(&c.name_any()).within(&c.namespace().unwrap_or_default())
+                    })
                     .collect::<Vec<_>>()
             },
         )
@@ -216,7 +220,19 @@ pub async fn run(opts: Options) -> Result<(), String> {
     Ok(())
 }
 
-async fn reconcile(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(
+    guard: Arc<DeserializeGuard<PostgresCluster>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let pgc = match &guard.0 {
+        Ok(pgc) => Arc::new(pgc.clone()),
+        Err(invalid) => {
+            let name = invalid.metadata.name.clone().unwrap_or_default();
+            tracing::warn!(cluster = %name, error = %invalid, "malformed PostgresCluster ignored until it changes");
+            ctx.metrics.reconcile_error(&name, "Malformed");
+            return Ok(Action::await_change());
+        }
+    };
     let ns = pgc.namespace().unwrap_or_else(|| "default".into());
     let api: Api<PostgresCluster> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, pgc, |event| async {
@@ -229,10 +245,15 @@ async fn reconcile(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
     .map_err(|e| Error::Finalizer(e.to_string()))
 }
 
-fn error_policy(pgc: Arc<PostgresCluster>, err: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(cluster = %pgc.name_any(), error = %err, "reconcile error");
+fn error_policy(
+    guard: Arc<DeserializeGuard<PostgresCluster>>,
+    err: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let name = guard.name_any();
+    tracing::warn!(cluster = %name, error = %err, "reconcile error");
     ctx.metrics.reconcile_error(
-        &pgc.name_any(),
+        &name,
         match err {
             Error::Kube(_) => "Kube",
             Error::Finalizer(_) => "Finalizer",

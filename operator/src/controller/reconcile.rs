@@ -70,7 +70,12 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
     });
 
     if spec.paused || due {
-        let conns = connect_hosts(&pgc, &resolved, &mut status.hosts).await;
+        // Paused: no SSH at all; the engine only keeps Patroni in maintenance mode.
+        let conns = if spec.paused {
+            BTreeMap::new()
+        } else {
+            connect_hosts(&pgc, &resolved, &mut status.hosts).await
+        };
         let report = engine::Engine::new(spec, &resolved.secrets, conns, &Quiet)
             .converge()
             .await;
@@ -83,6 +88,13 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
         tracing::info!(cluster = %key, changed = report.changed, healthy = report.healthy, duration_ms = report.duration_ms, problems = ?report.problems, "converged");
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         for hs in status.hosts.iter_mut() {
+            if let Some(hash) = report
+                .hosts
+                .get(&hs.host)
+                .and_then(|h| h.config_hash.clone())
+            {
+                hs.config_hash = Some(hash);
+            }
             match report.hosts.get(&hs.host).and_then(|h| h.error.clone()) {
                 Some(e) => {
                     hs.reachable = !e.starts_with("connect:");

@@ -486,8 +486,15 @@ impl<'a> Engine<'a> {
         ex: &dyn Executor,
         want: &[DesiredFile],
     ) -> Result<Vec<String>, String> {
+        self.rec.files(host, want);
         self.step(host, "write files", async {
             let w = files::sync(ex, want).await.map_err(|e| e.to_string())?;
+            if w.iter().any(|p| p.starts_with("/etc/systemd/system/")) {
+                let reload = Cmd::new("systemctl").arg("daemon-reload");
+                ex.run_ok(&reload, "systemctl daemon-reload")
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             Ok((w.clone(), !w.is_empty(), w))
         })
         .await

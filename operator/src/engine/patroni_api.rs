@@ -99,19 +99,25 @@ impl PatroniApi {
         }
     }
 
-    /// `GET /cluster` from `host`.
-    pub async fn cluster(&self, host: &str) -> Result<ClusterView, ApiError> {
+    /// `GET path` from `host`, decoded from JSON.
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        host: &str,
+        path: &str,
+    ) -> Result<T, ApiError> {
         let r = self
             .http
-            .get(self.url(host, "/cluster"))
+            .get(self.url(host, path))
             .send()
             .await
             .map_err(|e| Self::err(host, e))?;
-        r.error_for_status()
-            .map_err(|e| Self::err(host, e))?
-            .json()
-            .await
-            .map_err(|e| Self::err(host, e))
+        let r = r.error_for_status().map_err(|e| Self::err(host, e))?;
+        r.json().await.map_err(|e| Self::err(host, e))
+    }
+
+    /// `GET /cluster` from `host`.
+    pub async fn cluster(&self, host: &str) -> Result<ClusterView, ApiError> {
+        self.get(host, "/cluster").await
     }
 
     /// The cluster view from the first of `hosts` that answers.
@@ -128,17 +134,7 @@ impl PatroniApi {
 
     /// `GET /config`: the dynamic configuration in the DCS.
     pub async fn config(&self, host: &str) -> Result<Value, ApiError> {
-        let r = self
-            .http
-            .get(self.url(host, "/config"))
-            .send()
-            .await
-            .map_err(|e| Self::err(host, e))?;
-        r.error_for_status()
-            .map_err(|e| Self::err(host, e))?
-            .json()
-            .await
-            .map_err(|e| Self::err(host, e))
+        self.get(host, "/config").await
     }
 
     async fn unsafe_call(

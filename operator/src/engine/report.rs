@@ -35,6 +35,12 @@ pub struct HostReport {
     /// The error that stopped this host, naming the step.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// SHA-256 over every managed file's path and content hash (changes when any file does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    /// Path -> content hash of the files pgmetal manages here.
+    #[serde(skip)]
+    files: BTreeMap<String, String>,
 }
 
 /// One phase of the converge.
@@ -141,8 +147,60 @@ impl Recorder {
             .unwrap_or_default()
     }
 
+    /// Record the files a host should have (for its config hash).
+    pub fn files(&self, host: &str, files: &[crate::model::DesiredFile]) {
+        if let Ok(mut r) = self.inner.lock() {
+            let h = r.hosts.entry(host.to_string()).or_default();
+            h.files
+                .extend(files.iter().map(|f| (f.path.clone(), f.sha256())));
+        }
+    }
+
     /// The report so far.
     pub fn finish(self) -> Report {
-        self.inner.into_inner().unwrap_or_default()
+        let mut report = self.inner.into_inner().unwrap_or_default();
+        for h in report.hosts.values_mut().filter(|h| !h.files.is_empty()) {
+            use sha2::{Digest, Sha256};
+            let mut d = Sha256::new();
+            for (path, sha) in &h.files {
+                d.update(format!("{path} {sha}\n"));
+            }
+            h.config_hash = Some(hex::encode(d.finalize()));
+        }
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::DesiredFile;
+
+    fn f(content: &str) -> DesiredFile {
+        DesiredFile {
+            path: "/etc/x".into(),
+            content: content.into(),
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+        }
+    }
+
+    #[test]
+    fn config_hash_follows_file_content_and_totals_add_up() {
+        let hash = |content: &str| {
+            let r = Recorder::default();
+            r.files("h", &[f(content)]);
+            r.step("h", "write files", true, Instant::now(), vec![]);
+            r.step("h", "unit etcd", false, Instant::now(), vec![]);
+            r.finish()
+        };
+        let (a, b) = (hash("one"), hash("two"));
+        assert_ne!(a.hosts["h"].config_hash, b.hosts["h"].config_hash);
+        assert_eq!(a.hosts["h"].config_hash, hash("one").hosts["h"].config_hash);
+        assert_eq!(
+            (a.changed, a.hosts["h"].steps.len(), a.hosts["h"].changed),
+            (1, 2, 1)
+        );
     }
 }
