@@ -215,6 +215,15 @@ pub fn compute(f: &Facts, generation: Option<i64>) -> Vec<Condition> {
     out
 }
 
+/// True for a condition a person should look at: Degraded=True, or a health condition False.
+pub fn is_bad(c: &Condition) -> bool {
+    match c.type_.as_str() {
+        "Degraded" => c.status == "True",
+        "Ready" | "EtcdHealthy" | "PatroniHealthy" | "RoutingReady" => c.status == "False",
+        _ => false,
+    }
+}
+
 /// Keeps each old condition's `lastTransitionTime` when its status did not change.
 pub fn merge(old: &[Condition], mut new: Vec<Condition>) -> Vec<Condition> {
     for c in &mut new {
@@ -330,6 +339,11 @@ mod tests {
         let new = merge(&old, compute(&broken, None));
         assert_ne!(get(&new, "EtcdHealthy").last_transition_time, then);
         assert_eq!(get(&new, "PatroniHealthy").last_transition_time, then);
+        assert!(
+            is_bad(get(&new, "EtcdHealthy"))
+                && !is_bad(get(&new, "ReconciliationPaused"))
+                && is_bad(get(&new, "Degraded"))
+        );
         let changed: Vec<String> = transitions(&old, &new)
             .into_iter()
             .map(|c| c.type_)

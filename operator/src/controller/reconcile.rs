@@ -320,7 +320,11 @@ async fn write_status(
     let generation = pgc.metadata.generation;
     let conds = conditions::merge(&old.conditions, conditions::compute(facts, generation));
     for c in conditions::transitions(&old.conditions, &conds) {
-        let bad = (c.type_ == "Degraded") == (c.status == "True");
+        let bad = conditions::is_bad(&c);
+        // A condition's first appearance is only news when it is bad.
+        if !bad && !old.conditions.iter().any(|o| o.type_ == c.type_) {
+            continue;
+        }
         let kind = if bad {
             EventType::Warning
         } else {
