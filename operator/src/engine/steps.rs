@@ -1,0 +1,261 @@
+//! The per-host steps of each phase: prepare (facts, package source, install, take over package
+//! defaults), etcd, Patroni members, HAProxy, and Patroni's dynamic configuration.
+
+use std::time::{Duration, Instant};
+
+use super::{Engine, facts, files, observe, packages, patroni_api, units};
+use crate::exec::Cmd;
+use crate::model::DesiredFile;
+use crate::render::{self, InitialClusterState, Layout, member_name, roles};
+
+impl Engine<'_> {
+    pub(super) async fn prepare(&self, host: &str) -> Result<(), String> {
+        let ex = self.exec(host)?;
+        let facts = self
+            .step(host, "facts", async {
+                facts::gather(&*ex)
+                    .await
+                    .map(|f| (f, false, vec![]))
+                    .map_err(|e| e.to_string())
+            })
+            .await?;
+        let os = facts.os;
+        let r = roles(self.spec, host);
+        let repo: Vec<DesiredFile> = packages::repository_file(self.spec, os)
+            .into_iter()
+            .collect();
+        let repo_changed = self
+            .step(host, "package source", async {
+                let w = files::sync(&*ex, &repo).await.map_err(|e| e.to_string())?;
+                Ok((!w.is_empty(), !w.is_empty(), w))
+            })
+            .await?;
+        let missing: Vec<String> = packages::wanted(self.spec, os, r)
+            .into_iter()
+            .filter(|p| !facts.installed.contains(p))
+            .collect();
+        self.step(host, "install packages", async {
+            if missing.is_empty() {
+                return Ok(((), false, vec![]));
+            }
+            if repo_changed || os == crate::model::OsFamily::Debian {
+                ex.run_ok(&packages::refresh(os), "refresh package index")
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            ex.run_ok(&packages::install(os, &missing), "install packages")
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(((), true, missing.clone()))
+        })
+        .await?;
+        if let Some(cmd) = packages::takeover(os, self.spec, r) {
+            self.step(host, "take over package defaults", async {
+                let out = ex
+                    .run_ok(&cmd, "take over package defaults")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let did: Vec<String> = out.stdout_str().lines().map(String::from).collect();
+                Ok(((), !did.is_empty(), did))
+            })
+            .await?;
+        }
+        if let Ok(mut f) = self.facts.lock() {
+            f.insert(host.to_string(), facts);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn etcd(&self, host: &str) -> Result<(), String> {
+        let ex = self.exec(host)?;
+        let os = self.host_facts(host)?.os;
+        let layout = Layout::new(self.spec, os);
+        let mut want = vec![
+            render::etcd_config(self.spec, host, os, InitialClusterState::New)
+                .map_err(|e| e.to_string())?,
+        ];
+        want.extend(render::systemd_units(
+            os,
+            render::Roles {
+                etcd: true,
+                ..Default::default()
+            },
+        ));
+        self.ensure_dir(host, &*ex, &self.spec.etcd.data_dir, &layout.etcd_user)
+            .await?;
+        let written = self.write(host, &*ex, &want).await?;
+        // All members must start together (each waits for quorum): never block on the start.
+        units::ensure(
+            self,
+            host,
+            &*ex,
+            &layout.etcd_unit,
+            !written.is_empty(),
+            units::OnChange::Restart,
+            true,
+        )
+        .await
+    }
+
+    pub(super) async fn wait_etcd(&self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let st = observe::etcd(self.spec).await;
+            if st.healthy == st.desired {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "etcd has no healthy quorum after 120 s ({}/{} healthy): check `journalctl -u etcd` on the etcd hosts",
+                    st.healthy, st.desired
+                ));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    pub(super) async fn patroni(&self, host: &str, bootstrap: bool) -> Result<(), String> {
+        let ex = self.exec(host)?;
+        let os = self.host_facts(host)?.os;
+        let layout = Layout::new(self.spec, os);
+        let r = roles(self.spec, host);
+        let mut want = vec![
+            render::patroni_config(self.spec, self.secrets, host, os).map_err(|e| e.to_string())?,
+        ];
+        want.extend(render::systemd_units(
+            os,
+            render::Roles { etcd: false, ..r },
+        ));
+        self.ensure_dir(host, &*ex, &layout.data_dir, &layout.postgres_user)
+            .await?;
+        let written = self.write(host, &*ex, &want).await?;
+        units::ensure(
+            self,
+            host,
+            &*ex,
+            &layout.patroni_unit,
+            !written.is_empty(),
+            units::OnChange::Reload,
+            false,
+        )
+        .await?;
+        let name = member_name(host);
+        let what = if bootstrap { "leader" } else { "streaming" };
+        self.step(host, &format!("wait for patroni {what}"), async {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            loop {
+                if let Ok(view) = self.api.cluster(host).await {
+                    let me = view.members.iter().find(|m| m.name == name);
+                    let ok = match me {
+                        Some(m) if bootstrap => m.role == "leader" && m.state == "running",
+                        Some(m) => m.role == "leader" || m.state == "streaming" || (m.state == "running" && m.lag.as_ref().is_some_and(|l| l.is_number())),
+                        None => false,
+                    };
+                    if ok {
+                        return Ok(((), false, vec![]));
+                    }
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("member {name} did not become {what} within 300 s: check `journalctl -u patroni` on {host}"));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+        .await
+    }
+
+    pub(super) async fn haproxy(&self, host: &str) -> Result<(), String> {
+        let ex = self.exec(host)?;
+        let os = self.host_facts(host)?.os;
+        let layout = Layout::new(self.spec, os);
+        let cfg = render::haproxy_config(self.spec).map_err(|e| e.to_string())?;
+        let written = self.write(host, &*ex, std::slice::from_ref(&cfg)).await?;
+        if !written.is_empty() {
+            ex.run_ok(
+                &Cmd::new("haproxy").args(["-c", "-q", "-f", &layout.haproxy_config]),
+                "check haproxy.cfg",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+        units::ensure(
+            self,
+            host,
+            &*ex,
+            &layout.haproxy_unit,
+            !written.is_empty(),
+            units::OnChange::Reload,
+            false,
+        )
+        .await
+    }
+
+    /// Parameters, timing and pause through `PATCH /config`, then restarts only where pending.
+    pub(super) async fn dynamic_config(&self) -> Result<(), String> {
+        let members: Vec<String> = std::iter::once(self.spec.postgres.primary.clone())
+            .chain(self.spec.postgres.replicas.clone())
+            .collect();
+        let view = self
+            .api
+            .cluster_any(&members)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(leader) = view
+            .leaders()
+            .first()
+            .and_then(|l| members.iter().find(|h| member_name(h) == l.name))
+            .cloned()
+        else {
+            return Err("Patroni has no leader: dynamic configuration not applied".into());
+        };
+        let current = self.api.config(&leader).await.map_err(|e| e.to_string())?;
+        let mut desired = render::dcs_config(self.spec);
+        // `pause` is only written when it must change, so an unpaused cluster has no diff.
+        if self.spec.paused || current.get("pause") == Some(&serde_json::Value::Bool(true)) {
+            desired["pause"] = serde_json::Value::Bool(self.spec.paused);
+        }
+        let Some(patch) = patroni_api::config_patch(&current, &desired) else {
+            return Ok(());
+        };
+        let t = Instant::now();
+        self.progress.step(&leader, "patroni dynamic configuration");
+        self.api
+            .patch_config(&leader, &patch)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.rec.step(
+            &leader,
+            "patroni dynamic configuration",
+            true,
+            t,
+            vec![patch.to_string()],
+        );
+        // Members see the change on their next loop; then some need a restart.
+        tokio::time::sleep(Duration::from_secs(
+            u64::from(self.spec.patroni.loop_wait) + 3,
+        ))
+        .await;
+        let view = self.api.cluster(&leader).await.map_err(|e| e.to_string())?;
+        let mut pending: Vec<(&String, bool)> = members
+            .iter()
+            .filter_map(|h| {
+                view.members
+                    .iter()
+                    .find(|m| m.name == member_name(h) && m.pending_restart)
+                    .map(|m| (h, m.role == "leader"))
+            })
+            .collect();
+        pending.sort_by_key(|(_, is_leader)| *is_leader); // replicas first, the leader last
+        for (host, _) in pending {
+            let t = Instant::now();
+            self.progress.step(host, "restart for pending parameters");
+            self.api
+                .restart_pending(host)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.rec
+                .step(host, "restart for pending parameters", true, t, vec![]);
+        }
+        Ok(())
+    }
+}
