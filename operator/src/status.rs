@@ -15,8 +15,7 @@ pub fn from_observation(spec: &PostgresClusterSpec, obs: &Observation) -> Postgr
         .iter()
         .filter(|m| {
             m.role == "leader" && m.state == "running"
-                || m.role != "leader"
-                    && (m.state == "streaming" || m.state == "running" && m.lag_bytes.is_some())
+                || m.role != "leader" && observe::replicating(&m.state, m.lag_bytes.is_some())
         })
         .count();
     PostgresClusterStatus {

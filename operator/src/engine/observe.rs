@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
 
-use super::patroni_api::{ClusterView, PatroniApi};
+use super::patroni_api::{ClusterMember, ClusterView, PatroniApi};
 use crate::api::{EtcdMemberStatus, EtcdStatus, HaproxyStatus, MemberStatus, PostgresClusterSpec};
 use crate::render::member_name;
 
@@ -153,6 +153,15 @@ pub async fn observe(spec: &PostgresClusterSpec, api: &PatroniApi) -> Observatio
 
 /// Patroni members mapped to the spec's hosts.
 pub fn members(spec: &PostgresClusterSpec, view: &ClusterView) -> Vec<MemberStatus> {
+    let status = |m: &ClusterMember, host: String| MemberStatus {
+        host,
+        name: m.name.clone(),
+        role: m.role.clone(),
+        state: m.state.clone(),
+        timeline: m.timeline,
+        lag_bytes: m.lag.as_ref().and_then(serde_json::Value::as_i64),
+        pending_restart: m.pending_restart,
+    };
     let hosts = std::iter::once(&spec.postgres.primary).chain(&spec.postgres.replicas);
     let mut out: Vec<MemberStatus> = hosts
         .filter_map(|host| {
@@ -160,32 +169,22 @@ pub fn members(spec: &PostgresClusterSpec, view: &ClusterView) -> Vec<MemberStat
             view.members
                 .iter()
                 .find(|m| m.name == name)
-                .map(|m| MemberStatus {
-                    host: host.clone(),
-                    name,
-                    role: m.role.clone(),
-                    state: m.state.clone(),
-                    timeline: m.timeline,
-                    lag_bytes: m.lag.as_ref().and_then(serde_json::Value::as_i64),
-                    pending_restart: m.pending_restart,
-                })
+                .map(|m| status(m, host.clone()))
         })
         .collect();
     // Members Patroni knows that the spec does not name (e.g. removed from the spec) are shown too.
     for m in &view.members {
         if !out.iter().any(|o| o.name == m.name) {
-            out.push(MemberStatus {
-                host: m.host.clone().unwrap_or_default(),
-                name: m.name.clone(),
-                role: m.role.clone(),
-                state: m.state.clone(),
-                timeline: m.timeline,
-                lag_bytes: m.lag.as_ref().and_then(serde_json::Value::as_i64),
-                pending_restart: m.pending_restart,
-            });
+            out.push(status(m, m.host.clone().unwrap_or_default()));
         }
     }
     out
+}
+
+/// A replica is healthy when Patroni reports it streaming, or running with a known lag
+/// (Patroni 3.0 reports "running" for replicas that stream).
+pub fn replicating(state: &str, lag_known: bool) -> bool {
+    state == "streaming" || (state == "running" && lag_known)
 }
 
 /// What is wrong, by area; each line names the host and is something a person can act on.
@@ -253,14 +252,10 @@ pub fn verdict(spec: &PostgresClusterSpec, obs: &Observation) -> Verdict {
                 .patroni
                 .push(format!("Patroni: member on {host} is not registered")),
             Some(m) if m.role == "leader" => {}
-            Some(m)
-                if !(m.state == "streaming" || (m.state == "running" && m.lag_bytes.is_some())) =>
-            {
-                v.patroni.push(format!(
-                    "Patroni: replica on {host} is {} (not streaming)",
-                    m.state
-                ))
-            }
+            Some(m) if !replicating(&m.state, m.lag_bytes.is_some()) => v.patroni.push(format!(
+                "Patroni: replica on {host} is {} (not streaming)",
+                m.state
+            )),
             _ => {}
         }
     }
@@ -301,6 +296,12 @@ pub fn verdict(spec: &PostgresClusterSpec, obs: &Observation) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replicating_needs_streaming_or_a_known_lag() {
+        assert!(replicating("streaming", false) && replicating("running", true));
+        assert!(!replicating("running", false) && !replicating("stopped", true));
+    }
 
     #[test]
     fn haproxy_csv() {

@@ -148,7 +148,7 @@ impl Engine<'_> {
                     let me = view.members.iter().find(|m| m.name == name);
                     let ok = match me {
                         Some(m) if bootstrap => m.role == "leader" && m.state == "running",
-                        Some(m) => m.role == "leader" || m.state == "streaming" || (m.state == "running" && m.lag.as_ref().is_some_and(|l| l.is_number())),
+                        Some(m) => m.role == "leader" || observe::replicating(&m.state, m.lag.as_ref().is_some_and(|l| l.is_number())),
                         None => false,
                     };
                     if ok {
