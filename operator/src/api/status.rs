@@ -43,6 +43,21 @@ pub struct PostgresClusterStatus {
     /// Whether Patroni is paused (maintenance mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patroni_paused: Option<bool>,
+    /// The highest PostgreSQL timeline a leader was seen on, and that leader. A leader on a
+    /// lower timeline, or another leader on the same one, means the history forked: Degraded
+    /// says `TimelineRegressed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_timeline: Option<LeaderTimeline>,
+}
+
+/// A timeline and the host that led it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaderTimeline {
+    /// The PostgreSQL timeline.
+    pub timeline: i64,
+    /// The host whose Patroni leader was on it.
+    pub leader: String,
 }
 
 /// One Patroni member.

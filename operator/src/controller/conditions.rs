@@ -24,6 +24,8 @@ pub struct Facts {
     pub off_preferred: Option<(String, String, String)>,
     /// HAProxy hosts in the spec.
     pub haproxy_hosts: usize,
+    /// A forked history or two primaries (the split-brain guard).
+    pub split_brain: Option<crate::engine::split_brain::SplitBrain>,
 }
 
 fn cond(kind: &str, ok: bool, reason: &str, message: String, generation: Option<i64>) -> Condition {
@@ -129,6 +131,9 @@ pub fn compute(f: &Facts, generation: Option<i64>) -> Vec<Condition> {
     ));
 
     let mut degraded: Vec<(String, String)> = Vec::new();
+    if let Some(sb) = &f.split_brain {
+        degraded.push((sb.reason().into(), sb.message()));
+    }
     for (h, e) in &f.host_errors {
         degraded.push(("HostFailed".into(), format!("host {h}: {e}")));
     }
@@ -174,7 +179,11 @@ pub fn compute(f: &Facts, generation: Option<i64>) -> Vec<Condition> {
         )
     });
 
-    let ready = f.blocked.is_none() && observed && v.all().is_empty() && f.host_errors.is_empty();
+    let ready = f.blocked.is_none()
+        && observed
+        && v.all().is_empty()
+        && f.host_errors.is_empty()
+        && f.split_brain.is_none();
     out.push(match &f.blocked {
         Some((reason, msg)) => cond("Ready", false, reason, msg.clone(), g),
         None if ready => cond(

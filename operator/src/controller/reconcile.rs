@@ -19,7 +19,7 @@ use super::switchover::{self, Decision};
 use super::{Context, Error, Memo};
 use crate::api::{HostStatus, PostgresCluster, PostgresClusterStatus};
 use crate::engine::patroni_api::PatroniApi;
-use crate::engine::{self, Connection, Quiet, connect, observe};
+use crate::engine::{self, Connection, Quiet, connect, observe, split_brain};
 use crate::exec::{Executor, KnownHosts, SshExecutor};
 
 /// Observation interval: status follows a failover within this plus one observation.
@@ -40,6 +40,7 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
     let mut status = PostgresClusterStatus {
         preferred_primary: old.preferred_primary.clone(),
         hosts: old.hosts.clone(),
+        leader_timeline: old.leader_timeline.clone(),
         ..Default::default()
     };
 
@@ -184,14 +185,28 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
             format!("{:?}", spec.patroni.failback),
         ));
     }
+    let (mark, split_brain) = split_brain::check(
+        old.leader_timeline.as_ref(),
+        &observed.members,
+        &obs.writable,
+    );
+    if let Some(sb) = &split_brain
+        && !old.conditions.iter().any(|c| c.reason == sb.reason())
+    {
+        publish(&ctx, &pgc, EventType::Warning, sb.reason(), &sb.message()).await;
+    }
+    facts.split_brain = split_brain;
     facts.verdict = Some(observe::verdict(spec, &obs));
     ctx.metrics.set_cluster_ready(
         &pgc.name_any(),
-        facts.verdict.as_ref().is_some_and(|v| v.all().is_empty()) && facts.host_errors.is_empty(),
+        facts.verdict.as_ref().is_some_and(|v| v.all().is_empty())
+            && facts.host_errors.is_empty()
+            && facts.split_brain.is_none(),
     );
     status = PostgresClusterStatus {
         hosts: status.hosts,
         preferred_primary: status.preferred_primary,
+        leader_timeline: mark,
         ..observed
     };
     write_status(&ctx, &pgc, &old, status, &facts).await?;

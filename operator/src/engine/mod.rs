@@ -13,6 +13,7 @@ pub mod observe;
 pub mod packages;
 pub mod patroni_api;
 pub mod report;
+pub mod split_brain;
 mod steps;
 mod units;
 

@@ -18,6 +18,8 @@ pub struct Observation {
     pub patroni: Option<ClusterView>,
     /// Per HAProxy host: routing, or the error reading its stats.
     pub haproxy: Vec<Result<HaproxyStatus, String>>,
+    /// PostgreSQL hosts whose own Patroni reports a read-write primary (normally exactly one).
+    pub writable: Vec<String>,
 }
 
 /// The etcd client URL of `host`.
@@ -141,13 +143,21 @@ pub async fn observe(spec: &PostgresClusterSpec, api: &PatroniApi) -> Observatio
     let pg_hosts: Vec<String> = std::iter::once(spec.postgres.primary.clone())
         .chain(spec.postgres.replicas.clone())
         .collect();
-    let (etcd, patroni) = tokio::join!(etcd(spec), api.cluster_any(&pg_hosts));
+    let nodes = futures::future::join_all(pg_hosts.iter().map(|h| api.node(h)));
+    let (etcd, patroni, nodes) = tokio::join!(etcd(spec), api.cluster_any(&pg_hosts), nodes);
     let haproxy =
         futures::future::join_all(spec.haproxy.hosts.iter().map(|h| haproxy(spec, h))).await;
+    let writable = pg_hosts
+        .into_iter()
+        .zip(nodes)
+        .filter(|(_, n)| n.as_ref().is_ok_and(|n| n.is_primary()))
+        .map(|(h, _)| h)
+        .collect();
     Observation {
         etcd,
         patroni: patroni.ok(),
         haproxy,
+        writable,
     }
 }
 

@@ -49,6 +49,24 @@ impl ClusterView {
     }
 }
 
+/// A member's own report (`GET /patroni`): what its PostgreSQL is, not what the DCS says.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct NodeStatus {
+    /// `master` (Patroni 3) or `primary` (Patroni 4) when PostgreSQL runs read-write, else `replica`.
+    #[serde(default)]
+    pub role: String,
+    /// The timeline PostgreSQL is on.
+    #[serde(default)]
+    pub timeline: Option<i64>,
+}
+
+impl NodeStatus {
+    /// True when this member's PostgreSQL accepts writes.
+    pub fn is_primary(&self) -> bool {
+        matches!(self.role.as_str(), "master" | "primary")
+    }
+}
+
 /// Why a REST call failed.
 #[derive(Debug, thiserror::Error)]
 #[error("Patroni REST API on {host}: {message}")]
@@ -118,6 +136,11 @@ impl PatroniApi {
     /// `GET /cluster` from `host`.
     pub async fn cluster(&self, host: &str) -> Result<ClusterView, ApiError> {
         self.get(host, "/cluster").await
+    }
+
+    /// `GET /patroni` from `host`: the member's own role and timeline.
+    pub async fn node(&self, host: &str) -> Result<NodeStatus, ApiError> {
+        self.get(host, "/patroni").await
     }
 
     /// The cluster view from the first of `hosts` that answers.

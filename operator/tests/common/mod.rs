@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod writer;
+
 /// The lab as described by `/run/pgmetal-lab/lab.env`, or None when tests must skip.
 pub struct Lab {
     pub env: BTreeMap<String, String>,
@@ -37,6 +39,16 @@ impl Lab {
             hosts.len()
         );
         Some(Lab { env, hosts })
+    }
+
+    /// The lab, for a test that is `#[ignore]`d unless the lab is up: panics when it is not.
+    pub fn require(min_hosts: usize) -> Lab {
+        if std::env::var("PGMETAL_LAB").as_deref() != Ok("1") {
+            panic!(
+                "this test needs the lab: run it through e2e/test, or set PGMETAL_LAB=1 after `e2e/lab up`"
+            );
+        }
+        Lab::get(min_hosts).expect("the lab")
     }
 
     pub fn var(&self, k: &str) -> String {
