@@ -86,6 +86,16 @@ fn beyond_schema(obj: &PostgresCluster) -> Vec<Violation> {
             );
         }
     }
+    let pip = &spec.packages.patroni;
+    if pip.source == crate::api::PatroniSource::Pip && !safe_patroni_release(&pip.version) {
+        v(
+            "spec.packages.patroni.version",
+            format!(
+                "{} is not a Patroni release pgmetal installs: give MAJOR.MINOR.PATCH, 4.0.6 or later (earlier releases can let a healed old primary discard the new primary's writes)",
+                pip.version
+            ),
+        );
+    }
     // Two spellings of one machine would get two Patroni members with one data directory.
     let members: Vec<&String> = std::iter::once(&spec.postgres.primary)
         .chain(&spec.postgres.replicas)
@@ -100,4 +110,37 @@ fn beyond_schema(obj: &PostgresCluster) -> Vec<Violation> {
         }
     }
     out
+}
+
+/// True for `MAJOR.MINOR.PATCH` at or above 4.0.6, the first release that ignores stale etcd
+/// members (and, since 3.0.3, updates the leader key only if it still holds it).
+fn safe_patroni_release(version: &str) -> bool {
+    let parts: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
+    let exact = version
+        .split('.')
+        .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
+    exact && parts.len() == 3 && (parts[0], parts[1], parts[2]) >= (4, 0, 6)
+}
+
+#[cfg(test)]
+mod patroni_release_tests {
+    #[test]
+    fn only_releases_with_the_partition_fixes_are_accepted() {
+        for ok in ["4.0.6", "4.1.5", "5.0.0", "4.10.0"] {
+            assert!(super::safe_patroni_release(ok), "{ok}");
+        }
+        for bad in [
+            "3.0.2",
+            "4.0.5",
+            "4.1",
+            "4.1.5; rm -rf /",
+            "4.1.5.1",
+            "",
+            "4..1",
+            "v4.1.5",
+            "4.1.5rc1",
+        ] {
+            assert!(!super::safe_patroni_release(bad), "{bad}");
+        }
+    }
 }

@@ -26,6 +26,8 @@ spec:
   packages:
     repository:
       apt: "{apt}"
+    patroni:
+      indexUrl: "{pip}"
   postgres:
     primary: {a}
     replicas: [{b}, {c}]
@@ -43,6 +45,7 @@ spec:
     hosts: [{d}]
 "#,
         apt = lab.var("LAB_APT_REPO"),
+        pip = lab.var("LAB_PIP_INDEX"),
         a = h[0],
         b = h[1],
         c = h[2],

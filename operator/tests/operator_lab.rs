@@ -80,6 +80,7 @@ spec:
     knownHostsSecret: {{name: lab-ssh, key: known_hosts}}
   packages:
     repository: {{apt: "{apt}"}}
+    patroni: {{indexUrl: "{pip}"}}
   postgres:
     primary: {primary}
     replicas: [{others}]
@@ -90,6 +91,7 @@ spec:
     hosts: [{d}]
 {extra}"#,
         apt = lab.var("LAB_APT_REPO"),
+        pip = lab.var("LAB_PIP_INDEX"),
         others = h[..3]
             .iter()
             .filter(|x| *x != primary)

@@ -4,7 +4,8 @@
 //! leader must neither lose a write nor move the primary.
 //!
 //! `PGMETAL_PARTITIONS` (default 2) partitions and `PGMETAL_ETCD_RESTARTS` (default 1) etcd
-//! leader restarts per mode; `e2e/chaos` runs the long version.
+//! leader restarts per mode, `PGMETAL_MODES` (default `async,sync`); `e2e/chaos` runs the long
+//! version.
 
 mod common;
 
@@ -32,6 +33,8 @@ spec:
   packages:
     repository:
       apt: "{apt}"
+    patroni:
+      indexUrl: "{pip}"
   postgres:
     primary: {a}
     replicas: [{b}, {c}]
@@ -46,6 +49,7 @@ spec:
     hosts: [{d}]
 "#,
         apt = lab.var("LAB_APT_REPO"),
+        pip = lab.var("LAB_PIP_INDEX"),
         a = h[0],
         b = h[1],
         c = h[2],
@@ -310,7 +314,18 @@ fn count(var: &str, default: usize) -> usize {
 fn healed_partitions_and_etcd_elections_lose_no_acknowledged_write() {
     let lab = Lab::require(4);
     let dir = tempfile::tempdir().unwrap();
-    let a = run_mode(&lab, dir.path(), false, 1);
-    let s = run_mode(&lab, dir.path(), true, 10_000_000);
-    eprintln!("RESULT\n  {a}\n  {s}");
+    let modes = std::env::var("PGMETAL_MODES").unwrap_or_else(|_| "async,sync".into());
+    let results: Vec<String> = modes
+        .split(',')
+        .enumerate()
+        .map(|(i, m)| {
+            let synchronous = match m {
+                "async" => false,
+                "sync" => true,
+                other => panic!("PGMETAL_MODES: unknown mode {other} (async, sync)"),
+            };
+            run_mode(&lab, dir.path(), synchronous, 1 + 10_000_000 * i as u64)
+        })
+        .collect();
+    eprintln!("RESULT\n  {}", results.join("\n  "));
 }

@@ -80,8 +80,9 @@ fn haproxy_cfg() {
 }
 
 #[test]
-fn etcd_unit_rhel() {
+fn etcd_unit_rhel_and_pip_patroni_unit() {
     let units = render::systemd_units(
+        &reference_spec(),
         OsFamily::RedHat,
         Roles {
             postgres: true,
@@ -89,9 +90,11 @@ fn etcd_unit_rhel() {
             haproxy: false,
         },
     );
-    assert_eq!(units.len(), 1);
+    assert_eq!(units.len(), 2);
     assert_eq!(units[0].path, "/etc/systemd/system/etcd.service");
     check_golden("etcd.service.rhel", &units[0]);
+    assert_eq!(units[1].path, "/etc/systemd/system/patroni.service");
+    check_golden("patroni.service.rhel", &units[1]);
 }
 
 #[test]

@@ -30,7 +30,8 @@ fn etcd_env_round_trips_through_systemd_and_sh() {
         assert_eq!(vars["ETCD_DATA_DIR"], s, "{text}");
         assert_eq!(vars["ETCD_NAME"], "192-168-10-64");
         assert_eq!(vars["ETCD_INITIAL_CLUSTER_STATE"], "existing");
-        assert_eq!(vars.len(), 9);
+        assert_eq!(vars["ETCD_PRE_VOTE"], "true");
+        assert_eq!(vars.len(), 10);
         // A POSIX shell sourcing the file (as some init scripts do) sees the same values.
         let path = dir.path().join("etcd.env");
         std::fs::write(&path, &file.content).unwrap();

@@ -131,6 +131,56 @@ pub struct PackagesSpec {
     /// Package-name overrides, for mirrors that name packages differently.
     #[serde(default)]
     pub names: PackageNames,
+    /// Where Patroni comes from: a pinned release from a PyPI index (default), or the distro.
+    #[serde(default)]
+    pub patroni: PatroniPackage,
+}
+
+/// How Patroni is installed on the PostgreSQL hosts.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PatroniPackage {
+    /// `Pip` (default): Patroni `version` from `indexUrl` into a virtualenv
+    /// (`/opt/pgmetal/patroni-<version>`), run by pgmetal's own `patroni.service`; only
+    /// `python3-venv` and `python3-psycopg2` come from the distro. `Distro`: the distro's
+    /// package (`packages.names.patroni`). Debian 12 ships Patroni 3.0.2, which can let a
+    /// partitioned old primary take the cluster back after the partition heals and discard the
+    /// new primary's acknowledged writes (fixed upstream in 3.0.3 and 4.0.6).
+    #[serde(default)]
+    pub source: PatroniSource,
+    /// The Patroni release pip installs (`Pip` only): 4.0.6 or later.
+    #[serde(default = "default_patroni_version")]
+    #[schemars(pattern(r"^[0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}$"))]
+    pub version: String,
+    /// A PyPI index (simple API, e.g. a mirror's `https://mirror.internal/pypi/simple/`), the
+    /// reference deployment's "PyPI mirror". When unset, pip's own configuration on the host
+    /// applies (`/etc/pip.conf`, else pypi.org).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^(https?|file)://[!-~]+$')").message("packages.patroni.indexUrl must be an http(s) or file URL without spaces"))]
+    #[schemars(length(max = 1024))]
+    pub index_url: Option<String>,
+}
+
+impl Default for PatroniPackage {
+    fn default() -> Self {
+        Self {
+            source: PatroniSource::default(),
+            version: default_patroni_version(),
+            index_url: None,
+        }
+    }
+}
+
+/// Where Patroni comes from.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum PatroniSource {
+    /// A pinned release from a PyPI index, in a virtualenv.
+    #[default]
+    Pip,
+    /// The distribution's package.
+    Distro,
 }
 
 /// A package repository for apt (Debian/Ubuntu) or yum/dnf (RHEL family) hosts.
@@ -480,6 +530,12 @@ fn default_rewind_user() -> PgUser {
         name: "rewind_user".into(),
         password_secret: None,
     }
+}
+/// The Patroni release pgmetal installs by default: it has the fixes for a healed partition
+/// (conditional leader-key update, stale etcd members ignored by raft term).
+pub const DEFAULT_PATRONI_VERSION: &str = "4.1.5";
+fn default_patroni_version() -> String {
+    DEFAULT_PATRONI_VERSION.into()
 }
 fn default_scope() -> String {
     "postgres".into()

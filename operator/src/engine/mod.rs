@@ -83,7 +83,22 @@ impl<'a> Engine<'a> {
         let all = render::all_hosts(self.spec);
         self.phase("prepare hosts", &all, |h| self.prepare(h)).await;
         let etcd_hosts = self.spec.etcd.hosts.clone();
-        self.phase("etcd", &etcd_hosts, |h| self.etcd(h)).await;
+        let running = observe::etcd(self.spec).await;
+        if running.desired > 0 && running.healthy == running.desired {
+            // A running cluster: a changed member restarts alone and is healthy again before
+            // the next one is touched, so that quorum is never lost.
+            let one_at_a_time = tokio::sync::Mutex::new(());
+            let (turn, engine) = (&one_at_a_time, &self);
+            self.phase("etcd (one member at a time)", &etcd_hosts, |h| async move {
+                let _turn = turn.lock().await;
+                engine.etcd(h, true).await
+            })
+            .await;
+        } else {
+            // Bootstrapping (or recovering): every member must start together.
+            self.phase("etcd", &etcd_hosts, |h| self.etcd(h, false))
+                .await;
+        }
         let quorum = self.timed("wait for etcd quorum", self.wait_etcd()).await;
         if let Err(e) = quorum {
             return self.finish(started, vec![e]).await;

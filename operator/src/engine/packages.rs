@@ -1,7 +1,7 @@
 //! Packages: which ones a host needs, where they come from, installing them, and taking over the
 //! services Debian packages create on install (default PostgreSQL cluster, single-node etcd).
 
-use crate::api::PostgresClusterSpec;
+use crate::api::{PatroniPackage, PatroniSource, PostgresClusterSpec};
 use crate::exec::{Cmd, INSTALL_TIMEOUT};
 use crate::model::{DesiredFile, OsFamily};
 use crate::render::Roles;
@@ -30,11 +30,19 @@ pub fn wanted(spec: &PostgresClusterSpec, os: OsFamily, roles: Roles) -> Vec<Str
                 format!("postgresql{v}-contrib"),
             ],
         ));
-        out.extend(pick(
-            &names.patroni,
-            s(&["patroni", "python3-etcd", "python3-psycopg2"]),
-            s(&["patroni", "patroni-etcd"]),
-        ));
+        out.extend(match spec.packages.patroni.source {
+            // Patroni itself comes from pip (install_patroni); the driver is compiled against the distro's libpq.
+            PatroniSource::Pip => pick(
+                &Vec::new(),
+                s(&["python3-venv", "python3-psycopg2"]),
+                s(&["python3", "python3-psycopg2"]),
+            ),
+            PatroniSource::Distro => pick(
+                &names.patroni,
+                s(&["patroni", "python3-etcd", "python3-psycopg2"]),
+                s(&["patroni", "patroni-etcd"]),
+            ),
+        });
     }
     if roles.etcd {
         out.extend(pick(
@@ -114,6 +122,29 @@ DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confold 
     }
 }
 
+/// Installs Patroni `version` (with its etcd3 extra) from the configured index into
+/// `venv`, a virtualenv that sees the distro's psycopg2. One virtualenv per release, marked
+/// complete only after `patroni --version` runs, so an interrupted install is redone and an
+/// upgrade never touches the release a running Patroni uses. Prints what it did.
+pub fn install_patroni(p: &PatroniPackage, venv: &str) -> Cmd {
+    Cmd::script(
+        r#"set -e
+venv="$1"; version="$2"; index="$3"
+[ -f "$venv/.pgmetal-installed" ] && exit 0
+mkdir -p "$(dirname "$venv")"
+python3 -m venv --clear --system-site-packages "$venv"
+set -- --disable-pip-version-check --no-input install -q --timeout 30 --retries 2
+[ -n "$index" ] && set -- "$@" --index-url "$index"
+"$venv/bin/pip" "$@" -- "patroni[etcd3]==$version"
+"$venv/bin/patroni" --version
+touch "$venv/.pgmetal-installed""#,
+    )
+    .arg(venv.to_string())
+    .arg(p.version.clone())
+    .arg(p.index_url.clone().unwrap_or_default())
+    .timeout(INSTALL_TIMEOUT)
+}
+
 /// Take over what the packages set up on their own, safely and idempotently; prints what it did.
 ///
 /// - PostgreSQL: Debian's `<version>/main` cluster is dropped only when it is the untouched
@@ -185,6 +216,19 @@ mod tests {
             wanted(&spec(), OsFamily::Debian, all),
             [
                 "postgresql-15",
+                "python3-venv",
+                "python3-psycopg2",
+                "etcd-server",
+                "etcd-client",
+                "haproxy"
+            ]
+        );
+        let mut distro = spec();
+        distro.packages.patroni.source = PatroniSource::Distro;
+        assert_eq!(
+            wanted(&distro, OsFamily::Debian, all),
+            [
+                "postgresql-15",
                 "patroni",
                 "python3-etcd",
                 "python3-psycopg2",
@@ -203,12 +247,21 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            wanted(&spec(), OsFamily::RedHat, pg),
+            wanted(&distro, OsFamily::RedHat, pg),
             [
                 "postgresql15-server",
                 "postgresql15-contrib",
                 "patroni",
                 "patroni-etcd"
+            ]
+        );
+        assert_eq!(
+            wanted(&spec(), OsFamily::RedHat, pg),
+            [
+                "postgresql15-server",
+                "postgresql15-contrib",
+                "python3",
+                "python3-psycopg2"
             ]
         );
         let mut s = spec();
@@ -275,5 +328,20 @@ mod tests {
             ]
         );
         assert!(takeover(OsFamily::RedHat, &spec(), all).is_none());
+        let mut p = spec().packages.patroni;
+        p.index_url = Some("http://10.0.0.1/pypi/simple/".into());
+        let pip = install_patroni(&p, "/opt/pgmetal/patroni-4.1.5");
+        assert_eq!(
+            pip.arguments(),
+            [
+                "/opt/pgmetal/patroni-4.1.5",
+                "4.1.5",
+                "http://10.0.0.1/pypi/simple/"
+            ]
+        );
+        assert!(
+            pip.to_shell(false)
+                .contains(r#""$venv/bin/pip" "$@" -- "patroni[etcd3]==$version""#)
+        );
     }
 }

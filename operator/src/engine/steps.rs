@@ -49,6 +49,18 @@ impl Engine<'_> {
             Ok(((), true, missing.clone()))
         })
         .await?;
+        if let (true, Some(venv)) = (r.postgres, Layout::new(self.spec, os).patroni_venv) {
+            let cmd = packages::install_patroni(&self.spec.packages.patroni, &venv);
+            self.step(host, "install patroni", async {
+                let out = ex
+                    .run_ok(&cmd, "install patroni")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let did: Vec<String> = out.stdout_str().lines().map(String::from).collect();
+                Ok(((), !did.is_empty(), did))
+            })
+            .await?;
+        }
         if let Some(cmd) = packages::takeover(os, self.spec, r) {
             self.step(host, "take over package defaults", async {
                 let out = ex
@@ -66,7 +78,9 @@ impl Engine<'_> {
         Ok(())
     }
 
-    pub(super) async fn etcd(&self, host: &str) -> Result<(), String> {
+    /// etcd on `host`. `rolling`: the cluster is running, so a changed member restarts and
+    /// waits until every member is healthy again (the caller runs one member at a time).
+    pub(super) async fn etcd(&self, host: &str, rolling: bool) -> Result<(), String> {
         let ex = self.exec(host)?;
         let os = self.host_facts(host)?.os;
         let layout = Layout::new(self.spec, os);
@@ -75,6 +89,7 @@ impl Engine<'_> {
                 .map_err(|e| e.to_string())?,
         ];
         want.extend(render::systemd_units(
+            self.spec,
             os,
             render::Roles {
                 etcd: true,
@@ -84,7 +99,8 @@ impl Engine<'_> {
         self.ensure_dir(host, &*ex, &self.spec.etcd.data_dir, &layout.etcd_user)
             .await?;
         let written = self.write(host, &*ex, &want).await?;
-        // All members must start together (each waits for quorum): never block on the start.
+        // Bootstrapping, all members must start together (each waits for quorum): never block
+        // on the start. Rolling, the restart returns once the member has rejoined.
         units::ensure(
             self,
             host,
@@ -92,9 +108,16 @@ impl Engine<'_> {
             &layout.etcd_unit,
             !written.is_empty(),
             units::OnChange::Restart,
-            true,
+            !rolling,
         )
-        .await
+        .await?;
+        if rolling && !written.is_empty() {
+            self.step(host, "wait for etcd quorum", async {
+                self.wait_etcd().await.map(|()| ((), false, vec![]))
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     pub(super) async fn wait_etcd(&self) -> Result<(), String> {
@@ -123,6 +146,7 @@ impl Engine<'_> {
             render::patroni_config(self.spec, self.secrets, host, os).map_err(|e| e.to_string())?,
         ];
         want.extend(render::systemd_units(
+            self.spec,
             os,
             render::Roles { etcd: false, ..r },
         ));

@@ -125,6 +125,10 @@ pub fn etcd_config(
                 "etcd.clusterToken",
                 etcd.cluster_token.clone(),
             ),
+            // A member that was cut off must not force an election when it returns (etcd 3.4
+            // leaves pre-vote off): the election left Patroni reading that member's stale
+            // leader key, and a healed old primary took the cluster back.
+            ("ETCD_PRE_VOTE", "etcd pre-vote", "true".into()),
         ],
     };
     let content = env.serialize(host)?;

@@ -1,12 +1,14 @@
 //! Where things live on a host, per OS family: config paths, binaries, users, unit names.
 
-use crate::api::PostgresClusterSpec;
+use crate::api::{PatroniSource, PostgresClusterSpec};
 use crate::model::OsFamily;
 
 /// etcd's EnvironmentFile on the RHEL family (read by the unit pgmetal installs there).
 pub(crate) const ETCD_ENV_FILE_RHEL: &str = "/etc/etcd/etcd.conf";
 /// The OS user running etcd (created by the Debian and RHEL etcd packages).
 pub(crate) const ETCD_USER: &str = "etcd";
+/// Where pip-installed Patroni releases live, one virtualenv per release.
+pub(crate) const PATRONI_VENV_DIR: &str = "/opt/pgmetal";
 /// HAProxy's configuration file, the same on every OS family.
 pub(crate) const HAPROXY_CONFIG: &str = "/etc/haproxy/haproxy.cfg";
 
@@ -35,6 +37,8 @@ pub struct Layout {
     pub etcd_user: String,
     /// systemd unit of Patroni.
     pub patroni_unit: String,
+    /// The virtualenv holding a pip-installed Patroni (`packages.patroni.source: Pip`).
+    pub patroni_venv: Option<String>,
     /// systemd unit of etcd.
     pub etcd_unit: String,
     /// systemd unit of HAProxy.
@@ -73,6 +77,12 @@ impl Layout {
             haproxy_config: HAPROXY_CONFIG.into(),
             etcd_user: ETCD_USER.into(),
             patroni_unit: "patroni".into(),
+            patroni_venv: (spec.packages.patroni.source == PatroniSource::Pip).then(|| {
+                format!(
+                    "{PATRONI_VENV_DIR}/patroni-{}",
+                    spec.packages.patroni.version
+                )
+            }),
             etcd_unit: "etcd".into(),
             haproxy_unit: "haproxy".into(),
         }

@@ -128,7 +128,7 @@ pub fn host_files(
     if r.haproxy {
         files.push(haproxy_config(spec)?);
     }
-    files.extend(systemd_units(os, r));
+    files.extend(systemd_units(spec, os, r));
     Ok(files)
 }
 

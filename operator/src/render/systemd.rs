@@ -1,17 +1,21 @@
 //! systemd units pgmetal installs where the distro's packages ship none.
 //!
-//! Debian ships units for patroni, etcd (etcd-server) and haproxy: nothing is rendered. On the
-//! RHEL family PGDG's patroni and haproxy ship units, but an etcd package may not (or may ship
-//! one reading another file), so pgmetal writes `/etc/systemd/system/etcd.service` reading the
-//! EnvironmentFile of [`Layout`](super::Layout). After writing a unit, run `systemctl daemon-reload`.
+//! Debian ships units for patroni, etcd (etcd-server) and haproxy. On the RHEL family PGDG's
+//! patroni and haproxy ship units, but an etcd package may not (or may ship one reading another
+//! file), so pgmetal writes `/etc/systemd/system/etcd.service` reading the EnvironmentFile of
+//! [`Layout`](super::Layout). A pip-installed Patroni gets `/etc/systemd/system/patroni.service`
+//! (it takes precedence over a distro unit of the same name). After writing a unit, run
+//! `systemctl daemon-reload`.
 
-use super::Roles;
 use super::layout::{ETCD_ENV_FILE_RHEL, ETCD_USER};
+use super::{Layout, Roles};
+use crate::api::PostgresClusterSpec;
 use crate::model::{DesiredFile, OsFamily};
 
-/// A unit file: sections of `Key=Value` lines. Keys and values are constants, never user input.
+/// A unit file: sections of `Key=Value` lines. Keys are constants; values are constants or
+/// paths built from validated fields (a release number, fixed directories).
 struct Unit {
-    sections: Vec<(&'static str, Vec<(&'static str, &'static str)>)>,
+    sections: Vec<(&'static str, Vec<(&'static str, String)>)>,
 }
 
 impl Unit {
@@ -31,45 +35,99 @@ impl Unit {
 }
 
 /// Units a host with `roles` needs on `os` beyond what the distro's packages ship.
-pub fn systemd_units(os: OsFamily, roles: Roles) -> Vec<DesiredFile> {
-    if os != OsFamily::RedHat || !roles.etcd {
-        return Vec::new();
+pub fn systemd_units(spec: &PostgresClusterSpec, os: OsFamily, roles: Roles) -> Vec<DesiredFile> {
+    let layout = Layout::new(spec, os);
+    let mut out = Vec::new();
+    if os == OsFamily::RedHat && roles.etcd {
+        out.push(unit_file("etcd", &etcd_unit()));
     }
-    let unit = Unit {
+    if roles.postgres
+        && let Some(venv) = &layout.patroni_venv
+    {
+        out.push(unit_file("patroni", &patroni_unit(&layout, venv)));
+    }
+    out
+}
+
+fn unit_file(name: &str, unit: &Unit) -> DesiredFile {
+    DesiredFile {
+        path: format!("/etc/systemd/system/{name}.service"),
+        content: unit.render().into_bytes(),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+    }
+}
+
+fn etcd_unit() -> Unit {
+    let kv = |k: &'static str, v: &str| (k, v.to_string());
+    Unit {
         sections: vec![
             (
                 "Unit",
                 vec![
-                    (
+                    kv(
                         "Description",
                         "etcd key-value store (Patroni DCS, managed by pgmetal)",
                     ),
-                    ("After", "network-online.target"),
-                    ("Wants", "network-online.target"),
+                    kv("After", "network-online.target"),
+                    kv("Wants", "network-online.target"),
                 ],
             ),
             (
                 "Service",
                 vec![
-                    ("Type", "notify"),
-                    ("User", ETCD_USER),
-                    ("EnvironmentFile", ETCD_ENV_FILE_RHEL),
-                    ("ExecStart", "/usr/bin/etcd"),
-                    ("Restart", "on-failure"),
-                    ("RestartSec", "5"),
-                    ("LimitNOFILE", "65536"),
+                    kv("Type", "notify"),
+                    kv("User", ETCD_USER),
+                    kv("EnvironmentFile", ETCD_ENV_FILE_RHEL),
+                    kv("ExecStart", "/usr/bin/etcd"),
+                    kv("Restart", "on-failure"),
+                    kv("RestartSec", "5"),
+                    kv("LimitNOFILE", "65536"),
                 ],
             ),
-            ("Install", vec![("WantedBy", "multi-user.target")]),
+            ("Install", vec![kv("WantedBy", "multi-user.target")]),
         ],
-    };
-    vec![DesiredFile {
-        path: "/etc/systemd/system/etcd.service".into(),
-        content: unit.render().into_bytes(),
-        mode: 0o644,
-        owner: "root".into(),
-        group: "root".into(),
-    }]
+    }
+}
+
+/// Patroni from its virtualenv, as upstream's and Debian's units run it: stopping the unit
+/// stops Patroni only (`KillMode=process`), and a crashed Patroni is not restarted behind the
+/// DBA's back (`Restart=no`, upstream's choice).
+fn patroni_unit(layout: &Layout, venv: &str) -> Unit {
+    let kv = |k: &'static str, v: &str| (k, v.to_string());
+    Unit {
+        sections: vec![
+            (
+                "Unit",
+                vec![
+                    kv(
+                        "Description",
+                        "Patroni, PostgreSQL high availability (managed by pgmetal)",
+                    ),
+                    kv("After", "network-online.target"),
+                    kv("Wants", "network-online.target"),
+                ],
+            ),
+            (
+                "Service",
+                vec![
+                    kv("Type", "simple"),
+                    kv("User", &layout.postgres_user),
+                    kv("Group", &layout.postgres_user),
+                    (
+                        "ExecStart",
+                        format!("{venv}/bin/patroni {}", layout.patroni_config),
+                    ),
+                    kv("ExecReload", "/bin/kill -s HUP $MAINPID"),
+                    kv("KillMode", "process"),
+                    kv("TimeoutSec", "30"),
+                    kv("Restart", "no"),
+                ],
+            ),
+            ("Install", vec![kv("WantedBy", "multi-user.target")]),
+        ],
+    }
 }
 
 #[cfg(test)]

@@ -139,7 +139,11 @@ fn host_files_follow_roles() {
     };
     assert_eq!(
         paths("192.168.10.85", OsFamily::Debian),
-        ["/etc/patroni/config.yml", "/etc/default/etcd"]
+        [
+            "/etc/patroni/config.yml",
+            "/etc/default/etcd",
+            "/etc/systemd/system/patroni.service"
+        ]
     );
     assert_eq!(
         paths("192.168.10.69", OsFamily::Debian),
@@ -150,7 +154,8 @@ fn host_files_follow_roles() {
         [
             "/etc/patroni/patroni.yml",
             "/etc/etcd/etcd.conf",
-            "/etc/systemd/system/etcd.service"
+            "/etc/systemd/system/etcd.service",
+            "/etc/systemd/system/patroni.service"
         ]
     );
     assert_eq!(

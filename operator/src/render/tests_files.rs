@@ -124,28 +124,38 @@ fn wrong_roles_are_errors() {
 }
 
 #[test]
-fn systemd_units_only_for_rhel_etcd() {
+fn systemd_units_for_rhel_etcd_and_pip_patroni() {
     let etcd = Roles {
         postgres: false,
         etcd: true,
         haproxy: false,
     };
-    assert!(systemd_units(OsFamily::Debian, etcd).is_empty());
-    assert!(
-        systemd_units(
-            OsFamily::RedHat,
-            Roles {
-                etcd: false,
-                ..etcd
-            }
-        )
-        .is_empty()
-    );
-    let units = systemd_units(OsFamily::RedHat, etcd);
+    let s = spec();
+    assert!(systemd_units(&s, OsFamily::Debian, etcd).is_empty());
+    let units = systemd_units(&s, OsFamily::RedHat, etcd);
     assert_eq!(units.len(), 1);
     let t = text(&units[0]);
     assert!(t.contains("\nEnvironmentFile=/etc/etcd/etcd.conf\n"), "{t}");
     assert!(t.contains("\nExecStart=/usr/bin/etcd\n"), "{t}");
+
+    // Patroni from pip (the default) runs from its release's virtualenv, on either family.
+    let pg = Roles {
+        postgres: true,
+        ..Default::default()
+    };
+    let units = systemd_units(&s, OsFamily::Debian, pg);
+    assert_eq!(units.len(), 1);
+    assert_eq!(units[0].path, "/etc/systemd/system/patroni.service");
+    let t = text(&units[0]);
+    assert!(
+        t.contains("\nExecStart=/opt/pgmetal/patroni-4.1.5/bin/patroni /etc/patroni/config.yml\n")
+            && t.contains("\nUser=postgres\n")
+            && t.contains("\nKillMode=process\n"),
+        "{t}"
+    );
+    let mut distro = spec();
+    distro.packages.patroni.source = crate::api::PatroniSource::Distro;
+    assert!(systemd_units(&distro, OsFamily::Debian, pg).is_empty());
 }
 
 #[test]
