@@ -154,7 +154,8 @@ pub struct PatroniPackage {
     pub version: String,
     /// A PyPI index (simple API, e.g. a mirror's `https://mirror.internal/pypi/simple/`), the
     /// reference deployment's "PyPI mirror". When unset, pip's own configuration on the host
-    /// applies (`/etc/pip.conf`, else pypi.org).
+    /// applies (`/etc/pip.conf`, else pypi.org). An `http://` index is trusted as given
+    /// (pip's `--trusted-host`), like an apt line with `[trusted=yes]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^(https?|file)://[!-~]+$')").message("packages.patroni.indexUrl must be an http(s) or file URL without spaces"))]
     #[schemars(length(max = 1024))]

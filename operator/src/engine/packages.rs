@@ -134,7 +134,11 @@ venv="$1"; version="$2"; index="$3"
 mkdir -p "$(dirname "$venv")"
 python3 -m venv --clear --system-site-packages "$venv"
 set -- --disable-pip-version-check --no-input install -q --timeout 30 --retries 2
-[ -n "$index" ] && set -- "$@" --index-url "$index"
+if [ -n "$index" ]; then
+  set -- "$@" --index-url "$index"
+  # A plain-http mirror named in the spec is trusted as given (pip ignores it otherwise).
+  case "$index" in http://*) host=${index#http://}; set -- "$@" --trusted-host "${host%%/*}";; esac
+fi
 "$venv/bin/pip" "$@" -- "patroni[etcd3]==$version"
 "$venv/bin/patroni" --version
 touch "$venv/.pgmetal-installed""#,

@@ -5,15 +5,19 @@ use crate::api::PostgresClusterSpec;
 /// pgmetal's pg_hba lines, then the user's `spec.postgres.pgHba` lines verbatim.
 ///
 /// Local: OS user postgres by peer; Patroni's own superuser connection over 127.0.0.1 (it
-/// connects to `localhost` by TCP). Members: replication and all databases (pg_rewind).
+/// connects to `localhost` by TCP), and its replication connection to its own member (Patroni 4
+/// reads a replica's timeline and LSN through it when the leader is gone: without it no replica
+/// counts as the healthiest, and a synchronous-mode cluster never fails over). Members:
+/// replication and all databases (pg_rewind).
 /// HAProxy hosts: all databases. Every TCP line requires scram-sha-256.
 pub(crate) fn pg_hba(spec: &PostgresClusterSpec) -> Vec<String> {
     let pg = &spec.postgres;
+    let repl = hba_name(&pg.replication.name);
     let mut lines = vec![
         "local all postgres peer".to_string(),
         "host all all 127.0.0.1/32 scram-sha-256".to_string(),
+        format!("host replication {repl} 127.0.0.1/32 scram-sha-256"),
     ];
-    let repl = hba_name(&pg.replication.name);
     for m in super::postgres_hosts(spec) {
         lines.push(format!(
             "host replication {repl} {} scram-sha-256",
