@@ -254,6 +254,16 @@ fn operator_runs_a_cluster_from_kubectl() {
         "TIMING switchover via spec: {:.1}s",
         t.elapsed().as_secs_f64()
     );
+    // The split-brain guard's mark follows a switchover: the new leader on a newer timeline.
+    wait_until(
+        "status.leaderTimeline to follow the switchover",
+        Duration::from_secs(30),
+        || get(&kube, &ns, ".status.leaderTimeline.leader") == h2,
+    );
+    let mark: i64 = get(&kube, &ns, ".status.leaderTimeline.timeline")
+        .parse()
+        .expect("status.leaderTimeline.timeline");
+    assert!(mark >= 2, "a switchover starts timeline 2 or later, got {mark}");
 
     // Pause (patronictl pause): Patroni goes into maintenance mode and the condition says so; then resume.
     let api_pause = |h: &str| -> Option<bool> {
@@ -378,6 +388,19 @@ fn operator_runs_a_cluster_from_kubectl() {
     eprintln!(
         "operator RSS after failover and fail-back: {} KiB",
         op.rss_kib()
+    );
+    // A failover and a fail-back are not a forked history: the guard stayed quiet and its mark
+    // moved forward with each promotion.
+    let after: i64 = get(&kube, &ns, ".status.leaderTimeline.timeline")
+        .parse()
+        .unwrap();
+    assert!(after >= mark + 2, "two promotions after timeline {mark}, mark is {after}");
+    let alarms = kube
+        .kubectl(&["-n", &ns, "get", "events", "-o", "jsonpath={.items[*].reason}"])
+        .expect_ok();
+    assert!(
+        !alarms.contains("TimelineRegressed") && !alarms.contains("TwoPrimaries"),
+        "a false split-brain alarm: {alarms}"
     );
 
     // 5. A restarted operator converges the unchanged resource with zero changes on the hosts.
