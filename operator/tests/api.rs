@@ -30,7 +30,7 @@ fn every_example_parses_and_validates() {
         }
         let text = std::fs::read_to_string(&path).expect("read");
         let pgc: PostgresCluster =
-            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         validate(&pgc, None).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         seen += 1;
     }
@@ -40,7 +40,7 @@ fn every_example_parses_and_validates() {
 #[test]
 fn reference_example_keeps_reference_values() {
     let pgc: PostgresCluster =
-        serde_yaml::from_str(&std::fs::read_to_string(repo("examples/cluster.yaml")).unwrap())
+        serde_saphyr::from_str(&std::fs::read_to_string(repo("examples/cluster.yaml")).unwrap())
             .unwrap();
     let s = &pgc.spec;
     assert_eq!(s.postgres.data_dir, "/data/pg_data");

@@ -119,7 +119,7 @@ fn apply_converges_real_hosts_idempotently() {
     // The passwords file is given with a hostile password: it must reach Patroni intact.
     std::fs::write(
         dir.path().join("secrets.yaml"),
-        serde_yaml::to_string(&serde_json::json!({"superuser": HOSTILE_PASSWORD, "replication": "r-$(id)", "rewind": "w`id`", "restapi": "a'b\"c"})).unwrap(),
+        serde_saphyr::to_string(&serde_json::json!({"superuser": HOSTILE_PASSWORD, "replication": "r-$(id)", "rewind": "w`id`", "restapi": "a'b\"c"})).unwrap(),
     )
     .unwrap();
     let known = lab.var("LAB_KNOWN_HOSTS");

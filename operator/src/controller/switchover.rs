@@ -99,7 +99,7 @@ mod tests {
     use super::*;
 
     fn spec(failback: &str) -> PostgresClusterSpec {
-        serde_yaml::from_str(&format!(
+        serde_saphyr::from_str(&format!(
             "ssh: {{privateKeySecret: {{name: k, key: k}}}}\npostgres: {{primary: a, replicas: [b]}}\netcd: {{hosts: [a]}}\npatroni: {{failback: {failback}}}\n"
         ))
         .unwrap()

@@ -7,13 +7,13 @@ use std::process::Command;
 
 use pgmetal::api::{PostgresCluster, PostgresClusterSpec};
 use pgmetal::model::ClusterSecrets;
-use serde_yaml::Value;
+use serde_json::Value;
 
 pub const HOST: &str = "192.168.10.85";
 
 pub fn spec() -> PostgresClusterSpec {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/reference-spec.yaml");
-    serde_yaml::from_str::<PostgresCluster>(&std::fs::read_to_string(path).unwrap())
+    serde_saphyr::from_str::<PostgresCluster>(&std::fs::read_to_string(path).unwrap())
         .unwrap()
         .spec
 }
