@@ -21,8 +21,7 @@ fn manifest(lab: &Lab, extra_params: &str) -> String {
 kind: PostgresCluster
 metadata: {{name: lab}}
 spec:
-  ssh:
-    privateKeySecret: {{name: unused-by-cli, key: k}}
+  ssh: {{}}
   packages:
     repository:
       apt: "{apt}"
@@ -372,7 +371,7 @@ fn invalid_manifest_is_refused_before_any_host_is_touched() {
 
 fn manifest_with_bad_path(lab: &Lab) -> String {
     format!(
-        "apiVersion: pgmetal.io/v1alpha1\nkind: PostgresCluster\nmetadata: {{name: bad}}\nspec:\n  ssh: {{privateKeySecret: {{name: k, key: k}}}}\n  postgres: {{primary: {h}, dataDir: \"/data/$(touch {MARKER})\"}}\n  etcd: {{hosts: [{h}]}}\n",
+        "apiVersion: pgmetal.io/v1alpha1\nkind: PostgresCluster\nmetadata: {{name: bad}}\nspec:\n  ssh: {{}}\n  postgres: {{primary: {h}, dataDir: \"/data/$(touch {MARKER})\"}}\n  etcd: {{hosts: [{h}]}}\n",
         h = lab.hosts[0]
     )
 }

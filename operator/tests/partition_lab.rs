@@ -28,8 +28,7 @@ fn manifest(lab: &Lab, synchronous: bool) -> String {
 kind: PostgresCluster
 metadata: {{name: partition}}
 spec:
-  ssh:
-    privateKeySecret: {{name: unused-by-cli, key: k}}
+  ssh: {{}}
   packages:
     repository:
       apt: "{apt}"
