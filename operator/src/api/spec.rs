@@ -311,6 +311,13 @@ pub struct PostgresSpec {
     pub rewind: PgUser,
 }
 
+impl PostgresSpec {
+    /// The PostgreSQL member hosts: the primary, then the replicas.
+    pub fn hosts(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.primary).chain(&self.replicas)
+    }
+}
+
 /// A PostgreSQL role managed by Patroni.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
