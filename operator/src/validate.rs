@@ -97,11 +97,8 @@ fn beyond_schema(obj: &PostgresCluster) -> Vec<Violation> {
         );
     }
     // Two spellings of one machine would get two Patroni members with one data directory.
-    let members: Vec<&String> = std::iter::once(&spec.postgres.primary)
-        .chain(&spec.postgres.replicas)
-        .collect();
     let mut names = BTreeSet::new();
-    for host in members {
+    for host in spec.postgres.hosts() {
         if !names.insert(host.to_ascii_lowercase()) {
             v(
                 "spec.postgres.replicas",

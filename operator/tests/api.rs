@@ -30,17 +30,34 @@ fn every_example_parses_and_validates() {
         }
         let text = std::fs::read_to_string(&path).expect("read");
         let pgc: PostgresCluster =
-            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         validate(&pgc, None).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         seen += 1;
     }
     assert!(seen >= 2, "expected the examples, found {seen}");
 }
 
+/// The CLI takes the key from `--ssh-key`: a manifest without `spec.ssh.privateKeySecret` loads
+/// and validates, while the CRD schema keeps it required (and not nullable) for the API server.
+#[test]
+fn private_key_secret_is_required_by_the_crd_only() {
+    let yaml = "apiVersion: pgmetal.io/v1alpha1\nkind: PostgresCluster\nmetadata: {name: cli}\n\
+                spec:\n  ssh: {}\n  postgres: {primary: a, replicas: [b]}\n  etcd: {hosts: [a]}\n";
+    let pgc: PostgresCluster = serde_saphyr::from_str(yaml).unwrap();
+    assert_eq!(pgc.spec.ssh.private_key_secret, None);
+    validate(&pgc, None).unwrap();
+
+    let crd: serde_json::Value = serde_saphyr::from_str(&pgmetal::crd_yaml()).unwrap();
+    let ssh = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["ssh"];
+    assert_eq!(ssh["required"], serde_json::json!(["privateKeySecret"]));
+    assert_eq!(ssh["properties"]["privateKeySecret"].get("nullable"), None);
+}
+
 #[test]
 fn reference_example_keeps_reference_values() {
     let pgc: PostgresCluster =
-        serde_yaml::from_str(&std::fs::read_to_string(repo("examples/cluster.yaml")).unwrap())
+        serde_saphyr::from_str(&std::fs::read_to_string(repo("examples/cluster.yaml")).unwrap())
             .unwrap();
     let s = &pgc.spec;
     assert_eq!(s.postgres.data_dir, "/data/pg_data");

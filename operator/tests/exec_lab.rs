@@ -1,5 +1,6 @@
 //! Integration tests of `pgmetal::exec` against the real lab hosts (see `e2e/lab-README.md`).
-//! Skipped unless `PGMETAL_LAB=1` and `/run/pgmetal-lab/lab.env` exists (after `e2e/lab up`).
+//! Ignored by a plain `cargo test`; need `PGMETAL_LAB=1` and `/run/pgmetal-lab/lab.env` (after
+//! `e2e/lab up`); e2e/test runs them with `--include-ignored`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,24 +20,27 @@ struct Lab {
     known_hosts: String,
 }
 
-fn lab() -> Option<Lab> {
+/// The lab, for tests that are `#[ignore]`d unless the lab is up: panics with the reason when
+/// `PGMETAL_LAB=1` is unset or the lab is not up.
+fn lab() -> Lab {
     if std::env::var("PGMETAL_LAB").as_deref() != Ok("1") {
-        println!("skipping lab test: PGMETAL_LAB is not 1");
-        return None;
+        panic!(
+            "this test needs the lab: run it through e2e/test, or set PGMETAL_LAB=1 after `e2e/lab up`"
+        );
     }
-    let Ok(text) = std::fs::read_to_string(ENV_FILE) else {
-        println!("skipping lab test: {ENV_FILE} is absent (run e2e/lab up)");
-        return None;
-    };
+    let text = std::fs::read_to_string(ENV_FILE).unwrap_or_else(|e| {
+        panic!("PGMETAL_LAB=1 but {ENV_FILE} cannot be read ({e}): run e2e/lab up")
+    });
     let env: HashMap<&str, &str> = text
         .lines()
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim(), v.trim().trim_matches('"')))
         .collect();
-    let Some(hosts) = env.get("LAB_HOSTS") else {
-        println!("skipping lab test: no LAB_HOSTS in {ENV_FILE} (lab hosts are not up)");
-        return None;
-    };
+    let hosts = env.get("LAB_HOSTS").unwrap_or_else(|| {
+        panic!(
+            "PGMETAL_LAB=1 but {ENV_FILE} has no LAB_HOSTS (lab hosts are not up): run e2e/lab up"
+        )
+    });
     let hosts: Vec<String> = hosts.split_whitespace().map(str::to_string).collect();
     for h in &hosts {
         assert!(
@@ -44,11 +48,11 @@ fn lab() -> Option<Lab> {
             "refusing non-lab host {h}"
         );
     }
-    Some(Lab {
+    Lab {
         hosts,
         key: std::fs::read_to_string(env["LAB_SSH_KEY"]).expect("lab key"),
         known_hosts: std::fs::read_to_string(env["LAB_KNOWN_HOSTS"]).expect("lab known_hosts"),
-    })
+    }
 }
 
 impl Lab {
@@ -87,8 +91,9 @@ async fn sh(e: &dyn Executor, script: &'static str) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs the lab; e2e/test runs it"]
 async fn run_returns_stdout_stderr_and_exit_codes() {
-    let Some(lab) = lab() else { return };
+    let lab = lab();
     let e = lab.root(0).await;
     let out = e.run(&Cmd::new("echo").arg("hello world")).await.unwrap();
     assert_eq!(
@@ -119,8 +124,9 @@ async fn run_returns_stdout_stderr_and_exit_codes() {
 }
 
 #[tokio::test]
+#[ignore = "needs the lab; e2e/test runs it"]
 async fn large_stdout_and_stdin_are_transferred_fully() {
-    let Some(lab) = lab() else { return };
+    let lab = lab();
     let e = lab.root(1).await;
     let t = Instant::now();
     let out = e
@@ -153,8 +159,9 @@ async fn large_stdout_and_stdin_are_transferred_fully() {
 }
 
 #[tokio::test]
+#[ignore = "needs the lab; e2e/test runs it"]
 async fn upload_is_atomic_with_mode_owner_and_content_via_stdin() {
-    let Some(lab) = lab() else { return };
+    let lab = lab();
     let e = lab.root(0).await;
     let dir = "/tmp/pgmetal-exec-upload";
     e.run_ok(&Cmd::new("rm").args(["-rf", dir]), "clean")
@@ -263,8 +270,9 @@ async fn hostile_args_on(e: &SshExecutor) {
 }
 
 #[tokio::test]
+#[ignore = "needs the lab; e2e/test runs it"]
 async fn hostile_args_create_no_marker_file() {
-    let Some(lab) = lab() else { return };
+    let lab = lab();
     hostile_args_on(&lab.root(0).await).await;
     let e = SshExecutor::connect(&lab.hosts[0], &lab.config("pgadmin", true))
         .await
@@ -273,8 +281,9 @@ async fn hostile_args_create_no_marker_file() {
 }
 
 #[tokio::test]
+#[ignore = "needs the lab; e2e/test runs it"]
 async fn sudo_as_pgadmin_works() {
-    let Some(lab) = lab() else { return };
+    let lab = lab();
     let plain = SshExecutor::connect(&lab.hosts[1], &lab.config("pgadmin", false))
         .await
         .unwrap();
@@ -298,8 +307,9 @@ async fn sudo_as_pgadmin_works() {
 }
 
 #[tokio::test]
+#[ignore = "needs the lab; e2e/test runs it"]
 async fn wrong_or_unknown_host_key_is_refused_and_nothing_runs() {
-    let Some(lab) = lab() else { return };
+    let lab = lab();
     let host = &lab.hosts[0];
     let real = lab.ed25519_fp(host);
     let root = lab.root(0).await;
@@ -370,8 +380,9 @@ async fn wrong_or_unknown_host_key_is_refused_and_nothing_runs() {
 }
 
 #[tokio::test]
+#[ignore = "needs the lab; e2e/test runs it"]
 async fn timeouts_fire_and_the_connection_survives() {
-    let Some(lab) = lab() else { return };
+    let lab = lab();
     let e = lab.root(1).await;
     let t = Instant::now();
     let err = e
@@ -397,8 +408,9 @@ async fn timeouts_fire_and_the_connection_survives() {
 }
 
 #[tokio::test]
+#[ignore = "needs the lab; e2e/test runs it"]
 async fn one_connection_is_reused_for_many_commands() {
-    let Some(lab) = lab() else { return };
+    let lab = lab();
     let t = Instant::now();
     let e = Arc::new(lab.root(0).await);
     println!("connect + auth: {:?}", t.elapsed());
@@ -438,8 +450,9 @@ async fn one_connection_is_reused_for_many_commands() {
 }
 
 #[tokio::test]
+#[ignore = "needs the lab; e2e/test runs it"]
 async fn reconnects_once_after_the_connection_drops() {
-    let Some(lab) = lab() else { return };
+    let lab = lab();
     let e = lab.root(1).await;
     let killer = lab.root(1).await;
     let conn = sh(&e, "echo $SSH_CONNECTION").await;

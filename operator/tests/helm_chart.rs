@@ -3,10 +3,14 @@
 //! Always: the chart's copy of the CRD (`charts/pgmetal/crds/postgrescluster.yaml`) is identical
 //! to the generated `crds/postgrescluster.yaml`.
 //!
-//! With `PGMETAL_K8S=1` (after `e2e/lab k8s up`): `helm lint --strict`, `helm template`, checks of
-//! the rendered objects (pod and container security, args, exact least-privilege RBAC, no
-//! wildcards), then the CRD is applied to the lab's real kube-apiserver and the rendered templates
-//! pass `kubectl apply --dry-run=server`. helm is the binary `e2e/lab-k8s build` caches.
+//! Ignored by a plain `cargo test`; e2e/test runs it with `PGMETAL_K8S=1` (after
+//! `e2e/lab k8s up`): `helm lint --strict`, `helm template`, checks of the rendered objects (pod
+//! and container security, args, exact least-privilege RBAC, no wildcards), then the CRD is
+//! applied to the lab's real kube-apiserver and the rendered templates pass
+//! `kubectl apply --dry-run=server`. helm is the binary `e2e/lab-k8s build` caches.
+
+#[path = "common/k8s.rs"]
+mod k8s;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -14,10 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use serde::Deserialize;
-use serde_yaml::Value;
+use serde_json::Value;
 
-const ENV_FILE: &str = "/run/pgmetal-lab/lab.env";
 const RELEASE_NAMESPACE: &str = "pgmetal-system";
 const WATCH_NAMESPACE: &str = "team-a";
 
@@ -43,15 +45,12 @@ fn chart_crd_is_a_copy_of_the_generated_crd() {
 }
 
 #[test]
+#[ignore = "needs the API server; e2e/test runs it"]
 fn helm_chart_lints_renders_and_passes_server_dry_run() {
-    if std::env::var("PGMETAL_K8S").as_deref() != Ok("1") {
-        eprintln!("skipped: set PGMETAL_K8S=1 after `e2e/lab k8s up` to run the Helm chart test");
-        return;
-    }
     let start = Instant::now();
     let helm = Helm::new(find_helm());
     let kubectl = Kubectl {
-        kubeconfig: lab_kubeconfig(),
+        kubeconfig: k8s::require_kubeconfig(),
     };
     kubectl.check_reachable();
 
@@ -172,7 +171,7 @@ fn check_deployment(docs: &[Value], watch_namespace: Option<&str>) {
         Some("RuntimeDefault")
     );
 
-    let containers = pod["containers"].as_sequence().expect("containers");
+    let containers = pod["containers"].as_array().expect("containers");
     assert_eq!(containers.len(), 1);
     let c = &containers[0];
     assert_eq!(c["image"].as_str(), Some("ghcr.io/pgmetal/pgmetal:0.1.0"));
@@ -217,7 +216,7 @@ fn check_deployment(docs: &[Value], watch_namespace: Option<&str>) {
         ("POD_NAMESPACE", "metadata.namespace"),
     ] {
         let env = c["env"]
-            .as_sequence()
+            .as_array()
             .expect("env")
             .iter()
             .find(|e| e["name"].as_str() == Some(var))
@@ -240,18 +239,18 @@ fn check_deployment(docs: &[Value], watch_namespace: Option<&str>) {
     }
 
     let tmp = c["volumeMounts"]
-        .as_sequence()
+        .as_array()
         .expect("volumeMounts")
         .iter()
         .find(|m| m["mountPath"].as_str() == Some("/tmp"))
         .expect("a volume at /tmp");
     let vol = pod["volumes"]
-        .as_sequence()
+        .as_array()
         .expect("volumes")
         .iter()
         .find(|v| v["name"] == tmp["name"])
         .expect("the /tmp volume");
-    assert!(vol["emptyDir"].is_mapping(), "/tmp is an emptyDir: {vol:?}");
+    assert!(vol["emptyDir"].is_object(), "/tmp is an emptyDir: {vol:?}");
 
     let service = only(docs, "Service");
     assert_eq!(service["spec"]["ports"][0]["port"].as_u64(), Some(8080));
@@ -280,7 +279,7 @@ fn check_cluster_role(docs: &[Value]) {
         want,
         "the ClusterRole grants exactly what the operator uses"
     );
-    for rule in role["rules"].as_sequence().expect("rules") {
+    for rule in role["rules"].as_array().expect("rules") {
         assert!(rule["nonResourceURLs"].is_null(), "{rule:?}");
     }
 }
@@ -298,7 +297,7 @@ fn check_leader_election_role(docs: &[Value]) {
     )]);
     assert_eq!(rule_triples(role), want);
     // get/update are limited to the operator's own Lease (create cannot be limited by name).
-    for rule in role["rules"].as_sequence().expect("rules") {
+    for rule in role["rules"].as_array().expect("rules") {
         let verbs = strings(&rule["verbs"]);
         if verbs.iter().any(|v| v != "create") {
             assert_eq!(
@@ -323,9 +322,9 @@ fn check_leader_election_role(docs: &[Value]) {
 fn check_no_wildcards(docs: &[Value]) {
     fn walk(v: &Value, path: &str) {
         match v {
-            Value::Mapping(m) => {
-                for (k, child) in m {
-                    let key = k.as_str().unwrap_or_default();
+            Value::Object(m) => {
+                for (key, child) in m {
+                    let key = key.as_str();
                     if matches!(key, "verbs" | "resources" | "apiGroups" | "resourceNames") {
                         for s in strings(child) {
                             assert!(!s.contains('*'), "wildcard in {path}.{key}: {s:?}");
@@ -334,7 +333,7 @@ fn check_no_wildcards(docs: &[Value]) {
                     walk(child, &format!("{path}.{key}"));
                 }
             }
-            Value::Sequence(s) => {
+            Value::Array(s) => {
                 for (i, child) in s.iter().enumerate() {
                     walk(child, &format!("{path}[{i}]"));
                 }
@@ -364,7 +363,7 @@ fn triples(rules: &[(&str, &str, &[&str])]) -> BTreeSet<Triple> {
 /// Every (apiGroup, resource, verb) a Role or ClusterRole grants.
 fn rule_triples(role: &Value) -> BTreeSet<Triple> {
     let mut out = BTreeSet::new();
-    for rule in role["rules"].as_sequence().expect("rules") {
+    for rule in role["rules"].as_array().expect("rules") {
         for group in strings(&rule["apiGroups"]) {
             for resource in strings(&rule["resources"]) {
                 for verb in strings(&rule["verbs"]) {
@@ -377,7 +376,7 @@ fn rule_triples(role: &Value) -> BTreeSet<Triple> {
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_sequence()
+    v.as_array()
         .map(|s| {
             s.iter()
                 .map(|x| {
@@ -392,8 +391,9 @@ fn strings(v: &Value) -> Vec<String> {
 
 /// The non-empty documents of a multi-document YAML stream.
 fn parse_docs(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|doc| Value::deserialize(doc).expect("rendered YAML parses"))
+    serde_saphyr::from_str_multiple::<Value, Vec<Value>>(text)
+        .expect("rendered YAML parses")
+        .into_iter()
         .filter(|v| !v.is_null())
         .collect()
 }
@@ -515,24 +515,6 @@ impl Helm {
         args.extend_from_slice(extra);
         self.run(&args)
     }
-}
-
-/// `LAB_KUBECONFIG` from the lab env file (lines `KEY="VALUE"`), written by `e2e/lab k8s up`.
-fn lab_kubeconfig() -> PathBuf {
-    let text = std::fs::read_to_string(ENV_FILE)
-        .unwrap_or_else(|e| panic!("{ENV_FILE}: {e}: run `e2e/lab k8s up`"));
-    let path = text
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .find(|(k, _)| k.trim() == "LAB_KUBECONFIG")
-        .map(|(_, v)| PathBuf::from(v.trim().trim_matches('"')))
-        .unwrap_or_else(|| panic!("no LAB_KUBECONFIG in {ENV_FILE}: run `e2e/lab k8s up`"));
-    assert!(
-        path.is_file(),
-        "{}: missing: run `e2e/lab k8s up`",
-        path.display()
-    );
-    path
 }
 
 struct Kubectl {

@@ -1,4 +1,8 @@
-//! Leader election against the real API server of `e2e/lab k8s up` (runs only with `PGMETAL_K8S=1`).
+//! Leader election against the real API server of `e2e/lab k8s up` (ignored by a plain
+//! `cargo test`; e2e/test runs it with `PGMETAL_K8S=1` and `--include-ignored`).
+
+#[path = "common/k8s.rs"]
+mod k8s;
 
 use std::time::{Duration, Instant};
 
@@ -14,31 +18,16 @@ const NS: &str = "default";
 const LEASE: Duration = Duration::from_secs(5);
 const RENEW: Duration = Duration::from_secs(1);
 
-/// A client for the lab API server, or None (after printing why) when the test must skip.
-async fn client() -> Result<Option<kube::Client>, Box<dyn std::error::Error>> {
-    if std::env::var("PGMETAL_K8S").as_deref() != Ok("1") {
-        eprintln!("skipped: set PGMETAL_K8S=1 after `e2e/lab k8s up` to run API-server tests");
-        return Ok(None);
-    }
-    let env = std::fs::read_to_string("/run/pgmetal-lab/lab.env").unwrap_or_default();
-    let path = env
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .find(|(k, _)| k.trim() == "LAB_KUBECONFIG")
-        .map(|(_, v)| std::path::PathBuf::from(v.trim().trim_matches('"')));
-    let Some(path) = path.filter(|p| p.is_file()) else {
-        eprintln!(
-            "skipped: no LAB_KUBECONFIG file in /run/pgmetal-lab/lab.env: run `e2e/lab k8s up`"
-        );
-        return Ok(None);
-    };
+/// A client for the lab API server; panics with the reason when it is not up.
+async fn client() -> Result<kube::Client, Box<dyn std::error::Error>> {
+    let path = k8s::require_kubeconfig();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = kube::Config::from_custom_kubeconfig(
         Kubeconfig::read_from(path)?,
         &KubeConfigOptions::default(),
     )
     .await?;
-    Ok(Some(kube::Client::try_from(config)?))
+    Ok(kube::Client::try_from(config)?)
 }
 
 fn cfg(name: &str, identity: &str) -> LeaseConfig {
@@ -66,10 +55,9 @@ async fn holder(
 }
 
 #[tokio::test]
+#[ignore = "needs the API server; e2e/test runs it"]
 async fn second_contender_waits_until_release() -> Res {
-    let Some(client) = client().await? else {
-        return Ok(());
-    };
+    let client = client().await?;
     let (name, api) = (
         unique("release"),
         Api::<Lease>::namespaced(client.clone(), NS),
@@ -103,10 +91,9 @@ async fn second_contender_waits_until_release() -> Res {
 }
 
 #[tokio::test]
+#[ignore = "needs the API server; e2e/test runs it"]
 async fn expired_lease_is_taken_over() -> Res {
-    let Some(client) = client().await? else {
-        return Ok(());
-    };
+    let client = client().await?;
     let (name, api) = (
         unique("expire"),
         Api::<Lease>::namespaced(client.clone(), NS),
@@ -133,10 +120,9 @@ async fn expired_lease_is_taken_over() -> Res {
 }
 
 #[tokio::test]
+#[ignore = "needs the API server; e2e/test runs it"]
 async fn lost_fires_when_another_holder_takes_over() -> Res {
-    let Some(client) = client().await? else {
-        return Ok(());
-    };
+    let client = client().await?;
     let (name, api) = (unique("lost"), Api::<Lease>::namespaced(client.clone(), NS));
     let mut a = lease::acquire(client.clone(), cfg(&name, "a")).await?;
     let patch = serde_json::json!({ "spec": { "holderIdentity": "intruder" } });
@@ -153,10 +139,9 @@ async fn lost_fires_when_another_holder_takes_over() -> Res {
 }
 
 #[tokio::test]
+#[ignore = "needs the API server; e2e/test runs it"]
 async fn concurrent_contenders_elect_exactly_one() -> Res {
-    let Some(client) = client().await? else {
-        return Ok(());
-    };
+    let client = client().await?;
     let (name, api) = (unique("race"), Api::<Lease>::namespaced(client.clone(), NS));
     let contenders: Vec<_> = (0..6)
         .map(|i| tokio::spawn(lease::acquire(client.clone(), cfg(&name, &format!("c{i}")))))

@@ -28,8 +28,7 @@ fn manifest(lab: &Lab, synchronous: bool) -> String {
 kind: PostgresCluster
 metadata: {{name: partition}}
 spec:
-  ssh:
-    privateKeySecret: {{name: unused-by-cli, key: k}}
+  ssh: {{}}
   packages:
     repository:
       apt: "{apt}"
@@ -241,7 +240,8 @@ fn run_mode(lab: &Lab, dir: &Path, synchronous: bool, first_id: u64) -> String {
     let (code, report) = pgmetal(lab, dir, "apply");
     assert_eq!(code, 0, "apply ({mode}): {:#}", report["problems"]);
     let secrets: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(dir.join("secrets.yaml")).unwrap()).unwrap();
+        serde_saphyr::from_str(&std::fs::read_to_string(dir.join("secrets.yaml")).unwrap())
+            .unwrap();
     let target = Target {
         host: lab.hosts[3].clone(),
         port: 5000,

@@ -14,7 +14,9 @@ fn golden_dir() -> PathBuf {
 
 fn reference_spec() -> PostgresClusterSpec {
     let yaml = std::fs::read_to_string(golden_dir().join("reference-spec.yaml")).unwrap();
-    serde_yaml::from_str::<PostgresCluster>(&yaml).unwrap().spec
+    serde_saphyr::from_str::<PostgresCluster>(&yaml)
+        .unwrap()
+        .spec
 }
 
 fn secrets() -> ClusterSecrets {
@@ -102,7 +104,7 @@ fn golden_patroni_is_what_patroni_expects() {
     // Spot checks on the parsed golden file, so a careless UPDATE_GOLDEN cannot bless a
     // structurally broken config.
     let text = std::fs::read_to_string(golden_dir().join("patroni-192.168.10.85.yml")).unwrap();
-    let y: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let y: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
     assert_eq!(y["scope"], "postgres");
     assert_eq!(y["namespace"], "/db/");
     assert_eq!(y["name"], "192-168-10-85");

@@ -105,7 +105,12 @@ pub struct SshSpec {
     #[schemars(range(min = 1, max = 65535))]
     pub port: u16,
     /// Secret key holding the OpenSSH private key (unencrypted) that logs in as `user`.
-    pub private_key_secret: SecretKeyRef,
+    /// Required by the API server; the CLI takes the key from `--ssh-key` and ignores this.
+    // `Option` only so that the CLI reads manifests without it; `schemars(required)` keeps the
+    // CRD schema as for a plain field (required, not nullable).
+    #[schemars(required)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_key_secret: Option<SecretKeyRef>,
     /// Secret key holding an OpenSSH known_hosts file with every host's public key. Host keys are
     /// always verified: without this, the key seen on first contact is recorded in
     /// `status.hosts[].hostKeyFingerprint` and any later change is refused.
@@ -305,6 +310,13 @@ pub struct PostgresSpec {
     /// The pg_rewind user (default name `rewind_user`), used to rejoin a former primary.
     #[serde(default = "default_rewind_user")]
     pub rewind: PgUser,
+}
+
+impl PostgresSpec {
+    /// The PostgreSQL member hosts: the primary, then the replicas.
+    pub fn hosts(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.primary).chain(&self.replicas)
+    }
 }
 
 /// A PostgreSQL role managed by Patroni.

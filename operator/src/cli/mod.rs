@@ -59,7 +59,7 @@ pub struct Loaded {
 pub fn load(c: &Common) -> Result<Loaded, String> {
     let text = read(&c.file)?;
     let cluster: PostgresCluster =
-        serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", c.file.display()))?;
+        serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", c.file.display()))?;
     crate::validate::validate(&cluster, None).map_err(|e| format!("{}: {e}", c.file.display()))?;
     let (secrets, created) = secrets_file::load_or_create(&c.secrets)?;
     if created {
@@ -101,10 +101,7 @@ pub async fn apply(c: &Common, quiet: bool) -> Result<bool, String> {
             "{}",
             serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
         ),
-        Format::Yaml => print!(
-            "{}",
-            serde_yaml::to_string(&report).map_err(|e| e.to_string())?
-        ),
+        Format::Yaml => print!("{}", crate::to_yaml(&report).map_err(|e| e.to_string())?),
         Format::Text => print!("{}", table::summary(&report)),
     }
     Ok(report.healthy)
@@ -125,10 +122,7 @@ pub async fn status(c: &Common) -> Result<bool, String> {
             "{}",
             serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
         ),
-        Format::Yaml => print!(
-            "{}",
-            serde_yaml::to_string(&out).map_err(|e| e.to_string())?
-        ),
+        Format::Yaml => print!("{}", crate::to_yaml(&out).map_err(|e| e.to_string())?),
         Format::Text => print!("{}", table::status(&status, &problems)),
     }
     Ok(problems.is_empty())

@@ -17,7 +17,7 @@ pub fn generate_password() -> String {
 pub fn load_or_create(path: &Path) -> Result<(ClusterSecrets, bool), String> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let s: ClusterSecrets = serde_yaml::from_str(&text).map_err(|e| {
+            let s: ClusterSecrets = serde_saphyr::from_str(&text).map_err(|e| {
                 format!(
                     "{}: expected keys superuser, replication, rewind, restapi: {e}",
                     path.display()
@@ -32,7 +32,7 @@ pub fn load_or_create(path: &Path) -> Result<(ClusterSecrets, bool), String> {
                 rewind: generate_password(),
                 restapi: generate_password(),
             };
-            let text = serde_yaml::to_string(&s).map_err(|e| e.to_string())?;
+            let text = crate::to_yaml(&s).map_err(|e| e.to_string())?;
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)

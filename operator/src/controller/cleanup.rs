@@ -24,7 +24,9 @@ pub async fn cleanup(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Act
         // Deleting a namespace removes the Secrets too: without the key the hosts cannot be
         // reached, and blocking deletion forever helps nobody. Say so loudly and let it go.
         Err(
-            e @ (dereference::DerefError::Missing { .. } | dereference::DerefError::NoKey { .. }),
+            e @ (dereference::DerefError::Unset { .. }
+            | dereference::DerefError::Missing { .. }
+            | dereference::DerefError::NoKey { .. }),
         ) => {
             let msg = format!("services on the hosts were NOT stopped: {e}");
             publish(&ctx, &pgc, EventType::Warning, "CleanupSkipped", &msg).await;

@@ -25,6 +25,9 @@ pub struct Resolved {
 /// A Secret problem a person must fix; becomes the Ready condition's reason and message.
 #[derive(Debug, thiserror::Error)]
 pub enum DerefError {
+    /// The cluster names no Secret where one is required (the API server also requires it).
+    #[error("{field} is not set: name the Secret that holds it")]
+    Unset { field: String },
     /// The Secret does not exist.
     #[error("Secret {namespace}/{name} (for {field}) not found: create it")]
     Missing {
@@ -56,11 +59,9 @@ const ROLES: [&str; 4] = ["superuser", "replication", "rewind", "restapi"];
 /// Names of every Secret the cluster references (for watching them).
 pub fn referenced(pgc: &PostgresCluster) -> Vec<String> {
     let s = &pgc.spec;
-    let mut out = vec![
-        s.ssh.private_key_secret.name.clone(),
-        passwords_secret_name(&pgc.name_any()),
-    ];
+    let mut out = vec![passwords_secret_name(&pgc.name_any())];
     let refs = [
+        &s.ssh.private_key_secret,
         &s.ssh.known_hosts_secret,
         &s.postgres.superuser.password_secret,
         &s.postgres.replication.password_secret,
@@ -116,13 +117,11 @@ pub async fn resolve(client: &kube::Client, pgc: &PostgresCluster) -> Result<Res
     let ns = pgc.namespace().unwrap_or_else(|| "default".into());
     let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let s = &pgc.spec;
-    let private_key = read(
-        &api,
-        &ns,
-        &s.ssh.private_key_secret,
-        "spec.ssh.privateKeySecret",
-    )
-    .await?;
+    const KEY_FIELD: &str = "spec.ssh.privateKeySecret";
+    let key_ref = s.ssh.private_key_secret.as_ref().ok_or(DerefError::Unset {
+        field: KEY_FIELD.into(),
+    })?;
+    let private_key = read(&api, &ns, key_ref, KEY_FIELD).await?;
     let known_hosts = match &s.ssh.known_hosts_secret {
         Some(r) => Some(read(&api, &ns, r, "spec.ssh.knownHostsSecret").await?),
         None => None,

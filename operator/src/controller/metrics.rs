@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
@@ -189,14 +189,26 @@ impl Metrics {
     }
 }
 
-/// Liveness and readiness flags behind `/healthz` and `/readyz`.
+/// Liveness and readiness behind `/healthz` and `/readyz`.
+///
+/// `/healthz` fails when `live` is cleared (the controller's main loop ended) or when the main
+/// loop, once started, has not called [`Health::beat`] for `stale_after` (its task is wedged).
+/// A replica still waiting for the Lease has no main loop yet and is live.
 #[derive(Debug)]
 pub struct Health {
     /// Set once this replica is leader and its watches are running; `/readyz` answers 200 then.
     pub ready: AtomicBool,
     /// Cleared when the process is wedged and should be restarted; `/healthz` answers 503 then.
     pub live: AtomicBool,
+    /// Milliseconds after `born` of the main loop's last heartbeat; 0 until the loop starts.
+    beat_ms: AtomicU64,
+    born: Instant,
+    /// How old the last heartbeat may be before `/healthz` fails.
+    stale_after: Duration,
 }
+
+/// How often the controller's main loop calls [`Health::beat`].
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
 impl Default for Health {
     /// Live but not yet ready.
@@ -209,7 +221,30 @@ impl Health {
     /// Live but not yet ready.
     pub fn new() -> Self {
         let (ready, live) = (AtomicBool::new(false), AtomicBool::new(true));
-        Self { ready, live }
+        Self {
+            ready,
+            live,
+            beat_ms: AtomicU64::new(0),
+            born: Instant::now(),
+            stale_after: HEARTBEAT_EVERY * 6,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Called by the controller's main loop every [`HEARTBEAT_EVERY`] while it runs.
+    pub fn beat(&self) {
+        self.beat_ms.store(self.now_ms().max(1), Ordering::Relaxed);
+    }
+
+    /// What `/healthz` reports: the live flag, and a fresh heartbeat once the main loop started.
+    pub fn is_live(&self) -> bool {
+        let beat = self.beat_ms.load(Ordering::Relaxed);
+        let stale = u64::try_from(self.stale_after.as_millis()).unwrap_or(u64::MAX);
+        self.live.load(Ordering::Relaxed)
+            && (beat == 0 || self.now_ms().saturating_sub(beat) <= stale)
     }
 
     /// Sets the readiness flag.
@@ -230,19 +265,23 @@ pub fn router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
     let text = async |s: AppState| ([(header::CONTENT_TYPE, CONTENT_TYPE)], s.0.0.encode());
     Router::new()
         .route("/metrics", get(text))
-        .route("/healthz", get(async |s: AppState| flag(&s.0.1.live)))
-        .route("/readyz", get(async |s: AppState| flag(&s.0.1.ready)))
+        .route("/healthz", get(async |s: AppState| flag(s.0.1.is_live())))
+        .route(
+            "/readyz",
+            get(async |s: AppState| flag(s.0.1.ready.load(Ordering::Relaxed))),
+        )
         .with_state((metrics, health))
 }
 
-fn flag(flag: &AtomicBool) -> (StatusCode, &'static str) {
-    match flag.load(Ordering::Relaxed) {
+fn flag(ok: bool) -> (StatusCode, &'static str) {
+    match ok {
         true => (StatusCode::OK, "ok\n"),
         false => (StatusCode::SERVICE_UNAVAILABLE, "not ok\n"),
     }
 }
 
-/// Serves GET /metrics (text), /healthz (200 while live), /readyz (200 once ready) until the future is dropped.
+/// Serves GET /metrics (text), /healthz (200 while live, see [`Health`]), /readyz (200 once ready)
+/// until the future is dropped.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
@@ -315,6 +354,26 @@ mod tests {
         assert_eq!(get("/nope").await?.status(), 404);
         server.abort();
         Ok(())
+    }
+
+    #[test]
+    fn healthz_fails_when_the_main_loop_stops_beating() {
+        let health = Health {
+            stale_after: Duration::from_millis(50),
+            ..Health::new()
+        };
+        assert!(
+            health.is_live(),
+            "no main loop yet (waiting for the Lease): live"
+        );
+        health.beat();
+        assert!(health.is_live());
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(!health.is_live(), "a stale heartbeat is not live");
+        health.beat();
+        assert!(health.is_live());
+        health.set_live(false);
+        assert!(!health.is_live());
     }
 
     #[tokio::test]

@@ -162,6 +162,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
     .await
     .map_err(|e| format!("leader election: {e}"))?;
     tracing::info!(%identity, "leading");
+    metrics.set_leader(true);
     health.ready.store(true, Ordering::SeqCst);
 
     // DeserializeGuard: one malformed object becomes a logged error instead of breaking the watch.
@@ -179,7 +180,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
-        metrics,
+        metrics: metrics.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         memos: Mutex::default(),
     });
@@ -211,10 +212,22 @@ pub async fn run(opts: Options) -> Result<(), String> {
                 Err(e) => tracing::warn!(error = %e, "reconcile failed"),
             }
         });
+    // The heartbeat runs in the controller's task: if that task is wedged, /healthz fails.
+    let heartbeat = async {
+        let mut tick = tokio::time::interval(metrics::HEARTBEAT_EVERY);
+        loop {
+            tick.tick().await;
+            health.beat();
+        }
+    };
     tokio::select! {
         _ = controller => tracing::info!("controller stopped"),
         _ = leadership.lost() => tracing::error!("leadership lost: exiting so that only one replica converges"),
+        _ = heartbeat => {}
     }
+    metrics.set_leader(false);
+    health.set_ready(false);
+    health.set_live(false);
     leadership.release().await;
     server.abort();
     Ok(())

@@ -1,10 +1,10 @@
 //! Declarative switchover and fail-back: decide (pure) whether the primary must move to
 //! `spec.postgres.primary`, with the checks patronictl makes, then ask Patroni to do it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::api::{Failback, MemberStatus, PostgresClusterSpec};
-use crate::engine::patroni_api::PatroniApi;
+use crate::engine::patroni_api::{ClusterMember, PatroniApi};
 use crate::render::member_name;
 
 /// What to do about the primary.
@@ -76,22 +76,24 @@ pub async fn perform(api: &PatroniApi, from: &str, to: &str) -> Result<(), Strin
     api.switchover(from, &leader, &candidate)
         .await
         .map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Ok(v) = api.cluster(to).await
-            && v.members
-                .iter()
-                .any(|m| m.name == candidate && m.role == "leader" && m.state == "running")
-        {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "switchover to {to}: {candidate} did not become leader within 90 s"
-            ));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    let candidate = &candidate;
+    crate::engine::poll(
+        Duration::from_secs(90),
+        Duration::from_secs(1),
+        || async move {
+            let view = api.cluster(to).await.map_err(|_| ())?;
+            let leads = |m: &ClusterMember| {
+                m.name == *candidate && m.role == "leader" && m.state == "running"
+            };
+            if view.members.iter().any(leads) {
+                Ok(())
+            } else {
+                Err(())
+            }
+        },
+    )
+    .await
+    .map_err(|()| format!("switchover to {to}: {candidate} did not become leader within 90 s"))
 }
 
 #[cfg(test)]
@@ -99,7 +101,7 @@ mod tests {
     use super::*;
 
     fn spec(failback: &str) -> PostgresClusterSpec {
-        serde_yaml::from_str(&format!(
+        serde_saphyr::from_str(&format!(
             "ssh: {{privateKeySecret: {{name: k, key: k}}}}\npostgres: {{primary: a, replicas: [b]}}\netcd: {{hosts: [a]}}\npatroni: {{failback: {failback}}}\n"
         ))
         .unwrap()

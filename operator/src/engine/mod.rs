@@ -47,6 +47,23 @@ pub struct Engine<'a> {
 
 type StepResult<T> = Result<(T, bool, Vec<String>), String>;
 
+/// Runs `attempt` until it returns `Ok`, every `every`; once `limit` has passed, returns its
+/// next `Err` instead of waiting again. How the engine and the switchover wait for hosts.
+pub(crate) async fn poll<T, E, F: Future<Output = Result<T, E>>>(
+    limit: Duration,
+    every: Duration,
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, E> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(last) if Instant::now() > deadline => return Err(last),
+            Err(_) => tokio::time::sleep(every).await,
+        }
+    }
+}
+
 impl<'a> Engine<'a> {
     /// An engine for `spec` using one connection per host (see [`Connection`]).
     pub fn new(
@@ -105,7 +122,7 @@ impl<'a> Engine<'a> {
         }
         let primary = vec![self.spec.postgres.primary.clone()];
         let replicas = self.spec.postgres.replicas.clone();
-        let members: Vec<String> = primary.iter().chain(&replicas).cloned().collect();
+        let members: Vec<String> = self.spec.postgres.hosts().cloned().collect();
         let bootstrapped = self
             .api
             .cluster_any(&members)
@@ -136,17 +153,20 @@ impl<'a> Engine<'a> {
     async fn finish(self, started: Instant, mut problems: Vec<String>) -> Report {
         let t = Instant::now();
         self.progress.phase("observe");
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let obs = loop {
-            let obs = observe::observe(self.spec, &self.api).await;
-            if observe::problems(self.spec, &obs).is_empty()
-                || Instant::now() > deadline
-                || !self.rec.failed().is_empty()
-            {
-                break obs;
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        };
+        // Until healthy, or 90 s, or a host failed (waiting would not help): the last observation.
+        let this = &self;
+        let obs = poll(
+            Duration::from_secs(90),
+            Duration::from_secs(2),
+            || async move {
+                let obs = observe::observe(this.spec, &this.api).await;
+                let done =
+                    observe::problems(this.spec, &obs).is_empty() || !this.rec.failed().is_empty();
+                if done { Ok(obs) } else { Err(obs) }
+            },
+        )
+        .await
+        .unwrap_or_else(|obs| obs);
         self.rec.phase("observe", t);
         problems.extend(observe::problems(self.spec, &obs));
         for host in self.rec.failed() {
@@ -265,5 +285,33 @@ impl<'a> Engine<'a> {
             Ok((w.clone(), !w.is_empty(), w))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn poll_returns_the_first_ok_or_the_last_err_after_the_limit() {
+        let mut n = 0;
+        let r: Result<u32, u32> = poll(Duration::from_secs(5), Duration::ZERO, || {
+            n += 1;
+            let k = n;
+            async move { if k == 3 { Ok(k) } else { Err(k) } }
+        })
+        .await;
+        assert_eq!(r, Ok(3));
+
+        let started = Instant::now();
+        let mut n = 0;
+        let r: Result<(), u32> = poll(Duration::from_millis(50), Duration::from_millis(10), || {
+            n += 1;
+            let k = n;
+            async move { Err(k) }
+        })
+        .await;
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert!(matches!(r, Err(k) if k > 1), "{r:?}");
     }
 }

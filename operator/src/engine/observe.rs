@@ -7,7 +7,7 @@ use etcd_client::{Client, ConnectOptions};
 
 use super::patroni_api::{ClusterMember, ClusterView, PatroniApi};
 use crate::api::{EtcdMemberStatus, EtcdStatus, HaproxyStatus, MemberStatus, PostgresClusterSpec};
-use crate::render::member_name;
+use crate::render::{host_port, member_name};
 
 /// Everything observed in one pass.
 #[derive(Debug, Clone, Default)]
@@ -24,11 +24,7 @@ pub struct Observation {
 
 /// The etcd client URL of `host`.
 pub fn etcd_endpoint(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("http://[{host}]:{port}")
-    } else {
-        format!("http://{host}:{port}")
-    }
+    format!("http://{}", host_port(host, port))
 }
 
 /// etcd member list, leader and per-endpoint health through etcd-client.
@@ -80,12 +76,10 @@ pub async fn etcd(spec: &PostgresClusterSpec) -> EtcdStatus {
 
 /// Routing of one HAProxy host from its CSV statistics.
 pub async fn haproxy(spec: &PostgresClusterSpec, host: &str) -> Result<HaproxyStatus, String> {
-    let h = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    };
-    let url = format!("http://{h}:{}/stats;csv", spec.haproxy.stats_port);
+    let url = format!(
+        "http://{}/stats;csv",
+        host_port(host, spec.haproxy.stats_port)
+    );
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
         .no_proxy()
@@ -140,9 +134,7 @@ pub fn parse_haproxy_csv(host: &str, csv: &str) -> HaproxyStatus {
 
 /// Observe everything once.
 pub async fn observe(spec: &PostgresClusterSpec, api: &PatroniApi) -> Observation {
-    let pg_hosts: Vec<String> = std::iter::once(spec.postgres.primary.clone())
-        .chain(spec.postgres.replicas.clone())
-        .collect();
+    let pg_hosts: Vec<String> = spec.postgres.hosts().cloned().collect();
     let nodes = futures::future::join_all(pg_hosts.iter().map(|h| api.node(h)));
     let (etcd, patroni, nodes) = tokio::join!(etcd(spec), api.cluster_any(&pg_hosts), nodes);
     let haproxy =
@@ -172,8 +164,9 @@ pub fn members(spec: &PostgresClusterSpec, view: &ClusterView) -> Vec<MemberStat
         lag_bytes: m.lag.as_ref().and_then(serde_json::Value::as_i64),
         pending_restart: m.pending_restart,
     };
-    let hosts = std::iter::once(&spec.postgres.primary).chain(&spec.postgres.replicas);
-    let mut out: Vec<MemberStatus> = hosts
+    let mut out: Vec<MemberStatus> = spec
+        .postgres
+        .hosts()
         .filter_map(|host| {
             let name = member_name(host);
             view.members
@@ -256,7 +249,7 @@ pub fn verdict(spec: &PostgresClusterSpec, obs: &Observation) -> Verdict {
         ));
     }
     let ms = members(spec, view);
-    for host in std::iter::once(&spec.postgres.primary).chain(&spec.postgres.replicas) {
+    for host in spec.postgres.hosts() {
         match ms.iter().find(|m| &m.host == host) {
             None => v
                 .patroni

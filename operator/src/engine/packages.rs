@@ -203,7 +203,7 @@ mod tests {
     use super::*;
 
     fn spec() -> PostgresClusterSpec {
-        serde_yaml::from_str(
+        serde_saphyr::from_str(
             "ssh: {privateKeySecret: {name: k, key: k}}\npostgres: {primary: a, replicas: [b]}\netcd: {hosts: [a]}\nhaproxy: {hosts: [c]}\n",
         )
         .unwrap()

@@ -5,6 +5,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::render::host_port;
+
 /// One member as Patroni's `GET /cluster` reports it.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct ClusterMember {
@@ -102,12 +104,7 @@ impl PatroniApi {
     }
 
     fn url(&self, host: &str, path: &str) -> String {
-        let h = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.to_string()
-        };
-        format!("http://{h}:{}{path}", self.port)
+        format!("http://{}{path}", host_port(host, self.port))
     }
 
     fn err(host: &str, e: impl std::fmt::Display) -> ApiError {

@@ -121,20 +121,26 @@ impl Engine<'_> {
     }
 
     pub(super) async fn wait_etcd(&self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let st = observe::etcd(self.spec).await;
-            if st.healthy == st.desired {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "etcd has no healthy quorum after 120 s ({}/{} healthy): check `journalctl -u etcd` on the etcd hosts",
-                    st.healthy, st.desired
-                ));
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+        super::poll(
+            Duration::from_secs(120),
+            Duration::from_secs(1),
+            || async move {
+                let st = observe::etcd(self.spec).await;
+                if st.healthy == st.desired {
+                    Ok(())
+                } else {
+                    Err(st)
+                }
+            },
+        )
+        .await
+        .map_err(|st| {
+            format!(
+                "etcd has no healthy quorum after 120 s ({}/{} healthy): \
+                 check `journalctl -u etcd` on the etcd hosts",
+                st.healthy, st.desired
+            )
+        })
     }
 
     pub(super) async fn patroni(&self, host: &str, bootstrap: bool) -> Result<(), String> {
@@ -163,27 +169,31 @@ impl Engine<'_> {
             false,
         )
         .await?;
-        let name = member_name(host);
+        let name = &member_name(host);
         let what = if bootstrap { "leader" } else { "streaming" };
-        self.step(host, &format!("wait for patroni {what}"), async {
-            let deadline = Instant::now() + Duration::from_secs(300);
-            loop {
-                if let Ok(view) = self.api.cluster(host).await {
-                    let me = view.members.iter().find(|m| m.name == name);
-                    let ok = match me {
-                        Some(m) if bootstrap => m.role == "leader" && m.state == "running",
-                        Some(m) => m.role == "leader" || observe::replicating(&m.state, m.lag.as_ref().is_some_and(|l| l.is_number())),
-                        None => false,
-                    };
-                    if ok {
-                        return Ok(((), false, vec![]));
-                    }
-                }
-                if Instant::now() > deadline {
-                    return Err(format!("member {name} did not become {what} within 300 s: check `journalctl -u patroni` on {host}"));
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+        let done = |m: &patroni_api::ClusterMember| match bootstrap {
+            true => m.role == "leader" && m.state == "running",
+            false => {
+                let has_lag = m.lag.as_ref().is_some_and(|l| l.is_number());
+                m.role == "leader" || observe::replicating(&m.state, has_lag)
             }
+        };
+        self.step(host, &format!("wait for patroni {what}"), async {
+            let every = Duration::from_secs(1);
+            super::poll(Duration::from_secs(300), every, || async move {
+                let view = self.api.cluster(host).await.map_err(|_| ())?;
+                match view.members.iter().find(|m| m.name == *name) {
+                    Some(m) if done(m) => Ok(((), false, vec![])),
+                    _ => Err(()),
+                }
+            })
+            .await
+            .map_err(|()| {
+                format!(
+                    "member {name} did not become {what} within 300 s: \
+                     check `journalctl -u patroni` on {host}"
+                )
+            })
         })
         .await
     }
@@ -216,9 +226,7 @@ impl Engine<'_> {
 
     /// Parameters, timing and pause through `PATCH /config`, then restarts only where pending.
     pub(super) async fn dynamic_config(&self) -> Result<(), String> {
-        let members: Vec<String> = std::iter::once(self.spec.postgres.primary.clone())
-            .chain(self.spec.postgres.replicas.clone())
-            .collect();
+        let members: Vec<String> = self.spec.postgres.hosts().cloned().collect();
         let view = self
             .api
             .cluster_any(&members)

@@ -1,6 +1,6 @@
 //! Input checks shared by the renderers: control characters, host syntax, setting names.
 
-use super::{RenderError, postgres_hosts};
+use super::RenderError;
 use crate::api::PostgresClusterSpec;
 use crate::model::ClusterSecrets;
 
@@ -118,7 +118,7 @@ pub(crate) fn check_patroni_inputs(
     for (i, line) in pg.pg_hba.iter().enumerate() {
         check_text(&format!("postgres.pgHba[{i}]"), host, line, true)?;
     }
-    if !postgres_hosts(spec).any(|h| h == host) {
+    if !spec.postgres.hosts().any(|h| h == host) {
         return Err(invalid(
             "postgres.primary/replicas",
             host,

@@ -2,7 +2,7 @@
 //! port balancing over replicas, and a stats page; built from typed sections and tokens.
 
 use super::layout::HAPROXY_CONFIG;
-use super::{RenderError, check_all_hosts, host_port, member_name, postgres_hosts};
+use super::{RenderError, check_all_hosts, host_port, member_name};
 use crate::api::PostgresClusterSpec;
 use crate::model::DesiredFile;
 
@@ -73,7 +73,7 @@ fn backend(
     lines.push(kw(
         "default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions",
     ));
-    for h in postgres_hosts(spec) {
+    for h in spec.postgres.hosts() {
         let mut line = vec![
             Token::Kw("server"),
             Token::Name(member_name(h)),

@@ -83,7 +83,7 @@ pub fn member_name(host: &str) -> String {
 /// The roles `host` plays according to `spec`.
 pub fn roles(spec: &PostgresClusterSpec, host: &str) -> Roles {
     Roles {
-        postgres: postgres_hosts(spec).any(|h| h == host),
+        postgres: spec.postgres.hosts().any(|h| h == host),
         etcd: spec.etcd.hosts.iter().any(|h| h == host),
         haproxy: spec.haproxy.hosts.iter().any(|h| h == host),
     }
@@ -92,7 +92,9 @@ pub fn roles(spec: &PostgresClusterSpec, host: &str) -> Roles {
 /// Every host of the cluster once, in a stable order: primary, replicas, etcd, HAProxy.
 pub fn all_hosts(spec: &PostgresClusterSpec) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let candidates = postgres_hosts(spec)
+    let candidates = spec
+        .postgres
+        .hosts()
         .chain(&spec.etcd.hosts)
         .chain(&spec.haproxy.hosts);
     for h in candidates {
@@ -130,11 +132,6 @@ pub fn host_files(
     }
     files.extend(systemd_units(spec, os, r));
     Ok(files)
-}
-
-/// PostgreSQL member hosts: the primary, then the replicas.
-pub(crate) fn postgres_hosts(spec: &PostgresClusterSpec) -> impl Iterator<Item = &String> {
-    std::iter::once(&spec.postgres.primary).chain(&spec.postgres.replicas)
 }
 
 /// `host:port`, with an IPv6 address in brackets.

@@ -18,7 +18,7 @@ pub(crate) fn pg_hba(spec: &PostgresClusterSpec) -> Vec<String> {
         "host all all 127.0.0.1/32 scram-sha-256".to_string(),
         format!("host replication {repl} 127.0.0.1/32 scram-sha-256"),
     ];
-    for m in super::postgres_hosts(spec) {
+    for m in spec.postgres.hosts() {
         lines.push(format!(
             "host replication {repl} {} scram-sha-256",
             hba_address(m)

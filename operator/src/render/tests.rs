@@ -6,7 +6,7 @@ use crate::api::PostgresCluster;
 /// The reference deployment's spec (3 PostgreSQL+etcd hosts, 1 HAProxy host).
 pub(crate) fn spec() -> PostgresClusterSpec {
     let yaml = include_str!("../../tests/golden/reference-spec.yaml");
-    serde_yaml::from_str::<PostgresCluster>(yaml)
+    serde_saphyr::from_str::<PostgresCluster>(yaml)
         .expect("reference spec parses")
         .spec
 }
@@ -24,8 +24,8 @@ pub(crate) fn text(f: &DesiredFile) -> String {
     String::from_utf8(f.content.clone()).unwrap()
 }
 
-pub(crate) fn yaml(f: &DesiredFile) -> serde_yaml::Value {
-    serde_yaml::from_slice(&f.content).unwrap()
+pub(crate) fn yaml(f: &DesiredFile) -> serde_json::Value {
+    serde_saphyr::from_slice(&f.content).unwrap()
 }
 
 #[test]

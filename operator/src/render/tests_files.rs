@@ -26,7 +26,7 @@ fn pg_hba_order_and_user_lines_last() {
     s.postgres.replication.name = "all".into();
     let y = yaml(&patroni_config(&s, &secrets(), "192.168.10.85", OsFamily::Debian).unwrap());
     let hba: Vec<&str> = y["postgresql"]["pg_hba"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_str().unwrap())
@@ -59,7 +59,7 @@ fn ipv6_and_dns_hosts() {
     assert_eq!(y["postgresql"]["connect_address"], "[fd00::85]:5432");
     assert_eq!(y["restapi"]["connect_address"], "[fd00::85]:8008");
     assert_eq!(y["etcd3"]["hosts"][0], "[fd00::85]:2379");
-    let hba = serde_yaml::to_string(&y["postgresql"]["pg_hba"]).unwrap();
+    let hba = serde_saphyr::to_string(&y["postgresql"]["pg_hba"]).unwrap();
     assert!(
         hba.contains("host replication replicator fd00::85/128 scram-sha-256"),
         "{hba}"

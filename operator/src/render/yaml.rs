@@ -1,21 +1,89 @@
 //! A small block-style YAML emitter that double-quotes every string value.
 //!
-//! serde_yaml emits YAML 1.2 and leaves strings such as `on`, `yes`, `1:20` or `017` unquoted,
-//! but Patroni reads its config with PyYAML (YAML 1.1), which turns those into booleans and
-//! numbers. So the typed model is converted with `serde_yaml::to_value` (keeping field order)
-//! and written here: every string is a double-quoted, pure-ASCII scalar (non-ASCII and control
-//! characters as `\u`/`\U` escapes), which YAML 1.1 and 1.2 parsers read identically.
+//! Patroni reads its config with PyYAML (YAML 1.1), which turns unquoted strings such as `on`,
+//! `yes`, `1:20` or `017` into booleans and numbers. So the typed model is captured in field
+//! order (through serde_json's serializer, into [`Node`]) and written here: every string is a
+//! double-quoted, pure-ASCII scalar (non-ASCII and control characters as `\u`/`\U` escapes),
+//! which YAML 1.1 and 1.2 parsers read identically.
+//!
+//! serde-saphyr's emitter (used for all other YAML) was checked against PyYAML too: it quotes
+//! YAML 1.1 booleans, numbers and timestamps, and PyYAML read 1258 hostile documents from it
+//! unchanged, but it decides by a list of special cases, writes non-ASCII raw and folds long
+//! strings into block scalars; this emitter stays because "every string quoted, ASCII only" needs
+//! no list of YAML 1.1 special cases to be safe.
+
+use std::fmt;
 
 use serde::Serialize;
-use serde_yaml::Value;
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// A serialized value with its mapping keys in serialization order (serde_json's own `Value`
+/// sorts them).
+#[derive(Debug)]
+enum Node {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    String(String),
+    Seq(Vec<Node>),
+    Map(Vec<(String, Node)>),
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Node, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Node;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Node, E> {
+                Ok(Node::Null)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Node, E> {
+                Ok(Node::Bool(b))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Node, E> {
+                Ok(Node::Number(n.into()))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Node, E> {
+                Ok(Node::Number(n.into()))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<Node, E> {
+                Ok(serde_json::Number::from_f64(n).map_or(Node::Null, Node::Number))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Node, E> {
+                Ok(Node::String(s.to_string()))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Node, E> {
+                Ok(Node::String(s))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Node, A::Error> {
+                let mut v = Vec::new();
+                while let Some(n) = a.next_element()? {
+                    v.push(n);
+                }
+                Ok(Node::Seq(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Node, A::Error> {
+                let mut v = Vec::new();
+                while let Some(kv) = a.next_entry()? {
+                    v.push(kv);
+                }
+                Ok(Node::Map(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 /// Serializes `value` as block YAML with every string value (and every unusual key) double-quoted.
-pub(crate) fn to_yaml<T: Serialize>(value: &T) -> Result<String, serde_yaml::Error> {
-    let value = serde_yaml::to_value(value)?;
+pub(crate) fn to_yaml<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
+    let value: Node = serde_json::from_str(&serde_json::to_string(value)?)?;
     let mut out = String::new();
     match &value {
-        Value::Mapping(m) if !m.is_empty() => mapping(&mut out, m, 0),
-        Value::Sequence(s) if !s.is_empty() => sequence(&mut out, s, 0),
+        Node::Map(m) if !m.is_empty() => mapping(&mut out, m, 0),
+        Node::Seq(s) if !s.is_empty() => sequence(&mut out, s, 0),
         other => {
             out.push_str(&scalar(other));
             out.push('\n');
@@ -24,27 +92,28 @@ pub(crate) fn to_yaml<T: Serialize>(value: &T) -> Result<String, serde_yaml::Err
     Ok(out)
 }
 
-fn mapping(out: &mut String, m: &serde_yaml::Mapping, indent: usize) {
+fn mapping(out: &mut String, m: &[(String, Node)], indent: usize) {
     for (i, (k, v)) in m.iter().enumerate() {
         // The first key of a mapping inside a sequence follows the "- " on the same line.
         if i > 0 || !out.ends_with("- ") {
             out.push_str(&" ".repeat(indent));
         }
-        match k {
-            Value::String(k) if plain_key(k) => out.push_str(k),
-            other => out.push_str(&scalar(other)),
+        if plain_key(k) {
+            out.push_str(k);
+        } else {
+            out.push_str(&quote(k));
         }
         out.push(':');
         value(out, v, indent);
     }
 }
 
-fn sequence(out: &mut String, s: &[Value], indent: usize) {
+fn sequence(out: &mut String, s: &[Node], indent: usize) {
     for v in s {
         out.push_str(&" ".repeat(indent));
         out.push('-');
         match v {
-            Value::Mapping(m) if !m.is_empty() => {
+            Node::Map(m) if !m.is_empty() => {
                 out.push(' ');
                 mapping(out, m, indent + 2);
             }
@@ -54,14 +123,14 @@ fn sequence(out: &mut String, s: &[Value], indent: usize) {
 }
 
 /// Writes what follows `key:` or `-`: a scalar on the same line, or a nested block.
-fn value(out: &mut String, v: &Value, indent: usize) {
+fn value(out: &mut String, v: &Node, indent: usize) {
     match v {
-        Value::Mapping(m) if !m.is_empty() => {
+        Node::Map(m) if !m.is_empty() => {
             out.push('\n');
             mapping(out, m, indent + 2);
         }
-        // Sequences under a key sit at the key's indentation, as serde_yaml writes them.
-        Value::Sequence(s) if !s.is_empty() => {
+        // Sequences under a key sit at the key's indentation.
+        Node::Seq(s) if !s.is_empty() => {
             out.push('\n');
             sequence(out, s, indent);
         }
@@ -73,15 +142,14 @@ fn value(out: &mut String, v: &Value, indent: usize) {
     }
 }
 
-fn scalar(v: &Value) -> String {
+fn scalar(v: &Node) -> String {
     match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => quote(s),
-        Value::Mapping(_) => "{}".into(),
-        Value::Sequence(_) => "[]".into(),
-        Value::Tagged(t) => scalar(&t.value),
+        Node::Null => "null".into(),
+        Node::Bool(b) => b.to_string(),
+        Node::Number(n) => n.to_string(),
+        Node::String(s) => quote(s),
+        Node::Map(_) => "{}".into(),
+        Node::Seq(_) => "[]".into(),
     }
 }
 
@@ -125,7 +193,7 @@ mod tests {
         s: String,
         n: u32,
         b: bool,
-        list: Vec<Value>,
+        list: Vec<serde_json::Value>,
         map: BTreeMap<String, String>,
         empty: Vec<String>,
         nested: BTreeMap<String, Vec<BTreeMap<String, String>>>,
@@ -151,9 +219,9 @@ mod tests {
                 n: 7,
                 b: true,
                 list: vec![
-                    Value::String(h.into()),
-                    serde_yaml::to_value(&kv).unwrap(),
-                    Value::Sequence(vec![]),
+                    serde_json::Value::String(h.into()),
+                    serde_json::to_value(&kv).unwrap(),
+                    serde_json::Value::Array(vec![]),
                 ],
                 map: kv.clone(),
                 empty: vec![],
@@ -161,8 +229,8 @@ mod tests {
             };
             let text = to_yaml(&doc).unwrap();
             assert!(text.is_ascii(), "{text}");
-            let back: Value = serde_yaml::from_str(&text).unwrap();
-            assert_eq!(back, serde_yaml::to_value(&doc).unwrap(), "{text}");
+            let back: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+            assert_eq!(back, serde_json::to_value(&doc).unwrap(), "{text}");
         }
     }
 

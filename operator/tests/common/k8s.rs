@@ -42,35 +42,12 @@ impl Run {
 }
 
 impl Kube {
-    /// The API server, when `PGMETAL_K8S=1` and the kubeconfig named in the lab env file exists;
-    /// otherwise prints why the test skips and returns None.
-    pub fn get() -> Option<Kube> {
-        if std::env::var("PGMETAL_K8S").as_deref() != Ok("1") {
-            eprintln!("skipped: set PGMETAL_K8S=1 after `e2e/lab k8s up` to run API-server tests");
-            return None;
-        }
-        let Ok(text) = std::fs::read_to_string(ENV_FILE) else {
-            eprintln!("skipped: {ENV_FILE} is missing: run `e2e/lab k8s up`");
-            return None;
-        };
-        let path = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .find(|(k, _)| k.trim() == "LAB_KUBECONFIG")
-            .map(|(_, v)| PathBuf::from(v.trim().trim_matches('"')));
-        match path {
-            Some(p) if p.is_file() => Some(Kube { kubeconfig: p }),
-            Some(p) => {
-                eprintln!(
-                    "skipped: kubeconfig {} does not exist: run `e2e/lab k8s up`",
-                    p.display()
-                );
-                None
-            }
-            None => {
-                eprintln!("skipped: no LAB_KUBECONFIG in {ENV_FILE}: run `e2e/lab k8s up`");
-                None
-            }
+    /// The API server, for a test that is `#[ignore]`d unless the lab API server is up
+    /// (`e2e/test` runs it with `--include-ignored`): panics with the reason when
+    /// `PGMETAL_K8S=1` is unset or the kubeconfig named in the lab env file is missing.
+    pub fn require() -> Kube {
+        Kube {
+            kubeconfig: require_kubeconfig(),
         }
     }
 
@@ -141,6 +118,33 @@ impl Kube {
         self.kubectl(&["get", "-n", ns, resource, "-o", &expr])
             .expect_ok()
     }
+}
+
+/// The lab API server's kubeconfig (`LAB_KUBECONFIG` in the lab env file); panics with the
+/// reason when `PGMETAL_K8S=1` is unset or the file is missing.
+pub fn require_kubeconfig() -> PathBuf {
+    if std::env::var("PGMETAL_K8S").as_deref() != Ok("1") {
+        panic!(
+            "this test needs the API server: run it through e2e/test, or set PGMETAL_K8S=1 after `e2e/lab k8s up`"
+        );
+    }
+    let text = std::fs::read_to_string(ENV_FILE).unwrap_or_else(|e| {
+        panic!("PGMETAL_K8S=1 but {ENV_FILE} cannot be read ({e}): run `e2e/lab k8s up`")
+    });
+    let path = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| k.trim() == "LAB_KUBECONFIG")
+        .map(|(_, v)| PathBuf::from(v.trim().trim_matches('"')))
+        .unwrap_or_else(|| {
+            panic!("PGMETAL_K8S=1 but {ENV_FILE} has no LAB_KUBECONFIG: run `e2e/lab k8s up`")
+        });
+    assert!(
+        path.is_file(),
+        "PGMETAL_K8S=1 but the kubeconfig {} does not exist: run `e2e/lab k8s up`",
+        path.display()
+    );
+    path
 }
 
 /// A cell of kubectl's table output, located by the column's header (kubectl aligns columns,

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 pub mod writer;
 
-/// The lab as described by `/run/pgmetal-lab/lab.env`, or None when tests must skip.
+/// The lab as described by `/run/pgmetal-lab/lab.env`.
 pub struct Lab {
     pub env: BTreeMap<String, String>,
     pub hosts: Vec<String>,
@@ -16,11 +16,14 @@ pub struct Lab {
 pub const ENV_FILE: &str = "/run/pgmetal-lab/lab.env";
 
 impl Lab {
-    /// The lab, when `PGMETAL_LAB=1` and the env file exists; prints why a test skips otherwise.
-    pub fn get(min_hosts: usize) -> Option<Lab> {
+    /// The lab, for a test that is `#[ignore]`d unless the lab is up (`e2e/test` runs it with
+    /// `--include-ignored`): panics with the reason when `PGMETAL_LAB=1` is unset, the env file
+    /// is missing or the lab has fewer than `min_hosts` hosts.
+    pub fn require(min_hosts: usize) -> Lab {
         if std::env::var("PGMETAL_LAB").as_deref() != Ok("1") {
-            eprintln!("skipped: set PGMETAL_LAB=1 after `e2e/lab up` to run lab tests");
-            return None;
+            panic!(
+                "this test needs the lab: run it through e2e/test, or set PGMETAL_LAB=1 after `e2e/lab up`"
+            );
         }
         let text = std::fs::read_to_string(ENV_FILE)
             .expect("PGMETAL_LAB=1 but the lab env file is missing: run e2e/lab up");
@@ -38,17 +41,7 @@ impl Lab {
             "this test needs {min_hosts} lab hosts, the lab has {}",
             hosts.len()
         );
-        Some(Lab { env, hosts })
-    }
-
-    /// The lab, for a test that is `#[ignore]`d unless the lab is up: panics when it is not.
-    pub fn require(min_hosts: usize) -> Lab {
-        if std::env::var("PGMETAL_LAB").as_deref() != Ok("1") {
-            panic!(
-                "this test needs the lab: run it through e2e/test, or set PGMETAL_LAB=1 after `e2e/lab up`"
-            );
-        }
-        Lab::get(min_hosts).expect("the lab")
+        Lab { env, hosts }
     }
 
     pub fn var(&self, k: &str) -> String {

@@ -7,13 +7,13 @@ use std::process::Command;
 
 use pgmetal::api::{PostgresCluster, PostgresClusterSpec};
 use pgmetal::model::ClusterSecrets;
-use serde_yaml::Value;
+use serde_json::Value;
 
 pub const HOST: &str = "192.168.10.85";
 
 pub fn spec() -> PostgresClusterSpec {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/reference-spec.yaml");
-    serde_yaml::from_str::<PostgresCluster>(&std::fs::read_to_string(path).unwrap())
+    serde_saphyr::from_str::<PostgresCluster>(&std::fs::read_to_string(path).unwrap())
         .unwrap()
         .spec
 }
@@ -104,21 +104,32 @@ pub fn get<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
     })
 }
 
-/// Parses `text` with PyYAML (what Patroni uses) into JSON, when python3-yaml is installed.
-pub fn pyyaml(text: &str) -> Option<serde_json::Value> {
+/// Parses `text` with PyYAML (what Patroni uses) into JSON. Panics when python3 or PyYAML is
+/// missing (`e2e/setup` installs python3-yaml) or when PyYAML cannot read the document.
+pub fn pyyaml(text: &str) -> serde_json::Value {
+    const MISSING: &str = "the PyYAML cross-check needs python3 with PyYAML: \
+                           `apt-get install python3-yaml` (e2e/setup installs it)";
     let script = "import sys, json, yaml; print(json.dumps(yaml.safe_load(sys.stdin.read())))";
     let mut child = Command::new("python3")
         .args(["-c", script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
-        .ok()?;
-    std::io::Write::write_all(child.stdin.as_mut()?, text.as_bytes()).ok()?;
+        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): {MISSING}"));
+    std::io::Write::write_all(child.stdin.as_mut().expect("piped stdin"), text.as_bytes())
+        .expect("writing to python3");
     drop(child.stdin.take());
-    let out = child.wait_with_output().ok()?;
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+    let out = child.wait_with_output().expect("waiting for python3");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("No module named 'yaml'") {
+        panic!("{MISSING}");
+    }
+    assert!(
+        out.status.success(),
+        "PyYAML cannot read the document:\n{stderr}\n{text}"
+    );
+    serde_json::from_slice(&out.stdout).expect("python3 printed JSON")
 }
 
 pub mod envfile;
