@@ -265,7 +265,10 @@ fn operator_runs_a_cluster_from_kubectl() {
     let mark: i64 = get(&kube, &ns, ".status.leaderTimeline.timeline")
         .parse()
         .expect("status.leaderTimeline.timeline");
-    assert!(mark >= 2, "a switchover starts timeline 2 or later, got {mark}");
+    assert!(
+        mark >= 2,
+        "a switchover starts timeline 2 or later, got {mark}"
+    );
 
     // Pause (patronictl pause): Patroni goes into maintenance mode and the condition says so; then resume.
     let api_pause = |h: &str| -> Option<bool> {
@@ -396,9 +399,19 @@ fn operator_runs_a_cluster_from_kubectl() {
     let after: i64 = get(&kube, &ns, ".status.leaderTimeline.timeline")
         .parse()
         .unwrap();
-    assert!(after >= mark + 2, "two promotions after timeline {mark}, mark is {after}");
+    assert!(
+        after >= mark + 2,
+        "two promotions after timeline {mark}, mark is {after}"
+    );
     let alarms = kube
-        .kubectl(&["-n", &ns, "get", "events", "-o", "jsonpath={.items[*].reason}"])
+        .kubectl(&[
+            "-n",
+            &ns,
+            "get",
+            "events",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ])
         .expect_ok();
     assert!(
         !alarms.contains("TimelineRegressed") && !alarms.contains("TwoPrimaries"),
