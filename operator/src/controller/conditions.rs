@@ -39,7 +39,8 @@ fn cond(kind: &str, ok: bool, reason: &str, message: String, generation: Option<
     }
 }
 
-/// The seven conditions for these facts.
+/// The nine conditions for these facts: pgmetal's own, plus `Reconciling` and `Stalled`, which
+/// mirror `Progressing` and a blocked `Ready` for GitOps tools (Flux, Argo CD: kstatus).
 pub fn compute(f: &Facts, generation: Option<i64>) -> Vec<Condition> {
     let g = generation;
     let mut out = Vec::new();
@@ -116,7 +117,7 @@ pub fn compute(f: &Facts, generation: Option<i64>) -> Vec<Condition> {
         (None, 0) => "The hosts match the spec.".into(),
         (None, n) => format!("{n} changes applied to the hosts in this reconcile."),
     };
-    out.push(cond(
+    let prog = cond(
         "Progressing",
         progressing,
         if f.switchover.is_some() {
@@ -128,7 +129,12 @@ pub fn compute(f: &Facts, generation: Option<i64>) -> Vec<Condition> {
         },
         prog_msg,
         g,
-    ));
+    );
+    let reconciling = Condition {
+        type_: "Reconciling".into(),
+        ..prog.clone()
+    };
+    out.push(prog);
 
     let mut degraded: Vec<(String, String)> = Vec::new();
     if let Some(sb) = &f.split_brain {
@@ -221,13 +227,31 @@ pub fn compute(f: &Facts, generation: Option<i64>) -> Vec<Condition> {
             g,
         ),
     });
+    out.push(reconciling);
+    out.push(match &f.blocked {
+        Some((reason, msg)) => cond("Stalled", true, reason, msg.clone(), g),
+        None => cond(
+            "Stalled",
+            false,
+            "NotStalled",
+            "The spec is valid and its Secrets are present.".into(),
+            g,
+        ),
+    });
     out
 }
 
-/// True for a condition a person should look at: Degraded=True, or a health condition False.
+/// `Reconciling` and `Stalled` repeat `Progressing` and `Ready` for GitOps tools; their
+/// transitions are not announced again as events.
+pub fn is_mirror(c: &Condition) -> bool {
+    matches!(c.type_.as_str(), "Reconciling" | "Stalled")
+}
+
+/// True for a condition a person should look at: Degraded or Stalled True, or a health condition
+/// False.
 pub fn is_bad(c: &Condition) -> bool {
     match c.type_.as_str() {
-        "Degraded" => c.status == "True",
+        "Degraded" | "Stalled" => c.status == "True",
         "Ready" | "EtcdHealthy" | "PatroniHealthy" | "RoutingReady" => c.status == "False",
         _ => false,
     }
@@ -273,11 +297,46 @@ mod tests {
             ..Default::default()
         };
         let cs = compute(&f, Some(3));
-        assert_eq!(cs.len(), 7);
+        assert_eq!(cs.len(), 9);
         assert_eq!(get(&cs, "Ready").status, "True");
         assert_eq!(get(&cs, "Degraded").status, "False");
         assert_eq!(get(&cs, "Progressing").status, "False");
         assert_eq!(get(&cs, "Ready").observed_generation, Some(3));
+        assert_eq!(get(&cs, "Reconciling").status, "False");
+        assert_eq!(get(&cs, "Stalled").status, "False");
+    }
+
+    #[test]
+    fn reconciling_mirrors_progressing() {
+        for f in [
+            Facts {
+                changed: 2,
+                ..Default::default()
+            },
+            Facts {
+                switchover: Some("switched over from a to b (spec)".into()),
+                ..Default::default()
+            },
+            Facts::default(),
+        ] {
+            let cs = compute(&f, Some(4));
+            let (p, r) = (get(&cs, "Progressing"), get(&cs, "Reconciling"));
+            assert_eq!(
+                (&r.status, &r.reason, &r.message, r.observed_generation),
+                (&p.status, &p.reason, &p.message, p.observed_generation)
+            );
+            assert!(is_mirror(r) && !is_mirror(p));
+        }
+        let cs = compute(
+            &Facts {
+                changed: 2,
+                ..Default::default()
+            },
+            None,
+        );
+        assert_eq!(get(&cs, "Reconciling").status, "True");
+        assert_eq!(get(&cs, "Reconciling").reason, "Converging");
+        assert_eq!(get(&cs, "Stalled").status, "False");
     }
 
     #[test]
@@ -320,6 +379,24 @@ mod tests {
             (r.reason.as_str(), r.message.as_str()),
             ("SecretMissing", "Secret ssh not found")
         );
+    }
+
+    #[test]
+    fn blocked_spec_is_stalled_with_readys_reason() {
+        for reason in ["SecretMissing", "InvalidSpec"] {
+            let f = Facts {
+                blocked: Some((reason.into(), "what is wrong".into())),
+                ..Default::default()
+            };
+            let cs = compute(&f, Some(2));
+            let s = get(&cs, "Stalled");
+            assert_eq!(
+                (s.status.as_str(), s.reason.as_str(), s.message.as_str()),
+                ("True", reason, "what is wrong")
+            );
+            assert!(is_bad(s) && is_mirror(s));
+            assert_eq!(get(&cs, "Reconciling").status, "False");
+        }
     }
 
     #[test]

@@ -335,6 +335,9 @@ async fn write_status(
     let generation = pgc.metadata.generation;
     let conds = conditions::merge(&old.conditions, conditions::compute(facts, generation));
     for c in conditions::transitions(&old.conditions, &conds) {
+        if conditions::is_mirror(&c) {
+            continue;
+        }
         let bad = conditions::is_bad(&c);
         // A condition's first appearance is only news when it is bad.
         if !bad && !old.conditions.iter().any(|o| o.type_ == c.type_) {
