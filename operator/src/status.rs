@@ -14,14 +14,14 @@ pub fn from_observation(spec: &PostgresClusterSpec, obs: &Observation) -> Postgr
     let ready = members
         .iter()
         .filter(|m| {
-            m.role == "leader" && m.state == "running"
-                || m.role != "leader" && observe::replicating(&m.state, m.lag_bytes.is_some())
+            m.is_leader() && m.state == "running"
+                || !m.is_leader() && observe::replicating(&m.state, m.lag_bytes.is_some())
         })
         .count();
     PostgresClusterStatus {
         primary: members
             .iter()
-            .find(|m| m.role == "leader")
+            .find(|m| m.is_leader())
             .map(|m| m.host.clone()),
         ready_members: Some(format!("{ready}/{desired}")),
         members,

@@ -1,39 +1,222 @@
 //! The status conditions, computed purely from what a reconcile learned, and merged with the
 //! previous ones so that `lastTransitionTime` only moves when a condition's status changes.
+//! Condition types and reasons are named here once (the split-brain reasons come from
+//! [`SplitBrain::reason`]).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::api::Failback;
 use crate::engine::observe::Verdict;
+use crate::engine::split_brain::SplitBrain;
+
+/// The condition types pgmetal writes, in the order it writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConditionType {
+    /// `spec.paused` is set.
+    ReconciliationPaused,
+    /// Every etcd member is healthy.
+    EtcdHealthy,
+    /// One Patroni leader, every replica streaming.
+    PatroniHealthy,
+    /// HAProxy routes to the leader and the replicas.
+    RoutingReady,
+    /// This reconcile changed the hosts, or a switchover runs or waits.
+    Progressing,
+    /// Something is wrong with a host or a member.
+    Degraded,
+    /// The cluster is healthy.
+    Ready,
+    /// `Progressing` again, under the name kstatus reads.
+    Reconciling,
+    /// An invalid spec or missing Secret stops all work (kstatus).
+    Stalled,
+}
+
+impl ConditionType {
+    /// All types, in the order [`compute`] writes them.
+    pub const ALL: [ConditionType; 9] = [
+        Self::ReconciliationPaused,
+        Self::EtcdHealthy,
+        Self::PatroniHealthy,
+        Self::RoutingReady,
+        Self::Progressing,
+        Self::Degraded,
+        Self::Ready,
+        Self::Reconciling,
+        Self::Stalled,
+    ];
+
+    /// The `type` field's value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ReconciliationPaused => "ReconciliationPaused",
+            Self::EtcdHealthy => "EtcdHealthy",
+            Self::PatroniHealthy => "PatroniHealthy",
+            Self::RoutingReady => "RoutingReady",
+            Self::Progressing => "Progressing",
+            Self::Degraded => "Degraded",
+            Self::Ready => "Ready",
+            Self::Reconciling => "Reconciling",
+            Self::Stalled => "Stalled",
+        }
+    }
+
+    /// The type of a condition, if pgmetal writes it.
+    pub fn of(c: &Condition) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == c.type_)
+    }
+}
+
+/// A condition's `status` (pgmetal never writes `Unknown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// `"True"`.
+    True,
+    /// `"False"`.
+    False,
+}
+
+impl Status {
+    /// The `status` field's value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::True => "True",
+            Self::False => "False",
+        }
+    }
+}
+
+impl From<bool> for Status {
+    fn from(ok: bool) -> Self {
+        if ok { Self::True } else { Self::False }
+    }
+}
+
+/// Every reason pgmetal writes on a condition.
+pub mod reason {
+    /// ReconciliationPaused=True.
+    pub const SPEC_PAUSED: &str = "SpecPaused";
+    /// ReconciliationPaused=False.
+    pub const ACTIVE: &str = "Active";
+    /// EtcdHealthy=True.
+    pub const ALL_MEMBERS_HEALTHY: &str = "AllMembersHealthy";
+    /// EtcdHealthy or PatroniHealthy False; a Degraded problem from the observation.
+    pub const MEMBERS_UNHEALTHY: &str = "MembersUnhealthy";
+    /// PatroniHealthy=True.
+    pub const LEADER_AND_REPLICAS_RUNNING: &str = "LeaderAndReplicasRunning";
+    /// RoutingReady without HAProxy hosts.
+    pub const NO_HAPROXY_HOSTS: &str = "NoHAProxyHosts";
+    /// RoutingReady=True.
+    pub const ROUTING_TO_LEADER: &str = "RoutingToLeader";
+    /// RoutingReady=False.
+    pub const ROUTING_WRONG: &str = "RoutingWrong";
+    /// Progressing=True for a switchover.
+    pub const SWITCHOVER: &str = "Switchover";
+    /// Progressing=True for changed hosts.
+    pub const CONVERGING: &str = "Converging";
+    /// Progressing=False.
+    pub const CONVERGED: &str = "Converged";
+    /// Degraded=True for a host that failed or is unreachable.
+    pub const HOST_FAILED: &str = "HostFailed";
+    /// Degraded=True for a primary other than the preferred one.
+    pub const FAILED_OVER: &str = "FailedOver";
+    /// Degraded=False.
+    pub const AS_DESIRED: &str = "AsDesired";
+    /// Ready=True.
+    pub const CLUSTER_HEALTHY: &str = "ClusterHealthy";
+    /// Ready=False while paused.
+    pub const PAUSED: &str = "Paused";
+    /// Ready=False with problems observed.
+    pub const NOT_HEALTHY: &str = "NotHealthy";
+    /// Ready=False before any observation.
+    pub const NOT_OBSERVED: &str = "NotObserved";
+    /// Stalled=False.
+    pub const NOT_STALLED: &str = "NotStalled";
+    /// Ready=False and Stalled=True: the spec does not validate.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// Ready=False and Stalled=True: a referenced Secret or key is missing.
+    pub const SECRET_MISSING: &str = "SecretMissing";
+}
+
+/// A problem that stops all work (invalid spec, missing Secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocked {
+    /// [`reason::INVALID_SPEC`] or [`reason::SECRET_MISSING`].
+    pub reason: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A host that could not be reached or failed a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFailure {
+    /// The host, as named in the spec.
+    pub host: String,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// The actual primary is not the preferred one (after a failover).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffPreferred {
+    /// The host running the leader.
+    pub actual: String,
+    /// `spec.postgres.primary`.
+    pub preferred: String,
+    /// `spec.patroni.failback`.
+    pub failback: Failback,
+}
 
 /// Everything the conditions are derived from.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
     /// `spec.paused`.
     pub paused: bool,
-    /// A problem that stops all work (invalid spec, missing Secret): (reason, message).
-    pub blocked: Option<(String, String)>,
-    /// Hosts that could not be reached or failed a step: (host, error).
-    pub host_errors: Vec<(String, String)>,
+    /// A problem that stops all work.
+    pub blocked: Option<Blocked>,
+    /// Hosts that could not be reached or failed a step.
+    pub host_errors: Vec<HostFailure>,
     /// The observation's verdict (None when nothing could be observed).
     pub verdict: Option<Verdict>,
     /// Changes made by this reconcile (files, units, switchover); > 0 means Progressing.
     pub changed: usize,
     /// A switchover in progress or just done: a message.
     pub switchover: Option<String>,
-    /// Actual primary, and the preferred one when they differ: (actual, preferred, failback mode).
-    pub off_preferred: Option<(String, String, String)>,
+    /// The actual primary, when it is not the preferred one.
+    pub off_preferred: Option<OffPreferred>,
     /// HAProxy hosts in the spec.
     pub haproxy_hosts: usize,
     /// A forked history or two primaries (the split-brain guard).
-    pub split_brain: Option<crate::engine::split_brain::SplitBrain>,
+    pub split_brain: Option<SplitBrain>,
 }
 
-fn cond(kind: &str, ok: bool, reason: &str, message: String, generation: Option<i64>) -> Condition {
+impl Facts {
+    /// Observed, with no problem in the observation, no failed host and no split brain.
+    pub fn healthy(&self) -> bool {
+        self.verdict.as_ref().is_some_and(|v| v.all().is_empty())
+            && self.host_errors.is_empty()
+            && self.split_brain.is_none()
+    }
+}
+
+/// One reason for Degraded, in the order they are reported.
+struct Problem {
+    reason: &'static str,
+    message: String,
+}
+
+fn cond(
+    t: ConditionType,
+    ok: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+) -> Condition {
     Condition {
-        type_: kind.into(),
-        status: if ok { "True" } else { "False" }.into(),
+        type_: t.as_str().into(),
+        status: Status::from(ok).as_str().into(),
         reason: reason.into(),
-        message,
+        message: message.into(),
         observed_generation: generation,
         last_transition_time: Time(k8s_openapi::jiff::Timestamp::now()),
     }
@@ -43,216 +226,238 @@ fn cond(kind: &str, ok: bool, reason: &str, message: String, generation: Option<
 /// mirror `Progressing` and a blocked `Ready` for GitOps tools (Flux, Argo CD: kstatus).
 pub fn compute(f: &Facts, generation: Option<i64>) -> Vec<Condition> {
     let g = generation;
-    let mut out = Vec::new();
-    out.push(if f.paused {
-        cond("ReconciliationPaused", true, "SpecPaused", "spec.paused is true: pgmetal does not converge the hosts and Patroni is in maintenance mode (no automatic failover). Set spec.paused to false to resume.".into(), g)
-    } else {
-        cond("ReconciliationPaused", false, "Active", "pgmetal converges the hosts.".into(), g)
-    });
-    let v = f.verdict.clone().unwrap_or_default();
-    let observed = f.verdict.is_some();
-    let etcd_ok = observed && v.etcd.is_empty();
-    out.push(cond(
-        "EtcdHealthy",
-        etcd_ok,
-        if etcd_ok {
-            "AllMembersHealthy"
-        } else {
-            "MembersUnhealthy"
-        },
-        if etcd_ok {
-            "Every etcd member answers its health check.".into()
-        } else if observed {
-            v.etcd.join("; ")
-        } else {
-            "Not observed yet.".into()
-        },
-        g,
-    ));
-    let pat_ok = observed && v.patroni.is_empty();
-    out.push(cond(
-        "PatroniHealthy",
-        pat_ok,
-        if pat_ok {
-            "LeaderAndReplicasRunning"
-        } else {
-            "MembersUnhealthy"
-        },
-        if pat_ok {
-            "One leader; every replica is streaming.".into()
-        } else if observed {
-            v.patroni.join("; ")
-        } else {
-            "Not observed yet.".into()
-        },
-        g,
-    ));
-    let route_ok = observed && v.routing.is_empty();
-    let route_msg = if f.haproxy_hosts == 0 {
-        "No HAProxy hosts in the spec: the rendered haproxy.cfg is published in the ConfigMap <cluster>-haproxy.".to_string()
-    } else if route_ok {
-        "HAProxy routes read-write to the leader and read-only to the replicas.".into()
-    } else if observed {
-        v.routing.join("; ")
-    } else {
-        "Not observed yet.".into()
-    };
-    out.push(cond(
-        "RoutingReady",
-        route_ok,
-        if f.haproxy_hosts == 0 {
-            "NoHAProxyHosts"
-        } else if route_ok {
-            "RoutingToLeader"
-        } else {
-            "RoutingWrong"
-        },
-        route_msg,
-        g,
-    ));
-
-    let progressing = f.changed > 0 || f.switchover.is_some();
-    let prog_msg = match (&f.switchover, f.changed) {
-        (Some(s), _) => s.clone(),
-        (None, 0) => "The hosts match the spec.".into(),
-        (None, n) => format!("{n} changes applied to the hosts in this reconcile."),
-    };
-    let prog = cond(
-        "Progressing",
-        progressing,
-        if f.switchover.is_some() {
-            "Switchover"
-        } else if progressing {
-            "Converging"
-        } else {
-            "Converged"
-        },
-        prog_msg,
-        g,
-    );
+    let v = f.verdict.as_ref();
+    let problems = problems(f);
+    let progressing = progressing(f, g);
     let reconciling = Condition {
-        type_: "Reconciling".into(),
-        ..prog.clone()
+        type_: ConditionType::Reconciling.as_str().into(),
+        ..progressing.clone()
     };
-    out.push(prog);
-
-    let mut degraded: Vec<(String, String)> = Vec::new();
-    if let Some(sb) = &f.split_brain {
-        degraded.push((sb.reason().into(), sb.message()));
-    }
-    for (h, e) in &f.host_errors {
-        degraded.push(("HostFailed".into(), format!("host {h}: {e}")));
-    }
-    for p in v.all() {
-        degraded.push(("MembersUnhealthy".into(), p));
-    }
-    if let Some((actual, preferred, mode)) = &f.off_preferred {
-        let what = if mode == "Automatic" {
-            format!("fail-back to {preferred} follows once it is healthy and caught up")
-        } else {
-            format!(
-                "failback is Manual: set spec.postgres.primary to {actual} to accept it, or switch back by keeping {preferred} and setting spec.patroni.failback to Automatic"
-            )
-        };
-        degraded.push((
-            "FailedOver".into(),
-            format!(
-                "the primary is {actual}, not the preferred {preferred}, after a failover; {what}"
+    vec![
+        paused(f, g),
+        health(
+            ConditionType::EtcdHealthy,
+            v.map(|v| &v.etcd),
+            (
+                reason::ALL_MEMBERS_HEALTHY,
+                "Every etcd member answers its health check.",
             ),
-        ));
-    }
-    let is_degraded = !degraded.is_empty() && f.blocked.is_none();
-    out.push(if is_degraded {
-        let reason = degraded[0].0.clone();
+            g,
+        ),
+        health(
+            ConditionType::PatroniHealthy,
+            v.map(|v| &v.patroni),
+            (
+                reason::LEADER_AND_REPLICAS_RUNNING,
+                "One leader; every replica is streaming.",
+            ),
+            g,
+        ),
+        routing(f, g),
+        progressing,
+        degraded(f, &problems, g),
+        ready(f, &problems, g),
+        reconciling,
+        stalled(f, g),
+    ]
+}
+
+fn paused(f: &Facts, g: Option<i64>) -> Condition {
+    if f.paused {
         cond(
-            "Degraded",
+            ConditionType::ReconciliationPaused,
             true,
-            &reason,
-            degraded
-                .iter()
-                .map(|d| d.1.as_str())
-                .collect::<Vec<_>>()
-                .join("; "),
+            reason::SPEC_PAUSED,
+            "spec.paused is true: pgmetal does not converge the hosts and Patroni is in maintenance mode (no automatic failover). Set spec.paused to false to resume.",
             g,
         )
     } else {
         cond(
-            "Degraded",
+            ConditionType::ReconciliationPaused,
             false,
-            "AsDesired",
-            "Nothing is degraded.".into(),
+            reason::ACTIVE,
+            "pgmetal converges the hosts.",
             g,
         )
-    });
+    }
+}
 
-    let ready = f.blocked.is_none()
-        && observed
-        && v.all().is_empty()
-        && f.host_errors.is_empty()
-        && f.split_brain.is_none();
-    out.push(match &f.blocked {
-        Some((reason, msg)) => cond("Ready", false, reason, msg.clone(), g),
-        None if ready => cond(
-            "Ready",
+/// EtcdHealthy or PatroniHealthy from that area's problems (None: not observed).
+fn health(
+    t: ConditionType,
+    problems: Option<&Vec<String>>,
+    (ok_reason, ok_message): (&str, &str),
+    g: Option<i64>,
+) -> Condition {
+    match problems {
+        Some(p) if p.is_empty() => cond(t, true, ok_reason, ok_message, g),
+        Some(p) => cond(t, false, reason::MEMBERS_UNHEALTHY, p.join("; "), g),
+        None => cond(t, false, reason::MEMBERS_UNHEALTHY, "Not observed yet.", g),
+    }
+}
+
+fn routing(f: &Facts, g: Option<i64>) -> Condition {
+    let v = f.verdict.as_ref();
+    let ok = v.is_some_and(|v| v.routing.is_empty());
+    let (reason, message) = match v {
+        _ if f.haproxy_hosts == 0 => (
+            reason::NO_HAPROXY_HOSTS,
+            "No HAProxy hosts in the spec: the rendered haproxy.cfg is published in the ConfigMap <cluster>-haproxy.".to_string(),
+        ),
+        _ if ok => (
+            reason::ROUTING_TO_LEADER,
+            "HAProxy routes read-write to the leader and read-only to the replicas.".into(),
+        ),
+        Some(v) => (reason::ROUTING_WRONG, v.routing.join("; ")),
+        None => (reason::ROUTING_WRONG, "Not observed yet.".into()),
+    };
+    cond(ConditionType::RoutingReady, ok, reason, message, g)
+}
+
+fn progressing(f: &Facts, g: Option<i64>) -> Condition {
+    let (ok, reason, message) = match (&f.switchover, f.changed) {
+        (Some(s), _) => (true, reason::SWITCHOVER, s.clone()),
+        (None, 0) => (false, reason::CONVERGED, "The hosts match the spec.".into()),
+        (None, n) => (
             true,
-            "ClusterHealthy",
-            "etcd healthy, one Patroni leader, replicas streaming, HAProxy routing correctly."
-                .into(),
-            g,
+            reason::CONVERGING,
+            format!("{n} changes applied to the hosts in this reconcile."),
         ),
-        None if f.paused => cond(
-            "Ready",
-            false,
-            "Paused",
-            "Reconciliation is paused.".into(),
-            g,
-        ),
-        None => cond(
-            "Ready",
-            false,
-            if observed {
-                "NotHealthy"
-            } else {
-                "NotObserved"
-            },
-            if is_degraded {
-                degraded
-                    .iter()
-                    .map(|d| d.1.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            } else {
-                "Waiting for the first observation.".into()
-            },
-            g,
-        ),
-    });
-    out.push(reconciling);
-    out.push(match &f.blocked {
-        Some((reason, msg)) => cond("Stalled", true, reason, msg.clone(), g),
-        None => cond(
-            "Stalled",
-            false,
-            "NotStalled",
-            "The spec is valid and its Secrets are present.".into(),
-            g,
-        ),
-    });
+    };
+    cond(ConditionType::Progressing, ok, reason, message, g)
+}
+
+/// Everything Degraded reports: split brain, failed hosts, the observation, a failover.
+fn problems(f: &Facts) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if let Some(sb) = &f.split_brain {
+        out.push(Problem {
+            reason: sb.reason(),
+            message: sb.message(),
+        });
+    }
+    for e in &f.host_errors {
+        out.push(Problem {
+            reason: reason::HOST_FAILED,
+            message: format!("host {}: {}", e.host, e.error),
+        });
+    }
+    for p in f.verdict.as_ref().map(Verdict::all).unwrap_or_default() {
+        out.push(Problem {
+            reason: reason::MEMBERS_UNHEALTHY,
+            message: p,
+        });
+    }
+    if let Some(o) = &f.off_preferred {
+        out.push(Problem {
+            reason: reason::FAILED_OVER,
+            message: failed_over(o),
+        });
+    }
     out
+}
+
+fn failed_over(o: &OffPreferred) -> String {
+    let (actual, preferred) = (&o.actual, &o.preferred);
+    let what = match o.failback {
+        Failback::Automatic => {
+            format!("fail-back to {preferred} follows once it is healthy and caught up")
+        }
+        Failback::Manual => format!(
+            "failback is Manual: set spec.postgres.primary to {actual} to accept it, or switch back by keeping {preferred} and setting spec.patroni.failback to Automatic"
+        ),
+    };
+    format!("the primary is {actual}, not the preferred {preferred}, after a failover; {what}")
+}
+
+fn joined(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| p.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn degraded(f: &Facts, problems: &[Problem], g: Option<i64>) -> Condition {
+    match problems.first() {
+        Some(first) if f.blocked.is_none() => cond(
+            ConditionType::Degraded,
+            true,
+            first.reason,
+            joined(problems),
+            g,
+        ),
+        _ => cond(
+            ConditionType::Degraded,
+            false,
+            reason::AS_DESIRED,
+            "Nothing is degraded.",
+            g,
+        ),
+    }
+}
+
+fn ready(f: &Facts, problems: &[Problem], g: Option<i64>) -> Condition {
+    let t = ConditionType::Ready;
+    if let Some(b) = &f.blocked {
+        return cond(t, false, b.reason, b.message.clone(), g);
+    }
+    if f.healthy() {
+        return cond(
+            t,
+            true,
+            reason::CLUSTER_HEALTHY,
+            "etcd healthy, one Patroni leader, replicas streaming, HAProxy routing correctly.",
+            g,
+        );
+    }
+    if f.paused {
+        return cond(t, false, reason::PAUSED, "Reconciliation is paused.", g);
+    }
+    let reason = if f.verdict.is_some() {
+        reason::NOT_HEALTHY
+    } else {
+        reason::NOT_OBSERVED
+    };
+    let message = if problems.is_empty() {
+        "Waiting for the first observation.".into()
+    } else {
+        joined(problems)
+    };
+    cond(t, false, reason, message, g)
+}
+
+fn stalled(f: &Facts, g: Option<i64>) -> Condition {
+    match &f.blocked {
+        Some(b) => cond(ConditionType::Stalled, true, b.reason, b.message.clone(), g),
+        None => cond(
+            ConditionType::Stalled,
+            false,
+            reason::NOT_STALLED,
+            "The spec is valid and its Secrets are present.",
+            g,
+        ),
+    }
 }
 
 /// `Reconciling` and `Stalled` repeat `Progressing` and `Ready` for GitOps tools; their
 /// transitions are not announced again as events.
 pub fn is_mirror(c: &Condition) -> bool {
-    matches!(c.type_.as_str(), "Reconciling" | "Stalled")
+    matches!(
+        ConditionType::of(c),
+        Some(ConditionType::Reconciling | ConditionType::Stalled)
+    )
 }
 
 /// True for a condition a person should look at: Degraded or Stalled True, or a health condition
 /// False.
 pub fn is_bad(c: &Condition) -> bool {
-    match c.type_.as_str() {
-        "Degraded" | "Stalled" => c.status == "True",
-        "Ready" | "EtcdHealthy" | "PatroniHealthy" | "RoutingReady" => c.status == "False",
+    use ConditionType::*;
+    match ConditionType::of(c) {
+        Some(Degraded | Stalled) => c.status == Status::True.as_str(),
+        Some(Ready | EtcdHealthy | PatroniHealthy | RoutingReady) => {
+            c.status == Status::False.as_str()
+        }
         _ => false,
     }
 }
@@ -282,161 +487,5 @@ pub fn transitions(old: &[Condition], new: &[Condition]) -> Vec<Condition> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn get<'a>(cs: &'a [Condition], t: &str) -> &'a Condition {
-        cs.iter().find(|c| c.type_ == t).unwrap()
-    }
-
-    #[test]
-    fn healthy_cluster_is_ready_and_not_degraded() {
-        let f = Facts {
-            verdict: Some(Verdict::default()),
-            haproxy_hosts: 1,
-            ..Default::default()
-        };
-        let cs = compute(&f, Some(3));
-        assert_eq!(cs.len(), 9);
-        assert_eq!(get(&cs, "Ready").status, "True");
-        assert_eq!(get(&cs, "Degraded").status, "False");
-        assert_eq!(get(&cs, "Progressing").status, "False");
-        assert_eq!(get(&cs, "Ready").observed_generation, Some(3));
-        assert_eq!(get(&cs, "Reconciling").status, "False");
-        assert_eq!(get(&cs, "Stalled").status, "False");
-    }
-
-    #[test]
-    fn reconciling_mirrors_progressing() {
-        for f in [
-            Facts {
-                changed: 2,
-                ..Default::default()
-            },
-            Facts {
-                switchover: Some("switched over from a to b (spec)".into()),
-                ..Default::default()
-            },
-            Facts::default(),
-        ] {
-            let cs = compute(&f, Some(4));
-            let (p, r) = (get(&cs, "Progressing"), get(&cs, "Reconciling"));
-            assert_eq!(
-                (&r.status, &r.reason, &r.message, r.observed_generation),
-                (&p.status, &p.reason, &p.message, p.observed_generation)
-            );
-            assert!(is_mirror(r) && !is_mirror(p));
-        }
-        let cs = compute(
-            &Facts {
-                changed: 2,
-                ..Default::default()
-            },
-            None,
-        );
-        assert_eq!(get(&cs, "Reconciling").status, "True");
-        assert_eq!(get(&cs, "Reconciling").reason, "Converging");
-        assert_eq!(get(&cs, "Stalled").status, "False");
-    }
-
-    #[test]
-    fn unreachable_host_and_failover_are_degraded_naming_hosts() {
-        let f = Facts {
-            verdict: Some(Verdict {
-                patroni: vec!["Patroni: member on 10.0.0.1 is not registered".into()],
-                ..Default::default()
-            }),
-            host_errors: vec![("10.0.0.1".into(), "connect: timed out".into())],
-            off_preferred: Some(("10.0.0.2".into(), "10.0.0.1".into(), "Manual".into())),
-            ..Default::default()
-        };
-        let cs = compute(&f, None);
-        let d = get(&cs, "Degraded");
-        assert_eq!(
-            (d.status.as_str(), d.reason.as_str()),
-            ("True", "HostFailed")
-        );
-        assert!(
-            d.message.contains("10.0.0.1") && d.message.contains("failback is Manual"),
-            "{}",
-            d.message
-        );
-        assert_eq!(get(&cs, "Ready").status, "False");
-        assert_eq!(get(&cs, "PatroniHealthy").status, "False");
-    }
-
-    #[test]
-    fn blocked_spec_is_not_ready_with_its_reason() {
-        let f = Facts {
-            blocked: Some(("SecretMissing".into(), "Secret ssh not found".into())),
-            ..Default::default()
-        };
-        let r = compute(&f, None)
-            .into_iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap();
-        assert_eq!(
-            (r.reason.as_str(), r.message.as_str()),
-            ("SecretMissing", "Secret ssh not found")
-        );
-    }
-
-    #[test]
-    fn blocked_spec_is_stalled_with_readys_reason() {
-        for reason in ["SecretMissing", "InvalidSpec"] {
-            let f = Facts {
-                blocked: Some((reason.into(), "what is wrong".into())),
-                ..Default::default()
-            };
-            let cs = compute(&f, Some(2));
-            let s = get(&cs, "Stalled");
-            assert_eq!(
-                (s.status.as_str(), s.reason.as_str(), s.message.as_str()),
-                ("True", reason, "what is wrong")
-            );
-            assert!(is_bad(s) && is_mirror(s));
-            assert_eq!(get(&cs, "Reconciling").status, "False");
-        }
-    }
-
-    #[test]
-    fn merge_keeps_transition_time_when_status_is_unchanged() {
-        let f = Facts {
-            verdict: Some(Verdict::default()),
-            ..Default::default()
-        };
-        let mut old = compute(&f, None);
-        let then = Time(
-            k8s_openapi::jiff::Timestamp::now()
-                .checked_sub(k8s_openapi::jiff::SignedDuration::from_hours(1))
-                .unwrap(),
-        );
-        old.iter_mut()
-            .for_each(|c| c.last_transition_time = then.clone());
-        let new = merge(&old, compute(&f, None));
-        assert!(new.iter().all(|c| c.last_transition_time == then));
-        let broken = Facts {
-            verdict: Some(Verdict {
-                etcd: vec!["etcd: 2/3".into()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let new = merge(&old, compute(&broken, None));
-        assert_ne!(get(&new, "EtcdHealthy").last_transition_time, then);
-        assert_eq!(get(&new, "PatroniHealthy").last_transition_time, then);
-        assert!(
-            is_bad(get(&new, "EtcdHealthy"))
-                && !is_bad(get(&new, "ReconciliationPaused"))
-                && is_bad(get(&new, "Degraded"))
-        );
-        let changed: Vec<String> = transitions(&old, &new)
-            .into_iter()
-            .map(|c| c.type_)
-            .collect();
-        assert!(
-            changed.contains(&"EtcdHealthy".to_string())
-                && !changed.contains(&"PatroniHealthy".to_string())
-        );
-    }
-}
+#[path = "conditions_tests.rs"]
+mod tests;

@@ -165,15 +165,6 @@ pub async fn run(opts: Options) -> Result<(), String> {
     metrics.set_leader(true);
     health.ready.store(true, Ordering::SeqCst);
 
-    // DeserializeGuard: one malformed object becomes a logged error instead of breaking the watch.
-    let (clusters, secrets): (Api<DeserializeGuard<PostgresCluster>>, Api<Secret>) =
-        match &opts.namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
     let reporter = Reporter {
         controller: MANAGER.into(),
         instance: Some(identity),
@@ -184,9 +175,43 @@ pub async fn run(opts: Options) -> Result<(), String> {
         recorder: Recorder::new(client.clone(), reporter),
         memos: Mutex::default(),
     });
+    let controller = control(client, opts.namespace.as_deref(), ctx);
+    // The heartbeat runs in the controller's task: if that task is wedged, /healthz fails.
+    let heartbeat = async {
+        let mut tick = tokio::time::interval(metrics::HEARTBEAT_EVERY);
+        loop {
+            tick.tick().await;
+            health.beat();
+        }
+    };
+    tokio::select! {
+        _ = controller => tracing::info!("controller stopped"),
+        _ = leadership.lost() => tracing::error!("leadership lost: exiting so that only one replica converges"),
+        _ = heartbeat => {}
+    }
+    metrics.set_leader(false);
+    health.set_ready(false);
+    health.set_live(false);
+    leadership.release().await;
+    server.abort();
+    Ok(())
+}
+
+/// The controller's main loop: PostgresClusters, the Secrets they own, and the Secrets they
+/// reference (a change to one triggers a converge). Ends on a signal.
+async fn control(client: Client, namespace: Option<&str>, ctx: Arc<Context>) {
+    // DeserializeGuard: one malformed object becomes a logged error instead of breaking the watch.
+    let (clusters, secrets): (Api<DeserializeGuard<PostgresCluster>>, Api<Secret>) = match namespace
+    {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
     let controller = Controller::new(clusters, watcher::Config::default().any_semantic());
     let store = controller.store();
-    let controller = controller
+    controller
         .owns(
             secrets.clone(),
             watcher::Config::default().labels("app.kubernetes.io/managed-by=pgmetal"),
@@ -211,26 +236,8 @@ pub async fn run(opts: Options) -> Result<(), String> {
                 Ok((obj, _)) => tracing::debug!(cluster = %obj.name, "reconciled"),
                 Err(e) => tracing::warn!(error = %e, "reconcile failed"),
             }
-        });
-    // The heartbeat runs in the controller's task: if that task is wedged, /healthz fails.
-    let heartbeat = async {
-        let mut tick = tokio::time::interval(metrics::HEARTBEAT_EVERY);
-        loop {
-            tick.tick().await;
-            health.beat();
-        }
-    };
-    tokio::select! {
-        _ = controller => tracing::info!("controller stopped"),
-        _ = leadership.lost() => tracing::error!("leadership lost: exiting so that only one replica converges"),
-        _ = heartbeat => {}
-    }
-    metrics.set_leader(false);
-    health.set_ready(false);
-    health.set_live(false);
-    leadership.release().await;
-    server.abort();
-    Ok(())
+        })
+        .await
 }
 
 async fn reconcile(

@@ -13,7 +13,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
-use super::conditions::{self, Facts};
+use super::conditions::{self, Blocked, Facts, HostFailure, OffPreferred, reason};
 use super::dereference::{self, Resolved};
 use super::switchover::{self, Decision};
 use super::{Context, Error, Memo};
@@ -43,25 +43,17 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
         leader_timeline: old.leader_timeline.clone(),
         ..Default::default()
     };
-
-    if let Err(e) = crate::validate::validate(&pgc, None) {
-        facts.blocked = Some(("InvalidSpec".into(), e.to_string()));
-        ctx.metrics.reconcile_error(&pgc.name_any(), "InvalidSpec");
-        write_status(&ctx, &pgc, &old, status, &facts).await?;
-        return Ok(Action::await_change());
-    }
-    let resolved = match dereference::resolve(&ctx.client, &pgc).await {
+    let resolved = match prepare(&ctx, &pgc).await {
         Ok(r) => r,
-        Err(e) => {
-            facts.blocked = Some(("SecretMissing".into(), e.to_string()));
-            ctx.metrics
-                .reconcile_error(&pgc.name_any(), "SecretMissing");
+        Err((blocked, action)) => {
+            ctx.metrics.reconcile_error(&pgc.name_any(), blocked.reason);
+            facts.blocked = Some(blocked);
             write_status(&ctx, &pgc, &old, status, &facts).await?;
-            return Ok(Action::requeue(Duration::from_secs(15)));
+            return Ok(action);
         }
     };
     let api = PatroniApi::new(spec.patroni.rest_api_port, resolved.secrets.restapi.clone());
-    let key = format!("{}/{}", pgc.namespace().unwrap_or_default(), pgc.name_any());
+    let key = key(&pgc);
     let fingerprint = inputs_hash(&pgc, &resolved);
     let memo = ctx.memo(&key);
     let due = memo.as_ref().is_none_or(|m| {
@@ -69,146 +61,23 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
             || m.retry_at.is_some_and(|t| Instant::now() >= t)
             || m.converged_at.elapsed() > RECONVERGE_EVERY
     });
-
     if spec.paused || due {
-        // Paused: no SSH at all; the engine only keeps Patroni in maintenance mode.
-        let conns = if spec.paused {
-            BTreeMap::new()
-        } else {
-            connect_hosts(&pgc, &resolved, &mut status.hosts).await
-        };
-        let report = engine::Engine::new(spec, &resolved.secrets, conns, &Quiet)
-            .converge()
-            .await;
-        for h in report.hosts.values() {
-            for s in &h.steps {
-                ctx.metrics.ssh_step(&s.step, s.duration_ms as f64 / 1000.0);
-            }
-        }
-        facts.changed = report.changed;
-        tracing::info!(cluster = %key, changed = report.changed, healthy = report.healthy, duration_ms = report.duration_ms, problems = ?report.problems, "converged");
-        let now = Time(k8s_openapi::jiff::Timestamp::now());
-        for hs in status.hosts.iter_mut() {
-            if let Some(hash) = report
-                .hosts
-                .get(&hs.host)
-                .and_then(|h| h.config_hash.clone())
-            {
-                hs.config_hash = Some(hash);
-            }
-            match report.hosts.get(&hs.host).and_then(|h| h.error.clone()) {
-                Some(e) => {
-                    hs.reachable = !e.starts_with("connect:");
-                    hs.last_error = Some(e.clone());
-                    facts.host_errors.push((hs.host.clone(), e));
-                }
-                None => {
-                    hs.last_error = None;
-                    if !spec.paused {
-                        hs.last_converged = Some(now.clone());
-                    }
-                }
-            }
-        }
-        if spec.haproxy.hosts.is_empty() {
-            publish_haproxy_cfg(&ctx, &pgc).await?;
-        }
+        converge(&ctx, &pgc, &resolved, &mut status, &mut facts).await?;
         let failures = memo.as_ref().map_or(0, |m| m.failures);
         ctx.remember(
             &key,
             Memo::after(fingerprint, facts.host_errors.is_empty(), failures),
         );
-        if report.changed > 0 {
-            publish(
-                &ctx,
-                &pgc,
-                EventType::Normal,
-                "Converged",
-                &format!("{} changes applied to the hosts", report.changed),
-            )
-            .await;
-        }
     }
-
-    let t = Instant::now();
-    let mut obs = observe::observe(spec, &api).await;
-    ctx.metrics.observe(t.elapsed().as_secs_f64());
-    let mut observed = crate::status::from_observation(spec, &obs);
-
-    match switchover::decide(
-        spec,
-        old.preferred_primary.as_deref(),
-        &observed.members,
-        spec.paused || observed.patroni_paused == Some(true),
-    ) {
-        Decision::Switchover { from, to, why } => {
-            publish(
-                &ctx,
-                &pgc,
-                EventType::Normal,
-                "SwitchoverStarted",
-                &format!("{why}: switching over from {from} to {to}"),
-            )
-            .await;
-            match switchover::perform(&api, &from, &to).await {
-                Ok(()) => {
-                    publish(
-                        &ctx,
-                        &pgc,
-                        EventType::Normal,
-                        "SwitchoverCompleted",
-                        &format!("{to} is the primary"),
-                    )
-                    .await;
-                    facts.switchover = Some(format!("switched over from {from} to {to} ({why})"));
-                    status.preferred_primary = Some(to);
-                }
-                Err(e) => {
-                    publish(&ctx, &pgc, EventType::Warning, "SwitchoverFailed", &e).await;
-                    facts.switchover = Some(format!("switchover to {to} failed, will retry: {e}"));
-                }
-            }
-            obs = observe::observe(spec, &api).await;
-            observed = crate::status::from_observation(spec, &obs);
-        }
-        Decision::Wait(msg) => facts.switchover = Some(msg),
-        Decision::Stay => {}
-    }
-    if observed.primary.as_deref() == Some(spec.postgres.primary.as_str()) {
-        status.preferred_primary = Some(spec.postgres.primary.clone());
-    } else if let Some(actual) = &observed.primary
-        && status.preferred_primary.as_deref() == Some(spec.postgres.primary.as_str())
-    {
-        facts.off_preferred = Some((
-            actual.clone(),
-            spec.postgres.primary.clone(),
-            format!("{:?}", spec.patroni.failback),
-        ));
-    }
-    let (mark, split_brain) = split_brain::check(
-        old.leader_timeline.as_ref(),
-        &observed.members,
-        &obs.writable,
-    );
-    if let Some(sb) = &split_brain
-        && !old.conditions.iter().any(|c| c.reason == sb.reason())
-    {
-        publish(&ctx, &pgc, EventType::Warning, sb.reason(), &sb.message()).await;
-    }
-    facts.split_brain = split_brain;
-    facts.verdict = Some(observe::verdict(spec, &obs));
-    ctx.metrics.set_cluster_ready(
-        &pgc.name_any(),
-        facts.verdict.as_ref().is_some_and(|v| v.all().is_empty())
-            && facts.host_errors.is_empty()
-            && facts.split_brain.is_none(),
-    );
+    let observed = observe_and_switch(&ctx, &pgc, &api, &old, &mut status, &mut facts).await;
     status = PostgresClusterStatus {
         hosts: status.hosts,
         preferred_primary: status.preferred_primary,
-        leader_timeline: mark,
+        leader_timeline: status.leader_timeline,
         ..observed
     };
+    ctx.metrics
+        .set_cluster_ready(&pgc.name_any(), facts.healthy());
     write_status(&ctx, &pgc, &old, status, &facts).await?;
     let retry = ctx
         .memo(&key)
@@ -217,6 +86,191 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
     Ok(Action::requeue(retry.map_or(OBSERVE_EVERY, |r| {
         r.clamp(Duration::from_secs(1), OBSERVE_EVERY)
     })))
+}
+
+/// Validates the spec and reads its Secrets; when either fails, what blocks the cluster and when
+/// to look again.
+async fn prepare(ctx: &Context, pgc: &PostgresCluster) -> Result<Resolved, (Blocked, Action)> {
+    if let Err(e) = crate::validate::validate(pgc, None) {
+        let blocked = Blocked {
+            reason: reason::INVALID_SPEC,
+            message: e.to_string(),
+        };
+        return Err((blocked, Action::await_change()));
+    }
+    dereference::resolve(&ctx.client, pgc).await.map_err(|e| {
+        let blocked = Blocked {
+            reason: reason::SECRET_MISSING,
+            message: e.to_string(),
+        };
+        (blocked, Action::requeue(Duration::from_secs(15)))
+    })
+}
+
+/// Converges the hosts (paused: no SSH, only Patroni's maintenance mode) and records what
+/// happened to each host in `status.hosts` and the facts.
+async fn converge(
+    ctx: &Context,
+    pgc: &PostgresCluster,
+    resolved: &Resolved,
+    status: &mut PostgresClusterStatus,
+    facts: &mut Facts,
+) -> Result<(), Error> {
+    let spec = &pgc.spec;
+    let conns = if spec.paused {
+        BTreeMap::new()
+    } else {
+        connect_hosts(pgc, resolved, &mut status.hosts).await
+    };
+    let report = engine::Engine::new(spec, &resolved.secrets, conns, &Quiet)
+        .converge()
+        .await;
+    for h in report.hosts.values() {
+        for s in &h.steps {
+            ctx.metrics.ssh_step(&s.step, s.duration_ms as f64 / 1000.0);
+        }
+    }
+    facts.changed = report.changed;
+    tracing::info!(cluster = %key(pgc), changed = report.changed, healthy = report.healthy, duration_ms = report.duration_ms, problems = ?report.problems, "converged");
+    record_hosts(&report, spec.paused, &mut status.hosts, facts);
+    if spec.haproxy.hosts.is_empty() {
+        publish_haproxy_cfg(ctx, pgc).await?;
+    }
+    if report.changed > 0 {
+        let note = format!("{} changes applied to the hosts", report.changed);
+        publish(ctx, pgc, EventType::Normal, "Converged", &note).await;
+    }
+    Ok(())
+}
+
+/// Each host's config hash, error and last converge, from a converge's report.
+fn record_hosts(
+    report: &engine::report::Report,
+    paused: bool,
+    hosts: &mut [HostStatus],
+    facts: &mut Facts,
+) {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    for hs in hosts.iter_mut() {
+        let h = report.hosts.get(&hs.host);
+        if let Some(hash) = h.and_then(|h| h.config_hash.clone()) {
+            hs.config_hash = Some(hash);
+        }
+        match h.and_then(|h| h.error.clone()) {
+            Some(e) => {
+                hs.reachable = !e.starts_with("connect:");
+                hs.last_error = Some(e.clone());
+                facts.host_errors.push(HostFailure {
+                    host: hs.host.clone(),
+                    error: e,
+                });
+            }
+            None => {
+                hs.last_error = None;
+                if !paused {
+                    hs.last_converged = Some(now.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Observes the cluster, switches over or fails back when due (observing again after), and
+/// records the primary, split brain and verdict in the facts. Returns the observed status, with
+/// `status.preferred_primary` and `status.leader_timeline` updated.
+async fn observe_and_switch(
+    ctx: &Context,
+    pgc: &PostgresCluster,
+    api: &PatroniApi,
+    old: &PostgresClusterStatus,
+    status: &mut PostgresClusterStatus,
+    facts: &mut Facts,
+) -> PostgresClusterStatus {
+    let spec = &pgc.spec;
+    let t = Instant::now();
+    let mut obs = observe::observe(spec, api).await;
+    ctx.metrics.observe(t.elapsed().as_secs_f64());
+    let mut observed = crate::status::from_observation(spec, &obs);
+    let paused = spec.paused || observed.patroni_paused == Some(true);
+    match switchover::decide(
+        spec,
+        old.preferred_primary.as_deref(),
+        &observed.members,
+        paused,
+    ) {
+        Decision::Switchover { from, to, why } => {
+            switch(ctx, pgc, api, (&from, &to, &why), status, facts).await;
+            obs = observe::observe(spec, api).await;
+            observed = crate::status::from_observation(spec, &obs);
+        }
+        Decision::Wait(msg) => facts.switchover = Some(msg),
+        Decision::Stay => {}
+    }
+    facts.off_preferred = off_preferred(spec, observed.primary.as_deref(), status);
+    let (mark, split_brain) = split_brain::check(
+        old.leader_timeline.as_ref(),
+        &observed.members,
+        &obs.writable,
+    );
+    if let Some(sb) = &split_brain
+        && !old.conditions.iter().any(|c| c.reason == sb.reason())
+    {
+        publish(ctx, pgc, EventType::Warning, sb.reason(), &sb.message()).await;
+    }
+    status.leader_timeline = mark;
+    facts.split_brain = split_brain;
+    facts.verdict = Some(observe::verdict(spec, &obs));
+    observed
+}
+
+/// Switches over from `from` to `to` (`why`: the spec changed, or fail-back), with events.
+async fn switch(
+    ctx: &Context,
+    pgc: &PostgresCluster,
+    api: &PatroniApi,
+    (from, to, why): (&str, &str, &str),
+    status: &mut PostgresClusterStatus,
+    facts: &mut Facts,
+) {
+    let note = format!("{why}: switching over from {from} to {to}");
+    publish(ctx, pgc, EventType::Normal, "SwitchoverStarted", &note).await;
+    match switchover::perform(api, from, to).await {
+        Ok(()) => {
+            let note = format!("{to} is the primary");
+            publish(ctx, pgc, EventType::Normal, "SwitchoverCompleted", &note).await;
+            facts.switchover = Some(format!("switched over from {from} to {to} ({why})"));
+            status.preferred_primary = Some(to.to_string());
+        }
+        Err(e) => {
+            publish(ctx, pgc, EventType::Warning, "SwitchoverFailed", &e).await;
+            facts.switchover = Some(format!("switchover to {to} failed, will retry: {e}"));
+        }
+    }
+}
+
+/// Marks the preferred primary as enacted once it leads; after a failover away from an enacted
+/// preferred primary, what Degraded reports.
+fn off_preferred(
+    spec: &crate::api::PostgresClusterSpec,
+    actual: Option<&str>,
+    status: &mut PostgresClusterStatus,
+) -> Option<OffPreferred> {
+    let preferred = spec.postgres.primary.as_str();
+    if actual == Some(preferred) {
+        status.preferred_primary = Some(preferred.to_string());
+        return None;
+    }
+    let actual = actual?;
+    (status.preferred_primary.as_deref() == Some(preferred)).then(|| OffPreferred {
+        actual: actual.to_string(),
+        preferred: preferred.to_string(),
+        failback: spec.patroni.failback,
+    })
+}
+
+/// `namespace/name`: the memo's key and the logs' cluster.
+fn key(pgc: &PostgresCluster) -> String {
+    format!("{}/{}", pgc.namespace().unwrap_or_default(), pgc.name_any())
 }
 
 /// What decides whether a converge is due: the spec and the Secrets' content.

@@ -32,7 +32,7 @@ pub fn decide(
     paused: bool,
 ) -> Decision {
     let target = &spec.postgres.primary;
-    let Some(leader) = members.iter().find(|m| m.role == "leader") else {
+    let Some(leader) = members.iter().find(|m| m.is_leader()) else {
         return Decision::Stay;
     };
     if &leader.host == target || paused {
@@ -82,9 +82,8 @@ pub async fn perform(api: &PatroniApi, from: &str, to: &str) -> Result<(), Strin
         Duration::from_secs(1),
         || async move {
             let view = api.cluster(to).await.map_err(|_| ())?;
-            let leads = |m: &ClusterMember| {
-                m.name == *candidate && m.role == "leader" && m.state == "running"
-            };
+            let leads =
+                |m: &ClusterMember| m.name == *candidate && m.is_leader() && m.state == "running";
             if view.members.iter().any(leads) {
                 Ok(())
             } else {

@@ -254,7 +254,7 @@ pub fn verdict(spec: &PostgresClusterSpec, obs: &Observation) -> Verdict {
             None => v
                 .patroni
                 .push(format!("Patroni: member on {host} is not registered")),
-            Some(m) if m.role == "leader" => {}
+            Some(m) if m.is_leader() => {}
             Some(m) if !replicating(&m.state, m.lag_bytes.is_some()) => v.patroni.push(format!(
                 "Patroni: replica on {host} is {} (not streaming)",
                 m.state
@@ -265,7 +265,7 @@ pub fn verdict(spec: &PostgresClusterSpec, obs: &Observation) -> Verdict {
     let leader = leaders.first().map(|l| l.name.clone());
     let mut want_replicas: Vec<String> = ms
         .iter()
-        .filter(|m| m.role != "leader" && (m.state == "streaming" || m.state == "running"))
+        .filter(|m| !m.is_leader() && (m.state == "streaming" || m.state == "running"))
         .map(|m| m.name.clone())
         .collect();
     want_replicas.sort();

@@ -12,7 +12,7 @@ use crate::render::host_port;
 pub struct ClusterMember {
     /// Member name.
     pub name: String,
-    /// `leader`, `replica`, `sync_standby`, `standby_leader`.
+    /// `leader`, `replica`, `sync_standby`, `standby_leader`, ... (see [`Role`]).
     pub role: String,
     /// `running`, `streaming`, `starting`, `stopped`, ...
     pub state: String,
@@ -28,6 +28,62 @@ pub struct ClusterMember {
     /// A restart is pending to apply a changed parameter.
     #[serde(default)]
     pub pending_restart: bool,
+}
+
+/// A member's role in Patroni's `GET /cluster` (and `status.members[].role`), for comparisons;
+/// the text itself is kept as Patroni wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `leader`: the primary.
+    Leader,
+    /// `standby_leader`: the leader of a standby cluster.
+    StandbyLeader,
+    /// `replica`.
+    Replica,
+    /// `sync_standby`: a synchronous replica.
+    SyncStandby,
+    /// `quorum_standby`: a quorum-commit replica (Patroni 4).
+    QuorumStandby,
+    /// Anything else.
+    Unknown,
+}
+
+impl Role {
+    /// The role Patroni names `text`.
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "leader" => Self::Leader,
+            "standby_leader" => Self::StandbyLeader,
+            "replica" => Self::Replica,
+            "sync_standby" => Self::SyncStandby,
+            "quorum_standby" => Self::QuorumStandby,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+impl ClusterMember {
+    /// The member's role.
+    pub fn role(&self) -> Role {
+        Role::parse(&self.role)
+    }
+
+    /// True for the (primary's) leader; a standby cluster's `standby_leader` is not.
+    pub fn is_leader(&self) -> bool {
+        self.role() == Role::Leader
+    }
+}
+
+impl crate::api::MemberStatus {
+    /// The member's role.
+    pub fn role(&self) -> Role {
+        Role::parse(&self.role)
+    }
+
+    /// True for the (primary's) leader; a standby cluster's `standby_leader` is not.
+    pub fn is_leader(&self) -> bool {
+        self.role() == Role::Leader
+    }
 }
 
 /// `GET /cluster`.
@@ -46,7 +102,7 @@ impl ClusterView {
     pub fn leaders(&self) -> Vec<&ClusterMember> {
         self.members
             .iter()
-            .filter(|m| m.role == "leader" || m.role == "standby_leader")
+            .filter(|m| matches!(m.role(), Role::Leader | Role::StandbyLeader))
             .collect()
     }
 }
@@ -306,5 +362,26 @@ mod tests {
         ], "pause": true})).unwrap();
         assert_eq!(v.leaders().len(), 1);
         assert!(v.pause && v.members[2].pending_restart);
+        assert!(v.members[0].is_leader() && !v.members[1].is_leader());
+        assert_eq!(v.members[1].role(), Role::Replica);
+    }
+
+    #[test]
+    fn roles_parse_and_only_leader_leads() {
+        for (text, role) in [
+            ("leader", Role::Leader),
+            ("standby_leader", Role::StandbyLeader),
+            ("replica", Role::Replica),
+            ("sync_standby", Role::SyncStandby),
+            ("quorum_standby", Role::QuorumStandby),
+            ("master", Role::Unknown),
+        ] {
+            assert_eq!(Role::parse(text), role, "{text}");
+        }
+        let m = crate::api::MemberStatus {
+            role: "standby_leader".into(),
+            ..Default::default()
+        };
+        assert!(!m.is_leader() && m.role() == Role::StandbyLeader);
     }
 }

@@ -66,7 +66,7 @@ pub fn check(
 ) -> (Option<LeaderTimeline>, Option<SplitBrain>) {
     let leader = members
         .iter()
-        .find(|m| m.role == "leader")
+        .find(|m| m.is_leader())
         .and_then(|m| Some((m.host.clone(), m.timeline?)));
     let mut keep = mark.cloned();
     let mut found = None;

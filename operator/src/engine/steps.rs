@@ -172,10 +172,10 @@ impl Engine<'_> {
         let name = &member_name(host);
         let what = if bootstrap { "leader" } else { "streaming" };
         let done = |m: &patroni_api::ClusterMember| match bootstrap {
-            true => m.role == "leader" && m.state == "running",
+            true => m.is_leader() && m.state == "running",
             false => {
                 let has_lag = m.lag.as_ref().is_some_and(|l| l.is_number());
-                m.role == "leader" || observe::replicating(&m.state, has_lag)
+                m.is_leader() || observe::replicating(&m.state, has_lag)
             }
         };
         self.step(host, &format!("wait for patroni {what}"), async {
@@ -274,7 +274,7 @@ impl Engine<'_> {
                 view.members
                     .iter()
                     .find(|m| m.name == member_name(h) && m.pending_restart)
-                    .map(|m| (h, m.role == "leader"))
+                    .map(|m| (h, m.is_leader()))
             })
             .collect();
         pending.sort_by_key(|(_, is_leader)| *is_leader); // replicas first, the leader last

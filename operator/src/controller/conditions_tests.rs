@@ -1,0 +1,185 @@
+//! Unit tests of the conditions: what each set of facts writes, merging and transitions.
+
+use super::*;
+
+fn get<'a>(cs: &'a [Condition], t: &str) -> &'a Condition {
+    cs.iter().find(|c| c.type_ == t).unwrap()
+}
+
+#[test]
+fn healthy_cluster_is_ready_and_not_degraded() {
+    let f = Facts {
+        verdict: Some(Verdict::default()),
+        haproxy_hosts: 1,
+        ..Default::default()
+    };
+    let cs = compute(&f, Some(3));
+    assert_eq!(cs.len(), 9);
+    assert_eq!(get(&cs, "Ready").status, "True");
+    assert_eq!(get(&cs, "Degraded").status, "False");
+    assert_eq!(get(&cs, "Progressing").status, "False");
+    assert_eq!(get(&cs, "Ready").observed_generation, Some(3));
+    assert_eq!(get(&cs, "Reconciling").status, "False");
+    assert_eq!(get(&cs, "Stalled").status, "False");
+}
+
+#[test]
+fn reconciling_mirrors_progressing() {
+    for f in [
+        Facts {
+            changed: 2,
+            ..Default::default()
+        },
+        Facts {
+            switchover: Some("switched over from a to b (spec)".into()),
+            ..Default::default()
+        },
+        Facts::default(),
+    ] {
+        let cs = compute(&f, Some(4));
+        let (p, r) = (get(&cs, "Progressing"), get(&cs, "Reconciling"));
+        assert_eq!(
+            (&r.status, &r.reason, &r.message, r.observed_generation),
+            (&p.status, &p.reason, &p.message, p.observed_generation)
+        );
+        assert!(is_mirror(r) && !is_mirror(p));
+    }
+    let cs = compute(
+        &Facts {
+            changed: 2,
+            ..Default::default()
+        },
+        None,
+    );
+    assert_eq!(get(&cs, "Reconciling").status, "True");
+    assert_eq!(get(&cs, "Reconciling").reason, "Converging");
+    assert_eq!(get(&cs, "Stalled").status, "False");
+}
+
+#[test]
+fn unreachable_host_and_failover_are_degraded_naming_hosts() {
+    let f = Facts {
+        verdict: Some(Verdict {
+            patroni: vec!["Patroni: member on 10.0.0.1 is not registered".into()],
+            ..Default::default()
+        }),
+        host_errors: vec![HostFailure {
+            host: "10.0.0.1".into(),
+            error: "connect: timed out".into(),
+        }],
+        off_preferred: Some(OffPreferred {
+            actual: "10.0.0.2".into(),
+            preferred: "10.0.0.1".into(),
+            failback: Failback::Manual,
+        }),
+        ..Default::default()
+    };
+    let cs = compute(&f, None);
+    let d = get(&cs, "Degraded");
+    assert_eq!(
+        (d.status.as_str(), d.reason.as_str()),
+        ("True", "HostFailed")
+    );
+    assert!(
+        d.message.contains("10.0.0.1") && d.message.contains("failback is Manual"),
+        "{}",
+        d.message
+    );
+    assert_eq!(get(&cs, "Ready").status, "False");
+    assert_eq!(get(&cs, "PatroniHealthy").status, "False");
+}
+
+#[test]
+fn blocked_spec_is_not_ready_with_its_reason() {
+    let f = Facts {
+        blocked: Some(Blocked {
+            reason: reason::SECRET_MISSING,
+            message: "Secret ssh not found".into(),
+        }),
+        ..Default::default()
+    };
+    let r = compute(&f, None)
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(
+        (r.reason.as_str(), r.message.as_str()),
+        ("SecretMissing", "Secret ssh not found")
+    );
+}
+
+#[test]
+fn blocked_spec_is_stalled_with_readys_reason() {
+    for reason in [reason::SECRET_MISSING, reason::INVALID_SPEC] {
+        let f = Facts {
+            blocked: Some(Blocked {
+                reason,
+                message: "what is wrong".into(),
+            }),
+            ..Default::default()
+        };
+        let cs = compute(&f, Some(2));
+        let s = get(&cs, "Stalled");
+        assert_eq!(
+            (s.status.as_str(), s.reason.as_str(), s.message.as_str()),
+            ("True", reason, "what is wrong")
+        );
+        assert!(is_bad(s) && is_mirror(s));
+        assert_eq!(get(&cs, "Reconciling").status, "False");
+    }
+}
+
+#[test]
+fn merge_keeps_transition_time_when_status_is_unchanged() {
+    let f = Facts {
+        verdict: Some(Verdict::default()),
+        ..Default::default()
+    };
+    let mut old = compute(&f, None);
+    let then = Time(
+        k8s_openapi::jiff::Timestamp::now()
+            .checked_sub(k8s_openapi::jiff::SignedDuration::from_hours(1))
+            .unwrap(),
+    );
+    old.iter_mut()
+        .for_each(|c| c.last_transition_time = then.clone());
+    let new = merge(&old, compute(&f, None));
+    assert!(new.iter().all(|c| c.last_transition_time == then));
+    let broken = Facts {
+        verdict: Some(Verdict {
+            etcd: vec!["etcd: 2/3".into()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let new = merge(&old, compute(&broken, None));
+    assert_ne!(get(&new, "EtcdHealthy").last_transition_time, then);
+    assert_eq!(get(&new, "PatroniHealthy").last_transition_time, then);
+    assert!(
+        is_bad(get(&new, "EtcdHealthy"))
+            && !is_bad(get(&new, "ReconciliationPaused"))
+            && is_bad(get(&new, "Degraded"))
+    );
+    let changed: Vec<String> = transitions(&old, &new)
+        .into_iter()
+        .map(|c| c.type_)
+        .collect();
+    assert!(
+        changed.contains(&"EtcdHealthy".to_string())
+            && !changed.contains(&"PatroniHealthy".to_string())
+    );
+}
+
+#[test]
+fn compute_writes_every_type_once_in_order() {
+    let types: Vec<_> = compute(&Facts::default(), None)
+        .iter()
+        .map(|c| ConditionType::of(c).unwrap())
+        .collect();
+    assert_eq!(types, ConditionType::ALL);
+    assert!(
+        compute(&Facts::default(), None)
+            .iter()
+            .all(|c| c.status == Status::True.as_str() || c.status == Status::False.as_str())
+    );
+}
