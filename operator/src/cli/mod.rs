@@ -90,7 +90,7 @@ pub async fn apply(c: &Common, quiet: bool) -> Result<bool, String> {
     let hosts = crate::render::all_hosts(spec);
     let progress = progress::for_stderr(&hosts, quiet || c.output != Format::Text);
     progress.phase("connect");
-    let connected = connect::connect_all(&hosts, &l.ssh).await;
+    let connected = connect::connect_all(&hosts, &l.ssh, &Default::default()).await;
     let conns = connected.into_iter().map(|(h, c)| (h, c.conn)).collect();
     let report = engine::Engine::new(spec, &l.secrets, conns, &*progress)
         .converge()

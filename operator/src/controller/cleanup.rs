@@ -1,6 +1,7 @@
 //! Deletion: the finalizer stops the cluster's services on its hosts; `deletionPolicy: Wipe`
 //! also removes the PostgreSQL and etcd data directories. Packages stay installed.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kube::ResourceExt;
@@ -9,14 +10,17 @@ use kube::runtime::events::EventType;
 
 use super::reconcile::publish;
 use super::{Context, Error, dereference};
-use crate::api::{DeletionPolicy, PostgresCluster};
-use crate::exec::{Cmd, KnownHosts};
+use crate::api::{DeletionPolicy, PostgresCluster, PostgresClusterSpec};
+use crate::engine::connect::{Connected, Connector, connect_cluster, over_ssh};
+use crate::exec::{Cmd, Executor};
 use crate::render::{Layout, roles};
 
 const STOP: &str =
     r#"for u in "$@"; do systemctl disable --now "$u" >/dev/null 2>&1 || true; done"#;
 
-/// Runs on deletion; an error keeps the finalizer and retries with backoff.
+/// Runs on deletion; an error keeps the finalizer and retries with backoff. Hosts are reached
+/// the way a converge reaches them: a host whose key does not match the one pinned in status is
+/// refused, not cleaned.
 pub async fn cleanup(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let spec = &pgc.spec;
     let r = match dereference::resolve(&ctx.client, &pgc).await {
@@ -35,62 +39,15 @@ pub async fn cleanup(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Act
         }
         Err(e) => return Err(Error::Cleanup(e.to_string())),
     };
-    let known = r
-        .known_hosts
-        .as_deref()
-        .map_or(KnownHosts::TrustFirstUse, KnownHosts::parse);
-    let cfg = crate::engine::connect::ssh_config(&spec.ssh, &r.private_key, known)
-        .map_err(|e| Error::Cleanup(e.to_string()))?;
     let hosts = crate::render::all_hosts(spec);
-    let connected = crate::engine::connect::connect_all(&hosts, &cfg).await;
+    let connected = connect(&pgc, &r.private_key, r.known_hosts.as_deref(), over_ssh).await;
     let mut errors = Vec::new();
     for (host, c) in connected {
-        let ex = match c.conn {
-            Ok(ex) => ex,
-            Err(e) => {
-                errors.push(format!("{host}: {e}"));
-                continue;
-            }
+        let result = match c.conn {
+            Ok(ex) => clean(spec, &host, &*ex).await,
+            Err(e) => Err(format!("{host}: {e}")),
         };
-        let role = roles(spec, &host);
-        // Debian unit names; the layout decides them per OS, and they are the same on RHEL.
-        let layout = Layout::new(spec, crate::model::OsFamily::Debian);
-        let mut units = Vec::new();
-        if role.haproxy {
-            units.push(layout.haproxy_unit.clone());
-        }
-        if role.postgres {
-            units.push(layout.patroni_unit.clone());
-        }
-        if role.etcd {
-            units.push(layout.etcd_unit.clone());
-        }
-        if let Err(e) = ex
-            .run_ok(&Cmd::script(STOP).args(units), "stop services")
-            .await
-        {
-            errors.push(e.to_string());
-            continue;
-        }
-        if spec.deletion_policy == DeletionPolicy::Wipe {
-            let mut dirs = Vec::new();
-            if role.postgres {
-                dirs.push(spec.postgres.data_dir.clone());
-            }
-            if role.etcd {
-                dirs.push(spec.etcd.data_dir.clone());
-            }
-            if !dirs.is_empty()
-                && let Err(e) = ex
-                    .run_ok(
-                        &Cmd::new("rm").args(["-rf", "--"]).args(dirs),
-                        "wipe data directories",
-                    )
-                    .await
-            {
-                errors.push(e.to_string());
-            }
-        }
+        errors.extend(result.err());
     }
     if !errors.is_empty() {
         return Err(Error::Cleanup(format!(
@@ -113,4 +70,90 @@ pub async fn cleanup(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Act
     .await;
     tracing::info!(cluster = %pgc.name_any(), "{what}");
     Ok(Action::await_change())
+}
+
+/// Connections to every host of the cluster, verifying host keys as a converge does: the
+/// known_hosts Secret, or the fingerprints pinned in `status.hosts`.
+async fn connect(
+    pgc: &PostgresCluster,
+    private_key: &str,
+    known_hosts: Option<&str>,
+    via: Connector,
+) -> BTreeMap<String, Connected> {
+    let spec = &pgc.spec;
+    let pinned = pgc.status.as_ref().map_or(&[][..], |s| &s.hosts[..]);
+    let hosts = crate::render::all_hosts(spec);
+    connect_cluster(&spec.ssh, private_key, known_hosts, pinned, &hosts, via).await
+}
+
+/// Stops (and with `Wipe` deletes the data of) what `host` runs.
+async fn clean(spec: &PostgresClusterSpec, host: &str, ex: &dyn Executor) -> Result<(), String> {
+    let role = roles(spec, host);
+    // Debian unit names; the layout decides them per OS, and they are the same on RHEL.
+    let layout = Layout::new(spec, crate::model::OsFamily::Debian);
+    let mut units = Vec::new();
+    if role.haproxy {
+        units.push(layout.haproxy_unit.clone());
+    }
+    if role.postgres {
+        units.push(layout.patroni_unit.clone());
+    }
+    if role.etcd {
+        units.push(layout.etcd_unit.clone());
+    }
+    ex.run_ok(&Cmd::script(STOP).args(units), "stop services")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut dirs = Vec::new();
+    if spec.deletion_policy == DeletionPolicy::Wipe && role.postgres {
+        dirs.push(spec.postgres.data_dir.clone());
+    }
+    if spec.deletion_policy == DeletionPolicy::Wipe && role.etcd {
+        dirs.push(spec.etcd.data_dir.clone());
+    }
+    if !dirs.is_empty() {
+        let wipe = Cmd::new("rm").args(["-rf", "--"]).args(dirs);
+        ex.run_ok(&wipe, "wipe data directories")
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{HostStatus, PostgresClusterStatus};
+    use crate::engine::connect::tests::{K1_FP, K2_FP, TEST_KEY, presenting_k1};
+
+    #[tokio::test]
+    async fn cleanup_refuses_a_host_whose_key_does_not_match_the_pinned_one() {
+        let spec = crate::render::tests::spec();
+        let hosts = crate::render::all_hosts(&spec);
+        let pin = |h: &String, fp: &str| HostStatus {
+            host: h.clone(),
+            host_key_fingerprint: Some(fp.into()),
+            ..Default::default()
+        };
+        let mut pgc = PostgresCluster::new("pg", spec);
+        pgc.status = Some(PostgresClusterStatus {
+            hosts: vec![pin(&hosts[0], K2_FP), pin(&hosts[1], K1_FP)],
+            ..Default::default()
+        });
+        let connected = connect(&pgc, &TEST_KEY, None, presenting_k1).await;
+        let Err(refused) = &connected[&hosts[0]].conn else {
+            panic!("{} was not refused", hosts[0]);
+        };
+        assert!(
+            refused.contains(&hosts[0]) && refused.contains(K2_FP) && refused.contains(K1_FP),
+            "{refused}"
+        );
+        // Pinned and matching; nothing pinned: trusted on first use.
+        for h in &hosts[1..] {
+            assert!(connected[h].conn.is_ok(), "{h}");
+            assert_eq!(connected[h].fingerprint.as_deref(), Some(K1_FP));
+        }
+        let ex = connected[&hosts[1]].conn.as_ref().unwrap();
+        clean(&pgc.spec, &hosts[1], &**ex).await.unwrap();
+    }
 }

@@ -20,7 +20,6 @@ use super::{Context, Error, Memo};
 use crate::api::{HostStatus, PostgresCluster, PostgresClusterStatus};
 use crate::engine::patroni_api::PatroniApi;
 use crate::engine::{self, Connection, Quiet, connect, observe, split_brain};
-use crate::exec::{Executor, KnownHosts, SshExecutor};
 
 /// Observation interval: status follows a failover within this plus one observation.
 pub const OBSERVE_EVERY: Duration = Duration::from_secs(5);
@@ -291,7 +290,9 @@ fn inputs_hash(pgc: &PostgresCluster, r: &Resolved) -> String {
     hex::encode(h.finalize())
 }
 
-/// One connection per host; without a known_hosts Secret, keys seen first are pinned in status.
+/// One connection per host (see [`connect::connect_cluster`] for how host keys are verified);
+/// records in `hosts` which hosts answered and the key each presented, so that a key seen first
+/// is pinned from then on.
 async fn connect_hosts(
     pgc: &PostgresCluster,
     r: &Resolved,
@@ -307,52 +308,24 @@ async fn connect_hosts(
             });
         }
     }
-    let base = match connect::ssh_config(
+    let connected = connect::connect_cluster(
         &pgc.spec.ssh,
         &r.private_key,
-        r.known_hosts
-            .as_deref()
-            .map_or(KnownHosts::TrustFirstUse, KnownHosts::parse),
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            return all
-                .iter()
-                .map(|h| (h.clone(), Err(format!("spec.ssh.privateKeySecret: {e}"))))
-                .collect();
-        }
-    };
-    let jobs = hosts.iter().map(|hs| {
-        let mut cfg = base.clone();
-        if r.known_hosts.is_none()
-            && let Some(fp) = &hs.host_key_fingerprint
-        {
-            cfg.known_hosts = KnownHosts::Pinned(fp.clone());
-        }
-        let host = hs.host.clone();
-        async move { (host.clone(), SshExecutor::connect(&host, &cfg).await) }
-    });
-    let mut out = BTreeMap::new();
-    for (host, res) in futures::future::join_all(jobs).await {
-        let hs = hosts.iter_mut().find(|s| s.host == host);
-        let conn: Connection = match res {
-            Ok(ex) => {
-                if let Some(hs) = hs {
-                    hs.reachable = true;
-                    hs.host_key_fingerprint = Some(ex.host_key_fingerprint().to_string());
-                }
-                Ok(Arc::new(ex) as Arc<dyn Executor>)
+        r.known_hosts.as_deref(),
+        hosts,
+        &all,
+        connect::over_ssh,
+    )
+    .await;
+    for hs in hosts.iter_mut() {
+        if let Some(c) = connected.get(&hs.host) {
+            hs.reachable = c.conn.is_ok();
+            if let Some(fp) = &c.fingerprint {
+                hs.host_key_fingerprint = Some(fp.clone());
             }
-            Err(e) => {
-                if let Some(hs) = hs {
-                    hs.reachable = false;
-                }
-                Err(e.to_string())
-            }
-        };
-        out.insert(host, conn);
+        }
     }
-    out
+    connected.into_iter().map(|(h, c)| (h, c.conn)).collect()
 }
 
 /// With no HAProxy hosts, the rendered haproxy.cfg goes to the ConfigMap `<cluster>-haproxy`.

@@ -149,6 +149,6 @@ pub(crate) fn is_ip(host: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod tests_files;
