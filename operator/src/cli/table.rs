@@ -14,7 +14,11 @@ pub fn summary(r: &Report) -> String {
         "HOST", "STEPS", "CHANGED", "TIME"
     );
     for (host, h) in &r.hosts {
-        let err = h.error.as_deref().unwrap_or("");
+        let err = h
+            .error
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         let _ = writeln!(
             s,
             "{:<20} {:>7} {:>7} {:>8.1}s  {err}",

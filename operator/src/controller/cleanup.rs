@@ -45,7 +45,7 @@ pub async fn cleanup(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Act
     for (host, c) in connected {
         let result = match c.conn {
             Ok(ex) => clean(spec, &host, &*ex).await,
-            Err(e) => Err(format!("{host}: {e}")),
+            Err(e) => Err(e.to_string()),
         };
         errors.extend(result.err());
     }
@@ -144,6 +144,8 @@ mod tests {
         let Err(refused) = &connected[&hosts[0]].conn else {
             panic!("{} was not refused", hosts[0]);
         };
+        assert_eq!(refused.kind, crate::engine::HostErrorKind::HostKey);
+        let refused = refused.to_string();
         assert!(
             refused.contains(&hosts[0]) && refused.contains(K2_FP) && refused.contains(K1_FP),
             "{refused}"

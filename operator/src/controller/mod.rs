@@ -38,12 +38,28 @@ pub enum Error {
     /// An API call failed.
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    /// The finalizer machinery failed.
+    /// The finalizer machinery failed, or the apply or cleanup it ran (the inner error).
     #[error("finalizer: {0}")]
-    Finalizer(String),
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// Cleaning the hosts failed.
     #[error("cleanup: {0}")]
     Cleanup(String),
+}
+
+impl Error {
+    /// The `reason` label of `pgmetal_reconcile_errors_total`: what failed, looking through the
+    /// finalizer to the apply or cleanup error it wraps.
+    pub fn metric_label(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Kube(_) => "Kube",
+            Error::Cleanup(_) => "Cleanup",
+            Error::Finalizer(e) => match &**e {
+                F::ApplyFailed(inner) | F::CleanupFailed(inner) => inner.metric_label(),
+                _ => "Finalizer",
+            },
+        }
+    }
 }
 
 /// What the operator remembers between reconciles of one cluster (lost on restart, which then
@@ -262,7 +278,7 @@ async fn reconcile(
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(e.to_string()))
+    .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
 fn error_policy(
@@ -272,13 +288,30 @@ fn error_policy(
 ) -> Action {
     let name = guard.name_any();
     tracing::warn!(cluster = %name, error = %err, "reconcile error");
-    ctx.metrics.reconcile_error(
-        &name,
-        match err {
-            Error::Kube(_) => "Kube",
-            Error::Finalizer(_) => "Finalizer",
-            Error::Cleanup(_) => "Cleanup",
-        },
-    );
+    ctx.metrics.reconcile_error(&name, err.metric_label());
     Action::requeue(Duration::from_secs(15))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::finalizer::Error as F;
+
+    #[test]
+    fn metric_label_looks_through_the_finalizer() {
+        let cleanup = || Error::Cleanup("host a: refused".into());
+        let wrapped = |e: F<Error>| Error::Finalizer(Box::new(e));
+        assert_eq!(cleanup().metric_label(), "Cleanup");
+        assert_eq!(
+            wrapped(F::CleanupFailed(cleanup())).metric_label(),
+            "Cleanup"
+        );
+        assert_eq!(wrapped(F::ApplyFailed(cleanup())).metric_label(), "Cleanup");
+        assert_eq!(wrapped(F::UnnamedObject).metric_label(), "Finalizer");
+        let e = wrapped(F::CleanupFailed(cleanup()));
+        assert_eq!(
+            e.to_string(),
+            "finalizer: failed to clean up object: cleanup: host a: refused"
+        );
+    }
 }

@@ -157,11 +157,11 @@ fn record_hosts(
         }
         match h.and_then(|h| h.error.clone()) {
             Some(e) => {
-                hs.reachable = !e.starts_with("connect:");
-                hs.last_error = Some(e.clone());
+                hs.reachable = !e.kind.is_connection();
+                hs.last_error = Some(e.to_string());
                 facts.host_errors.push(HostFailure {
                     host: hs.host.clone(),
-                    error: e,
+                    error: e.to_string(),
                 });
             }
             None => {

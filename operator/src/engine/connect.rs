@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::Connection;
+use super::error::{Failure, HostError, HostErrorKind};
 use crate::api::{HostStatus, SshSpec};
 use crate::exec::{ExecError, Executor, KnownHosts, SshConfig, SshConfigError, SshExecutor};
 
@@ -52,7 +53,7 @@ pub fn host_policy(base: &KnownHosts, pinned: Option<&str>) -> KnownHosts {
 
 /// A connection attempt's result plus the host key fingerprint that was verified.
 pub struct Connected {
-    /// The executor, or the error (naming host and cause).
+    /// The executor, or the error (step `connect`, naming host and cause).
     pub conn: Connection,
     /// SHA256 fingerprint of the verified host key.
     pub fingerprint: Option<String>,
@@ -99,7 +100,7 @@ async fn connect_all_with(
                     fingerprint: Some(fp),
                 },
                 Err(e) => Connected {
-                    conn: Err(e.to_string()),
+                    conn: Err(HostError::connect(h, &e)),
                     fingerprint: None,
                 },
             };
@@ -125,7 +126,9 @@ pub async fn connect_cluster(
         Err(e) => hosts
             .iter()
             .map(|h| {
-                let conn = Err(format!("spec.ssh.privateKeySecret: {e}"));
+                let message = format!("spec.ssh.privateKeySecret: {e}");
+                let failure = Failure::new(HostErrorKind::Unreachable, message);
+                let conn = Err(HostError::new(h, Some("connect"), failure));
                 (
                     h.clone(),
                     Connected {

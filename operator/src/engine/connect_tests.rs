@@ -76,8 +76,13 @@ async fn a_pinned_key_that_does_not_match_is_refused() {
     let pins = [status("a", K2_FP), status("b", K1_FP)];
     let c = connect_cluster(&ssh(), &TEST_KEY, None, &pins, &hosts, presenting_k1).await;
     let err = c["a"].conn.as_ref().err().expect("a refused");
+    assert_eq!(
+        (&err.kind, err.host.as_str()),
+        (&HostErrorKind::HostKey, "a")
+    );
+    let err = err.to_string();
     assert!(
-        err.contains("host key mismatch") && err.contains(K2_FP),
+        err.starts_with("connect: a: host key mismatch") && err.contains(K2_FP),
         "{err}"
     );
     assert!(c["a"].fingerprint.is_none());
@@ -101,7 +106,8 @@ async fn known_hosts_is_checked_even_where_a_key_is_pinned() {
     .await;
     assert!(c["a"].conn.is_ok());
     let err = c["b"].conn.as_ref().err().expect("b unknown");
-    assert!(err.contains("not in known_hosts"), "{err}");
+    assert_eq!(err.kind, HostErrorKind::HostKey);
+    assert!(err.to_string().contains("not in known_hosts"), "{err}");
 }
 
 #[tokio::test]
@@ -110,6 +116,11 @@ async fn a_bad_private_key_fails_every_host() {
     let c = connect_cluster(&ssh(), "not a key", None, &[], &hosts, presenting_k1).await;
     for h in &hosts {
         let err = c[h].conn.as_ref().err().expect("fails");
-        assert!(err.starts_with("spec.ssh.privateKeySecret: "), "{err}");
+        assert!(err.kind.is_connection());
+        let err = err.to_string();
+        assert!(
+            err.starts_with("connect: spec.ssh.privateKeySecret: "),
+            "{err}"
+        );
     }
 }

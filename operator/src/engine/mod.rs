@@ -7,6 +7,7 @@
 //! pending restarts) → observe until healthy.
 
 pub mod connect;
+pub mod error;
 pub mod facts;
 pub mod files;
 pub mod observe;
@@ -26,13 +27,15 @@ use crate::api::PostgresClusterSpec;
 use crate::exec::{Cmd, Executor};
 use crate::model::{ClusterSecrets, DesiredFile};
 use crate::render;
+use error::Failure;
+pub use error::{HostError, HostErrorKind};
 use facts::HostFacts;
 use patroni_api::PatroniApi;
 use report::Recorder;
 pub use report::{Progress, Quiet, Report};
 
 /// A host's connection: an executor, or why there is none (the host is skipped, others go on).
-pub type Connection = Result<Arc<dyn Executor>, String>;
+pub type Connection = Result<Arc<dyn Executor>, HostError>;
 
 /// One converge of one cluster.
 pub struct Engine<'a> {
@@ -45,7 +48,7 @@ pub struct Engine<'a> {
     api: PatroniApi,
 }
 
-type StepResult<T> = Result<(T, bool, Vec<String>), String>;
+type StepResult<T> = Result<(T, bool, Vec<String>), Failure>;
 
 /// Runs `attempt` until it returns `Ok`, every `every`; once `limit` has passed, returns its
 /// next `Err` instead of waiting again. How the engine and the switchover wait for hosts.
@@ -89,7 +92,7 @@ impl<'a> Engine<'a> {
         let started = Instant::now();
         for (host, conn) in &self.conns {
             if let Err(e) = conn {
-                self.rec.host_error(host, format!("connect: {e}"));
+                self.rec.host_error(host, e.clone());
             }
         }
         if self.spec.paused {
@@ -195,7 +198,7 @@ impl<'a> Engine<'a> {
     async fn phase<'h, F, Fut>(&self, name: &str, hosts: &'h [String], work: F)
     where
         F: Fn(&'h str) -> Fut,
-        Fut: Future<Output = Result<(), String>>,
+        Fut: Future<Output = Result<(), HostError>>,
     {
         if hosts.is_empty() {
             return;
@@ -208,27 +211,34 @@ impl<'a> Engine<'a> {
                 if let Err(e) = &res {
                     self.rec.host_error(h, e.clone());
                 }
-                self.progress
-                    .host_done(h, res.as_ref().err().map(String::as_str));
+                let text = res.as_ref().err().map(ToString::to_string);
+                self.progress.host_done(h, text.as_deref());
             }
         });
         self.timed(name, futures::future::join_all(jobs)).await;
     }
 
-    fn exec(&self, host: &str) -> Result<Arc<dyn Executor>, String> {
+    fn exec(&self, host: &str) -> Result<Arc<dyn Executor>, HostError> {
         match self.conns.get(host) {
             Some(Ok(e)) => Ok(e.clone()),
-            Some(Err(e)) => Err(format!("connect: {e}")),
-            None => Err("no connection".into()),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(HostError::new(
+                host,
+                None,
+                Failure::new(HostErrorKind::Other, "no connection"),
+            )),
         }
     }
 
-    fn host_facts(&self, host: &str) -> Result<HostFacts, String> {
+    fn host_facts(&self, host: &str) -> Result<HostFacts, HostError> {
         self.facts
             .lock()
             .ok()
             .and_then(|f| f.get(host).cloned())
-            .ok_or_else(|| "facts: not gathered".to_string())
+            .ok_or_else(|| {
+                let f = Failure::new(HostErrorKind::Other, "not gathered");
+                HostError::new(host, Some("facts"), f)
+            })
     }
 
     /// Runs one named step: progress, timing and the record; errors name the step.
@@ -237,7 +247,7 @@ impl<'a> Engine<'a> {
         host: &str,
         name: &str,
         fut: impl Future<Output = StepResult<T>>,
-    ) -> Result<T, String> {
+    ) -> Result<T, HostError> {
         self.progress.step(host, name);
         let t = Instant::now();
         match fut.await {
@@ -245,7 +255,7 @@ impl<'a> Engine<'a> {
                 self.rec.step(host, name, changed, t, detail);
                 Ok(v)
             }
-            Err(e) => Err(format!("{name}: {e}")),
+            Err(f) => Err(HostError::new(host, Some(name), f)),
         }
     }
 
@@ -255,12 +265,11 @@ impl<'a> Engine<'a> {
         ex: &dyn Executor,
         dir: &str,
         owner: &str,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, HostError> {
         self.step(host, &format!("directory {dir}"), async {
             let out = ex
                 .run_ok(&Cmd::script(r#"[ -d "$1" ] && exit 0; install -d -m 0700 -o "$2" -g "$2" "$1" && echo created"#).args([dir, owner]), "create directory")
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let created = out.stdout_str().contains("created");
             Ok((created, created, vec![]))
         })
@@ -272,15 +281,13 @@ impl<'a> Engine<'a> {
         host: &str,
         ex: &dyn Executor,
         want: &[DesiredFile],
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, HostError> {
         self.rec.files(host, want);
         self.step(host, "write files", async {
-            let w = files::sync(ex, want).await.map_err(|e| e.to_string())?;
+            let w = files::sync(ex, want).await?;
             if w.iter().any(|p| p.starts_with("/etc/systemd/system/")) {
                 let reload = Cmd::new("systemctl").arg("daemon-reload");
-                ex.run_ok(&reload, "systemctl daemon-reload")
-                    .await
-                    .map_err(|e| e.to_string())?;
+                ex.run_ok(&reload, "systemctl daemon-reload").await?;
             }
             Ok((w.clone(), !w.is_empty(), w))
         })

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::HostError;
 use crate::api::PostgresClusterStatus;
 
 /// One step on one host.
@@ -32,9 +33,12 @@ pub struct HostReport {
     pub changed: usize,
     /// Total time spent in this host's steps.
     pub duration_ms: u64,
-    /// The error that stopped this host, naming the step.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    /// The error that stopped this host, naming the step (a string in JSON).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::error::as_text"
+    )]
+    pub error: Option<HostError>,
     /// SHA-256 over every managed file's path and content hash (changes when any file does).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
@@ -117,7 +121,7 @@ impl Recorder {
     }
 
     /// Record the error that stopped a host.
-    pub fn host_error(&self, host: &str, error: String) {
+    pub fn host_error(&self, host: &str, error: HostError) {
         if let Ok(mut r) = self.inner.lock() {
             r.hosts.entry(host.to_string()).or_default().error = Some(error);
         }

@@ -3,20 +3,20 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Engine, facts, files, observe, packages, patroni_api, units};
+use super::error::Failure;
+use super::{
+    Engine, HostError, HostErrorKind, facts, files, observe, packages, patroni_api, units,
+};
 use crate::exec::Cmd;
 use crate::model::DesiredFile;
 use crate::render::{self, InitialClusterState, Layout, member_name, roles};
 
 impl Engine<'_> {
-    pub(super) async fn prepare(&self, host: &str) -> Result<(), String> {
+    pub(super) async fn prepare(&self, host: &str) -> Result<(), HostError> {
         let ex = self.exec(host)?;
         let facts = self
             .step(host, "facts", async {
-                facts::gather(&*ex)
-                    .await
-                    .map(|f| (f, false, vec![]))
-                    .map_err(|e| e.to_string())
+                Ok((facts::gather(&*ex).await?, false, vec![]))
             })
             .await?;
         let os = facts.os;
@@ -26,7 +26,7 @@ impl Engine<'_> {
             .collect();
         let repo_changed = self
             .step(host, "package source", async {
-                let w = files::sync(&*ex, &repo).await.map_err(|e| e.to_string())?;
+                let w = files::sync(&*ex, &repo).await?;
                 Ok((!w.is_empty(), !w.is_empty(), w))
             })
             .await?;
@@ -40,22 +40,17 @@ impl Engine<'_> {
             }
             if repo_changed || os == crate::model::OsFamily::Debian {
                 ex.run_ok(&packages::refresh(os), "refresh package index")
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
             }
             ex.run_ok(&packages::install(os, &missing), "install packages")
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             Ok(((), true, missing.clone()))
         })
         .await?;
         if let (true, Some(venv)) = (r.postgres, Layout::new(self.spec, os).patroni_venv) {
             let cmd = packages::install_patroni(&self.spec.packages.patroni, &venv);
             self.step(host, "install patroni", async {
-                let out = ex
-                    .run_ok(&cmd, "install patroni")
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let out = ex.run_ok(&cmd, "install patroni").await?;
                 let did: Vec<String> = out.stdout_str().lines().map(String::from).collect();
                 Ok(((), !did.is_empty(), did))
             })
@@ -63,10 +58,7 @@ impl Engine<'_> {
         }
         if let Some(cmd) = packages::takeover(os, self.spec, r) {
             self.step(host, "take over package defaults", async {
-                let out = ex
-                    .run_ok(&cmd, "take over package defaults")
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let out = ex.run_ok(&cmd, "take over package defaults").await?;
                 let did: Vec<String> = out.stdout_str().lines().map(String::from).collect();
                 Ok(((), !did.is_empty(), did))
             })
@@ -80,13 +72,13 @@ impl Engine<'_> {
 
     /// etcd on `host`. `rolling`: the cluster is running, so a changed member restarts and
     /// waits until every member is healthy again (the caller runs one member at a time).
-    pub(super) async fn etcd(&self, host: &str, rolling: bool) -> Result<(), String> {
+    pub(super) async fn etcd(&self, host: &str, rolling: bool) -> Result<(), HostError> {
         let ex = self.exec(host)?;
         let os = self.host_facts(host)?.os;
         let layout = Layout::new(self.spec, os);
         let mut want = vec![
             render::etcd_config(self.spec, host, os, InitialClusterState::New)
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| HostError::new(host, None, e))?,
         ];
         want.extend(render::systemd_units(
             self.spec,
@@ -113,7 +105,10 @@ impl Engine<'_> {
         .await?;
         if rolling && !written.is_empty() {
             self.step(host, "wait for etcd quorum", async {
-                self.wait_etcd().await.map(|()| ((), false, vec![]))
+                self.wait_etcd()
+                    .await
+                    .map(|()| ((), false, vec![]))
+                    .map_err(|e| Failure::new(HostErrorKind::Etcd, e))
             })
             .await?;
         }
@@ -143,13 +138,14 @@ impl Engine<'_> {
         })
     }
 
-    pub(super) async fn patroni(&self, host: &str, bootstrap: bool) -> Result<(), String> {
+    pub(super) async fn patroni(&self, host: &str, bootstrap: bool) -> Result<(), HostError> {
         let ex = self.exec(host)?;
         let os = self.host_facts(host)?.os;
         let layout = Layout::new(self.spec, os);
         let r = roles(self.spec, host);
         let mut want = vec![
-            render::patroni_config(self.spec, self.secrets, host, os).map_err(|e| e.to_string())?,
+            render::patroni_config(self.spec, self.secrets, host, os)
+                .map_err(|e| HostError::new(host, None, e))?,
         ];
         want.extend(render::systemd_units(
             self.spec,
@@ -189,20 +185,23 @@ impl Engine<'_> {
             })
             .await
             .map_err(|()| {
-                format!(
-                    "member {name} did not become {what} within 300 s: \
-                     check `journalctl -u patroni` on {host}"
+                Failure::new(
+                    HostErrorKind::Patroni,
+                    format!(
+                        "member {name} did not become {what} within 300 s: \
+                         check `journalctl -u patroni` on {host}"
+                    ),
                 )
             })
         })
         .await
     }
 
-    pub(super) async fn haproxy(&self, host: &str) -> Result<(), String> {
+    pub(super) async fn haproxy(&self, host: &str) -> Result<(), HostError> {
         let ex = self.exec(host)?;
         let os = self.host_facts(host)?.os;
         let layout = Layout::new(self.spec, os);
-        let cfg = render::haproxy_config(self.spec).map_err(|e| e.to_string())?;
+        let cfg = render::haproxy_config(self.spec).map_err(|e| HostError::new(host, None, e))?;
         let written = self.write(host, &*ex, std::slice::from_ref(&cfg)).await?;
         if !written.is_empty() {
             ex.run_ok(
@@ -210,7 +209,7 @@ impl Engine<'_> {
                 "check haproxy.cfg",
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| HostError::new(host, None, e))?;
         }
         units::ensure(
             self,

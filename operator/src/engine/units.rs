@@ -29,7 +29,7 @@ pub async fn ensure(
     changed: bool,
     on_change: OnChange,
     no_block: bool,
-) -> Result<(), String> {
+) -> Result<(), super::HostError> {
     let action = match on_change {
         OnChange::Restart => "restart",
         OnChange::Reload => "reload",
@@ -42,10 +42,7 @@ pub async fn ensure(
     ]);
     engine
         .step(host, &format!("unit {unit}"), async {
-            let out = ex
-                .run_ok(&cmd, &format!("unit {unit}"))
-                .await
-                .map_err(|e| e.to_string())?;
+            let out = ex.run_ok(&cmd, &format!("unit {unit}")).await?;
             let did: Vec<String> = out
                 .stdout_str()
                 .lines()
