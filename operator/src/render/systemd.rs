@@ -59,75 +59,67 @@ fn unit_file(name: &str, unit: &Unit) -> DesiredFile {
     }
 }
 
-fn etcd_unit() -> Unit {
-    let kv = |k: &'static str, v: &str| (k, v.to_string());
-    Unit {
-        sections: vec![
-            (
-                "Unit",
-                vec![
-                    kv(
-                        "Description",
-                        "etcd key-value store (Patroni DCS, managed by pgmetal)",
-                    ),
-                    kv("After", "network-online.target"),
-                    kv("Wants", "network-online.target"),
-                ],
-            ),
-            (
-                "Service",
-                vec![
-                    kv("Type", "notify"),
-                    kv("User", ETCD_USER),
-                    kv("EnvironmentFile", ETCD_ENV_FILE_RHEL),
-                    kv("ExecStart", "/usr/bin/etcd"),
-                    kv("Restart", "on-failure"),
-                    kv("RestartSec", "5"),
-                    kv("LimitNOFILE", "65536"),
-                ],
-            ),
-            ("Install", vec![kv("WantedBy", "multi-user.target")]),
-        ],
+impl Unit {
+    /// A service unit started at boot after the network is up: `[Unit]` with `description`,
+    /// `[Service]` with `service`, `[Install]` into multi-user.target.
+    fn service(description: &str, service: Vec<(&'static str, String)>) -> Unit {
+        let kv = |k: &'static str, v: &str| (k, v.to_string());
+        Unit {
+            sections: vec![
+                (
+                    "Unit",
+                    vec![
+                        kv("Description", description),
+                        kv("After", "network-online.target"),
+                        kv("Wants", "network-online.target"),
+                    ],
+                ),
+                ("Service", service),
+                ("Install", vec![kv("WantedBy", "multi-user.target")]),
+            ],
+        }
     }
+}
+
+fn kv(k: &'static str, v: &str) -> (&'static str, String) {
+    (k, v.to_string())
+}
+
+fn etcd_unit() -> Unit {
+    Unit::service(
+        "etcd key-value store (Patroni DCS, managed by pgmetal)",
+        vec![
+            kv("Type", "notify"),
+            kv("User", ETCD_USER),
+            kv("EnvironmentFile", ETCD_ENV_FILE_RHEL),
+            kv("ExecStart", "/usr/bin/etcd"),
+            kv("Restart", "on-failure"),
+            kv("RestartSec", "5"),
+            kv("LimitNOFILE", "65536"),
+        ],
+    )
 }
 
 /// Patroni from its virtualenv, as upstream's and Debian's units run it: stopping the unit
 /// stops Patroni only (`KillMode=process`), and a crashed Patroni is not restarted behind the
 /// DBA's back (`Restart=no`, upstream's choice).
 fn patroni_unit(layout: &Layout, venv: &str) -> Unit {
-    let kv = |k: &'static str, v: &str| (k, v.to_string());
-    Unit {
-        sections: vec![
-            (
-                "Unit",
-                vec![
-                    kv(
-                        "Description",
-                        "Patroni, PostgreSQL high availability (managed by pgmetal)",
-                    ),
-                    kv("After", "network-online.target"),
-                    kv("Wants", "network-online.target"),
-                ],
+    Unit::service(
+        "Patroni, PostgreSQL high availability (managed by pgmetal)",
+        vec![
+            kv("Type", "simple"),
+            kv("User", &layout.postgres_user),
+            kv("Group", &layout.postgres_user),
+            kv(
+                "ExecStart",
+                &format!("{venv}/bin/patroni {}", layout.patroni_config),
             ),
-            (
-                "Service",
-                vec![
-                    kv("Type", "simple"),
-                    kv("User", &layout.postgres_user),
-                    kv("Group", &layout.postgres_user),
-                    (
-                        "ExecStart",
-                        format!("{venv}/bin/patroni {}", layout.patroni_config),
-                    ),
-                    kv("ExecReload", "/bin/kill -s HUP $MAINPID"),
-                    kv("KillMode", "process"),
-                    kv("TimeoutSec", "30"),
-                    kv("Restart", "no"),
-                ],
-            ),
-            ("Install", vec![kv("WantedBy", "multi-user.target")]),
+            kv("ExecReload", "/bin/kill -s HUP $MAINPID"),
+            kv("KillMode", "process"),
+            kv("TimeoutSec", "30"),
+            kv("Restart", "no"),
         ],
-    }
+    )
 }
 
 #[cfg(test)]

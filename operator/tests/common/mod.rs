@@ -82,30 +82,33 @@ pub fn repo() -> PathBuf {
 
 /// psql through HAProxy (or any host:port) as the superuser; returns trimmed stdout or stderr.
 pub fn psql(host: &str, port: u16, password: &str, sql: &str) -> Result<String, String> {
-    let o = Command::new("psql")
-        .args([
-            "-X",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            host,
-            "-p",
-            &port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-c",
-            sql,
-        ])
+    psql_with_stderr(host, port, password, sql, 60).map(|(out, _)| out)
+}
+
+/// psql as the superuser, killed after `timeout_secs` (then not successful): trimmed stdout and
+/// stderr on success (stderr carries warnings), stderr on failure. `-q` keeps command tags such
+/// as `INSERT 0 1` out of stdout, so `RETURNING` values are all it prints.
+pub fn psql_with_stderr(
+    host: &str,
+    port: u16,
+    password: &str,
+    sql: &str,
+    timeout_secs: u32,
+) -> Result<(String, String), String> {
+    let o = Command::new("timeout")
+        .args(["-s", "KILL", &timeout_secs.to_string(), "psql"])
+        .args(["-X", "-qAt", "-v", "ON_ERROR_STOP=1", "-h", host])
+        .args(["-p", &port.to_string(), "-U", "postgres", "-d", "postgres"])
+        .args(["-c", sql])
         .env("PGPASSWORD", password)
-        .env("PGCONNECT_TIMEOUT", "5")
+        .env("PGCONNECT_TIMEOUT", "3")
         .output()
         .map_err(|e| e.to_string())?;
+    let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
     if o.status.success() {
-        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+        Ok((out, err))
     } else {
-        Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
+        Err(if err.is_empty() { out } else { err })
     }
 }

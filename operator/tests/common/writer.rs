@@ -3,7 +3,6 @@
 //! every id whose commit was acknowledged together with the server that acknowledged it.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -33,38 +32,7 @@ pub struct Target {
 
 impl Target {
     fn psql(&self, sql: &str, timeout_secs: u32) -> Result<(String, String), String> {
-        let o = Command::new("timeout")
-            .args([
-                "-s",
-                "KILL",
-                &timeout_secs.to_string(),
-                "psql",
-                "-X",
-                "-qAt",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                &self.host,
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                sql,
-            ])
-            .env("PGPASSWORD", &self.password)
-            .env("PGCONNECT_TIMEOUT", "2")
-            .output()
-            .map_err(|e| e.to_string())?;
-        let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
-        if o.status.success() {
-            Ok((out, err))
-        } else {
-            Err(if err.is_empty() { out } else { err })
-        }
+        super::psql_with_stderr(&self.host, self.port, &self.password, sql, timeout_secs)
     }
 
     /// Every id in the table, read through this target (the primary).
