@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::api::{Failback, MemberStatus, PostgresClusterSpec};
-use crate::engine::patroni_api::{ClusterMember, PatroniApi};
+use crate::engine::patroni_api::{ClusterMember, Patroni};
 use crate::render::member_name;
 
 /// What to do about the primary.
@@ -71,7 +71,7 @@ pub fn decide(
 }
 
 /// Runs the switchover through the current leader and waits (up to 90 s) for the new leader.
-pub async fn perform(api: &PatroniApi, from: &str, to: &str) -> Result<(), String> {
+pub async fn perform(api: &dyn Patroni, from: &str, to: &str) -> Result<(), String> {
     let (leader, candidate) = (member_name(from), member_name(to));
     api.switchover(from, &leader, &candidate)
         .await
@@ -166,5 +166,37 @@ mod tests {
             decide(&spec("Automatic"), Some("a"), &home, false),
             Decision::Stay
         );
+    }
+
+    #[tokio::test]
+    async fn perform_asks_the_leader_with_member_names_and_waits_for_the_candidate() {
+        use crate::engine::fake::{FakePatroni, view};
+        let api = FakePatroni::new(view("10.0.0.1", &["10.0.0.2"]), serde_json::json!({}));
+        perform(&api, "10.0.0.1", "10.0.0.2").await.unwrap();
+        let calls = api.calls();
+        assert_eq!(
+            calls[0], "switchover 10.0.0.1 10-0-0-1->10-0-0-2",
+            "{calls:?}"
+        );
+        assert!(
+            calls[1..].iter().all(|c| c == "cluster 10.0.0.2"),
+            "{calls:?}"
+        );
+        let now = api.current();
+        assert_eq!(now.leaders()[0].name, "10-0-0-2");
+    }
+
+    #[tokio::test]
+    async fn perform_surfaces_patronis_refusal_with_the_host() {
+        use crate::engine::fake::{FakePatroni, view};
+        let api = FakePatroni::new(view("a", &["b"]), serde_json::json!({}));
+        api.fail_switchover("412 Precondition Failed: candidate name does not match");
+        let e = perform(&api, "a", "b").await.unwrap_err();
+        assert!(
+            e.contains("Patroni REST API on a") && e.contains("412"),
+            "{e}"
+        );
+        assert_eq!(api.current().leaders()[0].name, "a", "nothing moved");
+        assert_eq!(api.calls().len(), 1, "no waiting after a refusal");
     }
 }

@@ -9,6 +9,8 @@
 pub mod connect;
 pub mod error;
 pub mod facts;
+#[cfg(test)]
+pub mod fake;
 pub mod files;
 pub mod observe;
 pub mod packages;
@@ -30,7 +32,8 @@ use crate::render;
 use error::Failure;
 pub use error::{HostError, HostErrorKind};
 use facts::HostFacts;
-use patroni_api::PatroniApi;
+use observe::Etcd;
+use patroni_api::{Patroni, PatroniApi};
 use report::Recorder;
 pub use report::{Progress, Quiet, Report};
 
@@ -45,7 +48,34 @@ pub struct Engine<'a> {
     progress: &'a dyn Progress,
     facts: Mutex<BTreeMap<String, HostFacts>>,
     rec: Recorder,
-    api: PatroniApi,
+    api: Arc<dyn Patroni>,
+    etcd: Arc<dyn Etcd>,
+    waits: Waits,
+}
+
+/// How long the engine waits for etcd quorum, a Patroni member and a healthy observation, and
+/// how often it looks again.
+#[derive(Debug, Clone, Copy)]
+pub struct Waits {
+    /// For etcd quorum (polled every `every`).
+    pub etcd: Duration,
+    /// For a Patroni member to lead or stream (polled every `every`).
+    pub patroni: Duration,
+    /// For a healthy observation at the end (polled every `2 * every`).
+    pub observe: Duration,
+    /// Between two looks.
+    pub every: Duration,
+}
+
+impl Default for Waits {
+    fn default() -> Self {
+        Waits {
+            etcd: Duration::from_secs(120),
+            patroni: Duration::from_secs(300),
+            observe: Duration::from_secs(90),
+            every: Duration::from_secs(1),
+        }
+    }
 }
 
 type StepResult<T> = Result<(T, bool, Vec<String>), Failure>;
@@ -76,6 +106,25 @@ impl<'a> Engine<'a> {
         progress: &'a dyn Progress,
     ) -> Self {
         let api = PatroniApi::new(spec.patroni.rest_api_port, secrets.restapi.clone());
+        Self::with_clients(
+            spec,
+            secrets,
+            conns,
+            progress,
+            Arc::new(api),
+            Arc::new(observe::EtcdClient),
+        )
+    }
+
+    /// An engine that talks to Patroni and etcd through `api` and `etcd` (fakes in tests).
+    pub fn with_clients(
+        spec: &'a PostgresClusterSpec,
+        secrets: &'a ClusterSecrets,
+        conns: BTreeMap<String, Connection>,
+        progress: &'a dyn Progress,
+        api: Arc<dyn Patroni>,
+        etcd: Arc<dyn Etcd>,
+    ) -> Self {
         Engine {
             spec,
             secrets,
@@ -84,7 +133,15 @@ impl<'a> Engine<'a> {
             facts: Mutex::default(),
             rec: Recorder::default(),
             api,
+            etcd,
+            waits: Waits::default(),
         }
+    }
+
+    /// The same engine with other waiting limits (tests use short ones).
+    pub fn with_waits(mut self, waits: Waits) -> Self {
+        self.waits = waits;
+        self
     }
 
     /// Runs every phase and returns the report with the observed status.
@@ -103,7 +160,7 @@ impl<'a> Engine<'a> {
         let all = render::all_hosts(self.spec);
         self.phase("prepare hosts", &all, |h| self.prepare(h)).await;
         let etcd_hosts = self.spec.etcd.hosts.clone();
-        let running = observe::etcd(self.spec).await;
+        let running = self.etcd.status(self.spec).await;
         if running.desired > 0 && running.healthy == running.desired {
             // A running cluster: a changed member restarts alone and is healthy again before
             // the next one is touched, so that quorum is never lost.
@@ -158,16 +215,12 @@ impl<'a> Engine<'a> {
         self.progress.phase("observe");
         // Until healthy, or 90 s, or a host failed (waiting would not help): the last observation.
         let this = &self;
-        let obs = poll(
-            Duration::from_secs(90),
-            Duration::from_secs(2),
-            || async move {
-                let obs = observe::observe(this.spec, &this.api).await;
-                let done =
-                    observe::problems(this.spec, &obs).is_empty() || !this.rec.failed().is_empty();
-                if done { Ok(obs) } else { Err(obs) }
-            },
-        )
+        let obs = poll(self.waits.observe, self.waits.every * 2, || async move {
+            let obs = observe::observe_with(this.spec, &*this.api, &*this.etcd).await;
+            let done =
+                observe::problems(this.spec, &obs).is_empty() || !this.rec.failed().is_empty();
+            if done { Ok(obs) } else { Err(obs) }
+        })
         .await
         .unwrap_or_else(|obs| obs);
         self.rec.phase("observe", t);

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
+use futures::future::BoxFuture;
 
-use super::patroni_api::{ClusterMember, ClusterView, PatroniApi};
+use super::patroni_api::{ClusterMember, ClusterView, Patroni};
 use crate::api::{EtcdMemberStatus, EtcdStatus, HaproxyStatus, MemberStatus, PostgresClusterSpec};
 use crate::render::{host_port, member_name};
 
@@ -25,6 +26,22 @@ pub struct Observation {
 /// The etcd client URL of `host`.
 pub fn etcd_endpoint(host: &str, port: u16) -> String {
     format!("http://{}", host_port(host, port))
+}
+
+/// What the engine needs from etcd: its status ([`EtcdClient`] for real, a fake in tests).
+pub trait Etcd: Send + Sync {
+    /// Member list, leader and per-endpoint health for `spec`'s etcd hosts.
+    fn status<'a>(&'a self, spec: &'a PostgresClusterSpec) -> BoxFuture<'a, EtcdStatus>;
+}
+
+/// The real [`Etcd`]: [`etcd`] through etcd-client.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EtcdClient;
+
+impl Etcd for EtcdClient {
+    fn status<'a>(&'a self, spec: &'a PostgresClusterSpec) -> BoxFuture<'a, EtcdStatus> {
+        Box::pin(etcd(spec))
+    }
 }
 
 /// etcd member list, leader and per-endpoint health through etcd-client.
@@ -133,10 +150,19 @@ pub fn parse_haproxy_csv(host: &str, csv: &str) -> HaproxyStatus {
 }
 
 /// Observe everything once.
-pub async fn observe(spec: &PostgresClusterSpec, api: &PatroniApi) -> Observation {
+pub async fn observe(spec: &PostgresClusterSpec, api: &dyn Patroni) -> Observation {
+    observe_with(spec, api, &EtcdClient).await
+}
+
+/// Observe everything once, through the given Patroni and etcd clients.
+pub async fn observe_with(
+    spec: &PostgresClusterSpec,
+    api: &dyn Patroni,
+    etcd: &dyn Etcd,
+) -> Observation {
     let pg_hosts: Vec<String> = spec.postgres.hosts().cloned().collect();
     let nodes = futures::future::join_all(pg_hosts.iter().map(|h| api.node(h)));
-    let (etcd, patroni, nodes) = tokio::join!(etcd(spec), api.cluster_any(&pg_hosts), nodes);
+    let (etcd, patroni, nodes) = tokio::join!(etcd.status(spec), api.cluster_any(&pg_hosts), nodes);
     let haproxy =
         futures::future::join_all(spec.haproxy.hosts.iter().map(|h| haproxy(spec, h))).await;
     let writable = pg_hosts

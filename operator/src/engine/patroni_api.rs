@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -163,7 +164,7 @@ impl PatroniApi {
         format!("http://{}{path}", host_port(host, self.port))
     }
 
-    fn err(host: &str, e: impl std::fmt::Display) -> ApiError {
+    pub(crate) fn err(host: &str, e: impl std::fmt::Display) -> ApiError {
         ApiError {
             host: host.into(),
             message: e.to_string(),
@@ -267,6 +268,85 @@ impl PatroniApi {
         let body = serde_json::json!({"leader": leader, "candidate": candidate});
         self.unsafe_call(reqwest::Method::POST, host, "/switchover", &body)
             .await
+    }
+}
+
+/// What the engine and the switchover need from Patroni's REST API: [`PatroniApi`] for real,
+/// `engine::fake::FakePatroni` in tests.
+pub trait Patroni: Send + Sync {
+    /// `GET /cluster` from `host`.
+    fn cluster<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<ClusterView, ApiError>>;
+    /// `GET /patroni` from `host`: the member's own role and timeline.
+    fn node<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<NodeStatus, ApiError>>;
+    /// `GET /config`: the dynamic configuration in the DCS.
+    fn config<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<Value, ApiError>>;
+    /// `PATCH /config` with a JSON merge patch.
+    fn patch_config<'a>(
+        &'a self,
+        host: &'a str,
+        patch: &'a Value,
+    ) -> BoxFuture<'a, Result<(), ApiError>>;
+    /// `POST /restart` of the member on `host` if a restart is pending.
+    fn restart_pending<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<(), ApiError>>;
+    /// `POST /switchover` from `leader` to `candidate` (member names), sent to `host`.
+    fn switchover<'a>(
+        &'a self,
+        host: &'a str,
+        leader: &'a str,
+        candidate: &'a str,
+    ) -> BoxFuture<'a, Result<String, ApiError>>;
+
+    /// The cluster view from the first of `hosts` that answers.
+    fn cluster_any<'a>(
+        &'a self,
+        hosts: &'a [String],
+    ) -> BoxFuture<'a, Result<ClusterView, ApiError>> {
+        Box::pin(async move {
+            let mut last = PatroniApi::err("-", "no PostgreSQL hosts");
+            for h in hosts {
+                match self.cluster(h).await {
+                    Ok(v) => return Ok(v),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        })
+    }
+}
+
+impl Patroni for PatroniApi {
+    fn cluster<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<ClusterView, ApiError>> {
+        Box::pin(PatroniApi::cluster(self, host))
+    }
+    fn node<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<NodeStatus, ApiError>> {
+        Box::pin(PatroniApi::node(self, host))
+    }
+    fn config<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(PatroniApi::config(self, host))
+    }
+    fn patch_config<'a>(
+        &'a self,
+        host: &'a str,
+        patch: &'a Value,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(PatroniApi::patch_config(self, host, patch))
+    }
+    fn restart_pending<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(PatroniApi::restart_pending(self, host))
+    }
+    fn switchover<'a>(
+        &'a self,
+        host: &'a str,
+        leader: &'a str,
+        candidate: &'a str,
+    ) -> BoxFuture<'a, Result<String, ApiError>> {
+        Box::pin(PatroniApi::switchover(self, host, leader, candidate))
+    }
+    fn cluster_any<'a>(
+        &'a self,
+        hosts: &'a [String],
+    ) -> BoxFuture<'a, Result<ClusterView, ApiError>> {
+        Box::pin(PatroniApi::cluster_any(self, hosts))
     }
 }
 

@@ -116,24 +116,23 @@ impl Engine<'_> {
     }
 
     pub(super) async fn wait_etcd(&self) -> Result<(), String> {
-        super::poll(
-            Duration::from_secs(120),
-            Duration::from_secs(1),
-            || async move {
-                let st = observe::etcd(self.spec).await;
-                if st.healthy == st.desired {
-                    Ok(())
-                } else {
-                    Err(st)
-                }
-            },
-        )
+        let limit = self.waits.etcd;
+        super::poll(limit, self.waits.every, || async move {
+            let st = self.etcd.status(self.spec).await;
+            if st.healthy == st.desired {
+                Ok(())
+            } else {
+                Err(st)
+            }
+        })
         .await
         .map_err(|st| {
             format!(
-                "etcd has no healthy quorum after 120 s ({}/{} healthy): \
+                "etcd has no healthy quorum after {} s ({}/{} healthy): \
                  check `journalctl -u etcd` on the etcd hosts",
-                st.healthy, st.desired
+                limit.as_secs(),
+                st.healthy,
+                st.desired
             )
         })
     }
@@ -175,8 +174,8 @@ impl Engine<'_> {
             }
         };
         self.step(host, &format!("wait for patroni {what}"), async {
-            let every = Duration::from_secs(1);
-            super::poll(Duration::from_secs(300), every, || async move {
+            let (limit, every) = (self.waits.patroni, self.waits.every);
+            super::poll(limit, every, || async move {
                 let view = self.api.cluster(host).await.map_err(|_| ())?;
                 match view.members.iter().find(|m| m.name == *name) {
                     Some(m) if done(m) => Ok(((), false, vec![])),
@@ -188,8 +187,9 @@ impl Engine<'_> {
                 Failure::new(
                     HostErrorKind::Patroni,
                     format!(
-                        "member {name} did not become {what} within 300 s: \
-                         check `journalctl -u patroni` on {host}"
+                        "member {name} did not become {what} within {} s: \
+                         check `journalctl -u patroni` on {host}",
+                        limit.as_secs()
                     ),
                 )
             })

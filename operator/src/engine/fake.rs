@@ -1,0 +1,234 @@
+//! Test fakes for the engine's clients: `FakePatroni` (a scripted cluster view, recorded calls)
+//! and `FakeEtcd` (a scripted health), to drive the engine and the switchover without hosts.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use super::observe::Etcd;
+use super::patroni_api::{ApiError, ClusterMember, ClusterView, NodeStatus, Patroni};
+use crate::api::{EtcdMemberStatus, EtcdStatus, PostgresClusterSpec};
+use crate::render::member_name;
+
+/// A member for a scripted view: `role` and `state` as Patroni writes them, lag 0.
+pub fn member(host: &str, role: &str, state: &str) -> ClusterMember {
+    ClusterMember {
+        name: member_name(host),
+        role: role.into(),
+        state: state.into(),
+        host: Some(host.into()),
+        timeline: Some(1),
+        lag: Some(Value::from(0)),
+        pending_restart: false,
+    }
+}
+
+/// A healthy view: `leader` leads, every other host streams.
+pub fn view(leader: &str, replicas: &[&str]) -> ClusterView {
+    let mut members = vec![member(leader, "leader", "running")];
+    members.extend(replicas.iter().map(|h| member(h, "replica", "streaming")));
+    ClusterView {
+        members,
+        pause: false,
+    }
+}
+
+#[derive(Default)]
+struct PatroniState {
+    /// Views answered in turn; the last one stays.
+    views: VecDeque<ClusterView>,
+    /// Hosts whose REST API does not answer.
+    down: BTreeSet<String>,
+    /// `GET /config`.
+    config: Value,
+    /// An error for the next switchover, if any.
+    switchover_error: Option<String>,
+    /// Every call, e.g. `cluster h1`, `switchover h1 a->b`.
+    calls: Vec<String>,
+}
+
+/// An in-memory [`Patroni`]. Cloning shares the state.
+#[derive(Clone, Default)]
+pub struct FakePatroni {
+    state: Arc<Mutex<PatroniState>>,
+}
+
+impl FakePatroni {
+    /// A fake answering `view` from every host and `config` for `GET /config`.
+    pub fn new(view: ClusterView, config: Value) -> Self {
+        let fake = Self::default();
+        fake.st().views.push_back(view);
+        fake.st().config = config;
+        fake
+    }
+
+    fn st(&self) -> MutexGuard<'_, PatroniState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// After the views queued so far, `view` is answered (from then on, if last).
+    pub fn then(&self, view: ClusterView) -> &Self {
+        self.st().views.push_back(view);
+        self
+    }
+
+    /// `host`'s REST API stops answering.
+    pub fn down(&self, host: &str) -> &Self {
+        self.st().down.insert(host.into());
+        self
+    }
+
+    /// The next switchover fails with `message`.
+    pub fn fail_switchover(&self, message: &str) -> &Self {
+        self.st().switchover_error = Some(message.into());
+        self
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<String> {
+        self.st().calls.clone()
+    }
+
+    /// The view answered now (without advancing).
+    pub fn current(&self) -> ClusterView {
+        self.st().views.front().cloned().unwrap_or_default()
+    }
+
+    /// Records the call; errors when `host` is down.
+    fn call(&self, host: &str, what: String) -> Result<MutexGuard<'_, PatroniState>, ApiError> {
+        let mut st = self.st();
+        st.calls.push(what);
+        if st.down.contains(host) {
+            return Err(ApiError {
+                host: host.into(),
+                message: "connection refused".into(),
+            });
+        }
+        Ok(st)
+    }
+}
+
+impl Patroni for FakePatroni {
+    fn cluster<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<ClusterView, ApiError>> {
+        Box::pin(async move {
+            let mut st = self.call(host, format!("cluster {host}"))?;
+            let v = if st.views.len() > 1 {
+                st.views.pop_front()
+            } else {
+                st.views.front().cloned()
+            };
+            Ok(v.unwrap_or_default())
+        })
+    }
+
+    fn node<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<NodeStatus, ApiError>> {
+        Box::pin(async move {
+            let st = self.call(host, format!("node {host}"))?;
+            let view = st.views.front().cloned().unwrap_or_default();
+            let leads = view.leaders().iter().any(|m| m.name == member_name(host));
+            Ok(NodeStatus {
+                role: if leads { "primary" } else { "replica" }.into(),
+                timeline: Some(1),
+            })
+        })
+    }
+
+    fn config<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async move { Ok(self.call(host, format!("config {host}"))?.config.clone()) })
+    }
+
+    fn patch_config<'a>(
+        &'a self,
+        host: &'a str,
+        patch: &'a Value,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            drop(self.call(host, format!("patch_config {host} {patch}"))?);
+            Ok(())
+        })
+    }
+
+    fn restart_pending<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            drop(self.call(host, format!("restart_pending {host}"))?);
+            Ok(())
+        })
+    }
+
+    /// Succeeds unless scripted to fail; the view then shows `candidate` leading.
+    fn switchover<'a>(
+        &'a self,
+        host: &'a str,
+        leader: &'a str,
+        candidate: &'a str,
+    ) -> BoxFuture<'a, Result<String, ApiError>> {
+        Box::pin(async move {
+            let mut st = self.call(host, format!("switchover {host} {leader}->{candidate}"))?;
+            if let Some(message) = st.switchover_error.take() {
+                return Err(ApiError {
+                    host: host.into(),
+                    message,
+                });
+            }
+            let mut v = st.views.back().cloned().unwrap_or_default();
+            for m in &mut v.members {
+                if m.name == leader {
+                    (m.role, m.state) = ("replica".into(), "streaming".into());
+                } else if m.name == candidate {
+                    (m.role, m.state) = ("leader".into(), "running".into());
+                }
+            }
+            st.views = VecDeque::from([v]);
+            Ok("Successfully switched over".into())
+        })
+    }
+}
+
+/// An [`Etcd`] whose members are all healthy or all down; counts the calls.
+#[derive(Clone, Default)]
+pub struct FakeEtcd {
+    healthy: Arc<Mutex<bool>>,
+    calls: Arc<Mutex<usize>>,
+}
+
+impl FakeEtcd {
+    /// Every member healthy (`true`) or not answering.
+    pub fn new(healthy: bool) -> Self {
+        FakeEtcd {
+            healthy: Arc::new(Mutex::new(healthy)),
+            calls: Arc::default(),
+        }
+    }
+
+    /// How many times the status was asked.
+    pub fn calls(&self) -> usize {
+        *self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Etcd for FakeEtcd {
+    fn status<'a>(&'a self, spec: &'a PostgresClusterSpec) -> BoxFuture<'a, EtcdStatus> {
+        Box::pin(async move {
+            *self.calls.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+            let healthy = *self.healthy.lock().unwrap_or_else(|p| p.into_inner());
+            let members: Vec<EtcdMemberStatus> = spec
+                .etcd
+                .hosts
+                .iter()
+                .map(|h| EtcdMemberStatus {
+                    name: member_name(h),
+                    client_url: None,
+                    healthy,
+                })
+                .collect();
+            EtcdStatus {
+                desired: members.len() as i32,
+                healthy: if healthy { members.len() as i32 } else { 0 },
+                leader: healthy.then(|| members[0].name.clone()),
+                members,
+            }
+        })
+    }
+}
