@@ -199,4 +199,27 @@ mod tests {
         assert_eq!(api.current().leaders()[0].name, "a", "nothing moved");
         assert_eq!(api.calls().len(), 1, "no waiting after a refusal");
     }
+
+    #[test]
+    fn lag_wait_names_the_lag_and_the_limit_and_pause_wins_over_failback() {
+        let lagging = [
+            m("b", "leader", "running", None),
+            m("a", "replica", "streaming", Some(50_000_000)),
+        ];
+        let limit = spec("Automatic").patroni.maximum_lag_on_failover;
+        assert_eq!(
+            decide(&spec("Automatic"), Some("a"), &lagging, false),
+            Decision::Wait(format!(
+                "fail-back to the preferred primary a, but a lags 50000000 bytes (limit {limit})"
+            ))
+        );
+        let caught_up = [
+            m("b", "leader", "running", None),
+            m("a", "replica", "streaming", Some(0)),
+        ];
+        assert_eq!(
+            decide(&spec("Automatic"), Some("a"), &caught_up, true),
+            Decision::Stay
+        );
+    }
 }

@@ -375,3 +375,7 @@ mod tests {
         assert!(matches!(r, Err(k) if k > 1), "{r:?}");
     }
 }
+
+#[cfg(test)]
+#[path = "converge_tests.rs"]
+mod converge_tests;

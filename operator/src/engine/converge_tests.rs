@@ -1,0 +1,190 @@
+//! `Engine::converge` end to end with fakes: `FakeExecutor` per host, `FakePatroni`, `FakeEtcd`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::fake::{FakeEtcd, FakePatroni, view};
+use super::*;
+use crate::exec::fake::{FakeExecutor, exit};
+
+const HOSTS: [&str; 3] = ["a", "b", "c"];
+const DEBIAN: &str = "ID=debian\nVERSION_ID=12\n@@systemd\nyes\n@@packages\n";
+
+fn spec() -> PostgresClusterSpec {
+    serde_saphyr::from_str(
+        "ssh: {privateKeySecret: {name: k, key: k}}\npostgres: {primary: a, replicas: [b, c]}\netcd: {hosts: [a, b, c]}\n",
+    )
+    .unwrap()
+}
+
+fn secrets() -> ClusterSecrets {
+    ClusterSecrets {
+        superuser: "su".into(),
+        replication: "rep".into(),
+        rewind: "rw".into(),
+        restapi: "api".into(),
+    }
+}
+
+/// One Debian host each, every command succeeding.
+fn hosts() -> BTreeMap<String, FakeExecutor> {
+    HOSTS
+        .iter()
+        .map(|h| {
+            let f = FakeExecutor::new(h);
+            f.on_contains("/etc/os-release", 0, DEBIAN);
+            (h.to_string(), f)
+        })
+        .collect()
+}
+
+/// Runs converge with short waits; the Patroni configuration in the DCS is already as desired.
+async fn converge(
+    spec: &PostgresClusterSpec,
+    hosts: &BTreeMap<String, FakeExecutor>,
+    api: &FakePatroni,
+    etcd: &FakeEtcd,
+) -> Report {
+    let secrets = secrets();
+    let conns = hosts
+        .iter()
+        .map(|(h, f)| (h.clone(), Ok(Arc::new(f.clone()) as Arc<dyn Executor>)))
+        .collect();
+    let waits = Waits {
+        etcd: Duration::from_millis(50),
+        patroni: Duration::from_millis(200),
+        observe: Duration::from_millis(200),
+        every: Duration::from_millis(5),
+    };
+    Engine::with_clients(
+        spec,
+        &secrets,
+        conns,
+        &Quiet,
+        Arc::new(api.clone()),
+        Arc::new(etcd.clone()),
+    )
+    .with_waits(waits)
+    .converge()
+    .await
+}
+
+fn patroni(spec: &PostgresClusterSpec, leader: &str, replicas: &[&str]) -> FakePatroni {
+    FakePatroni::new(view(leader, replicas), render::dcs_config(spec))
+}
+
+/// The Patroni phase ran on the host: it wrote Patroni's configuration (prepare only installs).
+fn touched_patroni(f: &FakeExecutor) -> bool {
+    f.uploads().iter().any(|u| u.path.contains("patroni"))
+}
+
+#[tokio::test]
+async fn converges_a_healthy_cluster() {
+    let spec = spec();
+    let (hosts, api, etcd) = (
+        hosts(),
+        patroni(&spec, "a", &["b", "c"]),
+        FakeEtcd::new(true),
+    );
+    let r = converge(&spec, &hosts, &api, &etcd).await;
+    assert!(r.healthy, "{:?}", r.problems);
+    assert_eq!(r.status.primary.as_deref(), Some("a"));
+    assert!(hosts.values().all(touched_patroni));
+}
+
+#[tokio::test]
+async fn etcd_down_stops_after_the_etcd_phase() {
+    let spec = spec();
+    let (hosts, api, etcd) = (
+        hosts(),
+        patroni(&spec, "a", &["b", "c"]),
+        FakeEtcd::new(false),
+    );
+    let r = converge(&spec, &hosts, &api, &etcd).await;
+    assert!(!r.healthy);
+    assert!(
+        r.problems[0].contains("etcd has no healthy quorum"),
+        "{:?}",
+        r.problems
+    );
+    for (h, f) in &hosts {
+        let paths: Vec<String> = f.uploads().into_iter().map(|u| u.path).collect();
+        assert!(!touched_patroni(f), "{h}: {paths:?}");
+        assert!(
+            f.commands().iter().any(|c| c.contains("etcd")),
+            "{h} ran the etcd phase"
+        );
+    }
+    assert!(
+        !api.calls().iter().any(|c| c.starts_with("patch_config")),
+        "no dynamic configuration: {:?}",
+        api.calls()
+    );
+}
+
+#[tokio::test]
+async fn a_host_failing_its_install_is_reported_and_the_others_converge() {
+    let spec = spec();
+    let (hosts, api, etcd) = (
+        hosts(),
+        patroni(&spec, "a", &["b", "c"]),
+        FakeEtcd::new(true),
+    );
+    hosts["c"].on_contains_reply(
+        "--no-install-recommends install",
+        exit(100, "", "E: Unable to locate package etcd-server"),
+    );
+    let r = converge(&spec, &hosts, &api, &etcd).await;
+    assert!(!r.healthy);
+    let err = r.hosts["c"].error.as_ref().expect("c failed");
+    let text = err.to_string();
+    assert_eq!(err.host, "c");
+    assert!(
+        text.contains("install packages") && text.contains("Unable to locate package"),
+        "{text}"
+    );
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.contains("host c did not converge"))
+    );
+    assert!(!touched_patroni(&hosts["c"]));
+    for h in ["a", "b"] {
+        assert!(r.hosts[h].error.is_none(), "{h}: {:?}", r.hosts[h].error);
+        assert!(touched_patroni(&hosts[h]), "{h} converged");
+    }
+}
+
+#[tokio::test]
+async fn a_leader_on_a_replica_host_means_bootstrapped() {
+    let spec = spec();
+    let (hosts, api, etcd) = (
+        hosts(),
+        patroni(&spec, "b", &["a", "c"]),
+        FakeEtcd::new(true),
+    );
+    let r = converge(&spec, &hosts, &api, &etcd).await;
+    let phases: Vec<&str> = r.phases.iter().map(|p| p.phase.as_str()).collect();
+    assert!(phases.contains(&"patroni members"), "{phases:?}");
+    assert!(!phases.contains(&"patroni primary"), "{phases:?}");
+    assert_eq!(r.status.primary.as_deref(), Some("b"));
+    assert!(r.healthy, "{:?}", r.problems);
+}
+
+#[tokio::test]
+async fn a_failover_during_converge_is_observed() {
+    let spec = spec();
+    let (hosts, api, etcd) = (
+        hosts(),
+        patroni(&spec, "a", &["b", "c"]),
+        FakeEtcd::new(true),
+    );
+    // The first answers show a leading; then c takes over for good.
+    api.then(view("a", &["b", "c"]))
+        .then(view("c", &["a", "b"]));
+    let r = converge(&spec, &hosts, &api, &etcd).await;
+    assert!(r.healthy, "{:?}", r.problems);
+    assert_eq!(r.status.primary.as_deref(), Some("c"));
+    assert!(hosts.values().all(touched_patroni));
+}
