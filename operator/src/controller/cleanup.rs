@@ -18,11 +18,14 @@ use crate::render::{Layout, roles};
 const STOP: &str =
     r#"for u in "$@"; do systemctl disable --now "$u" >/dev/null 2>&1 || true; done"#;
 
-/// Runs on deletion; an error keeps the finalizer and retries with backoff. Hosts are reached
+/// Runs on deletion, after cancelling the cluster's running converge; an error keeps the
+/// finalizer and retries with backoff. Hosts are reached
 /// the way a converge reaches them: a host whose key does not match the one pinned in status is
 /// refused, not cleaned.
 pub async fn cleanup(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let spec = &pgc.spec;
+    // A converge still running would restart what is being stopped: cancel it and wait.
+    ctx.converges.cancel(&super::reconcile::key(&pgc)).await;
     let r = match dereference::resolve(&ctx.client, &pgc).await {
         Ok(r) => r,
         // Deleting a namespace removes the Secrets too: without the key the hosts cannot be

@@ -112,7 +112,7 @@ pub mod reason {
     pub const ROUTING_WRONG: &str = "RoutingWrong";
     /// Progressing=True for a switchover.
     pub const SWITCHOVER: &str = "Switchover";
-    /// Progressing=True for changed hosts.
+    /// Progressing=True for changed hosts or a running converge; Ready=False while one runs.
     pub const CONVERGING: &str = "Converging";
     /// Progressing=False.
     pub const CONVERGED: &str = "Converged";
@@ -178,8 +178,10 @@ pub struct Facts {
     pub host_errors: Vec<HostFailure>,
     /// The observation's verdict (None when nothing could be observed).
     pub verdict: Option<Verdict>,
-    /// Changes made by this reconcile (files, units, switchover); > 0 means Progressing.
+    /// Changes made by the converge this reconcile picked up; > 0 means Progressing.
     pub changed: usize,
+    /// A converge of the hosts is running: what it is doing. Progressing, and not Ready.
+    pub converging: Option<String>,
     /// A switchover in progress or just done: a message.
     pub switchover: Option<String>,
     /// The actual primary, when it is not the preferred one.
@@ -316,12 +318,17 @@ fn routing(f: &Facts, g: Option<i64>) -> Condition {
 
 fn progressing(f: &Facts, g: Option<i64>) -> Condition {
     let (ok, reason, message) = match (&f.switchover, f.changed) {
+        _ if f.converging.is_some() => (
+            true,
+            reason::CONVERGING,
+            f.converging.clone().unwrap_or_default(),
+        ),
         (Some(s), _) => (true, reason::SWITCHOVER, s.clone()),
         (None, 0) => (false, reason::CONVERGED, "The hosts match the spec.".into()),
         (None, n) => (
             true,
             reason::CONVERGING,
-            format!("{n} changes applied to the hosts in this reconcile."),
+            format!("{n} changes applied to the hosts by the last converge."),
         ),
     };
     cond(ConditionType::Progressing, ok, reason, message, g)
@@ -402,6 +409,11 @@ fn ready(f: &Facts, problems: &[Problem], g: Option<i64>) -> Condition {
     if let Some(b) = &f.blocked {
         return cond(t, false, b.reason, b.message.clone(), g);
     }
+    if let Some(msg) = &f.converging
+        && f.verdict.is_some()
+    {
+        return cond(t, false, reason::CONVERGING, msg.clone(), g);
+    }
     if f.healthy() {
         return cond(
             t,
@@ -450,11 +462,12 @@ pub fn is_mirror(c: &Condition) -> bool {
 }
 
 /// True for a condition a person should look at: Degraded or Stalled True, or a health condition
-/// False.
+/// False (Ready False only because a converge runs is expected, not bad).
 pub fn is_bad(c: &Condition) -> bool {
     use ConditionType::*;
     match ConditionType::of(c) {
         Some(Degraded | Stalled) => c.status == Status::True.as_str(),
+        Some(Ready) if c.reason == reason::CONVERGING => false,
         Some(Ready | EtcdHealthy | PatroniHealthy | RoutingReady) => {
             c.status == Status::False.as_str()
         }

@@ -183,3 +183,44 @@ fn compute_writes_every_type_once_in_order() {
             .all(|c| c.status == Status::True.as_str() || c.status == Status::False.as_str())
     );
 }
+
+#[test]
+fn a_running_converge_is_progressing_and_not_ready() {
+    let msg = "converging the hosts: phase etcd (10.0.0.1: write files)";
+    let f = Facts {
+        verdict: Some(Verdict::default()),
+        converging: Some(msg.into()),
+        haproxy_hosts: 1,
+        ..Default::default()
+    };
+    assert!(f.healthy(), "the cluster itself is healthy");
+    let cs = compute(&f, Some(2));
+    for t in ["Progressing", "Reconciling", "Ready"] {
+        let c = get(&cs, t);
+        assert_eq!((c.reason.as_str(), c.message.as_str()), ("Converging", msg));
+    }
+    assert_eq!(get(&cs, "Progressing").status, "True");
+    assert_eq!(get(&cs, "Reconciling").status, "True");
+    assert_eq!(get(&cs, "Ready").status, "False");
+    assert!(!is_bad(get(&cs, "Ready")), "a converge is not a problem");
+    assert_eq!(get(&cs, "Degraded").status, "False");
+    // Never observed: Ready says so rather than the converge.
+    let cs = compute(
+        &Facts {
+            converging: Some(msg.into()),
+            ..Default::default()
+        },
+        None,
+    );
+    assert_eq!(get(&cs, "Ready").reason, "NotObserved");
+    assert_eq!(get(&cs, "Progressing").message, msg);
+    // Finished with no change and no error: Progressing False.
+    let done = Facts {
+        verdict: Some(Verdict::default()),
+        ..Default::default()
+    };
+    let cs = compute(&done, None);
+    assert_eq!(get(&cs, "Progressing").status, "False");
+    assert_eq!(get(&cs, "Progressing").message, "The hosts match the spec.");
+    assert_eq!(get(&cs, "Ready").status, "True");
+}

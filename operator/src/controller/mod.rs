@@ -3,6 +3,7 @@
 
 pub mod cleanup;
 pub mod conditions;
+pub mod converge_task;
 pub mod dereference;
 pub mod lease;
 pub mod metrics;
@@ -102,6 +103,8 @@ pub struct Context {
     /// Event recorder.
     pub recorder: Recorder,
     memos: Mutex<HashMap<String, Memo>>,
+    /// The converge tasks: running, or finished and not yet picked up.
+    pub converges: Arc<converge_task::Converges>,
 }
 
 impl Context {
@@ -190,7 +193,9 @@ pub async fn run(opts: Options) -> Result<(), String> {
         metrics: metrics.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         memos: Mutex::default(),
+        converges: Arc::default(),
     });
+    let converges = ctx.converges.clone();
     let controller = control(client, opts.namespace.as_deref(), ctx);
     // The heartbeat runs in the controller's task: if that task is wedged, /healthz fails.
     let heartbeat = async {
@@ -205,6 +210,8 @@ pub async fn run(opts: Options) -> Result<(), String> {
         _ = leadership.lost() => tracing::error!("leadership lost: exiting so that only one replica converges"),
         _ = heartbeat => {}
     }
+    // No converge outlives leadership: another replica may start converging now.
+    converges.abort_all();
     metrics.set_leader(false);
     health.set_ready(false);
     health.set_live(false);

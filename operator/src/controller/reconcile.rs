@@ -1,5 +1,6 @@
-//! The reconcile pipeline for one PostgresCluster: validate → dereference → converge (or only
-//! observe, when nothing changed since the last converge) → switchover / fail-back → status.
+//! The reconcile pipeline for one PostgresCluster: validate → dereference → pick up a finished
+//! converge → start a converge task when one is due → observe → switchover / fail-back (never
+//! while a converge runs) → status.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,12 +15,13 @@ use kube::{Api, Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use super::conditions::{self, Blocked, Facts, HostFailure, OffPreferred, reason};
+use super::converge_task::{Live, Outcome, Start};
 use super::dereference::{self, Resolved};
 use super::switchover::{self, Decision};
 use super::{Context, Error, Memo};
 use crate::api::{HostStatus, PostgresCluster, PostgresClusterStatus};
 use crate::engine::patroni_api::PatroniApi;
-use crate::engine::{self, Connection, Quiet, connect, observe, split_brain};
+use crate::engine::{self, Connection, connect, observe, split_brain};
 
 /// Observation interval: status follows a failover within this plus one observation.
 pub const OBSERVE_EVERY: Duration = Duration::from_secs(5);
@@ -53,22 +55,19 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
     };
     let api = PatroniApi::new(spec.patroni.rest_api_port, resolved.secrets.restapi.clone());
     let key = key(&pgc);
-    let fingerprint = inputs_hash(&pgc, &resolved);
-    let memo = ctx.memo(&key);
-    let due = memo.as_ref().is_none_or(|m| {
-        m.inputs != fingerprint
-            || m.retry_at.is_some_and(|t| Instant::now() >= t)
-            || m.converged_at.elapsed() > RECONVERGE_EVERY
-    });
-    if spec.paused || due {
-        converge(&ctx, &pgc, &resolved, &mut status, &mut facts).await?;
-        let failures = memo.as_ref().map_or(0, |m| m.failures);
-        ctx.remember(
-            &key,
-            Memo::after(fingerprint, facts.host_errors.is_empty(), failures),
-        );
+    let finished = ctx.converges.take_finished(&key);
+    if let Some(done) = &finished {
+        pick_up(&ctx, &key, done, &mut status, &mut facts);
     }
-    let observed = observe_and_switch(&ctx, &pgc, &api, &old, &mut status, &mut facts).await;
+    start_if_due(&ctx, &pgc, resolved, &key, &status.hosts);
+    let running = ctx.converges.running(&key);
+    facts.converging = running
+        .as_ref()
+        .filter(|r| !r.paused)
+        .map(|r| r.message.clone());
+    let busy = running.is_some();
+    let observed =
+        observe_and_switch(&ctx, &pgc, &api, (&old, busy), &mut status, &mut facts).await;
     status = PostgresClusterStatus {
         hosts: status.hosts,
         preferred_primary: status.preferred_primary,
@@ -77,14 +76,77 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
     };
     ctx.metrics
         .set_cluster_ready(&pgc.name_any(), facts.healthy());
-    write_status(&ctx, &pgc, &old, status, &facts).await?;
+    if let Err(e) = write_status(&ctx, &pgc, &old, status, &facts).await {
+        // Not lost: the next reconcile writes it.
+        if let Some(done) = finished {
+            ctx.converges.restore(&key, done);
+        }
+        return Err(e);
+    }
+    Ok(requeue(&ctx, &key))
+}
+
+/// Observe again within [`OBSERVE_EVERY`], sooner when a failed converge's backoff ends (a
+/// running converge's outcome is picked up within that interval too).
+fn requeue(ctx: &Context, key: &str) -> Action {
     let retry = ctx
-        .memo(&key)
+        .memo(key)
         .and_then(|m| m.retry_at)
         .map(|t| t.saturating_duration_since(Instant::now()));
-    Ok(Action::requeue(retry.map_or(OBSERVE_EVERY, |r| {
+    Action::requeue(retry.map_or(OBSERVE_EVERY, |r| {
         r.clamp(Duration::from_secs(1), OBSERVE_EVERY)
-    })))
+    }))
+}
+
+/// Whether a converge is due: never converged (since the operator started), the spec or a
+/// Secret changed, a failed converge's backoff is over, or the last one is old (drift).
+pub fn due(memo: Option<&Memo>, inputs: &str) -> bool {
+    memo.is_none_or(|m| {
+        m.inputs != inputs
+            || m.retry_at.is_some_and(|t| Instant::now() >= t)
+            || m.converged_at.elapsed() > RECONVERGE_EVERY
+    })
+}
+
+/// Takes a finished converge into this reconcile: its memo, its hosts, its changes and errors.
+fn pick_up(
+    ctx: &Context,
+    key: &str,
+    done: &Outcome,
+    status: &mut PostgresClusterStatus,
+    facts: &mut Facts,
+) {
+    ctx.remember(key, done.memo.clone());
+    status.hosts = done.hosts.clone();
+    facts.changed = done.changed;
+    facts.host_errors = done.host_errors.clone();
+}
+
+/// Starts a converge task when one is due (always when paused: it keeps Patroni in
+/// maintenance mode) and none is running or waiting to be picked up.
+fn start_if_due(
+    ctx: &Arc<Context>,
+    pgc: &Arc<PostgresCluster>,
+    resolved: Resolved,
+    key: &str,
+    hosts: &[HostStatus],
+) {
+    let inputs = inputs_hash(pgc, &resolved);
+    let memo = ctx.memo(key);
+    if !pgc.spec.paused && !due(memo.as_ref(), &inputs) {
+        return;
+    }
+    let start = Start {
+        inputs,
+        failures: memo.map_or(0, |m| m.failures),
+        hosts: hosts.to_vec(),
+        paused: pgc.spec.paused,
+    };
+    let (c, p) = (ctx.clone(), pgc.clone());
+    let work = move |live, start| converge(c, p, resolved, start, live);
+    if ctx.converges.start(key, start, work) {
+        tracing::info!(cluster = %key, "converge started");
+    }
 }
 
 /// Validates the spec and reads its Secrets; when either fails, what blocks the cluster and when
@@ -106,22 +168,23 @@ async fn prepare(ctx: &Context, pgc: &PostgresCluster) -> Result<Resolved, (Bloc
     })
 }
 
-/// Converges the hosts (paused: no SSH, only Patroni's maintenance mode) and records what
-/// happened to each host in `status.hosts` and the facts.
+/// The converge task's work: converges the hosts (paused: no SSH, only Patroni's maintenance
+/// mode), reporting its phase to `live`, and returns what happened to each host.
 async fn converge(
-    ctx: &Context,
-    pgc: &PostgresCluster,
-    resolved: &Resolved,
-    status: &mut PostgresClusterStatus,
-    facts: &mut Facts,
-) -> Result<(), Error> {
+    ctx: Arc<Context>,
+    pgc: Arc<PostgresCluster>,
+    resolved: Resolved,
+    start: Start,
+    live: Arc<Live>,
+) -> Outcome {
     let spec = &pgc.spec;
-    let conns = if spec.paused {
+    let mut hosts = start.hosts;
+    let conns = if start.paused {
         BTreeMap::new()
     } else {
-        connect_hosts(pgc, resolved, &mut status.hosts).await
+        connect_hosts(&pgc, &resolved, &mut hosts).await
     };
-    let report = engine::Engine::new(spec, &resolved.secrets, conns, &Quiet)
+    let report = engine::Engine::new(spec, &resolved.secrets, conns, &*live)
         .converge()
         .await;
     for h in report.hosts.values() {
@@ -129,17 +192,29 @@ async fn converge(
             ctx.metrics.ssh_step(&s.step, s.duration_ms as f64 / 1000.0);
         }
     }
-    facts.changed = report.changed;
-    tracing::info!(cluster = %key(pgc), changed = report.changed, healthy = report.healthy, duration_ms = report.duration_ms, problems = ?report.problems, "converged");
-    record_hosts(&report, spec.paused, &mut status.hosts, facts);
+    tracing::info!(cluster = %key(&pgc), changed = report.changed, healthy = report.healthy, duration_ms = report.duration_ms, problems = ?report.problems, "converged");
+    let mut facts = Facts::default();
+    record_hosts(&report, start.paused, &mut hosts, &mut facts);
+    let mut published = Ok(());
     if spec.haproxy.hosts.is_empty() {
-        publish_haproxy_cfg(ctx, pgc).await?;
+        published = publish_haproxy_cfg(&ctx, &pgc).await;
+    }
+    if let Err(e) = &published {
+        tracing::warn!(cluster = %key(&pgc), error = %e, "could not publish haproxy.cfg; retrying with backoff");
+        ctx.metrics
+            .reconcile_error(&pgc.name_any(), e.metric_label());
     }
     if report.changed > 0 {
         let note = format!("{} changes applied to the hosts", report.changed);
-        publish(ctx, pgc, EventType::Normal, "Converged", &note).await;
+        publish(&ctx, &pgc, EventType::Normal, "Converged", &note).await;
     }
-    Ok(())
+    let ok = facts.host_errors.is_empty() && published.is_ok();
+    Outcome {
+        hosts,
+        changed: report.changed,
+        host_errors: facts.host_errors,
+        memo: Memo::after(start.inputs, ok, start.failures),
+    }
 }
 
 /// Each host's config hash, error and last converge, from a converge's report.
@@ -174,14 +249,14 @@ fn record_hosts(
     }
 }
 
-/// Observes the cluster, switches over or fails back when due (observing again after), and
-/// records the primary, split brain and verdict in the facts. Returns the observed status, with
-/// `status.preferred_primary` and `status.leader_timeline` updated.
+/// Observes the cluster, switches over or fails back when due and no converge runs (observing
+/// again after), and records the primary, split brain and verdict in the facts. Returns the
+/// observed status, with `status.preferred_primary` and `status.leader_timeline` updated.
 async fn observe_and_switch(
     ctx: &Context,
     pgc: &PostgresCluster,
     api: &PatroniApi,
-    old: &PostgresClusterStatus,
+    (old, converging): (&PostgresClusterStatus, bool),
     status: &mut PostgresClusterStatus,
     facts: &mut Facts,
 ) -> PostgresClusterStatus {
@@ -191,12 +266,18 @@ async fn observe_and_switch(
     ctx.metrics.observe(t.elapsed().as_secs_f64());
     let mut observed = crate::status::from_observation(spec, &obs);
     let paused = spec.paused || observed.patroni_paused == Some(true);
-    match switchover::decide(
-        spec,
-        old.preferred_primary.as_deref(),
-        &observed.members,
-        paused,
-    ) {
+    // A switchover never races a converge: it waits until the converge task has finished.
+    let decision = if converging {
+        Decision::Stay
+    } else {
+        switchover::decide(
+            spec,
+            old.preferred_primary.as_deref(),
+            &observed.members,
+            paused,
+        )
+    };
+    match decision {
         Decision::Switchover { from, to, why } => {
             switch(ctx, pgc, api, (&from, &to, &why), status, facts).await;
             obs = observe::observe(spec, api).await;
@@ -267,8 +348,8 @@ fn off_preferred(
     })
 }
 
-/// `namespace/name`: the memo's key and the logs' cluster.
-fn key(pgc: &PostgresCluster) -> String {
+/// `namespace/name`: the memo's and the converge task's key, and the logs' cluster.
+pub fn key(pgc: &PostgresCluster) -> String {
     format!("{}/{}", pgc.namespace().unwrap_or_default(), pgc.name_any())
 }
 
