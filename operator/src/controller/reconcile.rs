@@ -287,11 +287,7 @@ async fn observe_and_switch(
         Decision::Stay => {}
     }
     facts.off_preferred = off_preferred(spec, observed.primary.as_deref(), status);
-    let (mark, split_brain) = split_brain::check(
-        old.leader_timeline.as_ref(),
-        &observed.members,
-        &obs.writable,
-    );
+    let (mark, split_brain) = split_brain::check(old.leader_timeline.as_ref(), &obs.primaries);
     if let Some(sb) = &split_brain
         && !old.conditions.iter().any(|c| c.reason == sb.reason())
     {

@@ -20,7 +20,18 @@ pub struct Observation {
     /// Per HAProxy host: routing, or the error reading its stats.
     pub haproxy: Vec<Result<HaproxyStatus, String>>,
     /// PostgreSQL hosts whose own Patroni reports a read-write primary (normally exactly one).
-    pub writable: Vec<String>,
+    pub primaries: Vec<Primary>,
+}
+
+/// A member whose own Patroni (`GET /patroni`) reports a read-write primary, with the timeline
+/// of its current WAL: unlike `/cluster`, which repeats what each member last wrote into the
+/// DCS, this changes the moment PostgreSQL is promoted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Primary {
+    /// The host, as named in the spec.
+    pub host: String,
+    /// The timeline it writes on.
+    pub timeline: Option<i64>,
 }
 
 /// The etcd client URL of `host`.
@@ -165,17 +176,22 @@ pub async fn observe_with(
     let (etcd, patroni, nodes) = tokio::join!(etcd.status(spec), api.cluster_any(&pg_hosts), nodes);
     let haproxy =
         futures::future::join_all(spec.haproxy.hosts.iter().map(|h| haproxy(spec, h))).await;
-    let writable = pg_hosts
+    let primaries = pg_hosts
         .into_iter()
         .zip(nodes)
-        .filter(|(_, n)| n.as_ref().is_ok_and(|n| n.is_primary()))
-        .map(|(h, _)| h)
+        .filter_map(|(host, n)| match n {
+            Ok(n) if n.is_primary() => Some(Primary {
+                host,
+                timeline: n.timeline,
+            }),
+            _ => None,
+        })
         .collect();
     Observation {
         etcd,
         patroni: patroni.ok(),
         haproxy,
-        writable,
+        primaries,
     }
 }
 

@@ -5,7 +5,8 @@
 //! timeline, or a different leader on the highest one, therefore did not follow the newest
 //! history: writes acknowledged on the other branch are about to be, or were, discarded.
 
-use crate::api::{LeaderTimeline, MemberStatus};
+use super::observe::Primary;
+use crate::api::LeaderTimeline;
 
 /// What the guard found.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,64 +58,55 @@ impl SplitBrain {
     }
 }
 
-/// Checks the observed members against the highest timeline seen before. Returns the mark to
-/// keep (never lower than the old one) and what is wrong, if anything.
+/// Checks what the members report about themselves against the highest timeline seen before.
+/// Returns the mark to keep (never lower than the old one) and what is wrong, if anything.
+///
+/// Only each member's own report counts (role and WAL timeline from `GET /patroni`): the DCS
+/// view (`/cluster`) names a new leader before it is promoted and repeats a member's old
+/// timeline for up to `loop_wait` after, which read as a fork during every switchover.
 pub fn check(
     mark: Option<&LeaderTimeline>,
-    members: &[MemberStatus],
-    writable: &[String],
+    primaries: &[Primary],
 ) -> (Option<LeaderTimeline>, Option<SplitBrain>) {
-    let leader = members
-        .iter()
-        .find(|m| m.is_leader())
-        .and_then(|m| Some((m.host.clone(), m.timeline?)));
-    let mut keep = mark.cloned();
-    let mut found = None;
-    if let Some((host, timeline)) = leader {
-        match mark {
-            Some(h) if timeline < h.timeline || (timeline == h.timeline && host != h.leader) => {
-                found = Some(SplitBrain::TimelineRegressed {
-                    leader: host,
-                    timeline,
-                    highest: h.clone(),
-                });
-            }
-            Some(h) if timeline == h.timeline => {}
-            _ => {
-                keep = Some(LeaderTimeline {
-                    timeline,
-                    leader: host,
-                })
-            }
-        }
+    if primaries.len() > 1 {
+        let hosts = primaries.iter().map(|p| p.host.clone()).collect();
+        return (mark.cloned(), Some(SplitBrain::TwoPrimaries { hosts }));
     }
-    if writable.len() > 1 {
-        found = Some(SplitBrain::TwoPrimaries {
-            hosts: writable.to_vec(),
-        });
+    let Some((host, timeline)) = primaries
+        .first()
+        .and_then(|p| Some((p.host.clone(), p.timeline?)))
+    else {
+        return (mark.cloned(), None);
+    };
+    match mark {
+        Some(h) if timeline < h.timeline || (timeline == h.timeline && host != h.leader) => (
+            mark.cloned(),
+            Some(SplitBrain::TimelineRegressed {
+                leader: host,
+                timeline,
+                highest: h.clone(),
+            }),
+        ),
+        Some(h) if timeline == h.timeline => (mark.cloned(), None),
+        _ => (
+            Some(LeaderTimeline {
+                timeline,
+                leader: host,
+            }),
+            None,
+        ),
     }
-    (keep, found)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn leader(host: &str, timeline: i64) -> Vec<MemberStatus> {
-        vec![
-            MemberStatus {
-                host: host.into(),
-                role: "leader".into(),
-                timeline: Some(timeline),
-                ..Default::default()
-            },
-            MemberStatus {
-                host: "10.0.0.9".into(),
-                role: "replica".into(),
-                timeline: Some(timeline),
-                ..Default::default()
-            },
-        ]
+    fn primary(host: &str, timeline: i64) -> Vec<Primary> {
+        vec![Primary {
+            host: host.into(),
+            timeline: Some(timeline),
+        }]
     }
 
     fn mark(timeline: i64, leader: &str) -> LeaderTimeline {
@@ -125,20 +117,20 @@ mod tests {
     }
 
     #[test]
-    fn a_failover_to_a_newer_timeline_moves_the_mark() {
-        let (keep, found) = check(Some(&mark(1, "a")), &leader("b", 2), &["b".into()]);
+    fn a_promotion_to_a_newer_timeline_moves_the_mark() {
+        let (keep, found) = check(Some(&mark(1, "a")), &primary("b", 2));
         assert_eq!((keep, found), (Some(mark(2, "b")), None));
-        let (keep, found) = check(None, &leader("a", 1), &[]);
+        let (keep, found) = check(None, &primary("a", 1));
         assert_eq!((keep, found), (Some(mark(1, "a")), None));
-        let (keep, found) = check(Some(&mark(2, "b")), &leader("b", 2), &["b".into()]);
+        let (keep, found) = check(Some(&mark(2, "b")), &primary("b", 2));
         assert_eq!((keep, found), (Some(mark(2, "b")), None));
     }
 
     #[test]
     fn the_old_primary_taking_the_cluster_back_is_a_regression() {
         // The reported failure: a promoted on timeline 2, then the healed old primary c also
-        // promoted itself onto a timeline 2 of its own and took the leader key.
-        let (keep, found) = check(Some(&mark(2, "a")), &leader("c", 2), &["c".into()]);
+        // promoted itself onto a timeline 2 of its own.
+        let (keep, found) = check(Some(&mark(2, "a")), &primary("c", 2));
         assert_eq!(
             keep,
             Some(mark(2, "a")),
@@ -150,7 +142,7 @@ mod tests {
             found.message().contains("c is on timeline 2")
                 && found.message().contains("a already led timeline 2")
         );
-        let (_, found) = check(Some(&mark(3, "a")), &leader("a", 2), &[]);
+        let (_, found) = check(Some(&mark(3, "a")), &primary("a", 2));
         assert!(matches!(
             found,
             Some(SplitBrain::TimelineRegressed { timeline: 2, .. })
@@ -159,15 +151,27 @@ mod tests {
 
     #[test]
     fn two_writable_members_are_two_primaries() {
-        let (_, found) = check(None, &leader("a", 1), &["a".into(), "c".into()]);
+        let both = [primary("a", 1), primary("c", 2)].concat();
+        let (keep, found) = check(Some(&mark(1, "a")), &both);
+        assert_eq!(keep, Some(mark(1, "a")));
         let found = found.unwrap();
         assert_eq!(found.reason(), "TwoPrimaries");
         assert!(found.message().starts_with("a and c each run"));
     }
 
     #[test]
-    fn no_leader_or_no_timeline_keeps_the_mark() {
-        let (keep, found) = check(Some(&mark(4, "a")), &[], &[]);
+    fn no_primary_yet_or_no_timeline_keeps_the_mark() {
+        // Mid-switchover the new leader may hold the leader key while still in recovery: no
+        // member reports a primary, and nothing is judged.
+        let (keep, found) = check(Some(&mark(4, "a")), &[]);
         assert_eq!((keep, found), (Some(mark(4, "a")), None));
+        let unknown = [Primary {
+            host: "b".into(),
+            timeline: None,
+        }];
+        assert_eq!(
+            check(Some(&mark(4, "a")), &unknown),
+            (Some(mark(4, "a")), None)
+        );
     }
 }
