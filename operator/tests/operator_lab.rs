@@ -167,6 +167,31 @@ fn operator_runs_a_cluster_from_kubectl() {
     let t = Instant::now();
     kube.run(&["-n", &ns, "apply", "-f", "-"], Some(&manifest(&lab, &h1)))
         .expect_ok();
+    // The converge runs beside the reconcile: status says so within seconds, not after it.
+    let shown = wait_until(
+        "Progressing=True and Ready=False while the hosts converge",
+        Duration::from_secs(15),
+        || {
+            get(
+                &kube,
+                &ns,
+                r#".status.conditions[?(@.type=="Progressing")].status"#,
+            ) == "True"
+                && get(
+                    &kube,
+                    &ns,
+                    r#".status.conditions[?(@.type=="Ready")].status"#,
+                ) == "False"
+        },
+    );
+    eprintln!(
+        "TIMING Progressing=True {shown:.1}s after apply: {}",
+        get(
+            &kube,
+            &ns,
+            r#".status.conditions[?(@.type=="Progressing")].message"#
+        )
+    );
     let ready = kube.kubectl(&[
         "-n",
         &ns,

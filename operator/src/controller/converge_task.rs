@@ -37,6 +37,9 @@ pub struct Start {
     pub hosts: Vec<HostStatus>,
     /// `spec.paused`: no SSH, only Patroni's maintenance mode.
     pub paused: bool,
+    /// Only the periodic check for drift is due (same spec and Secrets, last converge fine):
+    /// the conditions do not announce it, so Ready does not drop every ten minutes.
+    pub drift_check: bool,
 }
 
 impl Start {
@@ -88,6 +91,8 @@ pub struct Running {
     pub message: String,
     /// A paused cluster's converge (only Patroni's maintenance mode).
     pub paused: bool,
+    /// The periodic drift check (see [`Start::drift_check`]).
+    pub drift_check: bool,
 }
 
 enum Slot {
@@ -180,6 +185,7 @@ impl Converges {
             Slot::Running { live, start, .. } => Some(Running {
                 message: live.message(),
                 paused: start.paused,
+                drift_check: start.drift_check,
             }),
             Slot::Finished(_) => None,
         }

@@ -17,6 +17,7 @@ fn start(inputs: &str) -> Start {
             ..Default::default()
         }],
         paused: false,
+        drift_check: false,
     }
 }
 
@@ -141,4 +142,25 @@ fn live_names_the_phase_and_the_latest_step() {
     live.step("10.0.0.2", "start patroni");
     live.phase("haproxy");
     assert_eq!(live.message(), "converging the hosts: phase haproxy");
+}
+
+#[test]
+fn only_a_converge_of_changed_inputs_is_announced() {
+    use crate::controller::reconcile::announced;
+    let run = |paused, drift_check| Running {
+        message: "converging the hosts: phase etcd".into(),
+        paused,
+        drift_check,
+    };
+    assert_eq!(
+        announced(Some(&run(false, false))).as_deref(),
+        Some("converging the hosts: phase etcd")
+    );
+    assert_eq!(
+        announced(Some(&run(false, true))),
+        None,
+        "the ten-minute drift check"
+    );
+    assert_eq!(announced(Some(&run(true, false))), None, "a paused cluster");
+    assert_eq!(announced(None), None);
 }

@@ -15,7 +15,7 @@ use kube::{Api, Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use super::conditions::{self, Blocked, Facts, HostFailure, OffPreferred, reason};
-use super::converge_task::{Live, Outcome, Start};
+use super::converge_task::{Live, Outcome, Running, Start};
 use super::dereference::{self, Resolved};
 use super::switchover::{self, Decision};
 use super::{Context, Error, Memo};
@@ -61,10 +61,7 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
     }
     start_if_due(&ctx, &pgc, resolved, &key, &status.hosts);
     let running = ctx.converges.running(&key);
-    facts.converging = running
-        .as_ref()
-        .filter(|r| !r.paused)
-        .map(|r| r.message.clone());
+    facts.converging = announced(running.as_ref());
     let busy = running.is_some();
     let observed =
         observe_and_switch(&ctx, &pgc, &api, (&old, busy), &mut status, &mut facts).await;
@@ -96,6 +93,14 @@ fn requeue(ctx: &Context, key: &str) -> Action {
     Action::requeue(retry.map_or(OBSERVE_EVERY, |r| {
         r.clamp(Duration::from_secs(1), OBSERVE_EVERY)
     }))
+}
+
+/// The running converge the conditions announce (Progressing and Reconciling True, Ready
+/// False): not a paused cluster's maintenance pass, not the periodic drift check.
+pub fn announced(running: Option<&Running>) -> Option<String> {
+    running
+        .filter(|r| !r.paused && !r.drift_check)
+        .map(|r| r.message.clone())
 }
 
 /// Whether a converge is due: never converged (since the operator started), the spec or a
@@ -136,11 +141,15 @@ fn start_if_due(
     if !pgc.spec.paused && !due(memo.as_ref(), &inputs) {
         return;
     }
+    let drift_check = memo
+        .as_ref()
+        .is_some_and(|m| m.inputs == inputs && m.retry_at.is_none());
     let start = Start {
         inputs,
         failures: memo.map_or(0, |m| m.failures),
         hosts: hosts.to_vec(),
         paused: pgc.spec.paused,
+        drift_check,
     };
     let (c, p) = (ctx.clone(), pgc.clone());
     let work = move |live, start| converge(c, p, resolved, start, live);
