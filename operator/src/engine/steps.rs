@@ -49,25 +49,34 @@ impl Engine<'_> {
         .await?;
         if let (true, Some(venv)) = (r.postgres, Layout::new(self.spec, os).patroni_venv) {
             let cmd = packages::install_patroni(&self.spec.packages.patroni, &venv);
-            self.step(host, "install patroni", async {
-                let out = ex.run_ok(&cmd, "install patroni").await?;
-                let did: Vec<String> = out.stdout_str().lines().map(String::from).collect();
-                Ok(((), !did.is_empty(), did))
-            })
-            .await?;
+            self.script_step(host, &*ex, "install patroni", &cmd)
+                .await?;
         }
         if let Some(cmd) = packages::takeover(os, self.spec, r) {
-            self.step(host, "take over package defaults", async {
-                let out = ex.run_ok(&cmd, "take over package defaults").await?;
-                let did: Vec<String> = out.stdout_str().lines().map(String::from).collect();
-                Ok(((), !did.is_empty(), did))
-            })
-            .await?;
+            self.script_step(host, &*ex, "take over package defaults", &cmd)
+                .await?;
         }
         if let Ok(mut f) = self.facts.lock() {
             f.insert(host.to_string(), facts);
         }
         Ok(())
+    }
+
+    /// Runs a script that prints one line per thing it changed (nothing when all was in place),
+    /// as the step `name`: changed when it printed anything.
+    async fn script_step(
+        &self,
+        host: &str,
+        ex: &dyn crate::exec::Executor,
+        name: &str,
+        cmd: &Cmd,
+    ) -> Result<(), HostError> {
+        self.step(host, name, async {
+            let out = ex.run_ok(cmd, name).await?;
+            let did: Vec<String> = out.stdout_str().lines().map(String::from).collect();
+            Ok(((), !did.is_empty(), did))
+        })
+        .await
     }
 
     /// etcd on `host`. `rolling`: the cluster is running, so a changed member restarts and

@@ -3,7 +3,7 @@
 //! every id whose commit was acknowledged together with the server that acknowledged it.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -48,7 +48,7 @@ impl Target {
 pub struct Writer {
     stop: Arc<AtomicBool>,
     acks: Arc<Mutex<Vec<Ack>>>,
-    failures: Arc<Mutex<u64>>,
+    failures: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
     pub target: Target,
 }
@@ -68,7 +68,7 @@ impl Writer {
     pub fn start(target: Target, first_id: u64) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let acks = Arc::new(Mutex::new(Vec::new()));
-        let failures = Arc::new(Mutex::new(0));
+        let failures = Arc::new(AtomicU64::new(0));
         let (s, a, f, t) = (stop.clone(), acks.clone(), failures.clone(), target.clone());
         let thread = std::thread::spawn(move || {
             let started = Instant::now();
@@ -88,7 +88,7 @@ impl Writer {
                         });
                     }
                     _ => {
-                        *f.lock().unwrap() += 1;
+                        f.fetch_add(1, Ordering::Relaxed);
                         std::thread::sleep(Duration::from_millis(100));
                     }
                 }
@@ -112,7 +112,7 @@ impl Writer {
 
     /// Failed attempts so far.
     pub fn failures(&self) -> u64 {
-        *self.failures.lock().unwrap()
+        self.failures.load(Ordering::Relaxed)
     }
 
     /// Waits until `pred` holds for the acknowledgements, or panics after `timeout`.
