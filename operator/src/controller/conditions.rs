@@ -132,6 +132,8 @@ pub mod reason {
     pub const NOT_OBSERVED: &str = "NotObserved";
     /// Stalled=False.
     pub const NOT_STALLED: &str = "NotStalled";
+    /// Reconciling=True: the hosts match the spec and this generation has not been Ready yet.
+    pub const WAITING_FOR_READY: &str = "WaitingForReady";
     /// Ready=False and Stalled=True: the spec does not validate.
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// Ready=False and Stalled=True: a referenced Secret or key is missing.
@@ -190,6 +192,9 @@ pub struct Facts {
     pub haproxy_hosts: usize,
     /// A forked history or two primaries (the split-brain guard).
     pub split_brain: Option<SplitBrain>,
+    /// This generation has been Ready once (see [`settled`]): a later problem is Degraded, not
+    /// Reconciling.
+    pub settled: bool,
 }
 
 impl Facts {
@@ -231,10 +236,7 @@ pub fn compute(f: &Facts, generation: Option<i64>) -> Vec<Condition> {
     let v = f.verdict.as_ref();
     let problems = problems(f);
     let progressing = progressing(f, g);
-    let reconciling = Condition {
-        type_: ConditionType::Reconciling.as_str().into(),
-        ..progressing.clone()
-    };
+    let reconciling = reconciling(f, &progressing, &problems, g);
     vec![
         paused(f, g),
         health(
@@ -332,6 +334,49 @@ fn progressing(f: &Facts, g: Option<i64>) -> Condition {
         ),
     };
     cond(ConditionType::Progressing, ok, reason, message, g)
+}
+
+/// `Reconciling` (what kstatus reads as InProgress): Progressing, and also a generation that
+/// has not been Ready yet while nothing blocks or pauses it (replicas still cloning after a
+/// converge); otherwise False, repeating Progressing.
+fn reconciling(
+    f: &Facts,
+    progressing: &Condition,
+    problems: &[Problem],
+    g: Option<i64>,
+) -> Condition {
+    let t = ConditionType::Reconciling;
+    if let Some(b) = &f.blocked {
+        return cond(t, false, b.reason, "Blocked: see Stalled.", g);
+    }
+    let idle = progressing.status == Status::False.as_str();
+    if idle && f.paused {
+        return cond(t, false, reason::PAUSED, "Reconciliation is paused.", g);
+    }
+    if idle && !f.settled && !f.healthy() {
+        let why = match problems.is_empty() {
+            true => "not observed yet".to_string(),
+            false => joined(problems),
+        };
+        let message =
+            format!("The hosts match the spec; waiting for the cluster to be Ready: {why}");
+        return cond(t, true, reason::WAITING_FOR_READY, message, g);
+    }
+    Condition {
+        type_: t.as_str().into(),
+        ..progressing.clone()
+    }
+}
+
+/// Whether `generation` has been Ready: the last written `Reconciling` is False for it with
+/// reason Converged (written only once healthy, or already settled).
+pub fn settled(old: &[Condition], generation: Option<i64>) -> bool {
+    old.iter().any(|c| {
+        ConditionType::of(c) == Some(ConditionType::Reconciling)
+            && c.status == Status::False.as_str()
+            && c.observed_generation == generation
+            && c.reason == reason::CONVERGED
+    })
 }
 
 /// Everything Degraded reports: split brain, failed hosts, the observation, a failover.

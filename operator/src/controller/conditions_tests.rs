@@ -34,7 +34,10 @@ fn reconciling_mirrors_progressing() {
             switchover: Some("switched over from a to b (spec)".into()),
             ..Default::default()
         },
-        Facts::default(),
+        Facts {
+            settled: true,
+            ..Default::default()
+        },
     ] {
         let cs = compute(&f, Some(4));
         let (p, r) = (get(&cs, "Progressing"), get(&cs, "Reconciling"));
@@ -223,4 +226,75 @@ fn a_running_converge_is_progressing_and_not_ready() {
     assert_eq!(get(&cs, "Progressing").status, "False");
     assert_eq!(get(&cs, "Progressing").message, "The hosts match the spec.");
     assert_eq!(get(&cs, "Ready").status, "True");
+}
+
+#[test]
+fn reconciling_until_a_generation_is_first_ready_then_degraded_is_not_reconciling() {
+    let unhealthy = Verdict {
+        patroni: vec!["replica b is not streaming".into()],
+        ..Default::default()
+    };
+    let waiting = Facts {
+        verdict: Some(unhealthy.clone()),
+        haproxy_hosts: 1,
+        ..Default::default()
+    };
+    let cs = compute(&waiting, Some(5));
+    let r = get(&cs, "Reconciling");
+    assert_eq!(
+        (r.status.as_str(), r.reason.as_str()),
+        ("True", "WaitingForReady")
+    );
+    assert!(
+        r.message.contains("replica b is not streaming"),
+        "{}",
+        r.message
+    );
+    assert!(!settled(&cs, Some(5)), "not Ready yet");
+    assert_eq!(
+        get(&cs, "Progressing").status,
+        "False",
+        "the hosts match the spec"
+    );
+
+    let ready = Facts {
+        verdict: Some(Verdict::default()),
+        ..waiting.clone()
+    };
+    let cs = compute(&ready, Some(5));
+    assert_eq!(get(&cs, "Reconciling").status, "False");
+    assert!(settled(&cs, Some(5)));
+    assert!(
+        !settled(&cs, Some(6)),
+        "a new generation waits for Ready again"
+    );
+
+    // A replica fails later in the same generation: Degraded, and not Reconciling.
+    let later = Facts {
+        settled: true,
+        ..waiting.clone()
+    };
+    let cs = compute(&later, Some(5));
+    assert_eq!(get(&cs, "Reconciling").status, "False");
+    assert_eq!(get(&cs, "Degraded").status, "True");
+    assert!(settled(&cs, Some(5)), "stays settled");
+
+    // Blocked or paused: never waiting, and never settled by it.
+    for f in [
+        Facts {
+            blocked: Some(Blocked {
+                reason: reason::SECRET_MISSING,
+                message: "create it".into(),
+            }),
+            ..waiting.clone()
+        },
+        Facts {
+            paused: true,
+            ..waiting
+        },
+    ] {
+        let cs = compute(&f, Some(5));
+        assert_eq!(get(&cs, "Reconciling").status, "False");
+        assert!(!settled(&cs, Some(5)));
+    }
 }

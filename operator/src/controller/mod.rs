@@ -5,9 +5,13 @@ pub mod cleanup;
 pub mod conditions;
 pub mod converge_task;
 pub mod dereference;
+#[cfg(test)]
+mod fake_api;
 pub mod lease;
 pub mod metrics;
 pub mod reconcile;
+#[cfg(test)]
+mod reconcile_tests;
 pub mod switchover;
 
 use std::collections::HashMap;

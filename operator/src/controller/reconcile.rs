@@ -36,6 +36,7 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
     let mut facts = Facts {
         paused: spec.paused,
         haproxy_hosts: spec.haproxy.hosts.len(),
+        settled: conditions::settled(&old.conditions, pgc.metadata.generation),
         ..Default::default()
     };
     let mut status = PostgresClusterStatus {

@@ -1,0 +1,291 @@
+//! The reconciler driven through a fake API server ([`super::fake_api`]): the finalizer, the
+//! status patch, events only on transitions, the invalid-spec and missing-Secret paths, and
+//! deletion. Nothing here reaches a host: hosts are loopback addresses with a closed SSH port.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::Method;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use serde_json::{Value, json};
+
+use super::conditions::reason;
+use super::fake_api::FakeApi;
+use super::{Context, Error, FINALIZER, dereference, metrics};
+use crate::api::PostgresCluster;
+
+const NS: &str = "db";
+
+/// The reference cluster as the API server stores it: `pg` in `db`, generation 2, with the
+/// finalizer unless `finalized` is false, its hosts on loopback and SSH on a closed port.
+fn stored(finalized: bool) -> Value {
+    let mut spec = serde_json::to_value(crate::render::tests::spec()).unwrap();
+    spec["postgres"]["primary"] = json!("127.0.0.11");
+    spec["postgres"]["replicas"] = json!(["127.0.0.12", "127.0.0.13"]);
+    spec["etcd"]["hosts"] = json!(["127.0.0.11", "127.0.0.12", "127.0.0.13"]);
+    spec["haproxy"]["hosts"] = json!(["127.0.0.14"]);
+    spec["ssh"]["port"] = json!(closed_port());
+    spec["ssh"]["privateKeySecret"] = json!({"name": "pg-ssh", "key": "id_ed25519"});
+    let finalizers = if finalized {
+        json!([FINALIZER])
+    } else {
+        json!([])
+    };
+    json!({
+        "apiVersion": "pgmetal.io/v1alpha1", "kind": "PostgresCluster",
+        "metadata": {"name": "pg", "namespace": NS, "uid": "u-1", "generation": 2,
+                     "finalizers": finalizers},
+        "spec": spec,
+    })
+}
+
+/// A loopback port nobody listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn context(client: kube::Client) -> Arc<Context> {
+    let reporter = Reporter {
+        controller: super::MANAGER.into(),
+        instance: None,
+    };
+    Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        metrics: Arc::new(metrics::Metrics::new()),
+        memos: Mutex::default(),
+        converges: Arc::default(),
+    })
+}
+
+/// One reconcile of the object as the fake stores it now.
+async fn reconcile_stored(api: &FakeApi, ctx: &Arc<Context>) -> Result<Action, Error> {
+    let obj = api.cluster.lock().unwrap().clone();
+    let pgc: PostgresCluster = serde_json::from_value(obj).unwrap();
+    super::reconcile(Arc::new(DeserializeGuard(Ok(pgc))), ctx.clone()).await
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    let conds = status["conditions"].as_array().expect("conditions");
+    conds.iter().find(|c| c["type"] == type_).expect(type_)
+}
+
+fn reasons(events: &[Value]) -> Vec<String> {
+    let r = |e: &Value| {
+        format!(
+            "{}:{}",
+            e["type"].as_str().unwrap(),
+            e["reason"].as_str().unwrap()
+        )
+    };
+    events.iter().map(r).collect()
+}
+
+#[tokio::test]
+async fn the_finalizer_is_added_before_anything_else() {
+    let (api, client) = FakeApi::start(stored(false), NS);
+    let ctx = context(client);
+    let action = reconcile_stored(&api, &ctx).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    let sent = api.requests();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].method, Method::PATCH);
+    assert_eq!(
+        sent[0].path,
+        "/apis/pgmetal.io/v1alpha1/namespaces/db/postgresclusters/pg"
+    );
+    let added = sent[0]
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|op| op["op"] == "add");
+    assert!(added, "{}", sent[0].body);
+    assert_eq!(
+        api.cluster.lock().unwrap()["metadata"]["finalizers"],
+        json!([FINALIZER])
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_spec_stalls_with_one_status_patch_and_events_only_on_transitions() {
+    let mut obj = stored(true);
+    obj["spec"]["postgres"]["replicas"] = json!(["127.0.0.11", "127.0.0.12"]);
+    obj["status"] = json!({"hosts": [{"host": "127.0.0.11", "reachable": true}]});
+    let pgc: PostgresCluster = serde_json::from_value(obj.clone()).unwrap();
+    let why = crate::validate::validate(&pgc, None)
+        .unwrap_err()
+        .to_string();
+    let (api, client) = FakeApi::start(obj, NS);
+    let ctx = context(client);
+
+    let action = reconcile_stored(&api, &ctx).await.unwrap();
+    assert_eq!(
+        action,
+        Action::await_change(),
+        "nothing to do until the spec changes"
+    );
+    assert!(
+        api.sent(Method::GET, "/secrets/pg-ssh").is_empty(),
+        "no Secret read for an invalid spec"
+    );
+    let patches = api.sent(Method::PATCH, "/postgresclusters/pg/status");
+    assert_eq!(patches.len(), 1);
+    let status = &patches[0].body["status"];
+    assert_eq!(status["observedGeneration"], 2);
+    assert_eq!(
+        status["hosts"][0]["host"], "127.0.0.11",
+        "what is known of the hosts stays"
+    );
+    for (t, s) in [
+        ("Ready", "False"),
+        ("Stalled", "True"),
+        ("Reconciling", "False"),
+    ] {
+        let c = condition(status, t);
+        assert_eq!(c["status"], s, "{t}: {c}");
+        assert_eq!(c["observedGeneration"], 2, "{t}");
+    }
+    for t in ["Ready", "Stalled"] {
+        assert_eq!(condition(status, t)["reason"], reason::INVALID_SPEC);
+        assert_eq!(condition(status, t)["message"], why.as_str());
+    }
+    assert_eq!(
+        patches[0].body["kind"], "PostgresCluster",
+        "server-side apply of status only"
+    );
+    assert!(patches[0].body.get("spec").is_none(), "never the spec");
+    let first = reasons(&api.events());
+    assert!(
+        first.contains(&"Warning:ReadyFalse".to_string()),
+        "{first:?}"
+    );
+    assert!(
+        first.iter().all(|r| r.starts_with("Warning:")),
+        "only bad news is news: {first:?}"
+    );
+    let metrics = ctx.metrics.encode();
+    assert!(metrics.contains(r#"reason="InvalidSpec""#), "{metrics}");
+
+    // Again, with the status now stored: nothing changed, so no patch and no event.
+    api.clear();
+    reconcile_stored(&api, &ctx).await.unwrap();
+    assert!(
+        api.sent(Method::PATCH, "/status").is_empty(),
+        "{:?}",
+        api.requests()
+    );
+    assert!(api.events().is_empty(), "{:?}", api.events());
+}
+
+#[tokio::test]
+async fn a_missing_secret_stalls_naming_it_and_is_looked_up_again() {
+    let (api, client) = FakeApi::start(stored(true), NS);
+    let ctx = context(client);
+    let action = reconcile_stored(&api, &ctx).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(15)));
+    let patches = api.sent(Method::PATCH, "/postgresclusters/pg/status");
+    assert_eq!(patches.len(), 1);
+    let status = &patches[0].body["status"];
+    for t in ["Ready", "Stalled"] {
+        let c = condition(status, t);
+        assert_eq!(c["reason"], reason::SECRET_MISSING, "{t}");
+        let msg = c["message"].as_str().unwrap();
+        assert!(
+            msg.contains("db/pg-ssh") && msg.contains("spec.ssh.privateKeySecret"),
+            "{msg}"
+        );
+    }
+    assert_eq!(
+        condition(status, "Degraded")["status"],
+        "False",
+        "blocked is not degraded"
+    );
+    assert!(ctx.metrics.encode().contains(r#"reason="SecretMissing""#));
+}
+
+#[tokio::test]
+async fn generated_passwords_are_created_once_owned_by_the_cluster_and_then_kept() {
+    let (api, client) = FakeApi::start(stored(true), NS);
+    api.add_secret("pg-ssh", &[("id_ed25519", "KEY")]);
+    let pgc: PostgresCluster = serde_json::from_value(stored(true)).unwrap();
+    let first = dereference::resolve(&client, &pgc).await.unwrap();
+    let created = api.sent(Method::POST, "/namespaces/db/secrets");
+    assert_eq!(created.len(), 1);
+    let meta = &created[0].body["metadata"];
+    assert_eq!(meta["name"], "pg-passwords");
+    assert_eq!(meta["ownerReferences"][0]["uid"], "u-1");
+    assert_eq!(meta["ownerReferences"][0]["controller"], true);
+    assert_eq!(meta["labels"]["app.kubernetes.io/managed-by"], "pgmetal");
+    assert_eq!(first.private_key, "KEY");
+    api.clear();
+    let again = dereference::resolve(&client, &pgc).await.unwrap();
+    assert!(
+        api.sent(Method::POST, "/secrets").is_empty(),
+        "created once"
+    );
+    assert_eq!(
+        again.secrets, first.secrets,
+        "the passwords of a running cluster stay"
+    );
+}
+
+/// The deleted object: a deletion timestamp and the finalizer.
+fn deleted() -> Value {
+    let mut obj = stored(true);
+    obj["metadata"]["deletionTimestamp"] = json!("2026-11-29T12:00:00Z");
+    obj
+}
+
+#[tokio::test]
+async fn deletion_without_the_ssh_secret_lets_go_with_a_warning() {
+    let (api, client) = FakeApi::start(deleted(), NS);
+    let ctx = context(client);
+    reconcile_stored(&api, &ctx).await.unwrap();
+    let events = api.events();
+    assert_eq!(reasons(&events), ["Warning:CleanupSkipped"]);
+    let note = events[0]["note"].as_str().unwrap();
+    assert!(
+        note.contains("NOT stopped") && note.contains("pg-ssh"),
+        "{note}"
+    );
+    assert_eq!(
+        api.cluster.lock().unwrap()["metadata"]["finalizers"],
+        json!([])
+    );
+    assert!(api.sent(Method::PATCH, "/status").is_empty());
+}
+
+#[tokio::test]
+async fn deletion_keeps_the_finalizer_while_a_host_cannot_be_reached() {
+    let (api, client) = FakeApi::start(deleted(), NS);
+    api.add_secret(
+        "pg-ssh",
+        &[("id_ed25519", &crate::engine::connect::tests::TEST_KEY)],
+    );
+    api.add_secret(
+        "pg-passwords",
+        &[
+            ("superuser", "a"),
+            ("replication", "b"),
+            ("rewind", "c"),
+            ("restapi", "d"),
+        ],
+    );
+    let ctx = context(client);
+    let err = reconcile_stored(&api, &ctx).await.unwrap_err();
+    assert_eq!(err.metric_label(), "Cleanup");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("127.0.0.11") && msg.contains("remove the finalizer by hand"),
+        "{msg}"
+    );
+    assert_eq!(
+        api.cluster.lock().unwrap()["metadata"]["finalizers"],
+        json!([FINALIZER])
+    );
+    assert!(api.events().is_empty(), "{:?}", api.events());
+}
