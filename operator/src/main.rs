@@ -50,7 +50,10 @@ async fn main() -> ExitCode {
         }
         Command::Apply { common, quiet } => cli::apply(&common, quiet).await,
         Command::Status { common } => cli::status(&common).await,
-        Command::Operator { opts } => pgmetal::controller::run(opts).await.map(|()| true),
+        Command::Operator { opts } => pgmetal::controller::run(opts)
+            .await
+            .map(|()| true)
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

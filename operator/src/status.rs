@@ -2,6 +2,7 @@
 
 use crate::api::{PostgresClusterSpec, PostgresClusterStatus};
 use crate::engine::observe::{self, Observation};
+use crate::engine::patroni_api::Member as _;
 
 /// Status fields that come straight from what was observed (conditions are added by the caller).
 pub fn from_observation(spec: &PostgresClusterSpec, obs: &Observation) -> PostgresClusterStatus {
@@ -13,10 +14,7 @@ pub fn from_observation(spec: &PostgresClusterSpec, obs: &Observation) -> Postgr
     let desired = 1 + spec.postgres.replicas.len();
     let ready = members
         .iter()
-        .filter(|m| {
-            m.is_leader() && m.state == "running"
-                || !m.is_leader() && observe::replicating(&m.state, m.lag_bytes.is_some())
-        })
+        .filter(|m| m.is_running_leader() || m.is_healthy_replica())
         .count();
     PostgresClusterStatus {
         primary: members

@@ -11,9 +11,25 @@ use kube::runtime::events::EventType;
 use super::reconcile::publish;
 use super::{Context, Error, dereference};
 use crate::api::{DeletionPolicy, PostgresCluster, PostgresClusterSpec};
+use crate::engine::HostError;
 use crate::engine::connect::{Connected, Connector, connect_cluster, over_ssh};
 use crate::exec::{Cmd, Executor};
 use crate::render::{Layout, roles};
+
+/// The hosts a cleanup could not clean, each with why.
+#[derive(Debug)]
+pub struct Unclean(pub Vec<HostError>);
+
+impl std::fmt::Display for Unclean {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let each: Vec<String> = self.0.iter().map(|e| format!("{}: {e}", e.host)).collect();
+        write!(
+            f,
+            "could not clean up every host ({}); retrying. To delete without cleaning, remove the finalizer by hand",
+            each.join("; ")
+        )
+    }
+}
 
 const STOP: &str =
     r#"for u in "$@"; do systemctl disable --now "$u" >/dev/null 2>&1 || true; done"#;
@@ -40,23 +56,20 @@ pub async fn cleanup(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Act
             tracing::warn!(cluster = %pgc.name_any(), "{msg}");
             return Ok(Action::await_change());
         }
-        Err(e) => return Err(Error::Cleanup(e.to_string())),
+        Err(e) => return Err(Error::Secrets(e)),
     };
     let hosts = crate::render::all_hosts(spec);
     let connected = connect(&pgc, &r.private_key, r.known_hosts.as_deref(), over_ssh).await;
-    let mut errors = Vec::new();
+    let mut failed = Vec::new();
     for (host, c) in connected {
         let result = match c.conn {
             Ok(ex) => clean(spec, &host, &*ex).await,
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         };
-        errors.extend(result.err());
+        failed.extend(result.err());
     }
-    if !errors.is_empty() {
-        return Err(Error::Cleanup(format!(
-            "could not clean up every host ({}); retrying. To delete without cleaning, remove the finalizer by hand",
-            errors.join("; ")
-        )));
+    if !failed.is_empty() {
+        return Err(Error::Cleanup(Unclean(failed)));
     }
     let what = if spec.deletion_policy == DeletionPolicy::Wipe {
         "stopped services and wiped data"
@@ -90,7 +103,7 @@ async fn connect(
 }
 
 /// Stops (and with `Wipe` deletes the data of) what `host` runs.
-async fn clean(spec: &PostgresClusterSpec, host: &str, ex: &dyn Executor) -> Result<(), String> {
+async fn clean(spec: &PostgresClusterSpec, host: &str, ex: &dyn Executor) -> Result<(), HostError> {
     let role = roles(spec, host);
     // Debian unit names; the layout decides them per OS, and they are the same on RHEL.
     let layout = Layout::new(spec, crate::model::OsFamily::Debian);
@@ -104,9 +117,10 @@ async fn clean(spec: &PostgresClusterSpec, host: &str, ex: &dyn Executor) -> Res
     if role.etcd {
         units.push(layout.etcd_unit.clone());
     }
-    ex.run_ok(&Cmd::script(STOP).args(units), "stop services")
+    let step = "stop services";
+    ex.run_ok(&Cmd::script(STOP).args(units), step)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| HostError::new(host, Some(step), e))?;
     let mut dirs = Vec::new();
     if spec.deletion_policy == DeletionPolicy::Wipe && role.postgres {
         dirs.push(spec.postgres.data_dir.clone());
@@ -116,9 +130,10 @@ async fn clean(spec: &PostgresClusterSpec, host: &str, ex: &dyn Executor) -> Res
     }
     if !dirs.is_empty() {
         let wipe = Cmd::new("rm").args(["-rf", "--"]).args(dirs);
-        ex.run_ok(&wipe, "wipe data directories")
+        let step = "wipe data directories";
+        ex.run_ok(&wipe, step)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| HostError::new(host, Some(step), e))?;
     }
     Ok(())
 }

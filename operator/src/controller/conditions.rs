@@ -6,6 +6,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::Failback;
+use crate::engine::HostError;
 use crate::engine::observe::Verdict;
 use crate::engine::split_brain::SplitBrain;
 
@@ -149,15 +150,6 @@ pub struct Blocked {
     pub message: String,
 }
 
-/// A host that could not be reached or failed a step.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostFailure {
-    /// The host, as named in the spec.
-    pub host: String,
-    /// What went wrong.
-    pub error: String,
-}
-
 /// The actual primary is not the preferred one (after a failover).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffPreferred {
@@ -177,7 +169,7 @@ pub struct Facts {
     /// A problem that stops all work.
     pub blocked: Option<Blocked>,
     /// Hosts that could not be reached or failed a step.
-    pub host_errors: Vec<HostFailure>,
+    pub host_errors: Vec<HostError>,
     /// The observation's verdict (None when nothing could be observed).
     pub verdict: Option<Verdict>,
     /// Changes made by the converge this reconcile picked up; > 0 means Progressing.
@@ -391,7 +383,7 @@ fn problems(f: &Facts) -> Vec<Problem> {
     for e in &f.host_errors {
         out.push(Problem {
             reason: reason::HOST_FAILED,
-            message: format!("host {}: {}", e.host, e.error),
+            message: format!("host {}: {e}", e.host),
         });
     }
     for p in f.verdict.as_ref().map(Verdict::all).unwrap_or_default() {

@@ -66,10 +66,11 @@ fn unreachable_host_and_failover_are_degraded_naming_hosts() {
             patroni: vec!["Patroni: member on 10.0.0.1 is not registered".into()],
             ..Default::default()
         }),
-        host_errors: vec![HostFailure {
-            host: "10.0.0.1".into(),
-            error: "connect: timed out".into(),
-        }],
+        host_errors: vec![crate::engine::HostError::new(
+            "10.0.0.1",
+            Some("connect"),
+            crate::engine::Failure::new(crate::engine::HostErrorKind::Unreachable, "timed out"),
+        )],
         off_preferred: Some(OffPreferred {
             actual: "10.0.0.2".into(),
             preferred: "10.0.0.1".into(),

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::task::JoinHandle;
 
 use super::Memo;
-use super::conditions::HostFailure;
 use crate::api::HostStatus;
 use crate::engine::Progress;
 
@@ -21,7 +20,7 @@ pub struct Outcome {
     /// Changes the converge made.
     pub changed: usize,
     /// Hosts that could not be reached or failed a step.
-    pub host_errors: Vec<HostFailure>,
+    pub host_errors: Vec<crate::engine::HostError>,
     /// The memo to remember (inputs converged, backoff).
     pub memo: Memo,
 }

@@ -15,6 +15,7 @@ mod reconcile_tests;
 pub mod switchover;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -48,7 +49,10 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// Cleaning the hosts failed.
     #[error("cleanup: {0}")]
-    Cleanup(String),
+    Cleanup(cleanup::Unclean),
+    /// The Secrets could not be read (other than missing: that is a status, not an error).
+    #[error("{0}")]
+    Secrets(#[from] dereference::DerefError),
 }
 
 impl Error {
@@ -59,6 +63,7 @@ impl Error {
         match self {
             Error::Kube(_) => "Kube",
             Error::Cleanup(_) => "Cleanup",
+            Error::Secrets(_) => "Secrets",
             Error::Finalizer(e) => match &**e {
                 F::ApplyFailed(inner) | F::CleanupFailed(inner) => inner.metric_label(),
                 _ => "Finalizer",
@@ -152,13 +157,22 @@ fn references(pgc: &PostgresCluster, secret: &Secret) -> bool {
         && dereference::referenced(pgc).contains(&secret.name_any())
 }
 
+/// Why the operator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No Kubernetes client could be configured (kubeconfig or in-cluster).
+    #[error("Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+    /// Leader election failed (not: lost later, which ends the run normally).
+    #[error("leader election: {0}")]
+    Lease(#[source] kube::Error),
+}
+
 /// Runs the operator until a signal arrives or leadership is lost.
-pub async fn run(opts: Options) -> Result<(), String> {
+pub async fn run(opts: Options) -> Result<(), StartError> {
     crate::telemetry::init(opts.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = Client::try_default()
-        .await
-        .map_err(|e| format!("Kubernetes client: {e}"))?;
+    let client = Client::try_default().await.map_err(StartError::Client)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let health = Arc::new(metrics::Health::default());
     health.live.store(true, Ordering::SeqCst);
@@ -171,37 +185,65 @@ pub async fn run(opts: Options) -> Result<(), String> {
         .identity
         .clone()
         .unwrap_or_else(|| format!("pgmetal-{}", std::process::id()));
-    tracing::info!(%identity, lease = %opts.lease_name, "waiting for leadership");
-    let mut leadership = lease::acquire(
-        client.clone(),
-        lease::LeaseConfig {
-            namespace: opts.lease_namespace.clone(),
-            name: opts.lease_name.clone(),
-            identity: identity.clone(),
-            lease_duration: Duration::from_secs(15),
-            renew_every: Duration::from_secs(5),
-        },
-    )
-    .await
-    .map_err(|e| format!("leader election: {e}"))?;
-    tracing::info!(%identity, "leading");
+    let mut leadership = lead(&client, &opts, &identity).await?;
     metrics.set_leader(true);
     health.ready.store(true, Ordering::SeqCst);
-
-    let reporter = Reporter {
-        controller: MANAGER.into(),
-        instance: Some(identity),
-    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         metrics: metrics.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: Recorder::new(client.clone(), reporter(identity)),
         memos: Mutex::default(),
         converges: Arc::default(),
     });
     let converges = ctx.converges.clone();
     let controller = control(client, opts.namespace.as_deref(), ctx);
-    // The heartbeat runs in the controller's task: if that task is wedged, /healthz fails.
+    until_done(controller, &mut leadership, &health).await;
+    // No converge outlives leadership: another replica may start converging now.
+    converges.abort_all();
+    metrics.set_leader(false);
+    health.set_ready(false);
+    health.set_live(false);
+    leadership.release().await;
+    server.abort();
+    Ok(())
+}
+
+/// Waits for the Lease: returns once this replica leads.
+async fn lead(
+    client: &Client,
+    opts: &Options,
+    identity: &str,
+) -> Result<lease::Leadership, StartError> {
+    tracing::info!(%identity, lease = %opts.lease_name, "waiting for leadership");
+    let cfg = lease::LeaseConfig {
+        namespace: opts.lease_namespace.clone(),
+        name: opts.lease_name.clone(),
+        identity: identity.to_string(),
+        lease_duration: Duration::from_secs(15),
+        renew_every: Duration::from_secs(5),
+    };
+    let leadership = lease::acquire(client.clone(), cfg)
+        .await
+        .map_err(StartError::Lease)?;
+    tracing::info!(%identity, "leading");
+    Ok(leadership)
+}
+
+/// The events' reporting controller and this replica's identity.
+fn reporter(identity: String) -> Reporter {
+    Reporter {
+        controller: MANAGER.into(),
+        instance: Some(identity),
+    }
+}
+
+/// Runs the controller until it stops (a signal) or leadership is lost, beating the health
+/// heartbeat from the same task: if that task is wedged, /healthz fails.
+async fn until_done(
+    controller: impl Future<Output = ()>,
+    leadership: &mut lease::Leadership,
+    health: &metrics::Health,
+) {
     let heartbeat = async {
         let mut tick = tokio::time::interval(metrics::HEARTBEAT_EVERY);
         loop {
@@ -214,14 +256,6 @@ pub async fn run(opts: Options) -> Result<(), String> {
         _ = leadership.lost() => tracing::error!("leadership lost: exiting so that only one replica converges"),
         _ = heartbeat => {}
     }
-    // No converge outlives leadership: another replica may start converging now.
-    converges.abort_all();
-    metrics.set_leader(false);
-    health.set_ready(false);
-    health.set_live(false);
-    leadership.release().await;
-    server.abort();
-    Ok(())
 }
 
 /// The controller's main loop: PostgresClusters, the Secrets they own, and the Secrets they
@@ -310,7 +344,12 @@ mod tests {
 
     #[test]
     fn metric_label_looks_through_the_finalizer() {
-        let cleanup = || Error::Cleanup("host a: refused".into());
+        let refused = crate::engine::HostError::new(
+            "a",
+            Some("connect"),
+            crate::engine::Failure::new(crate::engine::HostErrorKind::Unreachable, "refused"),
+        );
+        let cleanup = || Error::Cleanup(cleanup::Unclean(vec![refused.clone()]));
         let wrapped = |e: F<Error>| Error::Finalizer(Box::new(e));
         assert_eq!(cleanup().metric_label(), "Cleanup");
         assert_eq!(
@@ -322,7 +361,7 @@ mod tests {
         let e = wrapped(F::CleanupFailed(cleanup()));
         assert_eq!(
             e.to_string(),
-            "finalizer: failed to clean up object: cleanup: host a: refused"
+            "finalizer: failed to clean up object: cleanup: could not clean up every host (a: connect: refused); retrying. To delete without cleaning, remove the finalizer by hand"
         );
     }
 }

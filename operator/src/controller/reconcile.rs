@@ -14,7 +14,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
-use super::conditions::{self, Blocked, Facts, HostFailure, OffPreferred, reason};
+use super::conditions::{self, Blocked, Facts, OffPreferred, reason};
 use super::converge_task::{Live, Outcome, Running, Start};
 use super::dereference::{self, Resolved};
 use super::switchover::{self, Decision};
@@ -244,10 +244,7 @@ fn record_hosts(
             Some(e) => {
                 hs.reachable = !e.kind.is_connection();
                 hs.last_error = Some(e.to_string());
-                facts.host_errors.push(HostFailure {
-                    host: hs.host.clone(),
-                    error: e.to_string(),
-                });
+                facts.host_errors.push(e);
             }
             None => {
                 hs.last_error = None;
@@ -328,7 +325,14 @@ async fn switch(
             status.preferred_primary = Some(to.to_string());
         }
         Err(e) => {
-            publish(ctx, pgc, EventType::Warning, "SwitchoverFailed", &e).await;
+            publish(
+                ctx,
+                pgc,
+                EventType::Warning,
+                "SwitchoverFailed",
+                &e.to_string(),
+            )
+            .await;
             facts.switchover = Some(format!("switchover to {to} failed, will retry: {e}"));
         }
     }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::api::{Failback, MemberStatus, PostgresClusterSpec};
+use crate::engine::patroni_api::Member as _;
 use crate::engine::patroni_api::{ClusterMember, Patroni};
 use crate::render::member_name;
 
@@ -50,7 +51,7 @@ pub fn decide(
     let Some(c) = members.iter().find(|m| &m.host == target) else {
         return Decision::Wait(format!("{why}, but {target} is not a Patroni member yet"));
     };
-    if !(c.state == "streaming" || c.state == "running") {
+    if !c.is_healthy_replica() {
         return Decision::Wait(format!(
             "{why}, but {target} is {} (not streaming)",
             c.state
@@ -70,29 +71,53 @@ pub fn decide(
     }
 }
 
-/// Runs the switchover through the current leader and waits (up to 90 s) for the new leader.
-pub async fn perform(api: &dyn Patroni, from: &str, to: &str) -> Result<(), String> {
+/// Why a switchover did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchoverError {
+    /// The leader's Patroni refused or did not answer `POST /switchover`.
+    #[error("switchover to {to}: {source}")]
+    Request {
+        /// The candidate host.
+        to: String,
+        /// Patroni's answer.
+        source: crate::engine::patroni_api::ApiError,
+    },
+    /// Patroni accepted it, but the candidate was not the running leader in time.
+    #[error("switchover to {to}: {candidate} did not become leader within {} s", .waited.as_secs())]
+    NotLeader {
+        /// The candidate host.
+        to: String,
+        /// Its Patroni member name.
+        candidate: String,
+        /// How long it was waited for.
+        waited: Duration,
+    },
+}
+
+/// How long a switchover may take to show its new leader.
+const SWITCHOVER_LIMIT: Duration = Duration::from_secs(90);
+
+/// Runs the switchover through the current leader and waits for the new leader.
+pub async fn perform(api: &dyn Patroni, from: &str, to: &str) -> Result<(), SwitchoverError> {
     let (leader, candidate) = (member_name(from), member_name(to));
     api.switchover(from, &leader, &candidate)
         .await
-        .map_err(|e| e.to_string())?;
-    let candidate = &candidate;
-    crate::engine::poll(
-        Duration::from_secs(90),
-        Duration::from_secs(1),
-        || async move {
-            let view = api.cluster(to).await.map_err(|_| ())?;
-            let leads =
-                |m: &ClusterMember| m.name == *candidate && m.is_leader() && m.state == "running";
-            if view.members.iter().any(leads) {
-                Ok(())
-            } else {
-                Err(())
-            }
-        },
-    )
+        .map_err(|source| SwitchoverError::Request {
+            to: to.to_string(),
+            source,
+        })?;
+    let name = &candidate;
+    crate::engine::poll(SWITCHOVER_LIMIT, Duration::from_secs(1), || async move {
+        let view = api.cluster(to).await.map_err(|_| ())?;
+        let leads = |m: &ClusterMember| m.name == *name && m.is_running_leader();
+        view.members.iter().any(leads).then_some(()).ok_or(())
+    })
     .await
-    .map_err(|()| format!("switchover to {to}: {candidate} did not become leader within 90 s"))
+    .map_err(|()| SwitchoverError::NotLeader {
+        to: to.to_string(),
+        candidate,
+        waited: SWITCHOVER_LIMIT,
+    })
 }
 
 #[cfg(test)]
@@ -192,6 +217,11 @@ mod tests {
         let api = FakePatroni::new(view("a", &["b"]), serde_json::json!({}));
         api.fail_switchover("412 Precondition Failed: candidate name does not match");
         let e = perform(&api, "a", "b").await.unwrap_err();
+        assert!(
+            matches!(e, SwitchoverError::Request { ref to, .. } if to == "b"),
+            "{e:?}"
+        );
+        let e = e.to_string();
         assert!(
             e.contains("Patroni REST API on a") && e.contains("412"),
             "{e}"

@@ -75,6 +75,12 @@ impl Failure {
     }
 }
 
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 impl From<ExecError> for Failure {
     fn from(e: ExecError) -> Self {
         Failure::new(HostErrorKind::from(&e), e.to_string())

@@ -29,7 +29,7 @@ use crate::api::PostgresClusterSpec;
 use crate::exec::{Cmd, Executor};
 use crate::model::{ClusterSecrets, DesiredFile};
 use crate::render;
-use error::Failure;
+pub use error::Failure;
 pub use error::{HostError, HostErrorKind};
 use facts::HostFacts;
 use observe::Etcd;
@@ -155,33 +155,46 @@ impl<'a> Engine<'a> {
         if self.spec.paused {
             // Maintenance: no converge; only make sure Patroni is paused, then report.
             let res = self.timed("pause patroni", self.dynamic_config()).await;
-            return self.finish(started, res.err().into_iter().collect()).await;
+            return self.finish(started, res.err()).await;
         }
         let all = render::all_hosts(self.spec);
         self.phase("prepare hosts", &all, |h| self.prepare(h)).await;
+        self.etcd_members().await;
+        let quorum = self.timed("wait for etcd quorum", self.wait_etcd()).await;
+        if let Err(e) = quorum {
+            return self.finish(started, Some(e)).await;
+        }
+        self.patroni_members().await;
+        let lbs = self.spec.haproxy.hosts.clone();
+        self.phase("haproxy", &lbs, |h| self.haproxy(h)).await;
+        let dcs = self
+            .timed("patroni dynamic configuration", self.dynamic_config())
+            .await;
+        self.finish(started, dcs.err()).await
+    }
+
+    /// The etcd phase: one member at a time in a healthy cluster (quorum is never lost), all
+    /// together when bootstrapping or recovering (each member waits for the others).
+    async fn etcd_members(&self) {
         let etcd_hosts = self.spec.etcd.hosts.clone();
         let running = self.etcd.status(self.spec).await;
         if running.desired > 0 && running.healthy == running.desired {
-            // A running cluster: a changed member restarts alone and is healthy again before
-            // the next one is touched, so that quorum is never lost.
             let one_at_a_time = tokio::sync::Mutex::new(());
-            let (turn, engine) = (&one_at_a_time, &self);
+            let turn = &one_at_a_time;
             self.phase("etcd (one member at a time)", &etcd_hosts, |h| async move {
                 let _turn = turn.lock().await;
-                engine.etcd(h, true).await
+                self.etcd(h, true).await
             })
             .await;
         } else {
-            // Bootstrapping (or recovering): every member must start together.
             self.phase("etcd", &etcd_hosts, |h| self.etcd(h, false))
                 .await;
         }
-        let quorum = self.timed("wait for etcd quorum", self.wait_etcd()).await;
-        if let Err(e) = quorum {
-            return self.finish(started, vec![e]).await;
-        }
-        let primary = vec![self.spec.postgres.primary.clone()];
-        let replicas = self.spec.postgres.replicas.clone();
+    }
+
+    /// The Patroni phases: with a leader, every member together; otherwise the primary first
+    /// (it bootstraps), then the replicas.
+    async fn patroni_members(&self) {
         let members: Vec<String> = self.spec.postgres.hosts().cloned().collect();
         let bootstrapped = self
             .api
@@ -189,28 +202,22 @@ impl<'a> Engine<'a> {
             .await
             .is_ok_and(|v| v.leaders().len() == 1);
         if bootstrapped {
-            // A leader exists: the members converge together, no ordering needed.
             self.phase("patroni members", &members, |h| self.patroni(h, false))
                 .await;
-        } else {
-            self.phase("patroni primary", &primary, |h| self.patroni(h, true))
-                .await;
-            self.phase("patroni replicas", &replicas, |h| self.patroni(h, false))
-                .await;
+            return;
         }
-        let lbs = self.spec.haproxy.hosts.clone();
-        self.phase("haproxy", &lbs, |h| self.haproxy(h)).await;
-        let dcs = self
-            .timed("patroni dynamic configuration", self.dynamic_config())
+        let primary = vec![self.spec.postgres.primary.clone()];
+        let replicas = self.spec.postgres.replicas.clone();
+        self.phase("patroni primary", &primary, |h| self.patroni(h, true))
             .await;
-        let mut problems = Vec::new();
-        if let Err(e) = dcs {
-            problems.push(e);
-        }
-        self.finish(started, problems).await
+        self.phase("patroni replicas", &replicas, |h| self.patroni(h, false))
+            .await;
     }
 
-    async fn finish(self, started: Instant, mut problems: Vec<String>) -> Report {
+    /// Observes until healthy (or a limit), and reports: `failure` is what stopped the cluster
+    /// as a whole (etcd quorum, Patroni's dynamic configuration), if anything did.
+    async fn finish(self, started: Instant, failure: Option<Failure>) -> Report {
+        let mut problems: Vec<String> = failure.iter().map(Failure::to_string).collect();
         let t = Instant::now();
         self.progress.phase("observe");
         // Until healthy, or 90 s, or a host failed (waiting would not help): the last observation.

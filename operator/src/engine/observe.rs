@@ -1,12 +1,13 @@
 //! Observation: read the real state (etcd members and health, Patroni `/cluster`, HAProxy stats)
 //! into the status type, and judge whether the cluster is healthy. Cheap: no SSH, no file work.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
 use futures::future::BoxFuture;
 
-use super::patroni_api::{ClusterMember, ClusterView, Patroni};
+use super::patroni_api::{ClusterMember, ClusterView, Member as _, Patroni, State};
 use crate::api::{EtcdMemberStatus, EtcdStatus, HaproxyStatus, MemberStatus, PostgresClusterSpec};
 use crate::render::{host_port, member_name};
 
@@ -18,7 +19,7 @@ pub struct Observation {
     /// Patroni's cluster view, if any member answered.
     pub patroni: Option<ClusterView>,
     /// Per HAProxy host: routing, or the error reading its stats.
-    pub haproxy: Vec<Result<HaproxyStatus, String>>,
+    pub haproxy: Vec<Result<HaproxyStatus, StatsError>>,
     /// PostgreSQL hosts whose own Patroni reports a read-write primary (normally exactly one).
     pub primaries: Vec<Primary>,
 }
@@ -32,6 +33,16 @@ pub struct Primary {
     pub host: String,
     /// The timeline it writes on.
     pub timeline: Option<i64>,
+}
+
+/// HAProxy's statistics page could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("HAProxy stats on {host}: {source}")]
+pub struct StatsError {
+    /// The HAProxy host.
+    pub host: String,
+    /// The HTTP error.
+    pub source: Arc<reqwest::Error>,
 }
 
 /// The etcd client URL of `host`.
@@ -103,23 +114,28 @@ pub async fn etcd(spec: &PostgresClusterSpec) -> EtcdStatus {
 }
 
 /// Routing of one HAProxy host from its CSV statistics.
-pub async fn haproxy(spec: &PostgresClusterSpec, host: &str) -> Result<HaproxyStatus, String> {
+pub async fn haproxy(spec: &PostgresClusterSpec, host: &str) -> Result<HaproxyStatus, StatsError> {
     let url = format!(
         "http://{}/stats;csv",
         host_port(host, spec.haproxy.stats_port)
     );
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let text = client
-        .get(url)
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| e.to_string())?;
-    let text = text.text().await.map_err(|e| e.to_string())?;
+    let read = async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .no_proxy()
+            .build()?;
+        client
+            .get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await
+    };
+    let text = read.await.map_err(|e| StatsError {
+        host: host.to_string(),
+        source: Arc::new(e),
+    })?;
     Ok(parse_haproxy_csv(host, &text))
 }
 
@@ -226,12 +242,6 @@ pub fn members(spec: &PostgresClusterSpec, view: &ClusterView) -> Vec<MemberStat
     out
 }
 
-/// A replica is healthy when Patroni reports it streaming, or running with a known lag
-/// (Patroni 3.0 reports "running" for replicas that stream).
-pub fn replicating(state: &str, lag_known: bool) -> bool {
-    state == "streaming" || (state == "running" && lag_known)
-}
-
 /// What is wrong, by area; each line names the host and is something a person can act on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Verdict {
@@ -262,91 +272,109 @@ pub fn problems(spec: &PostgresClusterSpec, obs: &Observation) -> Vec<String> {
 
 /// Judges an observation against the spec.
 pub fn verdict(spec: &PostgresClusterSpec, obs: &Observation) -> Verdict {
-    let mut v = Verdict::default();
-    if obs.etcd.healthy < obs.etcd.desired {
-        let down: Vec<&str> = obs
-            .etcd
-            .members
-            .iter()
-            .filter(|m| !m.healthy)
-            .map(|m| m.name.as_str())
-            .collect();
-        v.etcd.push(format!(
-            "etcd: {}/{} members healthy (not answering: {})",
-            obs.etcd.healthy,
-            obs.etcd.desired,
-            down.join(", ")
-        ));
-    }
+    let mut v = Verdict {
+        etcd: etcd_problems(&obs.etcd),
+        ..Default::default()
+    };
     let Some(view) = &obs.patroni else {
         v.patroni
             .push("Patroni: no member's REST API answered".into());
         return v;
     };
-    let leaders = view.leaders();
-    if leaders.len() != 1 {
-        v.patroni.push(format!(
-            "Patroni: {} leaders (want exactly 1)",
-            leaders.len()
-        ));
-    }
     let ms = members(spec, view);
-    for host in spec.postgres.hosts() {
-        match ms.iter().find(|m| &m.host == host) {
-            None => v
-                .patroni
-                .push(format!("Patroni: member on {host} is not registered")),
-            Some(m) if m.is_leader() => {}
-            Some(m) if !replicating(&m.state, m.lag_bytes.is_some()) => v.patroni.push(format!(
-                "Patroni: replica on {host} is {} (not streaming)",
-                m.state
-            )),
-            _ => {}
-        }
-    }
-    let leader = leaders.first().map(|l| l.name.clone());
+    v.patroni = patroni_problems(spec, view, &ms);
+    let leader = view.leaders().first().map(|l| l.name.clone());
     let mut want_replicas: Vec<String> = ms
         .iter()
-        .filter(|m| !m.is_leader() && (m.state == "streaming" || m.state == "running"))
+        // What HAProxy's check (Patroni's `GET /replica`) accepts: PostgreSQL up, lag known or not.
+        .filter(|m| !m.is_leader() && m.state() != State::Other)
         .map(|m| m.name.clone())
         .collect();
     want_replicas.sort();
     for h in &obs.haproxy {
         match h {
-            Err(e) => v.routing.push(format!("HAProxy: stats unreadable: {e}")),
-            Ok(h) => {
-                if leader.as_ref().map(|l| vec![l.clone()]) != Some(h.primary_backends.clone()) {
-                    v.routing.push(format!(
-                        "HAProxy on {}: read-write port routes to [{}], want the leader",
-                        h.host,
-                        h.primary_backends.join(", ")
-                    ));
-                }
-                let mut got = h.replica_backends.clone();
-                got.sort();
-                if got != want_replicas {
-                    v.routing.push(format!(
-                        "HAProxy on {}: read-only port routes to [{}], want [{}]",
-                        h.host,
-                        got.join(", "),
-                        want_replicas.join(", ")
-                    ));
-                }
-            }
+            Err(e) => v.routing.push(format!("{e} (unreadable)")),
+            Ok(h) => v
+                .routing
+                .extend(routing_problems(h, leader.as_deref(), &want_replicas)),
         }
     }
     v
 }
 
+fn etcd_problems(etcd: &EtcdStatus) -> Vec<String> {
+    if etcd.healthy >= etcd.desired {
+        return vec![];
+    }
+    let down: Vec<&str> = etcd
+        .members
+        .iter()
+        .filter(|m| !m.healthy)
+        .map(|m| m.name.as_str())
+        .collect();
+    vec![format!(
+        "etcd: {}/{} members healthy (not answering: {})",
+        etcd.healthy,
+        etcd.desired,
+        down.join(", ")
+    )]
+}
+
+/// One leader, and every PostgreSQL host of the spec registered and, if not the leader, a
+/// healthy replica.
+fn patroni_problems(
+    spec: &PostgresClusterSpec,
+    view: &ClusterView,
+    ms: &[MemberStatus],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let leaders = view.leaders().len();
+    if leaders != 1 {
+        out.push(format!("Patroni: {leaders} leaders (want exactly 1)"));
+    }
+    for host in spec.postgres.hosts() {
+        match ms.iter().find(|m| &m.host == host) {
+            None => out.push(format!("Patroni: member on {host} is not registered")),
+            Some(m) if m.is_leader() || m.is_healthy_replica() => {}
+            Some(m) => out.push(format!(
+                "Patroni: replica on {host} is {} (not streaming)",
+                m.state
+            )),
+        }
+    }
+    out
+}
+
+/// HAProxy routes read-write to the leader only, and read-only to exactly `want_replicas`.
+fn routing_problems(
+    h: &HaproxyStatus,
+    leader: Option<&str>,
+    want_replicas: &[String],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if leader.map(|l| vec![l.to_string()]) != Some(h.primary_backends.clone()) {
+        out.push(format!(
+            "HAProxy on {}: read-write port routes to [{}], want the leader",
+            h.host,
+            h.primary_backends.join(", ")
+        ));
+    }
+    let mut got = h.replica_backends.clone();
+    got.sort();
+    if got != want_replicas {
+        out.push(format!(
+            "HAProxy on {}: read-only port routes to [{}], want [{}]",
+            h.host,
+            got.join(", "),
+            want_replicas.join(", ")
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn replicating_needs_streaming_or_a_known_lag() {
-        assert!(replicating("streaming", false) && replicating("running", true));
-        assert!(!replicating("running", false) && !replicating("stopped", true));
-    }
 
     #[test]
     fn haproxy_csv() {

@@ -63,27 +63,88 @@ impl Role {
     }
 }
 
-impl ClusterMember {
-    /// The member's role.
-    pub fn role(&self) -> Role {
-        Role::parse(&self.role)
-    }
+/// A member's state in Patroni's `GET /cluster` (and `status.members[].state`), for
+/// comparisons; the text itself is kept as Patroni wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// `running`: PostgreSQL runs (a leader; a replica on Patroni 3.0, whatever its WAL source).
+    Running,
+    /// `streaming`: a replica receiving WAL from its upstream (Patroni 3.1+).
+    Streaming,
+    /// Anything else: `starting`, `stopped`, `crashed`, `creating replica`, `in archive recovery`, ...
+    Other,
+}
 
-    /// True for the (primary's) leader; a standby cluster's `standby_leader` is not.
-    pub fn is_leader(&self) -> bool {
-        self.role() == Role::Leader
+impl State {
+    /// The state Patroni names `text`.
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "running" => Self::Running,
+            "streaming" => Self::Streaming,
+            _ => Self::Other,
+        }
     }
 }
 
-impl crate::api::MemberStatus {
-    /// The member's role.
-    pub fn role(&self) -> Role {
-        Role::parse(&self.role)
-    }
+/// What Patroni says of one member, whether read from `GET /cluster` or from status: the one
+/// place where "running leader" and "healthy replica" are decided.
+pub trait Member {
+    /// The role as Patroni wrote it.
+    fn role_text(&self) -> &str;
+    /// The state as Patroni wrote it.
+    fn state_text(&self) -> &str;
+    /// Whether Patroni reported a replication lag in bytes.
+    fn lag_known(&self) -> bool;
 
+    /// The member's role.
+    fn role(&self) -> Role {
+        Role::parse(self.role_text())
+    }
+    /// The member's state.
+    fn state(&self) -> State {
+        State::parse(self.state_text())
+    }
     /// True for the (primary's) leader; a standby cluster's `standby_leader` is not.
-    pub fn is_leader(&self) -> bool {
+    fn is_leader(&self) -> bool {
         self.role() == Role::Leader
+    }
+    /// The leader, with PostgreSQL running.
+    fn is_running_leader(&self) -> bool {
+        self.is_leader() && self.state() == State::Running
+    }
+    /// A replica that replicates: streaming, or running with a known lag (Patroni 3.0 reports
+    /// `running` for replicas that stream).
+    fn is_healthy_replica(&self) -> bool {
+        !self.is_leader()
+            && match self.state() {
+                State::Streaming => true,
+                State::Running => self.lag_known(),
+                State::Other => false,
+            }
+    }
+}
+
+impl Member for ClusterMember {
+    fn role_text(&self) -> &str {
+        &self.role
+    }
+    fn state_text(&self) -> &str {
+        &self.state
+    }
+    fn lag_known(&self) -> bool {
+        self.lag.as_ref().is_some_and(Value::is_number)
+    }
+}
+
+impl Member for crate::api::MemberStatus {
+    fn role_text(&self) -> &str {
+        &self.role
+    }
+    fn state_text(&self) -> &str {
+        &self.state
+    }
+    fn lag_known(&self) -> bool {
+        self.lag_bytes.is_some()
     }
 }
 
@@ -418,6 +479,42 @@ fn same_setting(a: &Value, b: &Value) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_healthy_replica_streams_or_runs_with_a_known_lag_in_status_and_in_the_view() {
+        let status = |role: &str, state: &str, lag: Option<i64>| crate::api::MemberStatus {
+            role: role.into(),
+            state: state.into(),
+            lag_bytes: lag,
+            ..Default::default()
+        };
+        let view = |role: &str, state: &str, lag: Value| ClusterMember {
+            name: "m".into(),
+            role: role.into(),
+            state: state.into(),
+            host: None,
+            timeline: None,
+            lag: Some(lag),
+            pending_restart: false,
+        };
+        for (role, state, known, healthy) in [
+            ("replica", "streaming", false, true),
+            ("sync_standby", "streaming", true, true),
+            ("replica", "running", true, true),
+            ("replica", "running", false, false),
+            ("replica", "stopped", true, false),
+            ("replica", "starting", true, false),
+            ("leader", "running", true, false),
+        ] {
+            let s = status(role, state, known.then_some(0));
+            let v = view(role, state, if known { json!(0) } else { json!("unknown") });
+            assert_eq!(s.is_healthy_replica(), healthy, "{role} {state} {known}");
+            assert_eq!(v.is_healthy_replica(), healthy, "{role} {state} {known}");
+        }
+        assert!(status("leader", "running", None).is_running_leader());
+        assert!(!status("leader", "starting", None).is_running_leader());
+        assert!(!status("standby_leader", "running", None).is_running_leader());
+    }
 
     #[test]
     fn patch_is_empty_when_equal_and_minimal_otherwise() {

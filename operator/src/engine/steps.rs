@@ -4,9 +4,8 @@
 use std::time::{Duration, Instant};
 
 use super::error::Failure;
-use super::{
-    Engine, HostError, HostErrorKind, facts, files, observe, packages, patroni_api, units,
-};
+use super::{Engine, HostError, HostErrorKind, facts, files, packages, patroni_api, units};
+use crate::engine::patroni_api::Member as _;
 use crate::exec::Cmd;
 use crate::model::DesiredFile;
 use crate::render::{self, InitialClusterState, Layout, member_name, roles};
@@ -114,17 +113,14 @@ impl Engine<'_> {
         .await?;
         if rolling && !written.is_empty() {
             self.step(host, "wait for etcd quorum", async {
-                self.wait_etcd()
-                    .await
-                    .map(|()| ((), false, vec![]))
-                    .map_err(|e| Failure::new(HostErrorKind::Etcd, e))
+                self.wait_etcd().await.map(|()| ((), false, vec![]))
             })
             .await?;
         }
         Ok(())
     }
 
-    pub(super) async fn wait_etcd(&self) -> Result<(), String> {
+    pub(super) async fn wait_etcd(&self) -> Result<(), Failure> {
         let limit = self.waits.etcd;
         super::poll(limit, self.waits.every, || async move {
             let st = self.etcd.status(self.spec).await;
@@ -136,13 +132,14 @@ impl Engine<'_> {
         })
         .await
         .map_err(|st| {
-            format!(
+            let msg = format!(
                 "etcd has no healthy quorum after {} s ({}/{} healthy): \
                  check `journalctl -u etcd` on the etcd hosts",
                 limit.as_secs(),
                 st.healthy,
                 st.desired
-            )
+            );
+            Failure::new(HostErrorKind::Etcd, msg)
         })
     }
 
@@ -176,11 +173,8 @@ impl Engine<'_> {
         let name = &member_name(host);
         let what = if bootstrap { "leader" } else { "streaming" };
         let done = |m: &patroni_api::ClusterMember| match bootstrap {
-            true => m.is_leader() && m.state == "running",
-            false => {
-                let has_lag = m.lag.as_ref().is_some_and(|l| l.is_number());
-                m.is_leader() || observe::replicating(&m.state, has_lag)
-            }
+            true => m.is_running_leader(),
+            false => m.is_leader() || m.is_healthy_replica(),
         };
         self.step(host, &format!("wait for patroni {what}"), async {
             let (limit, every) = (self.waits.patroni, self.waits.every);
@@ -233,22 +227,19 @@ impl Engine<'_> {
     }
 
     /// Parameters, timing and pause through `PATCH /config`, then restarts only where pending.
-    pub(super) async fn dynamic_config(&self) -> Result<(), String> {
+    pub(super) async fn dynamic_config(&self) -> Result<(), Failure> {
         let members: Vec<String> = self.spec.postgres.hosts().cloned().collect();
-        let view = self
-            .api
-            .cluster_any(&members)
-            .await
-            .map_err(|e| e.to_string())?;
+        let view = self.api.cluster_any(&members).await?;
         let Some(leader) = view
             .leaders()
             .first()
             .and_then(|l| members.iter().find(|h| member_name(h) == l.name))
             .cloned()
         else {
-            return Err("Patroni has no leader: dynamic configuration not applied".into());
+            let why = "Patroni has no leader: dynamic configuration not applied";
+            return Err(Failure::new(HostErrorKind::Patroni, why));
         };
-        let current = self.api.config(&leader).await.map_err(|e| e.to_string())?;
+        let current = self.api.config(&leader).await?;
         let mut desired = render::dcs_config(self.spec);
         // `pause` is only written when it must change, so an unpaused cluster has no diff.
         if self.spec.paused || current.get("pause") == Some(&serde_json::Value::Bool(true)) {
@@ -259,10 +250,7 @@ impl Engine<'_> {
         };
         let t = Instant::now();
         self.progress.step(&leader, "patroni dynamic configuration");
-        self.api
-            .patch_config(&leader, &patch)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.api.patch_config(&leader, &patch).await?;
         self.rec.step(
             &leader,
             "patroni dynamic configuration",
@@ -275,7 +263,7 @@ impl Engine<'_> {
             u64::from(self.spec.patroni.loop_wait) + 3,
         ))
         .await;
-        let view = self.api.cluster(&leader).await.map_err(|e| e.to_string())?;
+        let view = self.api.cluster(&leader).await?;
         let mut pending: Vec<(&String, bool)> = members
             .iter()
             .filter_map(|h| {
@@ -289,10 +277,7 @@ impl Engine<'_> {
         for (host, _) in pending {
             let t = Instant::now();
             self.progress.step(host, "restart for pending parameters");
-            self.api
-                .restart_pending(host)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.api.restart_pending(host).await?;
             self.rec
                 .step(host, "restart for pending parameters", true, t, vec![]);
         }
