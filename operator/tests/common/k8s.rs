@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The lab's env file; `e2e/lab k8s up` adds `LAB_KUBECONFIG="..."` to it.
@@ -118,6 +119,98 @@ impl Kube {
         self.kubectl(&["get", "-n", ns, resource, "-o", &expr])
             .expect_ok()
     }
+
+    /// What kstatus (`sigs.k8s.io/cli-utils/pkg/kstatus/status.Compute`, as Flux's health
+    /// checks use it) computes for one object: `kubectl get ARGS -o json` piped into the lab's
+    /// `kstatus` binary (`e2e/k8s/kstatus`). Returns `(status, message)`, the status being
+    /// one of InProgress, Current, Failed, Terminating, NotFound, Unknown. ARGS name exactly
+    /// one object, e.g. `&["-n", ns, "postgrescluster", "pg"]`. Panics when kubectl fails, when
+    /// the binary is missing (`e2e/lab-k8s build` makes it) or when it rejects the object.
+    pub fn kstatus(&self, args: &[&str]) -> (String, String) {
+        let mut get = vec!["get"];
+        get.extend_from_slice(args);
+        get.extend(["-o", "json"]);
+        let object = self.kubectl(&get).expect_ok();
+        let bin = kstatus_bin();
+        let mut child = Command::new(bin)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+        // kstatus reads all of stdin before it writes, so writing first cannot deadlock.
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(object.as_bytes())
+            .unwrap_or_else(|e| panic!("{}: writing stdin: {e}", bin.display()));
+        let out = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "`kubectl {} | kstatus` failed ({}): {}\nthe object:\n{object}",
+            get.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        let v: serde_json::Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("kstatus printed {stdout:?}, not JSON: {e}"));
+        match (v["status"].as_str(), v["message"].as_str()) {
+            (Some(status), Some(message)) if !status.is_empty() => {
+                (status.to_string(), message.to_string())
+            }
+            _ => panic!("kstatus printed {stdout:?}: no status/message strings"),
+        }
+    }
+}
+
+/// The kstatus binary `e2e/lab-k8s build` made, found once (see [`lab_binary`]).
+fn kstatus_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| lab_binary("kstatus"))
+}
+
+/// A binary `e2e/lab-k8s build` put in its cache (`helm`, `kstatus`, ...), found as
+/// `tests/helm_chart.rs` finds helm: the path `e2e/lab-k8s status` prints
+/// (`kstatus: built v0.37.2+src.... at /var/cache/pgmetal/k8s/v1.34.4/kstatus`), else the
+/// newest `$PGMETAL_K8S_CACHE/NAME` or `/var/cache/pgmetal/k8s/*/NAME`. Panics when there is
+/// none: a test that needs it must never pass without it.
+pub fn lab_binary(name: &str) -> PathBuf {
+    let status = Command::new(repo("e2e/lab-k8s"))
+        .arg("status")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    if let Ok(out) = status {
+        let prefix = format!("{name}: built ");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some(rest) = line.strip_prefix(&prefix)
+                && let Some((_, path)) = rest.rsplit_once(" at ")
+                && Path::new(path).is_file()
+            {
+                return PathBuf::from(path);
+            }
+        }
+    }
+    let mut candidates: Vec<PathBuf> = match std::env::var_os("PGMETAL_K8S_CACHE") {
+        Some(dir) => vec![PathBuf::from(dir).join(name)],
+        None => std::fs::read_dir("/var/cache/pgmetal/k8s")
+            .map(|rd| rd.flatten().map(|e| e.path().join(name)).collect())
+            .unwrap_or_default(),
+    };
+    candidates.retain(|p| p.is_file());
+    // The newest build when several Kubernetes versions are cached.
+    candidates.sort_by_key(|p| p.metadata().and_then(|m| m.modified()).ok());
+    candidates.pop().unwrap_or_else(|| {
+        panic!(
+            "no {name} in the lab's binary cache ($PGMETAL_K8S_CACHE/{name} or \
+             /var/cache/pgmetal/k8s/*/{name}, neither named by `e2e/lab-k8s status`): \
+             run `e2e/lab-k8s build`"
+        )
+    })
 }
 
 /// The lab API server's kubeconfig (`LAB_KUBECONFIG` in the lab env file); panics with the
