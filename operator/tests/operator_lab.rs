@@ -163,6 +163,10 @@ fn operator_runs_a_cluster_from_kubectl() {
     .expect_ok();
     let mut op = Operator::start(&kube, &ns, dir.path().join("operator.log"));
 
+    // 0. A cluster that cannot start: Stalled names why, kstatus (Flux) reads Failed, and the
+    //    error metric says which problem it was.
+    blocked_cluster_stalls_with_distinct_reasons(&lab, &kube, &ns);
+
     // 1. kubectl apply → Ready.
     let t = Instant::now();
     kube.run(&["-n", &ns, "apply", "-f", "-"], Some(&manifest(&lab, &h1)))
@@ -192,21 +196,39 @@ fn operator_runs_a_cluster_from_kubectl() {
             r#".status.conditions[?(@.type=="Progressing")].message"#
         )
     );
-    let ready = kube.kubectl(&[
-        "-n",
-        &ns,
-        "wait",
-        "--for=condition=Ready",
-        "pgc/lab",
-        "--timeout=600s",
-    ]);
-    assert!(
-        ready.ok,
-        "not Ready: {}\n{}\noperator log tail:\n{}",
-        ready.stderr,
-        kube.kubectl(&["-n", &ns, "describe", "pgc/lab"]).stdout,
-        tail(&op.log())
-    );
+    // Until Ready, kstatus (what Flux's health checks compute) reads InProgress; then Current.
+    let mut until_ready = Vec::new();
+    let t_ready = Instant::now();
+    loop {
+        let obj = kube
+            .kubectl(&["-n", &ns, "get", "pgc/lab", "-o", "json"])
+            .expect_ok();
+        let (ks, msg) = k8s::kstatus_of(&obj);
+        let v: serde_json::Value = serde_json::from_str(&obj).unwrap();
+        let conds = v["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let ready = conds
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        if ready {
+            assert_eq!(ks, "Current", "kstatus once Ready: {msg}");
+            break;
+        }
+        assert_eq!(ks, "InProgress", "kstatus before Ready: {msg}\n{obj}");
+        if until_ready.last() != Some(&msg) {
+            until_ready.push(msg);
+        }
+        assert!(
+            t_ready.elapsed() < Duration::from_secs(600),
+            "not Ready: {}\noperator log tail:\n{}",
+            kube.kubectl(&["-n", &ns, "describe", "pgc/lab"]).stdout,
+            tail(&op.log())
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    eprintln!("kstatus InProgress messages until Ready: {until_ready:#?}");
     eprintln!(
         "TIMING kubectl apply -> Ready: {:.1}s",
         t.elapsed().as_secs_f64()
@@ -490,6 +512,80 @@ fn operator_runs_a_cluster_from_kubectl() {
     );
     eprintln!("operator RSS at the end: {} KiB", op.rss_kib());
     let _ = kube.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// A second cluster, `blocked`: first its SSH Secret is missing, then its spec names a Patroni
+/// release pgmetal refuses (the API server accepts it; pgmetal's own validation does not).
+/// Each time Stalled=True names the reason, kstatus reads Failed, and
+/// `pgmetal_reconcile_errors_total` counts it under its own reason. Then it is deleted: with
+/// no SSH key the finalizer lets go with a Warning.
+fn blocked_cluster_stalls_with_distinct_reasons(lab: &Lab, kube: &Kube, ns: &str) {
+    let base = manifest(lab, &lab.hosts[0])
+        .replace("name: lab}", "name: blocked}")
+        .replace("name: lab-ssh,", "name: nosuch-ssh,");
+    let invalid = base.replace(
+        "patroni: {indexUrl:",
+        r#"patroni: {version: "3.0.2", indexUrl:"#,
+    );
+    for (manifest, reason) in [(&base, "SecretMissing"), (&invalid, "InvalidSpec")] {
+        kube.run(&["-n", ns, "apply", "-f", "-"], Some(manifest))
+            .expect_ok();
+        let stalled = |field: &str| {
+            let path = format!(r#"{{.status.conditions[?(@.type=="Stalled")].{field}}}"#);
+            kube.kubectl(&[
+                "-n",
+                ns,
+                "get",
+                "pgc/blocked",
+                "-o",
+                &format!("jsonpath={path}"),
+            ])
+            .expect_ok()
+        };
+        let t = wait_until(
+            &format!("Stalled=True {reason}"),
+            Duration::from_secs(30),
+            || stalled("status") == "True" && stalled("reason") == reason,
+        );
+        let (ks, msg) = kube.kstatus(&["-n", ns, "pgc/blocked"]);
+        eprintln!("TIMING Stalled={reason} {t:.1}s after apply; kstatus {ks}: {msg}");
+        assert_eq!(ks, "Failed", "{msg}");
+        assert!(msg.contains(&stalled("message")), "kstatus says why: {msg}");
+    }
+    let metrics = Command::new("curl")
+        .args(["-s", "--max-time", "5", "http://127.0.0.1:18080/metrics"])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let reasons: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("pgmetal_reconcile_errors_total{") && l.contains("cluster=\"blocked\"")
+        })
+        .filter_map(|l| l.split("reason=\"").nth(1)?.split('"').next())
+        .collect();
+    assert!(
+        reasons.contains("SecretMissing") && reasons.contains("InvalidSpec"),
+        "distinct error reasons in the metric: {reasons:?}\n{metrics}"
+    );
+    let t = Instant::now();
+    kube.kubectl(&["-n", ns, "delete", "pgc/blocked", "--timeout=60s"])
+        .expect_ok();
+    eprintln!(
+        "TIMING delete of the blocked cluster: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let events = kube
+        .kubectl(&[
+            "-n",
+            ns,
+            "get",
+            "events",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ])
+        .expect_ok();
+    assert!(events.contains("CleanupSkipped"), "{events}");
 }
 
 fn tail(s: &str) -> String {

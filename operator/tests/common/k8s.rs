@@ -131,39 +131,44 @@ impl Kube {
         get.extend_from_slice(args);
         get.extend(["-o", "json"]);
         let object = self.kubectl(&get).expect_ok();
-        let bin = kstatus_bin();
-        let mut child = Command::new(bin)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-        // kstatus reads all of stdin before it writes, so writing first cannot deadlock.
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(object.as_bytes())
-            .unwrap_or_else(|e| panic!("{}: writing stdin: {e}", bin.display()));
-        let out = child
-            .wait_with_output()
-            .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "`kubectl {} | kstatus` failed ({}): {}\nthe object:\n{object}",
-            get.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        let v: serde_json::Value = serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("kstatus printed {stdout:?}, not JSON: {e}"));
-        match (v["status"].as_str(), v["message"].as_str()) {
-            (Some(status), Some(message)) if !status.is_empty() => {
-                (status.to_string(), message.to_string())
-            }
-            _ => panic!("kstatus printed {stdout:?}: no status/message strings"),
+        kstatus_of(&object)
+    }
+}
+
+/// What kstatus computes for `object` (JSON, as `kubectl get -o json` prints it); see
+/// [`Kube::kstatus`].
+pub fn kstatus_of(object: &str) -> (String, String) {
+    let bin = kstatus_bin();
+    let mut child = Command::new(bin)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+    // kstatus reads all of stdin before it writes, so writing first cannot deadlock.
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(object.as_bytes())
+        .unwrap_or_else(|e| panic!("{}: writing stdin: {e}", bin.display()));
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "kstatus failed ({}): {}\nthe object:\n{object}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("kstatus printed {stdout:?}, not JSON: {e}"));
+    match (v["status"].as_str(), v["message"].as_str()) {
+        (Some(status), Some(message)) if !status.is_empty() => {
+            (status.to_string(), message.to_string())
         }
+        _ => panic!("kstatus printed {stdout:?}: no status/message strings"),
     }
 }
 
