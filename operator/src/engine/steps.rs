@@ -78,6 +78,32 @@ impl Engine<'_> {
         .await
     }
 
+    /// A service on `host`: its data directory, its files, its unit enabled and running
+    /// (restarted or reloaded when a file changed). True when a file changed.
+    async fn deploy(
+        &self,
+        host: &str,
+        ex: &dyn crate::exec::Executor,
+        files: &[crate::model::DesiredFile],
+        service: Service<'_>,
+    ) -> Result<bool, HostError> {
+        self.ensure_dir(host, ex, service.data_dir, service.owner)
+            .await?;
+        let written = self.write(host, ex, files).await?;
+        let changed = !written.is_empty();
+        units::ensure(
+            self,
+            host,
+            ex,
+            service.unit,
+            changed,
+            service.on_change,
+            service.no_block,
+        )
+        .await?;
+        Ok(changed)
+    }
+
     /// etcd on `host`. `rolling`: the cluster is running, so a changed member restarts and
     /// waits until every member is healthy again (the caller runs one member at a time).
     pub(super) async fn etcd(&self, host: &str, rolling: bool) -> Result<(), HostError> {
@@ -96,22 +122,17 @@ impl Engine<'_> {
                 ..Default::default()
             },
         ));
-        self.ensure_dir(host, &*ex, &self.spec.etcd.data_dir, &layout.etcd_user)
-            .await?;
-        let written = self.write(host, &*ex, &want).await?;
         // Bootstrapping, all members must start together (each waits for quorum): never block
         // on the start. Rolling, the restart returns once the member has rejoined.
-        units::ensure(
-            self,
-            host,
-            &*ex,
-            &layout.etcd_unit,
-            !written.is_empty(),
-            units::OnChange::Restart,
-            !rolling,
-        )
-        .await?;
-        if rolling && !written.is_empty() {
+        let service = Service {
+            data_dir: &self.spec.etcd.data_dir,
+            owner: &layout.etcd_user,
+            unit: &layout.etcd_unit,
+            on_change: units::OnChange::Restart,
+            no_block: !rolling,
+        };
+        let changed = self.deploy(host, &*ex, &want, service).await?;
+        if rolling && changed {
             self.step(host, "wait for etcd quorum", async {
                 self.wait_etcd().await.map(|()| ((), false, vec![]))
             })
@@ -157,19 +178,14 @@ impl Engine<'_> {
             os,
             render::Roles { etcd: false, ..r },
         ));
-        self.ensure_dir(host, &*ex, &layout.data_dir, &layout.postgres_user)
-            .await?;
-        let written = self.write(host, &*ex, &want).await?;
-        units::ensure(
-            self,
-            host,
-            &*ex,
-            &layout.patroni_unit,
-            !written.is_empty(),
-            units::OnChange::Reload,
-            false,
-        )
-        .await?;
+        let service = Service {
+            data_dir: &layout.data_dir,
+            owner: &layout.postgres_user,
+            unit: &layout.patroni_unit,
+            on_change: units::OnChange::Reload,
+            no_block: false,
+        };
+        self.deploy(host, &*ex, &want, service).await?;
         let name = &member_name(host);
         let what = if bootstrap { "leader" } else { "streaming" };
         let done = |m: &patroni_api::ClusterMember| match bootstrap {
@@ -283,4 +299,18 @@ impl Engine<'_> {
         }
         Ok(())
     }
+}
+
+/// What [`Engine::deploy`] needs to know of a service besides its files.
+struct Service<'s> {
+    /// Its data directory, created 0700 if missing (never emptied).
+    data_dir: &'s str,
+    /// The user owning the data directory.
+    owner: &'s str,
+    /// Its systemd unit.
+    unit: &'s str,
+    /// What a changed file means for the running unit.
+    on_change: units::OnChange,
+    /// Start without waiting for the unit to be up.
+    no_block: bool,
 }
