@@ -117,6 +117,8 @@ pub mod reason {
     pub const CONVERGING: &str = "Converging";
     /// Progressing=False.
     pub const CONVERGED: &str = "Converged";
+    /// Degraded=True for a converge that failed as a whole (etcd quorum, dynamic configuration).
+    pub const CONVERGE_FAILED: &str = "ConvergeFailed";
     /// Degraded=True for a host that failed or is unreachable.
     pub const HOST_FAILED: &str = "HostFailed";
     /// Degraded=True for a primary other than the preferred one.
@@ -168,8 +170,10 @@ pub struct Facts {
     pub paused: bool,
     /// A problem that stops all work.
     pub blocked: Option<Blocked>,
-    /// Hosts that could not be reached or failed a step.
+    /// Hosts the last converge could not reach or finish.
     pub host_errors: Vec<HostError>,
+    /// What failed the last converge as a whole (etcd quorum, dynamic configuration).
+    pub converge_failure: Option<crate::engine::Failure>,
     /// The observation's verdict (None when nothing could be observed).
     pub verdict: Option<Verdict>,
     /// Changes made by the converge this reconcile picked up; > 0 means Progressing.
@@ -194,6 +198,7 @@ impl Facts {
     pub fn healthy(&self) -> bool {
         self.verdict.as_ref().is_some_and(|v| v.all().is_empty())
             && self.host_errors.is_empty()
+            && self.converge_failure.is_none()
             && self.split_brain.is_none()
     }
 }
@@ -378,6 +383,12 @@ fn problems(f: &Facts) -> Vec<Problem> {
         out.push(Problem {
             reason: sb.reason(),
             message: sb.message(),
+        });
+    }
+    if let Some(e) = &f.converge_failure {
+        out.push(Problem {
+            reason: reason::CONVERGE_FAILED,
+            message: format!("the last converge failed: {e}"),
         });
     }
     for e in &f.host_errors {

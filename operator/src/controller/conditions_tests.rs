@@ -299,3 +299,27 @@ fn reconciling_until_a_generation_is_first_ready_then_degraded_is_not_reconcilin
         assert!(!settled(&cs, Some(5)));
     }
 }
+
+#[test]
+fn a_converge_that_failed_as_a_whole_is_degraded_and_not_ready() {
+    let failure = crate::engine::Failure::new(
+        crate::engine::HostErrorKind::Etcd,
+        "etcd has no healthy quorum after 120 s (1/3 healthy)",
+    );
+    let f = Facts {
+        verdict: Some(Verdict::default()),
+        haproxy_hosts: 1,
+        converge_failure: Some(failure),
+        settled: true,
+        ..Default::default()
+    };
+    assert!(!f.healthy());
+    let cs = compute(&f, Some(2));
+    let d = get(&cs, "Degraded");
+    assert_eq!(
+        (d.status.as_str(), d.reason.as_str()),
+        ("True", "ConvergeFailed")
+    );
+    assert!(d.message.contains("1/3 healthy"), "{}", d.message);
+    assert_eq!(get(&cs, "Ready").status, "False");
+}

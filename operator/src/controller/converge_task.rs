@@ -19,9 +19,7 @@ pub struct Outcome {
     pub hosts: Vec<HostStatus>,
     /// Changes the converge made.
     pub changed: usize,
-    /// Hosts that could not be reached or failed a step.
-    pub host_errors: Vec<crate::engine::HostError>,
-    /// The memo to remember (inputs converged, backoff).
+    /// The memo to remember (inputs converged, backoff, the hosts that failed).
     pub memo: Memo,
 }
 
@@ -48,10 +46,15 @@ impl Start {
         Outcome {
             hosts: self.hosts,
             changed: 0,
-            host_errors: Vec::new(),
-            memo: Memo::after(self.inputs, false, self.failures),
+            memo: Memo::after(self.inputs, self.failures, vec![], Some(lost())),
         }
     }
+}
+
+/// Why a converge that ended without a report failed.
+fn lost() -> crate::engine::Failure {
+    let why = "the converge ended without a report (it panicked); retrying";
+    crate::engine::Failure::new(crate::engine::HostErrorKind::Other, why)
 }
 
 /// The phase and the latest host step of a running converge, as its engine reports them.

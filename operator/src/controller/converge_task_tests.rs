@@ -25,8 +25,7 @@ fn outcome(start: Start, changed: usize) -> Outcome {
     Outcome {
         hosts: start.hosts,
         changed,
-        host_errors: Vec::new(),
-        memo: Memo::after(start.inputs, true, start.failures),
+        memo: Memo::after(start.inputs, start.failures, vec![], None),
     }
 }
 
@@ -40,19 +39,46 @@ async fn wait_finished(c: &Converges) -> Outcome {
     panic!("the converge did not finish");
 }
 
+fn failed() -> crate::engine::Failure {
+    let why = "etcd has no healthy quorum";
+    crate::engine::Failure::new(crate::engine::HostErrorKind::Etcd, why)
+}
+
 #[test]
 fn a_converge_is_due_first_on_change_after_backoff_and_against_drift() {
     assert!(due(None, "a"));
-    let fresh = Memo::after("a".into(), true, 0);
+    let fresh = Memo::after("a".into(), 0, vec![], None);
     assert!(!due(Some(&fresh), "a"));
     assert!(due(Some(&fresh), "b"));
-    let failed = Memo {
+    let over = Memo {
         retry_at: Some(Instant::now()),
-        ..Memo::after("a".into(), false, 0)
+        ..Memo::after("a".into(), 0, vec![], Some(failed()))
     };
-    assert!(due(Some(&failed), "a"));
-    let backing_off = Memo::after("a".into(), false, 0);
+    assert!(due(Some(&over), "a"));
+    let backing_off = Memo::after("a".into(), 0, vec![], Some(failed()));
     assert!(!due(Some(&backing_off), "a"));
+}
+
+#[test]
+fn a_converge_that_failed_as_a_whole_backs_off_15_s_then_doubles_up_to_5_minutes() {
+    let mut failures = 0;
+    let mut waits = Vec::new();
+    for _ in 0..7 {
+        let m = Memo::after("a".into(), failures, vec![], Some(failed()));
+        let wait = m
+            .retry_at
+            .expect("a failed converge is retried")
+            .duration_since(m.converged_at);
+        waits.push(wait.as_secs_f64().round() as u64);
+        failures = m.failures;
+    }
+    assert_eq!(waits, [15, 30, 60, 120, 240, 300, 300]);
+    let ok = Memo::after("a".into(), failures, vec![], None);
+    assert_eq!(
+        (ok.failures, ok.retry_at),
+        (0, None),
+        "success resets the backoff"
+    );
 }
 
 #[tokio::test]

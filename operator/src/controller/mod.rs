@@ -84,21 +84,35 @@ pub struct Memo {
     pub retry_at: Option<Instant>,
     /// Consecutive failed converges.
     pub failures: u32,
+    /// The hosts the last converge could not reach or finish (Degraded until the next one).
+    pub host_errors: Vec<crate::engine::HostError>,
+    /// What failed the last converge as a whole (etcd quorum, Patroni's dynamic configuration,
+    /// publishing haproxy.cfg), if anything did.
+    pub failure: Option<crate::engine::Failure>,
 }
 
 impl Memo {
-    /// The memo after a converge; failures back off 15 s, 30 s, ... up to 5 minutes.
-    pub fn after(inputs: String, ok: bool, failures: u32) -> Self {
+    /// The memo after a converge that left `host_errors` and `failure`: any of them makes it a
+    /// failed converge, retried with backoff 15 s, 30 s, ... up to 5 minutes.
+    pub fn after(
+        inputs: String,
+        failures: u32,
+        host_errors: Vec<crate::engine::HostError>,
+        failure: Option<crate::engine::Failure>,
+    ) -> Self {
+        let ok = host_errors.is_empty() && failure.is_none();
         let failures = if ok { 0 } else { failures + 1 };
         let retry_at = (!ok).then(|| {
             Instant::now()
-                + Duration::from_secs((15u64 << failures.min(5).saturating_sub(1)).min(300))
+                + Duration::from_secs((15u64 << failures.saturating_sub(1).min(5)).min(300))
         });
         Memo {
             inputs,
             converged_at: Instant::now(),
             retry_at,
             failures,
+            host_errors,
+            failure,
         }
     }
 }

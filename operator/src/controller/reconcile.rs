@@ -60,6 +60,11 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
     if let Some(done) = &finished {
         pick_up(&ctx, &key, done, &mut status, &mut facts);
     }
+    if let Some(m) = ctx.memo(&key) {
+        // What the last converge left stays Degraded until the next one.
+        facts.host_errors = m.host_errors;
+        facts.converge_failure = m.failure;
+    }
     start_if_due(&ctx, &pgc, resolved, &key, &status.hosts);
     let running = ctx.converges.running(&key);
     facts.converging = announced(running.as_ref());
@@ -114,7 +119,7 @@ pub fn due(memo: Option<&Memo>, inputs: &str) -> bool {
     })
 }
 
-/// Takes a finished converge into this reconcile: its memo, its hosts, its changes and errors.
+/// Takes a finished converge into this reconcile: its memo (with its errors), hosts and changes.
 fn pick_up(
     ctx: &Context,
     key: &str,
@@ -125,7 +130,6 @@ fn pick_up(
     ctx.remember(key, done.memo.clone());
     status.hosts = done.hosts.clone();
     facts.changed = done.changed;
-    facts.host_errors = done.host_errors.clone();
 }
 
 /// Starts a converge task when one is due (always when paused: it keeps Patroni in
@@ -203,8 +207,7 @@ async fn converge(
         }
     }
     tracing::info!(cluster = %key(&pgc), changed = report.changed, healthy = report.healthy, duration_ms = report.duration_ms, problems = ?report.problems, "converged");
-    let mut facts = Facts::default();
-    record_hosts(&report, start.paused, &mut hosts, &mut facts);
+    let host_errors = record_hosts(&report, start.paused, &mut hosts);
     let mut published = Ok(());
     if spec.haproxy.hosts.is_empty() {
         published = publish_haproxy_cfg(&ctx, &pgc).await;
@@ -218,22 +221,25 @@ async fn converge(
         let note = format!("{} changes applied to the hosts", report.changed);
         publish(&ctx, &pgc, EventType::Normal, "Converged", &note).await;
     }
-    let ok = facts.host_errors.is_empty() && published.is_ok();
+    let failure = report.failure.clone().or(published.err().map(|e| {
+        let kind = crate::engine::HostErrorKind::Kubernetes;
+        crate::engine::Failure::new(kind, format!("publishing haproxy.cfg: {e}"))
+    }));
     Outcome {
         hosts,
         changed: report.changed,
-        host_errors: facts.host_errors,
-        memo: Memo::after(start.inputs, ok, start.failures),
+        memo: Memo::after(start.inputs, start.failures, host_errors, failure),
     }
 }
 
-/// Each host's config hash, error and last converge, from a converge's report.
+/// Each host's config hash, error and last converge, from a converge's report; returns the
+/// hosts' errors.
 fn record_hosts(
     report: &engine::report::Report,
     paused: bool,
     hosts: &mut [HostStatus],
-    facts: &mut Facts,
-) {
+) -> Vec<engine::HostError> {
+    let mut errors = Vec::new();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     for hs in hosts.iter_mut() {
         let h = report.hosts.get(&hs.host);
@@ -244,7 +250,7 @@ fn record_hosts(
             Some(e) => {
                 hs.reachable = !e.kind.is_connection();
                 hs.last_error = Some(e.to_string());
-                facts.host_errors.push(e);
+                errors.push(e);
             }
             None => {
                 hs.last_error = None;
@@ -254,6 +260,7 @@ fn record_hosts(
             }
         }
     }
+    errors
 }
 
 /// Observes the cluster, switches over or fails back when due and no converge runs (observing

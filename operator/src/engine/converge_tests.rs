@@ -103,6 +103,8 @@ async fn etcd_down_stops_after_the_etcd_phase() {
     );
     let r = converge(&spec, &hosts, &api, &etcd).await;
     assert!(!r.healthy);
+    let failure = r.failure.as_ref().expect("the converge failed as a whole");
+    assert_eq!(failure.kind, crate::engine::HostErrorKind::Etcd);
     assert!(
         r.problems[0].contains("etcd has no healthy quorum"),
         "{:?}",
@@ -187,4 +189,21 @@ async fn a_failover_during_converge_is_observed() {
     assert!(r.healthy, "{:?}", r.problems);
     assert_eq!(r.status.primary.as_deref(), Some("c"));
     assert!(hosts.values().all(touched_patroni));
+}
+
+#[tokio::test]
+async fn a_cluster_wide_failure_fails_the_converge_even_when_every_host_did_its_steps() {
+    let mut spec = spec();
+    spec.paused = true;
+    let (hosts, api, etcd) = (
+        hosts(),
+        patroni(&spec, "a", &["b", "c"]),
+        FakeEtcd::new(true),
+    );
+    api.down("a").down("b").down("c");
+    let r = converge(&spec, &hosts, &api, &etcd).await;
+    assert!(r.hosts.values().all(|h| h.error.is_none()));
+    let failure = r.failure.as_ref().expect("pausing Patroni failed");
+    assert_eq!(failure.kind, crate::engine::HostErrorKind::Patroni);
+    assert_eq!(r.problems[0], failure.to_string());
 }

@@ -242,6 +242,7 @@ impl<'a> Engine<'a> {
         report.status = crate::status::from_observation(self.spec, &obs);
         report.healthy = problems.is_empty();
         report.problems = problems;
+        report.failure = failure;
         report.duration_ms = started.elapsed().as_millis() as u64;
         report
     }

@@ -65,6 +65,10 @@ pub struct Report {
     pub healthy: bool,
     /// What is wrong, one line each, when not healthy.
     pub problems: Vec<String>,
+    /// What stopped the cluster as a whole (etcd quorum, Patroni's dynamic configuration):
+    /// the converge failed even if every host did its steps. Also the first line of `problems`.
+    #[serde(skip)]
+    pub failure: Option<super::Failure>,
     /// Per host.
     pub hosts: BTreeMap<String, HostReport>,
     /// Per phase, in order.
