@@ -207,3 +207,31 @@ async fn a_cluster_wide_failure_fails_the_converge_even_when_every_host_did_its_
     assert_eq!(failure.kind, crate::engine::HostErrorKind::Patroni);
     assert_eq!(r.problems[0], failure.to_string());
 }
+
+#[tokio::test]
+async fn a_haproxy_cfg_that_haproxy_refuses_never_replaces_the_live_one() {
+    let mut spec = spec();
+    spec.haproxy.hosts = vec!["d".into()];
+    let mut hosts = hosts();
+    let lb = FakeExecutor::new("d");
+    lb.on_contains("/etc/os-release", 0, DEBIAN);
+    lb.on_contains_reply(
+        "haproxy -c",
+        exit(1, "", "[ALERT] config : parsing [haproxy.cfg:40]: unknown keyword"),
+    );
+    hosts.insert("d".into(), lb.clone());
+    let (api, etcd) = (patroni(&spec, "a", &["b", "c"]), FakeEtcd::new(true));
+    let r = converge(&spec, &hosts, &api, &etcd).await;
+    let err = r.hosts["d"].error.as_ref().expect("d failed");
+    assert!(err.to_string().contains("unknown keyword"), "{err}");
+    let live = "/etc/haproxy/haproxy.cfg";
+    assert!(
+        !lb.uploads().iter().any(|u| u.path == live),
+        "the live file was replaced"
+    );
+    assert!(
+        !lb.commands().iter().any(|c| c.contains("reload haproxy")),
+        "{:?}",
+        lb.commands()
+    );
+}

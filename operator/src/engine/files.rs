@@ -13,33 +13,71 @@ pub async fn sync(exec: &dyn Executor, files: &[DesiredFile]) -> Result<Vec<Stri
     }
     let current = remote_state(exec, files.iter().map(|f| f.path.as_str())).await?;
     let mut written = Vec::new();
-    for f in files {
-        let want = (
-            f.sha256(),
-            format!("{:o}", f.mode),
-            f.owner.clone(),
-            f.group.clone(),
-        );
-        if current.get(&f.path) == Some(&want) {
-            continue;
-        }
-        if let Some(dir) = f
-            .path
-            .rsplit_once('/')
-            .map(|(d, _)| d)
-            .filter(|d| !d.is_empty())
-        {
-            exec.run_ok(
-                &Cmd::new("mkdir").args(["-p", "--", dir]),
-                "create directory",
-            )
-            .await?;
-        }
+    for f in files.iter().filter(|f| differs(&current, f)) {
+        make_parent(exec, &f.path).await?;
         exec.upload(&f.path, &f.content, f.mode, &f.owner, &f.group)
             .await?;
         written.push(f.path.clone());
     }
     Ok(written)
+}
+
+/// Like [`sync`] for one file that `check` must accept before it replaces the live one: the
+/// new content goes to a candidate next to it, `check(candidate path)` runs, and only then is
+/// the candidate renamed over the live file. A refused candidate is removed and the live file
+/// stays as it was (so the next converge tries, and reports, again). True when written.
+pub async fn sync_checked(
+    exec: &dyn Executor,
+    f: &DesiredFile,
+    check: impl Fn(&str) -> Cmd,
+) -> Result<bool, ExecError> {
+    let current = remote_state(exec, std::iter::once(f.path.as_str())).await?;
+    if !differs(&current, f) {
+        return Ok(false);
+    }
+    make_parent(exec, &f.path).await?;
+    let candidate = candidate_path(&f.path);
+    exec.upload(&candidate, &f.content, f.mode, &f.owner, &f.group)
+        .await?;
+    if let Err(e) = exec.run_ok(&check(&candidate), "check the new file").await {
+        let rm = Cmd::new("rm").args(["-f", "--", &candidate]);
+        let _ = exec.run(&rm).await;
+        return Err(e);
+    }
+    let mv = Cmd::new("mv").args(["-f", "--", &candidate, &f.path]);
+    exec.run_ok(&mv, "install the checked file").await?;
+    Ok(true)
+}
+
+/// The candidate of `path`, in the same directory (so that the rename is atomic).
+fn candidate_path(path: &str) -> String {
+    match path.rsplit_once('/') {
+        Some((dir, name)) => format!("{dir}/.{name}.pgmetal-new"),
+        None => format!(".{path}.pgmetal-new"),
+    }
+}
+
+fn differs(current: &BTreeMap<String, (String, String, String, String)>, f: &DesiredFile) -> bool {
+    let want = (
+        f.sha256(),
+        format!("{:o}", f.mode),
+        f.owner.clone(),
+        f.group.clone(),
+    );
+    current.get(&f.path) != Some(&want)
+}
+
+async fn make_parent(exec: &dyn Executor, path: &str) -> Result<(), ExecError> {
+    let Some(dir) = path
+        .rsplit_once('/')
+        .map(|(d, _)| d)
+        .filter(|d| !d.is_empty())
+    else {
+        return Ok(());
+    };
+    let mkdir = Cmd::new("mkdir").args(["-p", "--", dir]);
+    exec.run_ok(&mkdir, "create directory").await?;
+    Ok(())
 }
 
 /// `path -> (sha256, octal mode, owner, group)` for the paths that exist on the host.
@@ -103,5 +141,55 @@ mod tests {
             &format!("{} 644 postgres postgres /etc/a.conf\n", f.sha256()),
         );
         assert_eq!(sync(&fake, &[f]).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_checked_file_replaces_the_live_one_only_when_its_check_passes() {
+        let cfg = file("/etc/haproxy/haproxy.cfg", "bad");
+        let check = |p: &str| Cmd::new("haproxy").args(["-c", "-q", "-f", p]);
+        let fake = FakeExecutor::new("lb");
+        fake.on_contains(
+            "haproxy -c",
+            1,
+            "[ALERT] parsing [haproxy.cfg:3]: unknown keyword",
+        );
+        let e = sync_checked(&fake, &cfg, check).await.unwrap_err();
+        assert!(e.to_string().contains("unknown keyword"), "{e}");
+        let uploads: Vec<String> = fake.uploads().into_iter().map(|u| u.path).collect();
+        assert_eq!(
+            uploads,
+            ["/etc/haproxy/.haproxy.cfg.pgmetal-new"],
+            "never the live file"
+        );
+        let cmds = fake.commands();
+        assert!(
+            cmds.iter()
+                .any(|c| c.contains("rm -f -- /etc/haproxy/.haproxy.cfg.pgmetal-new")),
+            "{cmds:?}"
+        );
+        assert!(!cmds.iter().any(|c| c.starts_with("mv")), "{cmds:?}");
+
+        let good = FakeExecutor::new("lb");
+        assert!(sync_checked(&good, &cfg, check).await.unwrap());
+        let cmds = good.commands();
+        let checked = cmds
+            .iter()
+            .position(|c| c.contains("haproxy -c -q -f /etc/haproxy/.haproxy.cfg.pgmetal-new"));
+        let moved = cmds.iter().position(|c| {
+            c.contains("mv -f -- /etc/haproxy/.haproxy.cfg.pgmetal-new /etc/haproxy/haproxy.cfg")
+        });
+        assert!(checked.is_some() && moved > checked, "{cmds:?}");
+
+        let same = FakeExecutor::new("lb");
+        let line = format!(
+            "{} 640 postgres postgres /etc/haproxy/haproxy.cfg\n",
+            cfg.sha256()
+        );
+        same.on_contains("sha256sum", 0, &line);
+        assert!(
+            !sync_checked(&same, &cfg, check).await.unwrap(),
+            "nothing to write"
+        );
+        assert!(same.uploads().is_empty());
     }
 }

@@ -221,21 +221,21 @@ impl Engine<'_> {
         let os = self.host_facts(host)?.os;
         let layout = Layout::new(self.spec, os);
         let cfg = render::haproxy_config(self.spec).map_err(|e| HostError::new(host, None, e))?;
-        let written = self.write(host, &*ex, std::slice::from_ref(&cfg)).await?;
-        if !written.is_empty() {
-            ex.run_ok(
-                &Cmd::new("haproxy").args(["-c", "-q", "-f", &layout.haproxy_config]),
-                "check haproxy.cfg",
-            )
-            .await
-            .map_err(|e| HostError::new(host, None, e))?;
-        }
+        self.rec.files(host, std::slice::from_ref(&cfg));
+        // `haproxy -c` judges the new file before it replaces the live one.
+        let check = |path: &str| Cmd::new("haproxy").args(["-c", "-q", "-f", path]);
+        let changed = self
+            .step(host, "write haproxy.cfg (checked)", async {
+                let written = files::sync_checked(&*ex, &cfg, check).await?;
+                Ok((written, written, vec![]))
+            })
+            .await?;
         units::ensure(
             self,
             host,
             &*ex,
             &layout.haproxy_unit,
-            !written.is_empty(),
+            changed,
             units::OnChange::Reload,
             false,
         )
