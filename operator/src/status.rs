@@ -30,6 +30,15 @@ pub fn from_observation(spec: &PostgresClusterSpec, obs: &Observation) -> Postgr
             .filter_map(|h| h.as_ref().ok().cloned())
             .collect(),
         patroni_paused: obs.patroni.as_ref().map(|v| v.pause),
+        system_identifier: system_identifier(obs),
         ..Default::default()
     }
+}
+
+/// The system identifier the primary reports (the data every member was copied from).
+fn system_identifier(obs: &Observation) -> Option<String> {
+    let [primary] = obs.primaries.as_slice() else {
+        return None;
+    };
+    obs.system_identifiers.get(&primary.host).cloned()
 }

@@ -317,3 +317,47 @@ fn dot_segments_bare_colons_and_control_characters_are_refused() {
     )
     .unwrap();
 }
+
+#[test]
+fn data_directories_are_their_own_and_never_system_or_shallow_paths() {
+    use serde_json::json;
+    let msg = "must be a directory of its own at least two levels deep";
+    for bad in [
+        "/",
+        "/data",
+        "/data/",
+        "/srv",
+        "/etc/postgresql",
+        "/usr/local/pgsql",
+        "/var/lib",
+        "/var/lib/",
+        "/var/lib/postgresql",
+        "/home/postgres",
+        "/root/pg",
+        "/tmp/pg",
+        "/boot/x",
+    ] {
+        rejects(
+            set("/spec/postgres/dataDir", json!(bad)),
+            &format!("postgres.dataDir {msg}"),
+        );
+        rejects(
+            set("/spec/etcd/dataDir", json!(bad)),
+            &format!("etcd.dataDir {msg}"),
+        );
+    }
+    for ok in [
+        "/data/pg_data",
+        "/srv/pg-15.data",
+        "/var/lib/etcd",
+        "/var/lib/etcd/default.etcd",
+        "/var/lib/postgresql/15/pgmetal",
+        "/home/postgres/data",
+        "/pg/data",
+    ] {
+        let mut v = base();
+        v["spec"]["postgres"]["dataDir"] = json!(ok);
+        v["spec"]["etcd"]["dataDir"] = json!(ok);
+        validate(&serde_json::from_value(v).unwrap(), None).expect(ok);
+    }
+}

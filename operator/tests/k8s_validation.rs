@@ -130,6 +130,18 @@ fn invalid_cases() -> Vec<Invalid> {
             "postgres.dataDir must be an absolute path of letters, digits and ._+@- only",
         ),
         bad(
+            "postgres.dataDir a shallow shared directory",
+            vec![("postgres.dataDir", json!("/data"))],
+            "spec.postgres.dataDir",
+            "postgres.dataDir must be a directory of its own at least two levels deep (e.g. /data/pg_data), not a system or shared directory",
+        ),
+        bad(
+            "etcd.dataDir a system directory",
+            vec![("etcd.dataDir", json!("/var/lib/"))],
+            "spec.etcd.dataDir",
+            "etcd.dataDir must be a directory of its own at least two levels deep",
+        ),
+        bad(
             "postgres.binDir with a space",
             vec![("postgres.binDir", json!("/usr/lib/postgresql/15/bin; rm"))],
             "spec.postgres.binDir",

@@ -260,6 +260,7 @@ pub struct PostgresSpec {
     /// Data directory (the reference's `pg_data_dir`). Immutable: moving data needs a migration.
     #[serde(default = "default_pg_data_dir")]
     #[x_kube(validation = Rule::new(path_rule()).message("postgres.dataDir must be an absolute path of letters, digits and ._+@- only (no . or .. segments)"))]
+    #[x_kube(validation = Rule::new(data_dir_rule()).message(data_dir_message!("postgres.dataDir", "/data/pg_data")))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("postgres.dataDir is immutable"))]
     #[schemars(length(max = 255))]
     pub data_dir: String,
@@ -422,6 +423,7 @@ pub struct EtcdSpec {
     /// Data directory (the reference's `etcd_data_dir`). Immutable.
     #[serde(default = "default_etcd_data_dir")]
     #[x_kube(validation = Rule::new(path_rule()).message("etcd.dataDir must be an absolute path of letters, digits and ._+@- only (no . or .. segments)"))]
+    #[x_kube(validation = Rule::new(data_dir_rule()).message(data_dir_message!("etcd.dataDir", "/var/lib/etcd/default.etcd")))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("etcd.dataDir is immutable"))]
     #[schemars(length(max = 255))]
     pub data_dir: String,
@@ -495,6 +497,31 @@ fn hosts_rule() -> String {
 fn unique_rule() -> &'static str {
     "self.all(h, self.exists_one(x, x == h))"
 }
+/// A data directory is a directory of its own, two or more levels deep, and not a system
+/// directory: pgmetal creates it, and `deletionPolicy: Wipe` deletes it.
+fn data_dir_rule() -> String {
+    [
+        r"self.matches('^/[^/]+/[^/]')",
+        r"!self.matches('^/(etc|usr|bin|sbin|lib|lib32|lib64|libx32|boot|dev|proc|sys|run|tmp|root)(/|$)')",
+        r"!self.matches('^/var/(lib|log|cache|tmp|spool|backups|mail|opt|local|run|lock)/?$')",
+        r"!self.matches('^/var/lib/(postgresql|pgsql)/?$')",
+        r"!self.matches('^/home/[^/]+/?$')",
+    ]
+    .join(" && ")
+}
+
+macro_rules! data_dir_message {
+    ($field:literal, $example:literal) => {
+        concat!(
+            $field,
+            " must be a directory of its own at least two levels deep (e.g. ",
+            $example,
+            "), not a system or shared directory such as /, /data, /etc, /usr, /var/lib or a home directory: pgmetal creates it and deletionPolicy Wipe deletes it"
+        )
+    };
+}
+use data_dir_message;
+
 fn path_rule() -> String {
     format!("self.matches('{PATH_RE}')")
 }

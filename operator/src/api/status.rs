@@ -48,6 +48,11 @@ pub struct PostgresClusterStatus {
     /// says `TimelineRegressed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader_timeline: Option<LeaderTimeline>,
+    /// The PostgreSQL system identifier of this cluster's data (`pg_controldata`), recorded
+    /// when the leader first reports it and kept from then on. `deletionPolicy: Wipe` deletes
+    /// only a data directory whose identifier is this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_identifier: Option<String>,
 }
 
 /// A timeline and the host that led it.

@@ -92,7 +92,11 @@ pub async fn apply(c: &Common, quiet: bool) -> Result<bool, String> {
     progress.phase("connect");
     let connected = connect::connect_all(&hosts, &l.ssh, &Default::default()).await;
     let conns = connected.into_iter().map(|(h, c)| (h, c.conn)).collect();
-    let report = engine::Engine::new(spec, &l.secrets, conns, &*progress)
+    let owner = engine::claim::Owner {
+        name: l.cluster.metadata.name.clone().unwrap_or_default(),
+        uid: None,
+    };
+    let report = engine::Engine::new((owner, spec), &l.secrets, conns, &*progress)
         .converge()
         .await;
     drop(progress);

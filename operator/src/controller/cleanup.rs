@@ -10,11 +10,11 @@ use kube::runtime::events::EventType;
 
 use super::reconcile::publish;
 use super::{Context, Error, dereference};
-use crate::api::{DeletionPolicy, PostgresCluster, PostgresClusterSpec};
+use crate::api::{DeletionPolicy, PostgresCluster};
 use crate::engine::HostError;
+use crate::engine::claim::Owner;
 use crate::engine::connect::{Connected, Connector, connect_cluster, over_ssh};
-use crate::exec::{Cmd, Executor};
-use crate::render::{Layout, roles};
+use crate::engine::teardown::{Done, Teardown};
 
 /// The hosts a cleanup could not clean, each with why.
 #[derive(Debug)]
@@ -30,9 +30,6 @@ impl std::fmt::Display for Unclean {
         )
     }
 }
-
-const STOP: &str =
-    r#"for u in "$@"; do systemctl disable --now "$u" >/dev/null 2>&1 || true; done"#;
 
 /// Runs on deletion, after cancelling the cluster's running converge; an error keeps the
 /// finalizer and retries with backoff. Hosts are reached
@@ -58,34 +55,86 @@ pub async fn cleanup(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Act
         }
         Err(e) => return Err(Error::Secrets(e)),
     };
-    let hosts = crate::render::all_hosts(spec);
     let connected = connect(&pgc, &r.private_key, r.known_hosts.as_deref(), over_ssh).await;
+    let owner = Owner {
+        name: super::reconcile::key(&pgc),
+        uid: pgc.metadata.uid.clone(),
+    };
+    let (wipe, refused) = wipe_allowed(&pgc);
+    let teardown = Teardown {
+        spec,
+        owner: &owner,
+        system_identifier: pgc
+            .status
+            .as_ref()
+            .and_then(|s| s.system_identifier.as_deref()),
+        wipe,
+    };
     let mut failed = Vec::new();
+    let mut done = Vec::new();
     for (host, c) in connected {
-        let result = match c.conn {
-            Ok(ex) => clean(spec, &host, &*ex).await,
-            Err(e) => Err(e),
-        };
-        failed.extend(result.err());
+        match c.conn {
+            Ok(ex) => match teardown.host(&host, &*ex).await {
+                Ok(d) => done.push(d),
+                Err(e) => failed.push(e),
+            },
+            Err(e) => failed.push(e),
+        }
     }
     if !failed.is_empty() {
         return Err(Error::Cleanup(Unclean(failed)));
     }
-    let what = if spec.deletion_policy == DeletionPolicy::Wipe {
-        "stopped services and wiped data"
-    } else {
-        "stopped services; data kept"
-    };
-    publish(
-        &ctx,
-        &pgc,
-        EventType::Normal,
-        "CleanedUp",
-        &format!("{what} on {} hosts", hosts.len()),
-    )
-    .await;
-    tracing::info!(cluster = %pgc.name_any(), "{what}");
+    report(&ctx, &pgc, &done, refused).await;
     Ok(Action::await_change())
+}
+
+/// Whether Wipe may delete data: asked for, and the data directories pass today's validation
+/// (a resource stored before the rules existed may name `/data`); otherwise why not.
+fn wipe_allowed(pgc: &PostgresCluster) -> (bool, Option<String>) {
+    if pgc.spec.deletion_policy != DeletionPolicy::Wipe {
+        return (false, None);
+    }
+    match crate::validate::validate(pgc, None) {
+        Ok(()) => (true, None),
+        Err(e) => (
+            false,
+            Some(format!("Wipe refused, every data directory kept: {e}")),
+        ),
+    }
+}
+
+/// One event saying what was stopped, wiped, kept (Warning) and left alone.
+async fn report(ctx: &Context, pgc: &PostgresCluster, done: &[Done], refused: Option<String>) {
+    let mut lines: Vec<String> = refused.into_iter().collect();
+    let (mut stopped, mut wiped) = (0, Vec::new());
+    for d in done {
+        match d {
+            Done::LeftAlone(why) => lines.push(format!("left alone: {why}")),
+            Done::Stopped { wiped: w, kept } => {
+                stopped += 1;
+                wiped.extend(w.iter().cloned());
+                lines
+                    .extend(kept.iter().map(|k| {
+                        format!("data kept (delete it by hand if it is not needed): {k}")
+                    }));
+            }
+        }
+    }
+    let mut note = format!("stopped services on {stopped} hosts");
+    if !wiped.is_empty() {
+        note.push_str(&format!("; wiped {}", wiped.join(", ")));
+    }
+    if pgc.spec.deletion_policy == DeletionPolicy::Retain {
+        note.push_str("; data kept (deletionPolicy Retain)");
+    }
+    let (kind, reason) = if lines.is_empty() {
+        (EventType::Normal, "CleanedUp")
+    } else {
+        note.push_str(&format!(". {}", lines.join(". ")));
+        (EventType::Warning, "CleanedUpWithCare")
+    };
+    publish(ctx, pgc, kind, reason, &note).await;
+    tracing::info!(cluster = %pgc.name_any(), "{note}");
 }
 
 /// Connections to every host of the cluster, verifying host keys as a converge does: the
@@ -100,42 +149,6 @@ async fn connect(
     let pinned = pgc.status.as_ref().map_or(&[][..], |s| &s.hosts[..]);
     let hosts = crate::render::all_hosts(spec);
     connect_cluster(&spec.ssh, private_key, known_hosts, pinned, &hosts, via).await
-}
-
-/// Stops (and with `Wipe` deletes the data of) what `host` runs.
-async fn clean(spec: &PostgresClusterSpec, host: &str, ex: &dyn Executor) -> Result<(), HostError> {
-    let role = roles(spec, host);
-    // Debian unit names; the layout decides them per OS, and they are the same on RHEL.
-    let layout = Layout::new(spec, crate::model::OsFamily::Debian);
-    let mut units = Vec::new();
-    if role.haproxy {
-        units.push(layout.haproxy_unit.clone());
-    }
-    if role.postgres {
-        units.push(layout.patroni_unit.clone());
-    }
-    if role.etcd {
-        units.push(layout.etcd_unit.clone());
-    }
-    let step = "stop services";
-    ex.run_ok(&Cmd::script(STOP).args(units), step)
-        .await
-        .map_err(|e| HostError::new(host, Some(step), e))?;
-    let mut dirs = Vec::new();
-    if spec.deletion_policy == DeletionPolicy::Wipe && role.postgres {
-        dirs.push(spec.postgres.data_dir.clone());
-    }
-    if spec.deletion_policy == DeletionPolicy::Wipe && role.etcd {
-        dirs.push(spec.etcd.data_dir.clone());
-    }
-    if !dirs.is_empty() {
-        let wipe = Cmd::new("rm").args(["-rf", "--"]).args(dirs);
-        let step = "wipe data directories";
-        ex.run_ok(&wipe, step)
-            .await
-            .map_err(|e| HostError::new(host, Some(step), e))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -173,7 +186,5 @@ mod tests {
             assert!(connected[h].conn.is_ok(), "{h}");
             assert_eq!(connected[h].fingerprint.as_deref(), Some(K1_FP));
         }
-        let ex = connected[&hosts[1]].conn.as_ref().unwrap();
-        clean(&pgc.spec, &hosts[1], &**ex).await.unwrap();
     }
 }

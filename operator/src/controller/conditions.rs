@@ -119,6 +119,8 @@ pub mod reason {
     pub const CONVERGED: &str = "Converged";
     /// Degraded=True for a converge that failed as a whole (etcd quorum, dynamic configuration).
     pub const CONVERGE_FAILED: &str = "ConvergeFailed";
+    /// Degraded=True for a host another cluster claims (the message names it).
+    pub const HOST_CLAIMED: &str = "HostClaimed";
     /// Degraded=True for a host that failed or is unreachable.
     pub const HOST_FAILED: &str = "HostFailed";
     /// Degraded=True for a primary other than the preferred one.
@@ -393,7 +395,10 @@ fn problems(f: &Facts) -> Vec<Problem> {
     }
     for e in &f.host_errors {
         out.push(Problem {
-            reason: reason::HOST_FAILED,
+            reason: match e.kind {
+                crate::engine::HostErrorKind::Claimed => reason::HOST_CLAIMED,
+                _ => reason::HOST_FAILED,
+            },
             message: format!("host {}: {e}", e.host),
         });
     }

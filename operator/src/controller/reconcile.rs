@@ -75,6 +75,11 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
         hosts: status.hosts,
         preferred_primary: status.preferred_primary,
         leader_timeline: status.leader_timeline,
+        // Recorded once: what Wipe checks a data directory against.
+        system_identifier: old
+            .system_identifier
+            .clone()
+            .or(observed.system_identifier.clone()),
         ..observed
     };
     ctx.metrics
@@ -198,7 +203,11 @@ async fn converge(
     } else {
         connect_hosts(&pgc, &resolved, &mut hosts).await
     };
-    let report = engine::Engine::new(spec, &resolved.secrets, conns, &*live)
+    let owner = engine::claim::Owner {
+        name: key(&pgc),
+        uid: pgc.metadata.uid.clone(),
+    };
+    let report = engine::Engine::new((owner, spec), &resolved.secrets, conns, &*live)
         .converge()
         .await;
     for h in report.hosts.values() {

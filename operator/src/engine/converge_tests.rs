@@ -18,6 +18,13 @@ fn spec() -> PostgresClusterSpec {
     .unwrap()
 }
 
+fn owner() -> claim::Owner {
+    claim::Owner {
+        name: "db/pg".into(),
+        uid: Some("u-1".into()),
+    }
+}
+
 fn secrets() -> ClusterSecrets {
     ClusterSecrets {
         superuser: "su".into(),
@@ -58,12 +65,11 @@ async fn converge(
         every: Duration::from_millis(5),
     };
     Engine::with_clients(
-        spec,
+        (owner(), spec),
         &secrets,
         conns,
         &Quiet,
-        Arc::new(api.clone()),
-        Arc::new(etcd.clone()),
+        (Arc::new(api.clone()), Arc::new(etcd.clone())),
     )
     .with_waits(waits)
     .converge()
@@ -90,6 +96,11 @@ async fn converges_a_healthy_cluster() {
     let r = converge(&spec, &hosts, &api, &etcd).await;
     assert!(r.healthy, "{:?}", r.problems);
     assert_eq!(r.status.primary.as_deref(), Some("a"));
+    assert_eq!(
+        r.status.system_identifier.as_deref(),
+        Some(super::fake::FAKE_SYSTEM_IDENTIFIER),
+        "the primary's system identifier is recorded"
+    );
     assert!(hosts.values().all(touched_patroni));
 }
 
@@ -217,7 +228,11 @@ async fn a_haproxy_cfg_that_haproxy_refuses_never_replaces_the_live_one() {
     lb.on_contains("/etc/os-release", 0, DEBIAN);
     lb.on_contains_reply(
         "haproxy -c",
-        exit(1, "", "[ALERT] config : parsing [haproxy.cfg:40]: unknown keyword"),
+        exit(
+            1,
+            "",
+            "[ALERT] config : parsing [haproxy.cfg:40]: unknown keyword",
+        ),
     );
     hosts.insert("d".into(), lb.clone());
     let (api, etcd) = (patroni(&spec, "a", &["b", "c"]), FakeEtcd::new(true));
@@ -234,4 +249,34 @@ async fn a_haproxy_cfg_that_haproxy_refuses_never_replaces_the_live_one() {
         "{:?}",
         lb.commands()
     );
+}
+
+#[tokio::test]
+async fn a_host_claimed_by_another_cluster_is_refused_before_anything_runs_on_it() {
+    let spec = spec();
+    let (hosts, api, etcd) = (
+        hosts(),
+        patroni(&spec, "a", &["b", "c"]),
+        FakeEtcd::new(true),
+    );
+    let other = claim::Owner {
+        name: "db/other".into(),
+        uid: Some("u-9".into()),
+    };
+    hosts["c"].on_contains("/var/lib/pgmetal/claim", 0, &other.render());
+    let r = converge(&spec, &hosts, &api, &etcd).await;
+    let err = r.hosts["c"].error.as_ref().expect("c refused");
+    assert_eq!(err.kind, HostErrorKind::Claimed);
+    let text = err.to_string();
+    assert!(text.contains("db/other") && text.contains("u-9"), "{text}");
+    let cmds = hosts["c"].commands();
+    assert_eq!(cmds.len(), 1, "only the claim was read on c: {cmds:?}");
+    assert!(hosts["c"].uploads().is_empty());
+    // The others are claimed for this cluster on first contact.
+    for h in ["a", "b"] {
+        let up = hosts[h].uploads();
+        let claim = up.iter().find(|u| u.path == claim::PATH).expect("claimed");
+        let written = claim::Owner::parse(&String::from_utf8_lossy(&claim.content));
+        assert_eq!(written, Some(owner()), "{h}");
+    }
 }

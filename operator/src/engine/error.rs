@@ -26,6 +26,8 @@ pub enum HostErrorKind {
     Etcd,
     /// Patroni's REST API failed, or a member did not come up.
     Patroni,
+    /// The host belongs to another cluster (its claim names it).
+    Claimed,
     /// A Kubernetes API call failed (the operator's own, e.g. publishing haproxy.cfg).
     Kubernetes,
     /// Anything else: rendering, facts, I/O.

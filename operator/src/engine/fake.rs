@@ -49,6 +49,9 @@ struct PatroniState {
     calls: Vec<String>,
 }
 
+/// The system identifier every fake member reports.
+pub const FAKE_SYSTEM_IDENTIFIER: &str = "7301234567890123456";
+
 /// An in-memory [`Patroni`]. Cloning shares the state.
 #[derive(Clone, Default)]
 pub struct FakePatroni {
@@ -131,6 +134,7 @@ impl Patroni for FakePatroni {
             Ok(NodeStatus {
                 role: if leads { "primary" } else { "replica" }.into(),
                 timeline: Some(1),
+                database_system_identifier: Some(FAKE_SYSTEM_IDENTIFIER.into()),
             })
         })
     }

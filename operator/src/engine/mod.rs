@@ -6,6 +6,7 @@
 //! bootstraps) → replicas → HAProxy → Patroni dynamic configuration (parameters, pause,
 //! pending restarts) → observe until healthy.
 
+pub mod claim;
 pub mod connect;
 pub mod error;
 pub mod facts;
@@ -18,6 +19,7 @@ pub mod patroni_api;
 pub mod report;
 pub mod split_brain;
 mod steps;
+pub mod teardown;
 mod units;
 
 use std::collections::BTreeMap;
@@ -51,6 +53,7 @@ pub struct Engine<'a> {
     api: Arc<dyn Patroni>,
     etcd: Arc<dyn Etcd>,
     waits: Waits,
+    owner: claim::Owner,
 }
 
 /// How long the engine waits for etcd quorum, a Patroni member and a healthy observation, and
@@ -98,34 +101,30 @@ pub(crate) async fn poll<T, E, F: Future<Output = Result<T, E>>>(
 }
 
 impl<'a> Engine<'a> {
-    /// An engine for `spec` using one connection per host (see [`Connection`]).
+    /// An engine for `owner`'s cluster `spec` using one connection per host (see
+    /// [`Connection`]); it converges only hosts that `owner` claims or can claim.
     pub fn new(
-        spec: &'a PostgresClusterSpec,
+        (owner, spec): (claim::Owner, &'a PostgresClusterSpec),
         secrets: &'a ClusterSecrets,
         conns: BTreeMap<String, Connection>,
         progress: &'a dyn Progress,
     ) -> Self {
         let api = PatroniApi::new(spec.patroni.rest_api_port, secrets.restapi.clone());
-        Self::with_clients(
-            spec,
-            secrets,
-            conns,
-            progress,
-            Arc::new(api),
-            Arc::new(observe::EtcdClient),
-        )
+        let clients: (Arc<dyn Patroni>, Arc<dyn Etcd>) =
+            (Arc::new(api), Arc::new(observe::EtcdClient));
+        Self::with_clients((owner, spec), secrets, conns, progress, clients)
     }
 
-    /// An engine that talks to Patroni and etcd through `api` and `etcd` (fakes in tests).
+    /// An engine that talks to Patroni and etcd through `clients` (fakes in tests).
     pub fn with_clients(
-        spec: &'a PostgresClusterSpec,
+        (owner, spec): (claim::Owner, &'a PostgresClusterSpec),
         secrets: &'a ClusterSecrets,
         conns: BTreeMap<String, Connection>,
         progress: &'a dyn Progress,
-        api: Arc<dyn Patroni>,
-        etcd: Arc<dyn Etcd>,
+        (api, etcd): (Arc<dyn Patroni>, Arc<dyn Etcd>),
     ) -> Self {
         Engine {
+            owner,
             spec,
             secrets,
             conns,

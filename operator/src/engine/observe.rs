@@ -7,7 +7,7 @@ use std::time::Duration;
 use etcd_client::{Client, ConnectOptions};
 use futures::future::BoxFuture;
 
-use super::patroni_api::{ClusterMember, ClusterView, Member as _, Patroni, State};
+use super::patroni_api::{ClusterMember, ClusterView, Member as _, NodeStatus, Patroni, State};
 use crate::api::{EtcdMemberStatus, EtcdStatus, HaproxyStatus, MemberStatus, PostgresClusterSpec};
 use crate::render::{host_port, member_name};
 
@@ -22,6 +22,8 @@ pub struct Observation {
     pub haproxy: Vec<Result<HaproxyStatus, StatsError>>,
     /// PostgreSQL hosts whose own Patroni reports a read-write primary (normally exactly one).
     pub primaries: Vec<Primary>,
+    /// The system identifier each answering member reports, by host.
+    pub system_identifiers: std::collections::BTreeMap<String, String>,
 }
 
 /// A member whose own Patroni (`GET /patroni`) reports a read-write primary, with the timeline
@@ -192,22 +194,29 @@ pub async fn observe_with(
     let (etcd, patroni, nodes) = tokio::join!(etcd.status(spec), api.cluster_any(&pg_hosts), nodes);
     let haproxy =
         futures::future::join_all(spec.haproxy.hosts.iter().map(|h| haproxy(spec, h))).await;
-    let primaries = pg_hosts
+    let answered: Vec<(String, NodeStatus)> = pg_hosts
         .into_iter()
         .zip(nodes)
-        .filter_map(|(host, n)| match n {
-            Ok(n) if n.is_primary() => Some(Primary {
-                host,
-                timeline: n.timeline,
-            }),
-            _ => None,
+        .filter_map(|(host, n)| Some((host, n.ok()?)))
+        .collect();
+    let primaries = answered
+        .iter()
+        .filter(|(_, n)| n.is_primary())
+        .map(|(host, n)| Primary {
+            host: host.clone(),
+            timeline: n.timeline,
         })
+        .collect();
+    let system_identifiers = answered
+        .into_iter()
+        .filter_map(|(host, n)| Some((host, n.database_system_identifier?)))
         .collect();
     Observation {
         etcd,
         patroni: patroni.ok(),
         haproxy,
         primaries,
+        system_identifiers,
     }
 }
 

@@ -178,6 +178,9 @@ pub struct NodeStatus {
     /// The timeline PostgreSQL is on.
     #[serde(default)]
     pub timeline: Option<i64>,
+    /// PostgreSQL's system identifier (the same on every member of one cluster).
+    #[serde(default)]
+    pub database_system_identifier: Option<String>,
 }
 
 impl NodeStatus {

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::error::Failure;
-use super::{Engine, HostError, HostErrorKind, facts, files, packages, patroni_api, units};
+use super::{Engine, HostError, HostErrorKind, claim, facts, files, packages, patroni_api, units};
 use crate::engine::patroni_api::Member as _;
 use crate::exec::Cmd;
 use crate::model::DesiredFile;
@@ -13,6 +13,7 @@ use crate::render::{self, InitialClusterState, Layout, member_name, roles};
 impl Engine<'_> {
     pub(super) async fn prepare(&self, host: &str) -> Result<(), HostError> {
         let ex = self.exec(host)?;
+        self.claim(host, &*ex).await?;
         let facts = self
             .step(host, "facts", async {
                 Ok((facts::gather(&*ex).await?, false, vec![]))
@@ -59,6 +60,35 @@ impl Engine<'_> {
             f.insert(host.to_string(), facts);
         }
         Ok(())
+    }
+
+    /// Claims `host` for this cluster on first contact; refuses a host another cluster claims,
+    /// before anything is installed or written on it.
+    async fn claim(&self, host: &str, ex: &dyn crate::exec::Executor) -> Result<(), HostError> {
+        self.step(host, "claim host", async {
+            match claim::judge(&self.owner, claim::read(ex).await?) {
+                claim::Verdict::Ours => Ok(((), false, vec![])),
+                claim::Verdict::Write => {
+                    let file = DesiredFile {
+                        path: claim::PATH.into(),
+                        content: self.owner.render().into_bytes(),
+                        mode: 0o644,
+                        owner: "root".into(),
+                        group: "root".into(),
+                    };
+                    let w = files::sync(ex, std::slice::from_ref(&file)).await?;
+                    Ok(((), true, w))
+                }
+                claim::Verdict::Foreign(other) => Err(Failure::new(
+                    HostErrorKind::Claimed,
+                    format!(
+                        "{host} belongs to cluster {other} ({}): remove it from that cluster's spec, or delete {} on {host} if that cluster no longer exists",
+                        claim::PATH, claim::PATH
+                    ),
+                )),
+            }
+        })
+        .await
     }
 
     /// Runs a script that prints one line per thing it changed (nothing when all was in place),

@@ -1,0 +1,147 @@
+//! Which cluster a host belongs to: a small file pgmetal writes on a host's first converge and
+//! checks before every later one, so that two clusters never manage (or wipe) one host.
+
+use crate::exec::{Cmd, ExecError, Executor};
+
+/// Where the claim lives on every host of a cluster.
+pub const PATH: &str = "/var/lib/pgmetal/claim";
+
+/// The cluster that claims a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// `namespace/name` of the PostgresCluster (the operator), or `metadata.name` (the CLI).
+    pub name: String,
+    /// `metadata.uid` of the PostgresCluster; None for `pgmetal apply`.
+    pub uid: Option<String>,
+}
+
+impl Owner {
+    /// The claim file's text.
+    pub fn render(&self) -> String {
+        let uid = self.uid.as_deref().unwrap_or("");
+        format!(
+            "# pgmetal: this host belongs to the cluster below. pgmetal refuses to converge or wipe\n\
+             # it for any other. Remove this file only when that cluster no longer uses the host.\n\
+             name={}\nuid={uid}\n",
+            self.name
+        )
+    }
+
+    /// The owner a claim file names (None when it names none).
+    pub fn parse(text: &str) -> Option<Owner> {
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .map(|v| v.trim().to_string())
+        };
+        let name = field("name").filter(|n| !n.is_empty())?;
+        let uid = field("uid").filter(|u| !u.is_empty());
+        Some(Owner { name, uid })
+    }
+
+    /// Whether `claimed` names this cluster: the same UID when both have one; otherwise the same
+    /// name (without namespace), so that the operator can take over what `pgmetal apply` built.
+    pub fn owns(&self, claimed: &Owner) -> bool {
+        match (&self.uid, &claimed.uid) {
+            (Some(a), Some(b)) => a == b,
+            _ => bare(&self.name) == bare(&claimed.name),
+        }
+    }
+}
+
+fn bare(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.uid {
+            Some(uid) => write!(f, "{} (uid {uid})", self.name),
+            None => write!(f, "{} (pgmetal apply)", self.name),
+        }
+    }
+}
+
+/// The owner the host's claim names, if it has one.
+pub async fn read(ex: &dyn Executor) -> Result<Option<Owner>, ExecError> {
+    let cat = Cmd::script(r#"[ -f "$1" ] && cat -- "$1"; exit 0"#).arg(PATH);
+    let out = ex.run_ok(&cat, "read the host's claim").await?;
+    Ok(Owner::parse(&out.stdout_str()))
+}
+
+/// What a converge may do with a host, given its claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The claim names this cluster exactly: nothing to write.
+    Ours,
+    /// No claim, or the CLI's claim of the same name that the operator takes over: write ours.
+    Write,
+    /// Another cluster's host: refuse it.
+    Foreign(Owner),
+}
+
+/// Judges a host's claim for `me`.
+pub fn judge(me: &Owner, claimed: Option<Owner>) -> Verdict {
+    match claimed {
+        None => Verdict::Write,
+        Some(c) if !me.owns(&c) => Verdict::Foreign(c),
+        // The operator takes over what `pgmetal apply` built under the same name.
+        Some(c) if c.uid.is_none() && me.uid.is_some() => Verdict::Write,
+        // Ours (a CLI run never rewrites the operator's claim).
+        Some(_) => Verdict::Ours,
+    }
+}
+
+/// Removes the claim (on deletion, after the services are stopped): the kept data may then be
+/// taken over by a new cluster.
+pub async fn release(ex: &dyn Executor) -> Result<(), ExecError> {
+    let rm = Cmd::new("rm").args(["-f", "--", PATH]);
+    ex.run_ok(&rm, "release the host's claim").await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(uid: &str) -> Owner {
+        Owner {
+            name: "db/pg".into(),
+            uid: Some(uid.into()),
+        }
+    }
+
+    #[test]
+    fn a_claim_round_trips_and_decides_who_owns_a_host() {
+        let me = op("u-1");
+        assert_eq!(Owner::parse(&me.render()), Some(me.clone()));
+        let cli = Owner {
+            name: "pg".into(),
+            uid: None,
+        };
+        assert_eq!(Owner::parse(&cli.render()), Some(cli.clone()));
+        assert_eq!(Owner::parse("garbage\n"), None);
+        assert_eq!(judge(&me, None), Verdict::Write);
+        assert_eq!(judge(&me, Some(me.clone())), Verdict::Ours);
+        assert_eq!(
+            judge(&me, Some(cli.clone())),
+            Verdict::Write,
+            "takes over its CLI build"
+        );
+        assert_eq!(
+            judge(&me, Some(op("u-2"))),
+            Verdict::Foreign(op("u-2")),
+            "re-created: another UID"
+        );
+        let other = Owner {
+            name: "other".into(),
+            uid: None,
+        };
+        assert_eq!(judge(&cli, Some(other.clone())), Verdict::Foreign(other));
+        assert_eq!(
+            judge(&cli, Some(me.clone())),
+            Verdict::Ours,
+            "the CLI keeps the operator's claim"
+        );
+    }
+}

@@ -1,0 +1,286 @@
+//! Taking a cluster off its hosts (on deletion): stop its services, with `deletionPolicy: Wipe`
+//! delete data directories proven to be this cluster's, and release the hosts' claims. A host
+//! this cluster does not claim is left alone.
+
+use super::{Failure, HostError, claim, facts};
+use crate::api::PostgresClusterSpec;
+use crate::exec::{Cmd, Executor};
+use crate::render::{Layout, roles};
+
+const STOP: &str =
+    r#"for u in "$@"; do systemctl disable --now "$u" >/dev/null 2>&1 || true; done"#;
+
+/// Names the host and step of a failure.
+fn at<'h, E: Into<Failure>>(host: &'h str, step: &'static str) -> impl Fn(E) -> HostError + 'h {
+    move |e| HostError::new(host, Some(step), e)
+}
+
+/// What to take off the hosts, and what proves a data directory is this cluster's.
+pub struct Teardown<'a> {
+    /// The cluster's spec (roles, units, data directories).
+    pub spec: &'a PostgresClusterSpec,
+    /// The cluster: only hosts it claims are touched.
+    pub owner: &'a claim::Owner,
+    /// `status.systemIdentifier`: a PostgreSQL data directory is wiped only when its
+    /// `pg_controldata` says this.
+    pub system_identifier: Option<&'a str>,
+    /// Delete data (`deletionPolicy: Wipe`, and the data directories passed validation).
+    pub wipe: bool,
+}
+
+/// What happened on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    /// Not this cluster's host: nothing ran but reading its claim.
+    LeftAlone(String),
+    /// Services stopped and the claim released; with Wipe, what was deleted and what was kept
+    /// (with why).
+    Stopped {
+        /// Data directories deleted.
+        wiped: Vec<String>,
+        /// Data directories kept although Wipe asked, each with why.
+        kept: Vec<String>,
+    },
+}
+
+impl Teardown<'_> {
+    /// Takes the cluster off `host`.
+    pub async fn host(&self, host: &str, ex: &dyn Executor) -> Result<Done, HostError> {
+        let fail = |step: &'static str| at(host, step);
+        let claimed = claim::read(ex)
+            .await
+            .map_err(fail("read the host's claim"))?;
+        match claimed {
+            Some(c) if self.owner.owns(&c) => {}
+            Some(c) => return Ok(Done::LeftAlone(format!("{host} belongs to {c}"))),
+            None => {
+                let why = format!("{host} is not claimed by this cluster (never converged)");
+                return Ok(Done::LeftAlone(why));
+            }
+        }
+        let os = facts::gather(ex).await.map_err(at(host, "facts"))?.os;
+        let layout = Layout::new(self.spec, os);
+        let role = roles(self.spec, host);
+        let units = [
+            (role.haproxy, &layout.haproxy_unit),
+            (role.postgres, &layout.patroni_unit),
+            (role.etcd, &layout.etcd_unit),
+        ];
+        let units = units
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, u)| u.clone());
+        ex.run_ok(&Cmd::script(STOP).args(units), "stop services")
+            .await
+            .map_err(fail("stop services"))?;
+        let (mut wiped, mut kept) = (Vec::new(), Vec::new());
+        if self.wipe {
+            let mut dirs = Vec::new();
+            if role.etcd {
+                // The claim names this cluster: its etcd member's data is this cluster's.
+                dirs.push(self.spec.etcd.data_dir.clone());
+            }
+            if role.postgres {
+                match self.postgres_is_ours(&layout, ex).await {
+                    Ok(()) => dirs.push(layout.data_dir.clone()),
+                    Err(why) => kept.push(format!("{}: {why}", layout.data_dir)),
+                }
+            }
+            if !dirs.is_empty() {
+                let rm = Cmd::new("rm").args(["-rf", "--"]).args(dirs.clone());
+                ex.run_ok(&rm, "wipe data directories")
+                    .await
+                    .map_err(fail("wipe data directories"))?;
+                wiped = dirs;
+            }
+        }
+        claim::release(ex)
+            .await
+            .map_err(fail("release the claim"))?;
+        Ok(Done::Stopped { wiped, kept })
+    }
+
+    /// Whether the PostgreSQL data directory holds this cluster's data: its `pg_controldata`
+    /// system identifier is the one recorded in status. Otherwise why not.
+    async fn postgres_is_ours(&self, layout: &Layout, ex: &dyn Executor) -> Result<(), String> {
+        let Some(want) = self.system_identifier else {
+            return Err("no system identifier was recorded for this cluster, so nothing proves the data is its own".into());
+        };
+        let script = r#"[ -e "$2/global/pg_control" ] || { echo absent; exit 0; }; "$1/pg_controldata" -D "$2""#;
+        let cmd = Cmd::script(script).args([&layout.bin_dir, &layout.data_dir]);
+        let out = ex
+            .run_ok(&cmd, "read pg_controldata")
+            .await
+            .map_err(|e| format!("pg_controldata failed ({e})"))?;
+        let text = out.stdout_str();
+        if text.trim() == "absent" {
+            return Err("it holds no PostgreSQL cluster (no global/pg_control)".into());
+        }
+        let got = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Database system identifier:"))
+            .map(str::trim);
+        match got {
+            Some(got) if got == want => Ok(()),
+            Some(got) => Err(format!(
+                "its system identifier is {got}, not this cluster's {want}"
+            )),
+            None => Err("pg_controldata printed no system identifier".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::fake::FakeExecutor;
+
+    const DEBIAN: &str = "ID=debian\nVERSION_ID=12\n@@systemd\nyes\n@@packages\n";
+    const SYSID: &str = "7301234567890123456";
+
+    fn owner(uid: &str) -> claim::Owner {
+        claim::Owner {
+            name: "db/pg".into(),
+            uid: Some(uid.into()),
+        }
+    }
+
+    /// A PostgreSQL + etcd host claimed by `claimed`, whose pg_controldata reports `sysid`.
+    fn host(claimed: &claim::Owner, sysid: &str) -> FakeExecutor {
+        let f = FakeExecutor::new("a");
+        f.on_contains(claim::PATH, 0, &claimed.render());
+        f.on_contains("/etc/os-release", 0, DEBIAN);
+        let control = format!(
+            "pg_control version number:            1300\nDatabase system identifier:           {sysid}\n"
+        );
+        f.on_contains("pg_controldata", 0, &control);
+        f
+    }
+
+    fn spec() -> PostgresClusterSpec {
+        serde_saphyr::from_str(
+            "ssh: {privateKeySecret: {name: k, key: k}}\npostgres: {primary: a, replicas: [b, c]}\netcd: {hosts: [a, b, c]}\ndeletionPolicy: Wipe\n",
+        )
+        .unwrap()
+    }
+
+    fn wiped(f: &FakeExecutor) -> Vec<String> {
+        f.commands()
+            .into_iter()
+            .filter(|c| c.starts_with("rm -rf"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn wipe_deletes_only_data_proven_to_be_this_clusters() {
+        let (spec, me) = (spec(), owner("u-1"));
+        let t = Teardown {
+            spec: &spec,
+            owner: &me,
+            system_identifier: Some(SYSID),
+            wipe: true,
+        };
+
+        let ours = host(&me, SYSID);
+        let done = t.host("a", &ours).await.unwrap();
+        let pg = spec.postgres.data_dir.clone();
+        let etcd = spec.etcd.data_dir.clone();
+        assert_eq!(
+            done,
+            Done::Stopped {
+                wiped: vec![etcd.clone(), pg.clone()],
+                kept: vec![]
+            }
+        );
+        assert_eq!(wiped(&ours), [format!("rm -rf -- {etcd} {pg}")]);
+        assert!(
+            ours.commands()
+                .iter()
+                .any(|c| c.contains("systemctl disable --now"))
+        );
+        assert!(
+            ours.commands()
+                .last()
+                .unwrap()
+                .contains(&format!("rm -f -- {}", claim::PATH))
+        );
+
+        // Another PostgreSQL's data in the directory: kept, and said why.
+        let foreign_data = host(&me, "9999");
+        let Done::Stopped { wiped: w, kept } = t.host("a", &foreign_data).await.unwrap() else {
+            panic!("stopped");
+        };
+        assert_eq!(w, std::slice::from_ref(&etcd));
+        assert!(
+            kept[0].contains("9999") && kept[0].contains(SYSID),
+            "{kept:?}"
+        );
+
+        // Nothing recorded: nothing proves it, so it stays.
+        let unknown = Teardown {
+            system_identifier: None,
+            ..t
+        };
+        let Done::Stopped { kept, .. } = unknown.host("a", &host(&me, SYSID)).await.unwrap() else {
+            panic!("stopped");
+        };
+        assert!(
+            kept[0].contains("no system identifier was recorded"),
+            "{kept:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_host_this_cluster_does_not_claim_is_left_alone() {
+        let (spec, me) = (spec(), owner("u-1"));
+        let t = Teardown {
+            spec: &spec,
+            owner: &me,
+            system_identifier: Some(SYSID),
+            wipe: true,
+        };
+        let theirs = host(&owner("u-2"), SYSID);
+        let done = t.host("a", &theirs).await.unwrap();
+        assert!(
+            matches!(&done, Done::LeftAlone(why) if why.contains("u-2")),
+            "{done:?}"
+        );
+        assert_eq!(
+            theirs.commands().len(),
+            1,
+            "only the claim was read: {:?}",
+            theirs.commands()
+        );
+
+        let unclaimed = FakeExecutor::new("a");
+        let done = t.host("a", &unclaimed).await.unwrap();
+        assert!(matches!(done, Done::LeftAlone(_)));
+        assert_eq!(unclaimed.commands().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn retain_stops_and_releases_but_deletes_nothing() {
+        let (spec, me) = (spec(), owner("u-1"));
+        let t = Teardown {
+            spec: &spec,
+            owner: &me,
+            system_identifier: Some(SYSID),
+            wipe: false,
+        };
+        let f = host(&me, SYSID);
+        assert_eq!(
+            t.host("a", &f).await.unwrap(),
+            Done::Stopped {
+                wiped: vec![],
+                kept: vec![]
+            }
+        );
+        assert!(wiped(&f).is_empty());
+        assert!(!f.commands().iter().any(|c| c.contains("pg_controldata")));
+        assert!(
+            f.commands()
+                .iter()
+                .any(|c| c.contains(&format!("rm -f -- {}", claim::PATH)))
+        );
+    }
+}
