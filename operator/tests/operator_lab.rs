@@ -285,6 +285,27 @@ fn operator_runs_a_cluster_from_kubectl() {
         "{describe}"
     );
 
+    // 2. Identity: status records the system identifier pg_controldata reports on every
+    //    member, and each host carries this cluster's claim.
+    let recorded = get(&kube, &ns, ".status.systemIdentifier");
+    let uid = kube.jsonpath(&ns, "pgc/lab", ".metadata.uid");
+    for h in &lab.hosts[..3] {
+        let control = lab.ssh_ok(
+            h,
+            "/usr/lib/postgresql/15/bin/pg_controldata -D /data/pg_data",
+        );
+        assert!(
+            !recorded.is_empty()
+                && control.contains(&format!("Database system identifier:           {recorded}")),
+            "{h}: status says {recorded:?}, pg_controldata:\n{control}"
+        );
+    }
+    for h in &lab.hosts {
+        let claim = lab.ssh_ok(h, "cat /var/lib/pgmetal/claim");
+        assert!(claim.contains(&format!("uid={uid}")), "{h}: {claim}");
+    }
+    another_cluster_is_refused_and_leaves_the_host_alone(&lab, &kube, &ns);
+
     // 3. Declarative switchover: change spec.postgres.primary; status and HAProxy follow.
     let t = Instant::now();
     kube.run(&["-n", &ns, "apply", "-f", "-"], Some(&manifest(&lab, &h2)))
@@ -510,8 +531,82 @@ fn operator_runs_a_cluster_from_kubectl() {
         lab.ssh_ok(&h1, "test -d /data/pg_data/base && echo kept") == "kept",
         "Retain keeps the data"
     );
+    for h in &lab.hosts {
+        assert_eq!(
+            lab.ssh_ok(
+                h,
+                "test -e /var/lib/pgmetal/claim && echo present || echo absent"
+            ),
+            "absent",
+            "{h}: deletion releases the claim"
+        );
+    }
     eprintln!("operator RSS at the end: {} KiB", op.rss_kib());
     let _ = kube.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// A second cluster, `intruder`, names the HAProxy host of `lab`: its converge is refused there
+/// before anything runs (Degraded HostClaimed names `lab`), and its deletion leaves the host
+/// and its HAProxy alone.
+fn another_cluster_is_refused_and_leaves_the_host_alone(lab: &Lab, kube: &Kube, ns: &str) {
+    let lb = &lab.hosts[3];
+    let intruder = format!(
+        "apiVersion: pgmetal.io/v1alpha1\nkind: PostgresCluster\nmetadata: {{name: intruder}}\nspec:\n  ssh:\n    privateKeySecret: {{name: lab-ssh, key: ssh-privatekey}}\n    knownHostsSecret: {{name: lab-ssh, key: known_hosts}}\n  postgres: {{primary: {lb}}}\n  etcd: {{hosts: [{lb}]}}\n"
+    );
+    kube.run(&["-n", ns, "apply", "-f", "-"], Some(&intruder))
+        .expect_ok();
+    let degraded = |field: &str| {
+        let path = format!(r#"{{.status.conditions[?(@.type=="Degraded")].{field}}}"#);
+        kube.kubectl(&[
+            "-n",
+            ns,
+            "get",
+            "pgc/intruder",
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
+        .expect_ok()
+    };
+    let t = wait_until(
+        "Degraded HostClaimed on the intruder",
+        Duration::from_secs(90),
+        || degraded("reason") == "HostClaimed",
+    );
+    let msg = degraded("message");
+    eprintln!("TIMING HostClaimed {t:.1}s after apply: {msg}");
+    assert!(
+        msg.contains(&format!("{ns}/lab")) && msg.contains(lb),
+        "{msg}"
+    );
+    assert!(
+        !lab.ssh_ok(lb, "cat /var/lib/pgmetal/claim")
+            .contains("intruder")
+    );
+    assert_eq!(
+        lab.ssh_ok(lb, "test -e /data/pg_data && echo present || echo absent"),
+        "absent",
+        "nothing installed or created"
+    );
+    kube.kubectl(&["-n", ns, "delete", "pgc/intruder", "--timeout=60s"])
+        .expect_ok();
+    assert_eq!(
+        lab.ssh(lb, "systemctl is-active haproxy").stdout,
+        b"active\n",
+        "the intruder's deletion stopped lab's HAProxy"
+    );
+    let notes = kube
+        .kubectl(&[
+            "-n",
+            ns,
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=intruder",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+        .expect_ok();
+    assert!(notes.contains("left alone"), "{notes}");
 }
 
 /// A second cluster, `blocked`: first its SSH Secret is missing, then its spec names a Patroni

@@ -280,3 +280,30 @@ async fn a_host_claimed_by_another_cluster_is_refused_before_anything_runs_on_it
         assert_eq!(written, Some(owner()), "{h}");
     }
 }
+
+#[tokio::test]
+async fn with_every_etcd_host_failed_the_converge_does_not_wait_for_quorum() {
+    let spec = spec();
+    let (hosts, api, etcd) = (
+        hosts(),
+        patroni(&spec, "a", &["b", "c"]),
+        FakeEtcd::new(false),
+    );
+    for h in HOSTS {
+        hosts[h].on_contains_reply(
+            "--no-install-recommends install",
+            exit(100, "", "E: no etcd"),
+        );
+    }
+    let r = converge(&spec, &hosts, &api, &etcd).await;
+    let failure = r.failure.as_ref().expect("failed as a whole");
+    assert!(
+        failure.message.contains("no etcd host could be converged"),
+        "{failure}"
+    );
+    assert!(
+        !r.phases.iter().any(|p| p.phase == "wait for etcd quorum"),
+        "{:?}",
+        r.phases
+    );
+}

@@ -159,6 +159,13 @@ impl<'a> Engine<'a> {
         let all = render::all_hosts(self.spec);
         self.phase("prepare hosts", &all, |h| self.prepare(h)).await;
         self.etcd_members().await;
+        let failed = self.rec.failed();
+        if self.spec.etcd.hosts.iter().all(|h| failed.contains(h)) {
+            let why =
+                "no etcd host could be converged (see the hosts' errors): no quorum to wait for";
+            let failure = Failure::new(error::HostErrorKind::Etcd, why);
+            return self.finish(started, Some(failure)).await;
+        }
         let quorum = self.timed("wait for etcd quorum", self.wait_etcd()).await;
         if let Err(e) = quorum {
             return self.finish(started, Some(e)).await;
