@@ -151,30 +151,41 @@ touch "$venv/.pgmetal-installed""#,
 
 /// Take over what the packages set up on their own, safely and idempotently; prints what it did.
 ///
-/// - PostgreSQL: Debian's `<version>/main` cluster is dropped only when it is the untouched
-///   package default (no databases beyond template0, template1, postgres), and the
-///   `postgresql` units are disabled so that Patroni alone starts PostgreSQL. A default cluster
-///   holding data is refused: the person must move or drop it.
+/// - PostgreSQL: Debian's `<version>/main` cluster is dropped only when it is provably the
+///   pristine cluster the package created ([`DROP_PRISTINE_MAIN`]), and the `postgresql` units
+///   are disabled so that Patroni alone starts PostgreSQL. Anything else is refused with what
+///   to do.
 /// - etcd: a running package-default single-node etcd is stopped and its data directory moved
 ///   aside (not deleted), unless it is the configured data directory.
 ///
-/// Arguments: `$1` PostgreSQL major version, `$2` the default cluster's data directory must
-/// differ from `$2` (spec dataDir), `$3` etcd data directory, `$4` "pg" / "etcd" roles.
+/// Arguments: `$1` PostgreSQL major version, `$2` spec dataDir (never the default cluster's),
+/// `$3` etcd data directory, `$4` "pg" / "etcd" roles.
 pub fn takeover(os: OsFamily, spec: &PostgresClusterSpec, roles: Roles) -> Option<Cmd> {
     if os != OsFamily::Debian || !(roles.postgres || roles.etcd) {
         return None; // RHEL packages start nothing and create no cluster.
     }
     Some(
-        Cmd::script(
-            r#"set -e
+        Cmd::script(&TAKEOVER)
+            .arg(spec.postgres.version.to_string())
+            .arg(spec.postgres.data_dir.clone())
+            .arg(spec.etcd.data_dir.clone())
+            .arg(match (roles.postgres, roles.etcd) {
+                (true, true) => "pg,etcd",
+                (true, false) => "pg",
+                _ => "etcd",
+            }),
+    )
+}
+
+/// The script of [`takeover`].
+static TAKEOVER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        r#"set -e
 v="$1"; pgdata="$2"; etcddata="$3"; roles="$4"
 grep -qs '^# pgmetal' /usr/sbin/policy-rc.d && rm -f /usr/sbin/policy-rc.d
 case "$roles" in *pg*)
-  d="/var/lib/postgresql/$v/main"
-  if [ -f "/etc/postgresql/$v/main/postgresql.conf" ] && [ "$d" != "$pgdata" ]; then
-    n=$(ls "$d/base" 2>/dev/null | wc -l)
-    if [ "$n" -gt 3 ]; then echo "the package-default cluster $v/main in $d holds databases; move or drop it (pg_dropcluster $v main) and run again" >&2; exit 3; fi
-    pg_dropcluster --stop "$v" main && echo "dropped default cluster $v/main"
+  if [ -f "/etc/postgresql/$v/main/postgresql.conf" ] && [ "/var/lib/postgresql/$v/main" != "$pgdata" ]; then
+{DROP_PRISTINE_MAIN}
   fi
   for u in postgresql.service "postgresql@$v-main.service"; do
     if systemctl is-enabled --quiet "$u" 2>/dev/null; then systemctl disable --now "$u" >/dev/null 2>&1 && echo "disabled $u"; fi
@@ -185,18 +196,34 @@ case "$roles" in *etcd*)
     systemctl stop etcd 2>/dev/null || true
     mv /var/lib/etcd/default "/var/lib/etcd/default.replaced-by-pgmetal.$(date +%s)" && echo "stopped package-default etcd and moved its data aside"
   fi;;
-esac"#,
-        )
-        .arg(spec.postgres.version.to_string())
-        .arg(spec.postgres.data_dir.clone())
-        .arg(spec.etcd.data_dir.clone())
-        .arg(match (roles.postgres, roles.etcd) {
-            (true, true) => "pg,etcd",
-            (true, false) => "pg",
-            _ => "etcd",
-        }),
+esac"#
     )
-}
+});
+
+/// Drops Debian's `$v/main` only when it is the pristine cluster the package created: pgmetal
+/// has never run PostgreSQL on this host (no `$pgdata/PG_VERSION`), and, asked while running
+/// (started for the question if it was down, stopped again if refused), it holds no database
+/// but postgres/template0/template1, no relation outside the system schemas in postgres or
+/// template1, and no role but postgres and the predefined pg_* roles. Refuses otherwise (exit
+/// 3) and says what to do.
+const DROP_PRISTINE_MAIN: &str = r#"    refuse() { echo "the package-default cluster $v/main (/var/lib/postgresql/$v/main) $1: pgmetal drops only the untouched cluster the package created. Move its data elsewhere or drop it yourself (pg_dropcluster --stop $v main), then converge again" >&2; exit 3; }
+    [ ! -e "$pgdata/PG_VERSION" ] || refuse "appeared after pgmetal set up PostgreSQL on this host"
+    port=$(pg_conftool -s "$v" main show port 2>/dev/null || echo 5432)
+    started=""
+    if ! pg_ctlcluster "$v" main status >/dev/null 2>&1; then pg_ctlcluster "$v" main start; started=1; fi
+    q() { runuser -u postgres -- psql -X -At -p "$port" -d "$1" -c "$2"; }
+    dbs=$(q postgres "SELECT count(*) FROM pg_database WHERE datname NOT IN ('postgres','template0','template1')")
+    rel=0
+    for db in postgres template1; do
+      n=$(q "$db" "SELECT count(*) FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname NOT IN ('pg_catalog','information_schema') AND s.nspname !~ '^pg_(toast|temp)'")
+      rel=$((rel + n))
+    done
+    roles=$(q postgres "SELECT count(*) FROM pg_roles WHERE rolname <> 'postgres' AND rolname !~ '^pg_'")
+    if [ "$dbs$rel$roles" != "000" ]; then
+      [ -z "$started" ] || pg_ctlcluster "$v" main stop
+      refuse "holds $dbs databases, $rel relations and $roles roles of its own"
+    fi
+    pg_dropcluster --stop "$v" main && echo "dropped the pristine package-default cluster $v/main""#;
 
 #[cfg(test)]
 mod tests {
@@ -300,6 +327,29 @@ mod tests {
         let yum =
             String::from_utf8(repository_file(&s, OsFamily::RedHat).unwrap().content).unwrap();
         assert!(yum.contains("baseurl=http://mirror/el9/\n") && yum.contains("gpgcheck=1"));
+    }
+
+    #[test]
+    fn the_takeover_script_is_valid_sh() {
+        let mut sh = std::process::Command::new("/bin/sh")
+            .arg("-n")
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        sh.stdin
+            .take()
+            .unwrap()
+            .write_all(TAKEOVER.as_bytes())
+            .unwrap();
+        let out = sh.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(TAKEOVER.contains("pg_dropcluster --stop \"$v\" main"));
     }
 
     #[test]
