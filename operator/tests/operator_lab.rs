@@ -85,7 +85,7 @@ spec:
   postgres:
     primary: {primary}
     replicas: [{others}]
-  patroni: {{ttl: 20, loopWait: 5, retryTimeout: 5, failback: Automatic}}
+  patroni: {{ttl: 20, loopWait: 5, retryTimeout: 5, failback: Automatic, failbackDelaySeconds: 10}}
   etcd:
     hosts: [{a}, {b}, {c}]
   haproxy:
@@ -451,6 +451,14 @@ fn operator_runs_a_cluster_from_kubectl() {
         || get(&kube, &ns, ".status.primary") == h2,
     );
     eprintln!("TIMING fail-back {back:.1}s after the host booted");
+    assert!(
+        back >= 10.0,
+        "fail-back {back:.1}s after boot: before failbackDelaySeconds (10) of health"
+    );
+    assert!(
+        !get(&kube, &ns, ".status.failback.lastAt").is_empty(),
+        "the fail-back is recorded"
+    );
     wait_until("Degraded to clear", Duration::from_secs(120), || {
         get(
             &kube,

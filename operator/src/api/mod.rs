@@ -1,5 +1,6 @@
 //! The `pgmetal.io/v1alpha1` API: the PostgresCluster custom resource, its spec and status.
 
+mod defaults;
 pub mod spec;
 pub mod status;
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::defaults::*;
 use super::status::PostgresClusterStatus;
 
 /// A DNS name, IPv4 or IPv6 address (CEL/RE2 syntax). Numeric-only names must be real IPv4 addresses.
@@ -377,6 +378,16 @@ pub struct PatroniSpec {
     /// switches back to `postgres.primary` once it is healthy and caught up (the reference's fail-back).
     #[serde(default)]
     pub failback: Failback,
+    /// With `failback: Automatic`: seconds the preferred primary must have been a healthy,
+    /// caught-up replica before the primary moves back to it. Default 60.
+    #[serde(default = "default_failback_delay")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub failback_delay_seconds: u32,
+    /// With `failback: Automatic`: at most one fail-back in this many seconds, so that an
+    /// unstable preferred host cannot make the primary flap. Default 600.
+    #[serde(default = "default_failback_min_interval")]
+    #[schemars(range(min = 0, max = 604800))]
+    pub failback_min_interval_seconds: u32,
     /// Secret key with the password for Patroni's REST API (user `patroni`), needed for
     /// switchover, restart and reload. Generated into `<cluster>-passwords` (key `restapi`) when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -456,34 +467,6 @@ pub struct HaproxySpec {
     pub stats_port: u16,
 }
 
-impl Default for PatroniSpec {
-    fn default() -> Self {
-        Self {
-            scope: default_scope(),
-            namespace: default_namespace(),
-            rest_api_port: default_restapi_port(),
-            ttl: default_ttl(),
-            loop_wait: default_loop_wait(),
-            retry_timeout: default_retry_timeout(),
-            maximum_lag_on_failover: default_max_lag(),
-            synchronous_mode: false,
-            failback: Failback::Manual,
-            rest_api_password_secret: None,
-        }
-    }
-}
-
-impl Default for HaproxySpec {
-    fn default() -> Self {
-        Self {
-            hosts: Vec::new(),
-            primary_port: default_primary_port(),
-            replica_port: default_replica_port(),
-            stats_port: default_stats_port(),
-        }
-    }
-}
-
 fn host_rule() -> String {
     format!(
         "self.matches('{HOST_RE}') && (!self.matches('^[0-9.]+$') || self.matches('{IPV4_RE}'))"
@@ -527,95 +510,4 @@ fn path_rule() -> String {
 }
 fn name_rule() -> String {
     format!("self.matches('{NAME_RE}')")
-}
-
-fn default_ssh_user() -> String {
-    "root".into()
-}
-fn default_ssh_port() -> u16 {
-    22
-}
-fn default_connect_timeout() -> u32 {
-    10
-}
-fn default_pg_version() -> u32 {
-    15
-}
-fn default_pg_port() -> u16 {
-    5432
-}
-fn default_pg_data_dir() -> String {
-    "/data/pg_data".into()
-}
-fn default_encoding() -> String {
-    "UTF8".into()
-}
-fn default_locale() -> String {
-    "C.UTF-8".into()
-}
-fn default_superuser() -> PgUser {
-    PgUser {
-        name: "postgres".into(),
-        password_secret: None,
-    }
-}
-fn default_replication_user() -> PgUser {
-    PgUser {
-        name: "replicator".into(),
-        password_secret: None,
-    }
-}
-fn default_rewind_user() -> PgUser {
-    PgUser {
-        name: "rewind_user".into(),
-        password_secret: None,
-    }
-}
-/// The Patroni release pgmetal installs by default: it has the fixes for a healed partition
-/// (conditional leader-key update, stale etcd members ignored by raft term).
-pub const DEFAULT_PATRONI_VERSION: &str = "4.1.5";
-fn default_patroni_version() -> String {
-    DEFAULT_PATRONI_VERSION.into()
-}
-fn default_scope() -> String {
-    "postgres".into()
-}
-fn default_namespace() -> String {
-    "/db/".into()
-}
-fn default_restapi_port() -> u16 {
-    8008
-}
-fn default_ttl() -> u32 {
-    30
-}
-fn default_loop_wait() -> u32 {
-    10
-}
-fn default_retry_timeout() -> u32 {
-    10
-}
-fn default_max_lag() -> u64 {
-    1_048_576
-}
-fn default_etcd_client_port() -> u16 {
-    2379
-}
-fn default_etcd_peer_port() -> u16 {
-    2380
-}
-fn default_cluster_token() -> String {
-    "etcd_cluster".into()
-}
-fn default_etcd_data_dir() -> String {
-    "/var/lib/etcd/default.etcd".into()
-}
-fn default_primary_port() -> u16 {
-    5000
-}
-fn default_replica_port() -> u16 {
-    5001
-}
-fn default_stats_port() -> u16 {
-    7000
 }

@@ -53,6 +53,23 @@ pub struct PostgresClusterStatus {
     /// only a data directory whose identifier is this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_identifier: Option<String>,
+    /// The clocks of automatic fail-back (`spec.patroni.failbackDelaySeconds` and
+    /// `failbackMinIntervalSeconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback: Option<FailbackStatus>,
+}
+
+/// When the preferred primary became a healthy replica, and when the last fail-back was.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailbackStatus {
+    /// Since when the preferred primary has been a healthy, caught-up replica (unset while it
+    /// is not, or while it leads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_healthy_since: Option<Time>,
+    /// When the last automatic fail-back started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_at: Option<Time>,
 }
 
 /// A timeline and the host that led it.

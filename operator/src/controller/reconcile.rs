@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -19,7 +20,7 @@ use super::converge_task::{Live, Outcome, Running, Start};
 use super::dereference::{self, Resolved};
 use super::switchover::{self, Decision};
 use super::{Context, Error, Memo};
-use crate::api::{HostStatus, PostgresCluster, PostgresClusterStatus};
+use crate::api::{FailbackStatus, HostStatus, PostgresCluster, PostgresClusterStatus};
 use crate::engine::patroni_api::PatroniApi;
 use crate::engine::{self, Connection, connect, observe, split_brain};
 
@@ -39,12 +40,7 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
         settled: conditions::settled(&old.conditions, pgc.metadata.generation),
         ..Default::default()
     };
-    let mut status = PostgresClusterStatus {
-        preferred_primary: old.preferred_primary.clone(),
-        hosts: old.hosts.clone(),
-        leader_timeline: old.leader_timeline.clone(),
-        ..Default::default()
-    };
+    let mut status = remembered(&old);
     let resolved = match prepare(&ctx, &pgc).await {
         Ok(r) => r,
         Err((blocked, action)) => {
@@ -62,8 +58,7 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
     }
     if let Some(m) = ctx.memo(&key) {
         // What the last converge left stays Degraded until the next one.
-        facts.host_errors = m.host_errors;
-        facts.converge_failure = m.failure;
+        (facts.host_errors, facts.converge_failure) = (m.host_errors, m.failure);
     }
     start_if_due(&ctx, &pgc, resolved, &key, &status.hosts);
     let running = ctx.converges.running(&key);
@@ -71,17 +66,7 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
     let busy = running.is_some();
     let observed =
         observe_and_switch(&ctx, &pgc, &api, (&old, busy), &mut status, &mut facts).await;
-    status = PostgresClusterStatus {
-        hosts: status.hosts,
-        preferred_primary: status.preferred_primary,
-        leader_timeline: status.leader_timeline,
-        // Recorded once: what Wipe checks a data directory against.
-        system_identifier: old
-            .system_identifier
-            .clone()
-            .or(observed.system_identifier.clone()),
-        ..observed
-    };
+    status = over(status, observed);
     ctx.metrics
         .set_cluster_ready(&pgc.name_any(), facts.healthy());
     if let Err(e) = write_status(&ctx, &pgc, &old, status, &facts).await {
@@ -92,6 +77,33 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
         return Err(e);
     }
     Ok(requeue(&ctx, &key))
+}
+
+/// What status remembers from one reconcile to the next; the rest is observed afresh.
+fn remembered(s: &PostgresClusterStatus) -> PostgresClusterStatus {
+    PostgresClusterStatus {
+        preferred_primary: s.preferred_primary.clone(),
+        hosts: s.hosts.clone(),
+        leader_timeline: s.leader_timeline.clone(),
+        failback: s.failback.clone(),
+        system_identifier: s.system_identifier.clone(),
+        ..Default::default()
+    }
+}
+
+/// The remembered fields over a fresh observation; the system identifier is recorded once
+/// (what Wipe checks a data directory against).
+fn over(kept: PostgresClusterStatus, observed: PostgresClusterStatus) -> PostgresClusterStatus {
+    PostgresClusterStatus {
+        system_identifier: kept
+            .system_identifier
+            .or(observed.system_identifier.clone()),
+        preferred_primary: kept.preferred_primary,
+        hosts: kept.hosts,
+        leader_timeline: kept.leader_timeline,
+        failback: kept.failback,
+        ..observed
+    }
 }
 
 /// Observe again within [`OBSERVE_EVERY`], sooner when a failed converge's backoff ends (a
@@ -288,20 +300,23 @@ async fn observe_and_switch(
     let mut obs = observe::observe(spec, api).await;
     ctx.metrics.observe(t.elapsed().as_secs_f64());
     let mut observed = crate::status::from_observation(spec, &obs);
-    let paused = spec.paused || observed.patroni_paused == Some(true);
-    // A switchover never races a converge: it waits until the converge task has finished.
-    let decision = if converging {
-        Decision::Stay
-    } else {
-        switchover::decide(
-            spec,
-            old.preferred_primary.as_deref(),
-            &observed.members,
-            paused,
-        )
-    };
+    let now = Timestamp::now();
+    let (decision, clocks) = decide(spec, (old, converging), &observed, now);
+    status.failback = Some(clocks.clone());
     match decision {
-        Decision::Switchover { from, to, why } => {
+        Decision::Switchover {
+            from,
+            to,
+            why,
+            failback,
+        } => {
+            if failback {
+                // Counted when started, done or not: an unstable host cannot make it flap.
+                status.failback = Some(FailbackStatus {
+                    last_at: Some(Time(now)),
+                    ..clocks
+                });
+            }
             switch(ctx, pgc, api, (&from, &to, &why), status, facts).await;
             obs = observe::observe(spec, api).await;
             observed = crate::status::from_observation(spec, &obs);
@@ -320,6 +335,30 @@ async fn observe_and_switch(
     facts.split_brain = split_brain;
     facts.verdict = Some(observe::verdict(spec, &obs));
     observed
+}
+
+/// Whether the primary moves now (never while a converge runs: it waits until the converge
+/// task has finished), and the fail-back clocks after this observation.
+fn decide(
+    spec: &crate::api::PostgresClusterSpec,
+    (old, converging): (&PostgresClusterStatus, bool),
+    observed: &PostgresClusterStatus,
+    now: Timestamp,
+) -> (Decision, FailbackStatus) {
+    let clocks = switchover::track(spec, &observed.members, old.failback.as_ref(), now);
+    if converging {
+        return (Decision::Stay, clocks);
+    }
+    let gate = switchover::Gate {
+        paused: spec.paused || observed.patroni_paused == Some(true),
+        failback: Some(&clocks),
+        now,
+    };
+    let enacted = old.preferred_primary.as_deref();
+    (
+        switchover::decide(spec, enacted, &observed.members, &gate),
+        clocks,
+    )
 }
 
 /// Switches over from `from` to `to` (`why`: the spec changed, or fail-back), with events.

@@ -3,10 +3,24 @@
 
 use std::time::Duration;
 
-use crate::api::{Failback, MemberStatus, PostgresClusterSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::{Failback, FailbackStatus, MemberStatus, PostgresClusterSpec};
 use crate::engine::patroni_api::Member as _;
 use crate::engine::patroni_api::{ClusterMember, Patroni};
 use crate::render::member_name;
+
+/// What else decides whether the primary may move now.
+#[derive(Debug, Clone, Copy)]
+pub struct Gate<'a> {
+    /// Paused (the spec, or Patroni's maintenance mode): nothing moves.
+    pub paused: bool,
+    /// `status.failback`: the clocks of automatic fail-back.
+    pub failback: Option<&'a FailbackStatus>,
+    /// Now.
+    pub now: Timestamp,
+}
 
 /// What to do about the primary.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +32,8 @@ pub enum Decision {
         from: String,
         to: String,
         why: String,
+        /// An automatic fail-back (not a switchover the spec asked for).
+        failback: bool,
     },
     /// The primary should move but the candidate is not ready; the message says why.
     Wait(String),
@@ -30,13 +46,13 @@ pub fn decide(
     spec: &PostgresClusterSpec,
     enacted: Option<&str>,
     members: &[MemberStatus],
-    paused: bool,
+    gate: &Gate,
 ) -> Decision {
     let target = &spec.postgres.primary;
     let Some(leader) = members.iter().find(|m| m.is_leader()) else {
         return Decision::Stay;
     };
-    if &leader.host == target || paused {
+    if &leader.host == target || gate.paused {
         return Decision::Stay;
     }
     let asked = enacted != Some(target.as_str());
@@ -58,16 +74,69 @@ pub fn decide(
         ));
     }
     match c.lag_bytes {
-        Some(lag) if lag as u64 <= spec.patroni.maximum_lag_on_failover => Decision::Switchover {
-            from: leader.host.clone(),
-            to: target.clone(),
-            why,
-        },
+        Some(lag) if lag as u64 <= spec.patroni.maximum_lag_on_failover => {
+            if let Some(wait) = (!asked).then(|| hysteresis(spec, gate)).flatten() {
+                return Decision::Wait(format!("{why}, but {wait}"));
+            }
+            Decision::Switchover {
+                from: leader.host.clone(),
+                to: target.clone(),
+                why,
+                failback: !asked,
+            }
+        }
         Some(lag) => Decision::Wait(format!(
             "{why}, but {target} lags {lag} bytes (limit {})",
             spec.patroni.maximum_lag_on_failover
         )),
         None => Decision::Wait(format!("{why}, but the lag of {target} is unknown")),
+    }
+}
+
+/// Why an automatic fail-back must wait although the preferred primary is caught up: it has
+/// not been healthy for `failbackDelaySeconds`, or the last fail-back is more recent than
+/// `failbackMinIntervalSeconds`.
+fn hysteresis(spec: &PostgresClusterSpec, gate: &Gate) -> Option<String> {
+    let p = &spec.patroni;
+    let target = &spec.postgres.primary;
+    let secs = |t: &Time| gate.now.duration_since(t.0).as_secs().max(0);
+    let healthy = gate
+        .failback
+        .and_then(|f| f.preferred_healthy_since.as_ref())
+        .map_or(0, secs);
+    if healthy < i64::from(p.failback_delay_seconds) {
+        return Some(format!(
+            "{target} has been a healthy replica for {healthy} s of the {} s spec.patroni.failbackDelaySeconds asks",
+            p.failback_delay_seconds
+        ));
+    }
+    let last = gate.failback.and_then(|f| f.last_at.as_ref()).map(secs)?;
+    (last < i64::from(p.failback_min_interval_seconds)).then(|| {
+        format!(
+            "the last fail-back was {last} s ago, and spec.patroni.failbackMinIntervalSeconds allows one per {} s",
+            p.failback_min_interval_seconds
+        )
+    })
+}
+
+/// The fail-back clocks after this observation: since when the preferred primary has been a
+/// healthy replica within the lag limit (reset when it is not), and the last fail-back.
+pub fn track(
+    spec: &PostgresClusterSpec,
+    members: &[MemberStatus],
+    old: Option<&FailbackStatus>,
+    now: Timestamp,
+) -> FailbackStatus {
+    let limit = spec.patroni.maximum_lag_on_failover;
+    let healthy = members.iter().any(|m| {
+        m.host == spec.postgres.primary
+            && m.is_healthy_replica()
+            && m.lag_bytes.is_some_and(|l| l as u64 <= limit)
+    });
+    let since = old.and_then(|f| f.preferred_healthy_since.clone());
+    FailbackStatus {
+        preferred_healthy_since: healthy.then(|| since.unwrap_or(Time(now))),
+        last_at: old.and_then(|f| f.last_at.clone()),
     }
 }
 
@@ -130,6 +199,28 @@ mod tests {
         ))
         .unwrap()
     }
+    /// Not paused, the preferred primary healthy for an hour, no fail-back before.
+    fn open() -> Gate<'static> {
+        static SETTLED: std::sync::LazyLock<FailbackStatus> =
+            std::sync::LazyLock::new(|| FailbackStatus {
+                preferred_healthy_since: Some(Time(ago(3600))),
+                last_at: None,
+            });
+        Gate {
+            paused: false,
+            failback: Some(&SETTLED),
+            now: Timestamp::now(),
+        }
+    }
+    fn paused() -> Gate<'static> {
+        Gate {
+            paused: true,
+            ..open()
+        }
+    }
+    fn ago(secs: i64) -> Timestamp {
+        Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(secs)
+    }
     fn m(host: &str, role: &str, state: &str, lag: Option<i64>) -> MemberStatus {
         MemberStatus {
             host: host.into(),
@@ -148,17 +239,17 @@ mod tests {
             m("a", "replica", "streaming", Some(0)),
         ];
         assert!(
-            matches!(decide(&spec("Manual"), Some("b"), &members, false), Decision::Switchover { ref to, .. } if to == "a")
+            matches!(decide(&spec("Manual"), Some("b"), &members, &open()), Decision::Switchover { ref to, .. } if to == "a")
         );
         let lagging = [
             m("b", "leader", "running", None),
             m("a", "replica", "streaming", Some(50_000_000)),
         ];
         assert!(
-            matches!(decide(&spec("Manual"), Some("b"), &lagging, false), Decision::Wait(ref w) if w.contains("lags"))
+            matches!(decide(&spec("Manual"), Some("b"), &lagging, &open()), Decision::Wait(ref w) if w.contains("lags"))
         );
         assert_eq!(
-            decide(&spec("Manual"), Some("b"), &members, true),
+            decide(&spec("Manual"), Some("b"), &members, &paused()),
             Decision::Stay,
             "never while paused"
         );
@@ -171,11 +262,11 @@ mod tests {
             m("a", "replica", "streaming", Some(0)),
         ];
         assert_eq!(
-            decide(&spec("Manual"), Some("a"), &members, false),
+            decide(&spec("Manual"), Some("a"), &members, &open()),
             Decision::Stay
         );
         assert!(matches!(
-            decide(&spec("Automatic"), Some("a"), &members, false),
+            decide(&spec("Automatic"), Some("a"), &members, &open()),
             Decision::Switchover { .. }
         ));
         let down = [
@@ -183,12 +274,12 @@ mod tests {
             m("a", "replica", "stopped", None),
         ];
         assert!(matches!(
-            decide(&spec("Automatic"), Some("a"), &down, false),
+            decide(&spec("Automatic"), Some("a"), &down, &open()),
             Decision::Wait(_)
         ));
         let home = [m("a", "leader", "running", None)];
         assert_eq!(
-            decide(&spec("Automatic"), Some("a"), &home, false),
+            decide(&spec("Automatic"), Some("a"), &home, &open()),
             Decision::Stay
         );
     }
@@ -238,7 +329,7 @@ mod tests {
         ];
         let limit = spec("Automatic").patroni.maximum_lag_on_failover;
         assert_eq!(
-            decide(&spec("Automatic"), Some("a"), &lagging, false),
+            decide(&spec("Automatic"), Some("a"), &lagging, &open()),
             Decision::Wait(format!(
                 "fail-back to the preferred primary a, but a lags 50000000 bytes (limit {limit})"
             ))
@@ -248,8 +339,100 @@ mod tests {
             m("a", "replica", "streaming", Some(0)),
         ];
         assert_eq!(
-            decide(&spec("Automatic"), Some("a"), &caught_up, true),
+            decide(&spec("Automatic"), Some("a"), &caught_up, &paused()),
             Decision::Stay
+        );
+    }
+
+    #[test]
+    fn fail_back_waits_until_the_preferred_host_has_been_healthy_long_enough_and_not_too_often() {
+        let spec = spec("Automatic");
+        let members = [
+            m("b", "leader", "running", None),
+            m("a", "replica", "streaming", Some(0)),
+        ];
+        let now = Timestamp::now();
+        let before = |secs| Time(now - k8s_openapi::jiff::SignedDuration::from_secs(secs));
+        let clocks = |healthy: Option<i64>, last: Option<i64>| FailbackStatus {
+            preferred_healthy_since: healthy.map(before),
+            last_at: last.map(before),
+        };
+        let gate = |f| Gate {
+            paused: false,
+            failback: Some(f),
+            now,
+        };
+        let just_back = clocks(Some(10), None);
+        let Decision::Wait(w) = decide(&spec, Some("a"), &members, &gate(&just_back)) else {
+            panic!("fail-back after 10 s of health");
+        };
+        assert!(w.contains("healthy replica for 10 s of the 60 s"), "{w}");
+        let flapping = clocks(Some(120), Some(300));
+        let Decision::Wait(w) = decide(&spec, Some("a"), &members, &gate(&flapping)) else {
+            panic!("a second fail-back within 600 s");
+        };
+        assert!(
+            w.contains("300 s ago") && w.contains("one per 600 s"),
+            "{w}"
+        );
+        let ready = clocks(Some(61), Some(601));
+        assert!(matches!(
+            decide(&spec, Some("a"), &members, &gate(&ready)),
+            Decision::Switchover { failback: true, .. }
+        ));
+        // A switchover the spec asks for is not held back by the fail-back clocks.
+        let asked = decide(&spec, Some("b"), &members, &gate(&just_back));
+        assert!(
+            matches!(
+                asked,
+                Decision::Switchover {
+                    failback: false,
+                    ..
+                }
+            ),
+            "{asked:?}"
+        );
+    }
+
+    #[test]
+    fn the_healthy_clock_starts_when_the_preferred_host_streams_and_resets_when_it_does_not() {
+        let spec = spec("Automatic");
+        let streaming = [
+            m("b", "leader", "running", None),
+            m("a", "replica", "streaming", Some(0)),
+        ];
+        let now = Timestamp::now();
+        let first = track(&spec, &streaming, None, now);
+        assert_eq!(first.preferred_healthy_since, Some(Time(now)));
+        let later = track(&spec, &streaming, Some(&first), ago(-30));
+        assert_eq!(
+            later.preferred_healthy_since,
+            Some(Time(now)),
+            "kept while healthy"
+        );
+        let down = [
+            m("b", "leader", "running", None),
+            m("a", "replica", "stopped", None),
+        ];
+        assert_eq!(
+            track(&spec, &down, Some(&later), now).preferred_healthy_since,
+            None
+        );
+        let lagging = [
+            m("b", "leader", "running", None),
+            m("a", "replica", "streaming", Some(50_000_000)),
+        ];
+        assert_eq!(
+            track(&spec, &lagging, Some(&later), now).preferred_healthy_since,
+            None
+        );
+        let with_last = FailbackStatus {
+            last_at: Some(Time(now)),
+            ..later
+        };
+        assert_eq!(
+            track(&spec, &down, Some(&with_last), now).last_at,
+            Some(Time(now))
         );
     }
 }
