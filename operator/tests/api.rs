@@ -361,3 +361,44 @@ fn data_directories_are_their_own_and_never_system_or_shallow_paths() {
         validate(&serde_json::from_value(v).unwrap(), None).expect(ok);
     }
 }
+
+#[test]
+fn the_crd_schema_is_enforced_locally_naming_the_field() {
+    use serde_json::json;
+    rejects(
+        set(
+            "/spec/packages",
+            json!({"names": {"postgres": ["postgresql-15", "-oDpkg::Pre-Invoke::=touch /tmp/pwned"]}}),
+        ),
+        "spec.packages.names.postgres[1]: \"-oDpkg::Pre-Invoke::=touch /tmp/pwned\" does not match",
+    );
+    rejects(
+        set("/spec/postgres/port", json!(0)),
+        "spec.postgres.port: 0 is less than the minimum of 1",
+    );
+    rejects(
+        set("/spec/patroni", json!({"ttl": 5})),
+        "spec.patroni.ttl: 5 is less than the minimum of 10",
+    );
+    rejects(
+        set(
+            "/spec/patroni",
+            json!({"namespace": format!("/{}/", "a".repeat(140))}),
+        ),
+        "spec.patroni.namespace",
+    );
+    rejects(
+        set(
+            "/spec/postgres/replicas",
+            json!((2..20).map(|i| format!("10.0.0.{i}")).collect::<Vec<_>>()),
+        ),
+        "spec.postgres.replicas",
+    );
+    // The CLI needs no Kubernetes Secret for its SSH key.
+    let mut v = base();
+    v["spec"]["ssh"]
+        .as_object_mut()
+        .unwrap()
+        .remove("privateKeySecret");
+    validate(&serde_json::from_value(v).unwrap(), None).unwrap();
+}

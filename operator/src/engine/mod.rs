@@ -335,7 +335,7 @@ impl<'a> Engine<'a> {
     ) -> Result<bool, HostError> {
         self.step(host, &format!("directory {dir}"), async {
             let out = ex
-                .run_ok(&Cmd::script(r#"[ -d "$1" ] && exit 0; install -d -m 0700 -o "$2" -g "$2" "$1" && echo created"#).args([dir, owner]), "create directory")
+                .run_ok(&Cmd::script(r#"[ -d "$1" ] && exit 0; install -d -m 0700 -o "$2" -g "$2" -- "$1" && echo created"#).args([dir, owner]), "create directory")
                 .await?;
             let created = out.stdout_str().contains("created");
             Ok((created, created, vec![]))

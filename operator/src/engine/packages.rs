@@ -111,12 +111,12 @@ pub fn install(os: OsFamily, packages: &[String]) -> Cmd {
             r#"set -e
 if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\n# pgmetal: no service starts during install\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; fi
 trap 'grep -q "^# pgmetal" /usr/sbin/policy-rc.d 2>/dev/null && rm -f /usr/sbin/policy-rc.d' EXIT
-DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confold --no-install-recommends install "$@""#,
+DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confold --no-install-recommends install -- "$@""#,
         )
         .args(packages.iter().cloned())
         .timeout(INSTALL_TIMEOUT),
         // dnf: `dnf -y install` starts nothing; yum-only hosts (EL7) have the same syntax.
-        OsFamily::RedHat => Cmd::script(r#"if command -v dnf >/dev/null; then exec dnf -q -y install "$@"; else exec yum -q -y install "$@"; fi"#)
+        OsFamily::RedHat => Cmd::script(r#"if command -v dnf >/dev/null; then exec dnf -q -y install -- "$@"; else exec yum -q -y install -- "$@"; fi"#)
             .args(packages.iter().cloned())
             .timeout(INSTALL_TIMEOUT),
     }

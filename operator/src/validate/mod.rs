@@ -1,6 +1,8 @@
-//! Validation of a PostgresCluster before any work: the CRD's own CEL rules evaluated locally
-//! (so the CLI, which has no API server, enforces exactly what the API server enforces), plus the
-//! few checks a schema cannot express.
+//! Validation of a PostgresCluster before any work: the CRD's schema and its CEL rules
+//! evaluated locally (so the CLI, which has no API server, enforces exactly what the API server
+//! enforces), plus the few checks a schema cannot express.
+
+mod schema;
 
 use std::collections::BTreeSet;
 
@@ -27,7 +29,7 @@ pub fn validate(
     obj: &PostgresCluster,
     old: Option<&PostgresCluster>,
 ) -> Result<(), ValidationError> {
-    let mut out = Vec::new();
+    let mut out = schema::violations(obj);
     let cel = match old {
         Some(old) => kube::core::cel::validate_cel_update(obj, old),
         None => kube::core::cel::validate_cel(obj),
