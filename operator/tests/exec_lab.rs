@@ -125,6 +125,26 @@ async fn run_returns_stdout_stderr_and_exit_codes() {
 
 #[tokio::test]
 #[ignore = "needs the lab; e2e/test runs it"]
+async fn output_beyond_the_cap_is_an_error_and_the_connection_stays_usable() {
+    let lab = lab();
+    let e = lab.root(1).await;
+    let err = e
+        .run_ok(
+            &Cmd::script("yes 0123456789abcde | head -c 20971520"),
+            "flood",
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("output exceeds 16 MiB"), "{err}");
+    let out = e
+        .run_ok(&Cmd::new("echo").arg("still here"), "echo")
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str().trim(), "still here");
+}
+
+#[tokio::test]
+#[ignore = "needs the lab; e2e/test runs it"]
 async fn large_stdout_and_stdin_are_transferred_fully() {
     let lab = lab();
     let e = lab.root(1).await;

@@ -413,6 +413,32 @@ fn operator_runs_a_cluster_from_kubectl() {
     eprintln!(
         "TIMING failover by Patroni {failover:.1}s after the power cut; status followed {follow:.1}s later"
     );
+    // The failover is on the resource: from, to, and how long writes were unavailable as the
+    // operator saw it (observing every 5 s, so within the failover time plus two observations).
+    let to = get(&kube, &ns, ".status.primary");
+    wait_until("status.lastFailover", Duration::from_secs(15), || {
+        get(&kube, &ns, ".status.lastFailover.to") == to
+    });
+    assert_eq!(get(&kube, &ns, ".status.lastFailover.from"), h2);
+    let unavailable: f64 = get(&kube, &ns, ".status.lastFailover.writesUnavailableSeconds")
+        .parse()
+        .expect("writesUnavailableSeconds");
+    eprintln!("TIMING lastFailover.writesUnavailableSeconds {unavailable}");
+    assert!(
+        unavailable >= failover - 6.0 && unavailable <= failover + follow + 11.0,
+        "writes unavailable {unavailable}s; Patroni took {failover:.1}s"
+    );
+    let reasons = kube
+        .kubectl(&[
+            "-n",
+            &ns,
+            "get",
+            "events",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ])
+        .expect_ok();
+    assert!(reasons.contains("FailedOver"), "{reasons}");
     assert!(
         follow <= 15.0,
         "status must follow a failover within 15 s (took {follow:.1}s)"
@@ -539,6 +565,20 @@ fn operator_runs_a_cluster_from_kubectl() {
         lab.ssh_ok(&h1, "test -d /data/pg_data/base && echo kept") == "kept",
         "Retain keeps the data"
     );
+    // The kept data needs its passwords: the lab API server has no garbage collector, so the
+    // owner reference that would delete them is what is checked.
+    let owners = kube
+        .kubectl(&[
+            "-n",
+            &ns,
+            "get",
+            "secret",
+            "lab-passwords",
+            "-o",
+            "jsonpath={.metadata.ownerReferences}",
+        ])
+        .expect_ok();
+    assert_eq!(owners, "", "Retain keeps the passwords Secret");
     for h in &lab.hosts {
         assert_eq!(
             lab.ssh_ok(

@@ -483,14 +483,15 @@ fn unique_rule() -> &'static str {
 /// A data directory is a directory of its own, two or more levels deep, and not a system
 /// directory: pgmetal creates it, and `deletionPolicy: Wipe` deletes it.
 fn data_dir_rule() -> String {
-    [
+    let rules = [
         r"self.matches('^/[^/]+/[^/]')",
         r"!self.matches('^/(etc|usr|bin|sbin|lib|lib32|lib64|libx32|boot|dev|proc|sys|run|tmp|root)(/|$)')",
         r"!self.matches('^/var/(lib|log|cache|tmp|spool|backups|mail|opt|local|run|lock)/?$')",
         r"!self.matches('^/var/lib/(postgresql|pgsql)/?$')",
         r"!self.matches('^/home/[^/]+/?$')",
-    ]
-    .join(" && ")
+    ];
+    // A relative path gets the path rule's message alone.
+    format!("!self.matches('^/') || ({})", rules.join(" && "))
 }
 
 macro_rules! data_dir_message {

@@ -57,6 +57,29 @@ pub struct PostgresClusterStatus {
     /// `failbackMinIntervalSeconds`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failback: Option<FailbackStatus>,
+    /// The last failover (the primary moved without pgmetal asking), as the operator saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failover: Option<Failover>,
+}
+
+/// A failover: the primary moved from one host to another without a switchover.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Failover {
+    /// When the operator first saw the new primary.
+    pub at: Option<Time>,
+    /// The host that was the primary.
+    pub from: String,
+    /// The host that became the primary.
+    pub to: String,
+    /// At most this many seconds passed between the operator's last sight of the old primary
+    /// and its first sight of the new one (unset when the operator restarted in between).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes_unavailable_seconds: Option<i64>,
+    /// How far the new primary lagged behind the old one when last observed before the
+    /// failover, in bytes: what asynchronous replication may have lost (unset when unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_bytes_at_failover: Option<i64>,
 }
 
 /// When the preferred primary became a healthy replica, and when the last fail-back was.

@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kube::ResourceExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
 
 use super::reconcile::publish;
 use super::{Context, Error, dereference};
@@ -39,6 +41,9 @@ pub async fn cleanup(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Act
     let spec = &pgc.spec;
     // A converge still running would restart what is being stopped: cancel it and wait.
     ctx.converges.cancel(&super::reconcile::key(&pgc)).await;
+    if spec.deletion_policy == DeletionPolicy::Retain {
+        keep_passwords(&ctx, &pgc).await?;
+    }
     let r = match dereference::resolve(&ctx.client, &pgc).await {
         Ok(r) => r,
         // Deleting a namespace removes the Secrets too: without the key the hosts cannot be
@@ -86,6 +91,24 @@ pub async fn cleanup(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Act
     }
     report(&ctx, &pgc, &done, refused).await;
     Ok(Action::await_change())
+}
+
+/// With Retain the data outlives the resource, and so must the passwords in it: the generated
+/// `<cluster>-passwords` loses its owner reference (the garbage collector would delete it), so
+/// that a re-created cluster reads the passwords the kept data was made with.
+async fn keep_passwords(ctx: &Context, pgc: &PostgresCluster) -> Result<(), Error> {
+    let ns = pgc.namespace().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = dereference::passwords_secret_name(&pgc.name_any());
+    let patch = serde_json::json!({"metadata": {"ownerReferences": null}});
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(Error::Kube(e)),
+    }
 }
 
 /// Whether Wipe may delete data: asked for, and the data directories pass today's validation

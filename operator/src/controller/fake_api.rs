@@ -127,6 +127,20 @@ impl FakeApi {
                 reply(StatusCode::OK, c.clone())
             }
             (&Method::PATCH, [.., "configmaps", _]) => reply(StatusCode::OK, body),
+            (&Method::PATCH, [.., "secrets", name]) => {
+                let mut secrets = self.secrets.lock().unwrap();
+                match secrets.get_mut(*name) {
+                    Some(s) => {
+                        if body["metadata"]["ownerReferences"].is_null() {
+                            s["metadata"]
+                                .as_object_mut()
+                                .map(|m| m.remove("ownerReferences"));
+                        }
+                        reply(StatusCode::OK, s.clone())
+                    }
+                    None => not_found(name),
+                }
+            }
             _ => not_found(&path),
         }
     }

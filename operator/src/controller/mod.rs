@@ -5,6 +5,7 @@ pub mod cleanup;
 pub mod conditions;
 pub mod converge_task;
 pub mod dereference;
+pub mod failover;
 #[cfg(test)]
 mod fake_api;
 pub mod lease;
@@ -126,6 +127,7 @@ pub struct Context {
     /// Event recorder.
     pub recorder: Recorder,
     memos: Mutex<HashMap<String, Memo>>,
+    sightings: Mutex<HashMap<String, failover::Sighting>>,
     /// The converge tasks: running, or finished and not yet picked up.
     pub converges: Arc<converge_task::Converges>,
 }
@@ -134,6 +136,16 @@ impl Context {
     /// The memo of a cluster (`namespace/name`).
     pub fn memo(&self, key: &str) -> Option<Memo> {
         self.memos.lock().ok().and_then(|m| m.get(key).cloned())
+    }
+    /// Where the primary of a cluster was last seen.
+    pub fn sighting(&self, key: &str) -> Option<failover::Sighting> {
+        self.sightings.lock().ok().and_then(|m| m.get(key).cloned())
+    }
+    /// Remember where the primary of a cluster was seen.
+    pub fn saw(&self, key: &str, s: failover::Sighting) {
+        if let Ok(mut m) = self.sightings.lock() {
+            m.insert(key.to_string(), s);
+        }
     }
     /// Remember a converge.
     pub fn remember(&self, key: &str, memo: Memo) {
@@ -207,6 +219,7 @@ pub async fn run(opts: Options) -> Result<(), StartError> {
         metrics: metrics.clone(),
         recorder: Recorder::new(client.clone(), reporter(identity)),
         memos: Mutex::default(),
+        sightings: Mutex::default(),
         converges: Arc::default(),
     });
     let converges = ctx.converges.clone();

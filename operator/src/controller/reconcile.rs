@@ -19,7 +19,7 @@ use super::conditions::{self, Blocked, Facts, OffPreferred, reason};
 use super::converge_task::{Live, Outcome, Running, Start};
 use super::dereference::{self, Resolved};
 use super::switchover::{self, Decision};
-use super::{Context, Error, Memo};
+use super::{Context, Error, Memo, failover};
 use crate::api::{FailbackStatus, HostStatus, PostgresCluster, PostgresClusterStatus};
 use crate::engine::patroni_api::PatroniApi;
 use crate::engine::{self, Connection, connect, observe, split_brain};
@@ -86,6 +86,7 @@ fn remembered(s: &PostgresClusterStatus) -> PostgresClusterStatus {
         hosts: s.hosts.clone(),
         leader_timeline: s.leader_timeline.clone(),
         failback: s.failback.clone(),
+        last_failover: s.last_failover.clone(),
         system_identifier: s.system_identifier.clone(),
         ..Default::default()
     }
@@ -102,6 +103,7 @@ fn over(kept: PostgresClusterStatus, observed: PostgresClusterStatus) -> Postgre
         hosts: kept.hosts,
         leader_timeline: kept.leader_timeline,
         failback: kept.failback,
+        last_failover: kept.last_failover,
         ..observed
     }
 }
@@ -303,6 +305,7 @@ async fn observe_and_switch(
     let now = Timestamp::now();
     let (decision, clocks) = decide(spec, (old, converging), &observed, now);
     status.failback = Some(clocks.clone());
+    let switched = matches!(decision, Decision::Switchover { .. });
     match decision {
         Decision::Switchover {
             from,
@@ -324,6 +327,7 @@ async fn observe_and_switch(
         Decision::Wait(msg) => facts.switchover = Some(msg),
         Decision::Stay => {}
     }
+    record_failover(ctx, pgc, old, &observed, switched, status).await;
     facts.off_preferred = off_preferred(spec, observed.primary.as_deref(), status);
     let (mark, split_brain) = split_brain::check(old.leader_timeline.as_ref(), &obs.primaries);
     if let Some(sb) = &split_brain
@@ -335,6 +339,35 @@ async fn observe_and_switch(
     facts.split_brain = split_brain;
     facts.verdict = Some(observe::verdict(spec, &obs));
     observed
+}
+
+/// Records a failover (the primary moved without a switchover of pgmetal's) in
+/// `status.lastFailover` with a Warning event, and where the primary is seen now.
+async fn record_failover(
+    ctx: &Context,
+    pgc: &PostgresCluster,
+    old: &PostgresClusterStatus,
+    observed: &PostgresClusterStatus,
+    switched: bool,
+    status: &mut PostgresClusterStatus,
+) {
+    let key = key(pgc);
+    let now = (Timestamp::now(), Instant::now());
+    let last = ctx.sighting(&key);
+    if let Some(f) = failover::detect(last.as_ref(), old, observed, switched, now) {
+        publish(
+            ctx,
+            pgc,
+            EventType::Warning,
+            "FailedOver",
+            &failover::note(&f),
+        )
+        .await;
+        status.last_failover = Some(f);
+    }
+    if let Some(s) = failover::Sighting::of(observed, now.1) {
+        ctx.saw(&key, s);
+    }
 }
 
 /// Whether the primary moves now (never while a converge runs: it waits until the converge

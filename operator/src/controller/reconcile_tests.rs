@@ -57,6 +57,7 @@ fn context(client: kube::Client) -> Arc<Context> {
         client,
         metrics: Arc::new(metrics::Metrics::new()),
         memos: Mutex::default(),
+        sightings: Mutex::default(),
         converges: Arc::default(),
     })
 }
@@ -288,4 +289,30 @@ async fn deletion_keeps_the_finalizer_while_a_host_cannot_be_reached() {
         json!([FINALIZER])
     );
     assert!(api.events().is_empty(), "{:?}", api.events());
+}
+
+#[tokio::test]
+async fn retain_keeps_the_generated_passwords_by_dropping_their_owner() {
+    let mut obj = deleted();
+    obj["spec"]["deletionPolicy"] = json!("Retain");
+    let (api, client) = FakeApi::start(obj, NS);
+    api.add_secret("pg-passwords", &[("superuser", "a")]);
+    api.secrets.lock().unwrap().get_mut("pg-passwords").unwrap()["metadata"]["ownerReferences"] = json!([{"apiVersion": "pgmetal.io/v1alpha1", "kind": "PostgresCluster", "name": "pg", "uid": "u-1", "controller": true}]);
+    let ctx = context(client);
+    reconcile_stored(&api, &ctx).await.unwrap();
+    let patched = api.sent(Method::PATCH, "/secrets/pg-passwords");
+    assert_eq!(patched.len(), 1, "{:?}", api.requests());
+    assert_eq!(
+        patched[0].body,
+        json!({"metadata": {"ownerReferences": null}})
+    );
+    let kept = api.secrets.lock().unwrap()["pg-passwords"].clone();
+    assert!(kept["metadata"].get("ownerReferences").is_none(), "{kept}");
+
+    // Wipe: the data goes, and the passwords may go with the resource.
+    let mut obj = deleted();
+    obj["spec"]["deletionPolicy"] = json!("Wipe");
+    let (api, client) = FakeApi::start(obj, NS);
+    reconcile_stored(&api, &context(client)).await.unwrap();
+    assert!(api.sent(Method::PATCH, "/secrets/pg-passwords").is_empty());
 }

@@ -6,6 +6,7 @@
 //! bootstraps) → replicas → HAProxy → Patroni dynamic configuration (parameters, pause,
 //! pending restarts) → observe until healthy.
 
+pub mod capped;
 pub mod claim;
 pub mod connect;
 pub mod error;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use etcd_client::{Client, ConnectOptions};
 use futures::future::BoxFuture;
 
+use super::capped;
 use super::patroni_api::{ClusterMember, ClusterView, Member as _, NodeStatus, Patroni, State};
 use crate::api::{EtcdMemberStatus, EtcdStatus, HaproxyStatus, MemberStatus, PostgresClusterSpec};
 use crate::render::{host_port, member_name};
@@ -43,8 +44,8 @@ pub struct Primary {
 pub struct StatsError {
     /// The HAProxy host.
     pub host: String,
-    /// The HTTP error.
-    pub source: Arc<reqwest::Error>,
+    /// The HTTP error, or a body over the limit.
+    pub source: Arc<capped::BodyError>,
 }
 
 /// The etcd client URL of `host`.
@@ -126,19 +127,14 @@ pub async fn haproxy(spec: &PostgresClusterSpec, host: &str) -> Result<HaproxySt
             .timeout(Duration::from_secs(3))
             .no_proxy()
             .build()?;
-        client
-            .get(url)
-            .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await
+        let r = client.get(url).send().await?.error_for_status()?;
+        capped::body(r, capped::MAX_BODY).await
     };
-    let text = read.await.map_err(|e| StatsError {
+    let bytes = read.await.map_err(|e| StatsError {
         host: host.to_string(),
         source: Arc::new(e),
     })?;
-    Ok(parse_haproxy_csv(host, &text))
+    Ok(parse_haproxy_csv(host, &String::from_utf8_lossy(&bytes)))
 }
 
 /// Parses `show stat` CSV: servers that are UP in the `primary` and `replicas` listeners.

@@ -6,6 +6,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::capped;
 use crate::render::host_port;
 
 /// One member as Patroni's `GET /cluster` reports it.
@@ -248,7 +249,10 @@ impl PatroniApi {
             .await
             .map_err(|e| Self::err(host, e))?;
         let r = r.error_for_status().map_err(|e| Self::err(host, e))?;
-        r.json().await.map_err(|e| Self::err(host, e))
+        let bytes = capped::body(r, capped::MAX_BODY)
+            .await
+            .map_err(|e| Self::err(host, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Self::err(host, e))
     }
 
     /// `GET /cluster` from `host`.
@@ -295,7 +299,8 @@ impl PatroniApi {
             .await
             .map_err(|e| Self::err(host, e))?;
         let status = r.status();
-        let text = r.text().await.unwrap_or_default();
+        let text = capped::body(r, capped::MAX_BODY).await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&text).into_owned();
         if status.is_success() {
             Ok(text)
         } else {

@@ -14,8 +14,9 @@ use super::connect::{Client, establish};
 use super::known_hosts::KnownHosts;
 use super::{Cmd, ExecError, Executor, Output, SshConfig, upload_cmd};
 
-/// Largest stdout or stderr we buffer for one command.
-const MAX_OUTPUT: usize = 256 << 20;
+/// Largest stdout or stderr we buffer for one command: far below the operator pod's memory
+/// limit (256 MiB in the chart), far above any command pgmetal runs (a package list: ~100 KiB).
+const MAX_OUTPUT: usize = 16 << 20;
 /// sshd's default `MaxSessions` is 10, and sshd frees a closed session only after it has
 /// processed the packets already buffered (which may hold our next opens): 5 + 5 <= 10.
 const MAX_CHANNELS: usize = 5;

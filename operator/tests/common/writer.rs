@@ -3,7 +3,7 @@
 //! every id whose commit was acknowledged together with the server that acknowledged it.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -48,7 +48,8 @@ impl Target {
 pub struct Writer {
     stop: Arc<AtomicBool>,
     acks: Arc<Mutex<Vec<Ack>>>,
-    failures: Arc<AtomicU64>,
+    failures: Arc<Mutex<Vec<Duration>>>,
+    started: Instant,
     thread: Option<JoinHandle<()>>,
     pub target: Target,
 }
@@ -68,10 +69,10 @@ impl Writer {
     pub fn start(target: Target, first_id: u64) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let acks = Arc::new(Mutex::new(Vec::new()));
-        let failures = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
         let (s, a, f, t) = (stop.clone(), acks.clone(), failures.clone(), target.clone());
+        let started = Instant::now();
         let thread = std::thread::spawn(move || {
-            let started = Instant::now();
             let mut id = first_id;
             while !s.load(Ordering::Relaxed) {
                 let sql =
@@ -88,7 +89,7 @@ impl Writer {
                         });
                     }
                     _ => {
-                        f.fetch_add(1, Ordering::Relaxed);
+                        f.lock().unwrap().push(started.elapsed());
                         std::thread::sleep(Duration::from_millis(100));
                     }
                 }
@@ -100,6 +101,7 @@ impl Writer {
             stop,
             acks,
             failures,
+            started,
             thread: Some(thread),
             target,
         }
@@ -112,7 +114,17 @@ impl Writer {
 
     /// Failed attempts so far.
     pub fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
+        self.failures.lock().unwrap().len() as u64
+    }
+
+    /// When each failed attempt ended, since the writer started.
+    pub fn failure_times(&self) -> Vec<Duration> {
+        self.failures.lock().unwrap().clone()
+    }
+
+    /// Now, on the writer's clock (what [`Ack::at`] is measured on).
+    pub fn now(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// Waits until `pred` holds for the acknowledgements, or panics after `timeout`.
@@ -146,6 +158,27 @@ impl Drop for Writer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// The write outage a client saw after a disruption at `at`: from the last acknowledgement
+/// before the first failed write after `at`, to the first acknowledgement after that failure.
+/// Not measured from `at` itself: a write in flight often commits just after it. None when no
+/// write failed.
+pub fn outage(acks: &[Ack], failures: &[Duration], at: Duration) -> Option<f64> {
+    let first_fail = *failures.iter().find(|f| **f > at)?;
+    let before = acks.iter().rev().find(|a| a.at < first_fail)?.at;
+    let after = acks.iter().find(|a| a.at > first_fail)?.at;
+    Some((after - before).as_secs_f64())
+}
+
+/// Min, median and max of `xs`, formatted in seconds.
+pub fn spread(xs: &[f64]) -> String {
+    if xs.is_empty() {
+        return "-".into();
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    format!("{:.1}/{:.1}/{:.1}", v[0], v[v.len() / 2], v[v.len() - 1])
 }
 
 /// Acknowledged ids that are missing from `stored`, grouped by the server that acknowledged them.

@@ -1,11 +1,13 @@
-//! Healed partitions and forced etcd elections with a writer running, in asynchronous and
-//! synchronous mode: no write that a new primary acknowledged may be lost, the partitioned old
-//! primary must come back as a replica (never take the cluster back), and restarting the etcd
-//! leader must neither lose a write nor move the primary.
+//! Failover safety with a writer running, in asynchronous and synchronous mode: power cuts of
+//! the primary, healed partitions and forced etcd elections. No write that a new primary
+//! acknowledged may be lost (none at all in synchronous mode); the old primary must come back
+//! as a streaming replica with no person involved (never take the cluster back); restarting the
+//! etcd leader must neither lose a write nor move the primary. Reports the client-seen write
+//! outage of each power cut.
 //!
-//! `PGMETAL_PARTITIONS` (default 2) partitions and `PGMETAL_ETCD_RESTARTS` (default 1) etcd
-//! leader restarts per mode, `PGMETAL_MODES` (default `async,sync`); `e2e/chaos` runs the long
-//! version.
+//! Per mode: `PGMETAL_CUTS` (default 3) power cuts, `PGMETAL_PARTITIONS` (default 2)
+//! partitions, `PGMETAL_ETCD_RESTARTS` (default 1) etcd leader restarts; `PGMETAL_MODES`
+//! (default `async,sync`). `e2e/chaos` runs the long version.
 
 mod common;
 
@@ -15,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Lab;
-use common::writer::{Ack, Target, Writer, lost_by_server};
+use common::writer::{Ack, Target, Writer, lost_by_server, outage, spread};
 use serde_json::Value;
 
 /// Writes the new primary must acknowledge before the partition is healed.
@@ -138,6 +140,62 @@ fn lab_verb(verb: &str, host: &str) {
     assert!(st.success(), "e2e/lab {verb} {host}");
 }
 
+/// A power cut of the primary, as recorded for the verdict and the report.
+struct Cut {
+    old_primary: String,
+    cut_at: Duration,
+    /// Client-seen write outage (see [`outage`]).
+    outage_secs: f64,
+    /// From the cut until the old primary streamed again as a replica.
+    rejoin_secs: f64,
+}
+
+/// Power-cuts the primary's host, waits until a new primary acknowledges writes, starts the old
+/// host again and waits until it streams as a replica of the new primary (pg_rewind or a
+/// reinit, by Patroni alone).
+fn power_cut_round(lab: &Lab, dir: &Path, writer: &Writer, n: usize) -> Cut {
+    let status = wait_healthy(lab, dir, Duration::from_secs(180));
+    let old = status["primary"].as_str().expect("a primary").to_string();
+    let before = writer.acks().len();
+    writer.wait_for("writes before the cut", Duration::from_secs(30), |a| {
+        a.len() >= before + 5
+    });
+    let cut_at = writer.now();
+    let t = Instant::now();
+    lab_verb("kill", &old);
+    writer.wait_for(
+        &format!("cut {n}: a new primary acknowledging writes after {old} lost power"),
+        Duration::from_secs(120),
+        |a| a.iter().any(|x| x.at > cut_at && x.server != old),
+    );
+    lab_verb("start", &old);
+    let status = wait_healthy(lab, dir, Duration::from_secs(240));
+    let rejoin_secs = t.elapsed().as_secs_f64();
+    let member = status["members"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["host"] == old.as_str()))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        member["role"] != "leader" && status["primary"] != old.as_str(),
+        "cut {n}: {old} took the primary back: {status:#}"
+    );
+    let outage_secs = outage(&writer.acks(), &writer.failure_times(), cut_at)
+        .expect("the cut interrupted writes");
+    let writable = writable_hosts(lab);
+    assert_eq!(writable.len(), 1, "cut {n}: writable hosts {writable:?}");
+    eprintln!(
+        "CUT {n}: {old} lost power; writes unavailable {outage_secs:.1}s; {old} streaming again {rejoin_secs:.1}s after the cut ({})",
+        member["state"]
+    );
+    Cut {
+        old_primary: old,
+        cut_at,
+        outage_secs,
+        rejoin_secs,
+    }
+}
+
 /// One healed partition, as recorded for the verdict and the report.
 struct Round {
     old_primary: String,
@@ -249,6 +307,9 @@ fn run_mode(lab: &Lab, dir: &Path, synchronous: bool, first_id: u64) -> String {
     };
     Writer::create_table(&target);
     let writer = Writer::start(target.clone(), first_id);
+    let cuts: Vec<Cut> = (1..=count("PGMETAL_CUTS", 3))
+        .map(|n| power_cut_round(lab, dir, &writer, n))
+        .collect();
     let rounds: Vec<Round> = (1..=count("PGMETAL_PARTITIONS", 2))
         .map(|n| partition_round(lab, dir, &writer, n))
         .collect();
@@ -260,13 +321,23 @@ fn run_mode(lab: &Lab, dir: &Path, synchronous: bool, first_id: u64) -> String {
     wait_healthy(lab, dir, Duration::from_secs(120));
     let stored: BTreeSet<u64> = target.stored_ids().expect("read the ids back");
     let lost = lost_by_server(&acks, &stored);
-    // A lost write is the old primary's tail when that host was partitioned after acknowledging
-    // it (asynchronous replication may lose those, within maximum_lag_on_failover).
+    // A lost write is the old primary's tail when that host was cut off or partitioned after
+    // acknowledging it (asynchronous replication may lose those, within maximum_lag_on_failover).
+    let mut disruptions: Vec<(Duration, &str)> = cuts
+        .iter()
+        .map(|c| (c.cut_at, c.old_primary.as_str()))
+        .chain(
+            rounds
+                .iter()
+                .map(|r| (r.partitioned_at, r.old_primary.as_str())),
+        )
+        .collect();
+    disruptions.sort();
     let (mut tail, mut bug) = (0usize, Vec::new());
     for a in acks.iter().filter(|a| !stored.contains(&a.id)) {
-        let next = rounds.iter().find(|r| r.partitioned_at >= a.at);
+        let next = disruptions.iter().find(|(at, _)| *at >= a.at);
         match next {
-            Some(r) if r.old_primary == a.server && !synchronous => tail += 1,
+            Some((_, old)) if *old == a.server && !synchronous => tail += 1,
             _ => bug.push(a.clone()),
         }
     }
@@ -275,9 +346,15 @@ fn run_mode(lab: &Lab, dir: &Path, synchronous: bool, first_id: u64) -> String {
         .iter()
         .map(|r| format!("{:.1}", r.failover_secs))
         .collect();
+    let outages: Vec<f64> = cuts.iter().map(|c| c.outage_secs).collect();
+    let rejoins: Vec<f64> = cuts.iter().map(|c| c.rejoin_secs).collect();
     let summary = format!(
-        "{mode}: {} partitions, {flips} flipped back, failover s [{}], {} acknowledged, {} failed attempts, \
+        "{mode}: {} power cuts, write outage s min/median/max {}, old primary streaming again s {}; \
+         {} partitions, {flips} flipped back, failover s [{}], {} acknowledged, {} failed attempts, \
          lost {} (old primary's tail {tail}, acknowledged by a new primary or in synchronous mode {}); lost by server {:?}",
+        cuts.len(),
+        spread(&outages),
+        spread(&rejoins),
         rounds.len(),
         failover.join(", "),
         acks.len(),
@@ -311,7 +388,7 @@ fn count(var: &str, default: usize) -> usize {
 
 #[test]
 #[ignore = "needs the lab (4 hosts); e2e/test runs it"]
-fn healed_partitions_and_etcd_elections_lose_no_acknowledged_write() {
+fn power_cuts_partitions_and_etcd_elections_lose_no_acknowledged_write() {
     let lab = Lab::require(4);
     let dir = tempfile::tempdir().unwrap();
     let modes = std::env::var("PGMETAL_MODES").unwrap_or_else(|_| "async,sync".into());
