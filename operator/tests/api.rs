@@ -197,7 +197,7 @@ fn cel_rules_reject_bad_input_with_their_messages() {
         "HAProxy shares hosts with etcd",
     );
     rejects(
-        set("/spec/patroni", json!({"ttl": 20})),
+        set("/spec/patroni", json!({"ttl": 20, "loopWait": 10})),
         "loopWait + 2 * retryTimeout must not exceed ttl",
     );
     rejects(
@@ -378,7 +378,7 @@ fn the_crd_schema_is_enforced_locally_naming_the_field() {
     );
     rejects(
         set("/spec/patroni", json!({"ttl": 5})),
-        "spec.patroni.ttl: 5 is less than the minimum of 10",
+        "spec.patroni.ttl: 5 is less than the minimum of 20",
     );
     rejects(
         set(

@@ -40,9 +40,6 @@ spec:
     primary: {a}
     replicas: [{b}, {c}]
   patroni:
-    ttl: 20
-    loopWait: 2
-    retryTimeout: 5
     synchronousMode: {synchronous}
   etcd:
     hosts: [{a}, {b}, {c}]

@@ -267,7 +267,7 @@ fn invalid_cases() -> Vec<Invalid> {
         ),
         bad(
             "ttl too small for loopWait + 2 * retryTimeout",
-            vec![("patroni.ttl", json!(20))],
+            vec![("patroni.ttl", json!(20)), ("patroni.loopWait", json!(10))],
             "spec.patroni",
             "patroni: loopWait + 2 * retryTimeout must not exceed ttl, or the leader key can expire while the leader is healthy",
         ),
@@ -409,9 +409,9 @@ fn valid_variants() -> Vec<(&'static str, Changes)> {
         (
             "ttl exactly loopWait + 2 * retryTimeout",
             vec![
-                ("patroni.ttl", json!(15)),
-                ("patroni.loopWait", json!(5)),
-                ("patroni.retryTimeout", json!(5)),
+                ("patroni.ttl", json!(20)),
+                ("patroni.loopWait", json!(4)),
+                ("patroni.retryTimeout", json!(8)),
             ],
         ),
         (

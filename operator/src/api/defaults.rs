@@ -89,14 +89,17 @@ pub(super) fn default_namespace() -> String {
 pub(super) fn default_restapi_port() -> u16 {
     8008
 }
+/// The shortest safe failover Patroni allows: a leader key lives 20 s.
 pub(super) fn default_ttl() -> u32 {
-    30
+    20
 }
+/// Replicas notice an expired leader key within 2 s.
 pub(super) fn default_loop_wait() -> u32 {
-    10
+    2
 }
+/// DCS or PostgreSQL trouble shorter than 8 s does not demote the leader (2 + 2 × 8 <= 20).
 pub(super) fn default_retry_timeout() -> u32 {
-    10
+    8
 }
 pub(super) fn default_max_lag() -> u64 {
     1_048_576

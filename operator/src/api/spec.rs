@@ -355,15 +355,16 @@ pub struct PatroniSpec {
     #[serde(default = "default_restapi_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub rest_api_port: u16,
-    /// Leader key time-to-live in seconds. Default 30.
+    /// Leader key time-to-live in seconds: a failed leader is replaced about this long after it
+    /// stopped renewing. Default 20, the shortest Patroni allows.
     #[serde(default = "default_ttl")]
-    #[schemars(range(min = 10, max = 3600))]
+    #[schemars(range(min = 20, max = 3600))]
     pub ttl: u32,
-    /// Seconds between Patroni's HA loop runs. Default 10.
+    /// Seconds between Patroni's HA loop runs. Default 2.
     #[serde(default = "default_loop_wait")]
     #[schemars(range(min = 1, max = 600))]
     pub loop_wait: u32,
-    /// Seconds Patroni retries DCS and PostgreSQL operations before demoting. Default 10.
+    /// Seconds Patroni retries DCS and PostgreSQL operations before demoting. Default 8.
     #[serde(default = "default_retry_timeout")]
     #[schemars(range(min = 1, max = 600))]
     pub retry_timeout: u32,

@@ -8,7 +8,9 @@ use etcd_client::{Client, ConnectOptions};
 use futures::future::BoxFuture;
 
 use super::capped;
-use super::patroni_api::{ClusterMember, ClusterView, Member as _, NodeStatus, Patroni, State};
+use super::patroni_api::{
+    ClusterMember, ClusterView, Member as _, NodeStatus, Patroni, Role, State,
+};
 use crate::api::{EtcdMemberStatus, EtcdStatus, HaproxyStatus, MemberStatus, PostgresClusterSpec};
 use crate::render::{host_port, member_name};
 
@@ -337,6 +339,15 @@ fn patroni_problems(
     if leaders != 1 {
         out.push(format!("Patroni: {leaders} leaders (want exactly 1)"));
     }
+    // Synchronous mode promotes only the synchronous standby: until Patroni has named one, a
+    // failover could promote nobody.
+    let sync = [Role::SyncStandby, Role::QuorumStandby];
+    if spec.patroni.synchronous_mode
+        && !spec.postgres.replicas.is_empty()
+        && !ms.iter().any(|m| sync.contains(&m.role()))
+    {
+        out.push("Patroni: no synchronous standby yet (synchronousMode): a failover now could promote no replica".into());
+    }
     for host in spec.postgres.hosts() {
         match ms.iter().find(|m| &m.host == host) {
             None => out.push(format!("Patroni: member on {host} is not registered")),
@@ -387,5 +398,41 @@ mod tests {
         let s = parse_haproxy_csv("lb", csv);
         assert_eq!(s.primary_backends, ["10-0-0-1"]);
         assert_eq!(s.replica_backends, ["10-0-0-2", "10-0-0-3"]);
+    }
+
+    #[test]
+    fn synchronous_mode_is_healthy_only_with_a_synchronous_standby() {
+        use super::super::fake::{member, view};
+        let mut spec: PostgresClusterSpec = serde_saphyr::from_str(
+            "ssh: {}\npostgres: {primary: a, replicas: [b]}\netcd: {hosts: [a]}\npatroni: {synchronousMode: true}\n",
+        )
+        .unwrap();
+        let obs = |v: ClusterView| Observation {
+            etcd: EtcdStatus {
+                desired: 1,
+                healthy: 1,
+                ..Default::default()
+            },
+            patroni: Some(v),
+            ..Default::default()
+        };
+        let no_sync = obs(view("a", &["b"]));
+        let problems = verdict(&spec, &no_sync).patroni;
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("no synchronous standby")),
+            "{problems:?}"
+        );
+        let mut with_sync = view("a", &[]);
+        with_sync
+            .members
+            .push(member("b", "sync_standby", "streaming"));
+        assert_eq!(
+            verdict(&spec, &obs(with_sync)).patroni,
+            Vec::<String>::new()
+        );
+        spec.patroni.synchronous_mode = false;
+        assert_eq!(verdict(&spec, &no_sync).patroni, Vec::<String>::new());
     }
 }

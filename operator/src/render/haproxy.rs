@@ -70,8 +70,10 @@ fn backend(
     }
     lines.push(kw(check));
     lines.push(kw("http-check expect status 200"));
+    // Checked every second (every 500 ms while a server changes state): the write port follows
+    // a promotion within about a second, and sessions to a server marked down are cut.
     lines.push(kw(
-        "default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions",
+        "default-server inter 1s fastinter 500ms downinter 1s fall 2 rise 1 on-marked-down shutdown-sessions",
     ));
     for h in spec.postgres.hosts() {
         let mut line = vec![
