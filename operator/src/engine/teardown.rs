@@ -164,6 +164,20 @@ mod tests {
         .unwrap()
     }
 
+    /// Pulls `me`'s cluster off its hosts, its data recorded with [`SYSID`].
+    fn teardown<'a>(
+        spec: &'a PostgresClusterSpec,
+        me: &'a claim::Owner,
+        wipe: bool,
+    ) -> Teardown<'a> {
+        Teardown {
+            spec,
+            owner: me,
+            system_identifier: Some(SYSID),
+            wipe,
+        }
+    }
+
     fn wiped(f: &FakeExecutor) -> Vec<String> {
         f.commands()
             .into_iter()
@@ -174,12 +188,7 @@ mod tests {
     #[tokio::test]
     async fn wipe_deletes_only_data_proven_to_be_this_clusters() {
         let (spec, me) = (spec(), owner("u-1"));
-        let t = Teardown {
-            spec: &spec,
-            owner: &me,
-            system_identifier: Some(SYSID),
-            wipe: true,
-        };
+        let t = teardown(&spec, &me, true);
 
         let ours = host(&me, SYSID);
         let done = t.host("a", &ours).await.unwrap();
@@ -233,12 +242,7 @@ mod tests {
     #[tokio::test]
     async fn a_host_this_cluster_does_not_claim_is_left_alone() {
         let (spec, me) = (spec(), owner("u-1"));
-        let t = Teardown {
-            spec: &spec,
-            owner: &me,
-            system_identifier: Some(SYSID),
-            wipe: true,
-        };
+        let t = teardown(&spec, &me, true);
         let theirs = host(&owner("u-2"), SYSID);
         let done = t.host("a", &theirs).await.unwrap();
         assert!(
@@ -261,12 +265,7 @@ mod tests {
     #[tokio::test]
     async fn retain_stops_and_releases_but_deletes_nothing() {
         let (spec, me) = (spec(), owner("u-1"));
-        let t = Teardown {
-            spec: &spec,
-            owner: &me,
-            system_identifier: Some(SYSID),
-            wipe: false,
-        };
+        let t = teardown(&spec, &me, false);
         let f = host(&me, SYSID);
         assert_eq!(
             t.host("a", &f).await.unwrap(),
