@@ -455,7 +455,11 @@ fn valid_variants() -> Vec<(&'static str, Changes)> {
 const DEFAULTS: &[(&str, &str)] = &[
     (".spec.patroni.namespace", "/db/"),
     (".spec.patroni.scope", "postgres"),
-    (".spec.patroni.ttl", "30"),
+    (".spec.patroni.ttl", "20"),
+    (".spec.patroni.loopWait", "2"),
+    (".spec.patroni.retryTimeout", "8"),
+    (".spec.patroni.failbackDelaySeconds", "60"),
+    (".spec.patroni.failbackMinIntervalSeconds", "600"),
     (".spec.etcd.clientPort", "2379"),
     (".spec.etcd.peerPort", "2380"),
     (".spec.etcd.dataDir", "/var/lib/etcd/default.etcd"),
