@@ -117,7 +117,8 @@ pub mod reason {
     pub const CONVERGING: &str = "Converging";
     /// Progressing=False.
     pub const CONVERGED: &str = "Converged";
-    /// Degraded=True for a converge that failed as a whole (etcd quorum, dynamic configuration).
+    /// Degraded=True for a converge that failed as a whole (etcd quorum, dynamic configuration);
+    /// Progressing=False after any failed converge, until the retry.
     pub const CONVERGE_FAILED: &str = "ConvergeFailed";
     /// Degraded=True for a host another cluster claims (the message names it).
     pub const HOST_CLAIMED: &str = "HostClaimed";
@@ -325,6 +326,12 @@ fn progressing(f: &Facts, g: Option<i64>) -> Condition {
             f.converging.clone().unwrap_or_default(),
         ),
         (Some(s), _) => (true, reason::SWITCHOVER, s.clone()),
+        // Not matching the spec, and not progressing until the retry (Degraded says why).
+        (None, _) if !f.host_errors.is_empty() || f.converge_failure.is_some() => (
+            false,
+            reason::CONVERGE_FAILED,
+            "The last converge did not finish (see Degraded); it is retried with backoff.".into(),
+        ),
         (None, 0) => (false, reason::CONVERGED, "The hosts match the spec.".into()),
         (None, n) => (
             true,
@@ -374,7 +381,8 @@ pub fn settled(old: &[Condition], generation: Option<i64>) -> bool {
         ConditionType::of(c) == Some(ConditionType::Reconciling)
             && c.status == Status::False.as_str()
             && c.observed_generation == generation
-            && c.reason == reason::CONVERGED
+            // Written False only once healthy, or, failing later, already settled.
+            && [reason::CONVERGED, reason::CONVERGE_FAILED].contains(&c.reason.as_str())
     })
 }
 
@@ -387,12 +395,7 @@ fn problems(f: &Facts) -> Vec<Problem> {
             message: sb.message(),
         });
     }
-    if let Some(e) = &f.converge_failure {
-        out.push(Problem {
-            reason: reason::CONVERGE_FAILED,
-            message: format!("the last converge failed: {e}"),
-        });
-    }
+    // A host's failure first: it is usually why the converge as a whole failed.
     for e in &f.host_errors {
         out.push(Problem {
             reason: match e.kind {
@@ -400,6 +403,12 @@ fn problems(f: &Facts) -> Vec<Problem> {
                 _ => reason::HOST_FAILED,
             },
             message: format!("host {}: {e}", e.host),
+        });
+    }
+    if let Some(e) = &f.converge_failure {
+        out.push(Problem {
+            reason: reason::CONVERGE_FAILED,
+            message: format!("the last converge failed: {e}"),
         });
     }
     for p in f.verdict.as_ref().map(Verdict::all).unwrap_or_default() {

@@ -323,3 +323,43 @@ fn a_converge_that_failed_as_a_whole_is_degraded_and_not_ready() {
     assert!(d.message.contains("1/3 healthy"), "{}", d.message);
     assert_eq!(get(&cs, "Ready").status, "False");
 }
+
+#[test]
+fn a_failed_converge_is_not_progressing_and_degraded_names_the_host_first() {
+    use crate::engine::{Failure, HostError, HostErrorKind};
+    let claimed = HostError::new(
+        "d",
+        Some("claim host"),
+        Failure::new(HostErrorKind::Claimed, "d belongs to cluster db/other"),
+    );
+    let f = Facts {
+        verdict: Some(Verdict::default()),
+        host_errors: vec![claimed],
+        converge_failure: Some(Failure::new(
+            HostErrorKind::Etcd,
+            "no etcd host could be converged",
+        )),
+        ..Default::default()
+    };
+    let cs = compute(&f, Some(3));
+    let p = get(&cs, "Progressing");
+    assert_eq!(
+        (p.status.as_str(), p.reason.as_str()),
+        ("False", "ConvergeFailed")
+    );
+    assert!(!p.message.contains("match the spec"), "{}", p.message);
+    let d = get(&cs, "Degraded");
+    assert_eq!(d.reason, "HostClaimed", "the cause before its consequence");
+    assert!(
+        d.message
+            .starts_with("host d: claim host: d belongs to cluster db/other"),
+        "{}",
+        d.message
+    );
+    // Never Ready at this generation: Reconciling waits for Ready.
+    assert_eq!(get(&cs, "Reconciling").status, "True");
+    // Ready once before: the failure is Degraded, Reconciling stays False, and stays settled.
+    let later = compute(&Facts { settled: true, ..f }, Some(3));
+    assert_eq!(get(&later, "Reconciling").status, "False");
+    assert!(settled(&later, Some(3)));
+}
