@@ -14,7 +14,7 @@ use crate::api::{Failover, PostgresClusterStatus};
 pub struct Sighting {
     /// The primary's host.
     pub host: String,
-    /// When.
+    /// When (the last observation in which it answered for itself as the primary).
     pub at: Instant,
     /// Replication lag in bytes by replica host, as observed then.
     pub lags: BTreeMap<String, i64>,

@@ -327,7 +327,13 @@ async fn observe_and_switch(
         Decision::Wait(msg) => facts.switchover = Some(msg),
         Decision::Stay => {}
     }
-    record_failover(ctx, pgc, old, &observed, switched, status).await;
+    // The primary is seen only when it answers for itself: the DCS keeps naming a dead leader
+    // until its key expires.
+    let answering = obs
+        .primaries
+        .iter()
+        .any(|p| observed.primary.as_ref() == Some(&p.host));
+    record_failover(ctx, pgc, (old, &observed), (switched, answering), status).await;
     facts.off_preferred = off_preferred(spec, observed.primary.as_deref(), status);
     let (mark, split_brain) = split_brain::check(old.leader_timeline.as_ref(), &obs.primaries);
     if let Some(sb) = &split_brain
@@ -346,9 +352,8 @@ async fn observe_and_switch(
 async fn record_failover(
     ctx: &Context,
     pgc: &PostgresCluster,
-    old: &PostgresClusterStatus,
-    observed: &PostgresClusterStatus,
-    switched: bool,
+    (old, observed): (&PostgresClusterStatus, &PostgresClusterStatus),
+    (switched, answering): (bool, bool),
     status: &mut PostgresClusterStatus,
 ) {
     let key = key(pgc);
@@ -365,7 +370,7 @@ async fn record_failover(
         .await;
         status.last_failover = Some(f);
     }
-    if let Some(s) = failover::Sighting::of(observed, now.1) {
+    if let Some(s) = failover::Sighting::of(observed, now.1).filter(|_| answering) {
         ctx.saw(&key, s);
     }
 }
