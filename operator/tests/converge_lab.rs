@@ -60,27 +60,11 @@ struct Run {
 }
 
 fn apply(lab: &Lab, dir: &std::path::Path, yaml: &str, known_hosts: &str) -> Run {
-    let file = dir.join("cluster.yaml");
-    std::fs::write(&file, yaml).unwrap();
+    std::fs::write(dir.join("cluster.yaml"), yaml).unwrap();
     let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_pgmetal"))
-        .args(["apply", "-o", "json", "-f"])
-        .arg(&file)
-        .args([
-            "--ssh-key",
-            &lab.var("LAB_SSH_KEY"),
-            "--known-hosts",
-            known_hosts,
-            "--secrets",
-        ])
-        .arg(dir.join("secrets.yaml"))
-        .output()
-        .expect("run pgmetal");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("report is not JSON ({e}); stderr:\n{stderr}"));
+    let (status, report, stderr) = lab.pgmetal("apply", dir, known_hosts);
     Run {
-        status: out.status.code().unwrap_or(-1),
+        status,
         report,
         stderr,
         secs: t.elapsed().as_secs_f64(),

@@ -57,19 +57,8 @@ spec:
 
 /// Runs `pgmetal VERB -o json` on the manifest; returns the exit code and the JSON document.
 fn pgmetal(lab: &Lab, dir: &Path, verb: &str) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pgmetal"))
-        .args([verb, "-o", "json", "-f"])
-        .arg(dir.join("cluster.yaml"))
-        .args(["--ssh-key", &lab.var("LAB_SSH_KEY")])
-        .args(["--known-hosts", &lab.var("LAB_KNOWN_HOSTS")])
-        .arg("--secrets")
-        .arg(dir.join("secrets.yaml"))
-        .output()
-        .expect("run pgmetal");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let doc = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("pgmetal {verb}: not JSON ({e}); stderr:\n{stderr}"));
-    (out.status.code().unwrap_or(-1), doc)
+    let (code, doc, _) = lab.pgmetal(verb, dir, &lab.var("LAB_KNOWN_HOSTS"));
+    (code, doc)
 }
 
 /// Waits until `pgmetal status` reports the cluster healthy; returns the status document.

@@ -106,6 +106,13 @@ spec:
     )
 }
 
+/// The reasons of every event in `ns`, space-separated.
+fn event_reasons(kube: &Kube, ns: &str) -> String {
+    let reasons = "jsonpath={.items[*].reason}";
+    kube.kubectl(&["-n", ns, "get", "events", "-o", reasons])
+        .expect_ok()
+}
+
 fn get(kube: &Kube, ns: &str, path: &str) -> String {
     kube.jsonpath(ns, "pgc/lab", path)
 }
@@ -428,16 +435,7 @@ fn operator_runs_a_cluster_from_kubectl() {
         unavailable >= failover - 6.0 && unavailable <= failover + follow + 11.0,
         "writes unavailable {unavailable}s; Patroni took {failover:.1}s"
     );
-    let reasons = kube
-        .kubectl(&[
-            "-n",
-            &ns,
-            "get",
-            "events",
-            "-o",
-            "jsonpath={.items[*].reason}",
-        ])
-        .expect_ok();
+    let reasons = event_reasons(&kube, &ns);
     assert!(reasons.contains("FailedOver"), "{reasons}");
     assert!(
         follow <= 15.0,
@@ -505,16 +503,7 @@ fn operator_runs_a_cluster_from_kubectl() {
         after >= mark + 2,
         "two promotions after timeline {mark}, mark is {after}"
     );
-    let alarms = kube
-        .kubectl(&[
-            "-n",
-            &ns,
-            "get",
-            "events",
-            "-o",
-            "jsonpath={.items[*].reason}",
-        ])
-        .expect_ok();
+    let alarms = event_reasons(&kube, &ns);
     assert!(
         !alarms.contains("TimelineRegressed") && !alarms.contains("TwoPrimaries"),
         "a false split-brain alarm: {alarms}"
@@ -718,16 +707,7 @@ fn blocked_cluster_stalls_with_distinct_reasons(lab: &Lab, kube: &Kube, ns: &str
         "TIMING delete of the blocked cluster: {:.1}s",
         t.elapsed().as_secs_f64()
     );
-    let events = kube
-        .kubectl(&[
-            "-n",
-            ns,
-            "get",
-            "events",
-            "-o",
-            "jsonpath={.items[*].reason}",
-        ])
-        .expect_ok();
+    let events = event_reasons(kube, ns);
     assert!(events.contains("CleanupSkipped"), "{events}");
 }
 

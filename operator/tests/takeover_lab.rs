@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::Lab;
 use serde_json::Value;
 
@@ -23,20 +21,8 @@ fn manifest(lab: &Lab, h: &str) -> String {
 }
 
 fn apply(lab: &Lab, dir: &std::path::Path, yaml: &str) -> (i32, Value, String) {
-    let file = dir.join("cluster.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pgmetal"))
-        .args(["apply", "-o", "json", "-f"])
-        .arg(&file)
-        .args(["--ssh-key", &lab.var("LAB_SSH_KEY")])
-        .args(["--known-hosts", &lab.var("LAB_KNOWN_HOSTS"), "--secrets"])
-        .arg(dir.join("secrets.yaml"))
-        .output()
-        .expect("run pgmetal");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("report is not JSON ({e}); stderr:\n{stderr}"));
-    (out.status.code().unwrap_or(-1), report, stderr)
+    std::fs::write(dir.join("cluster.yaml"), yaml).unwrap();
+    lab.pgmetal("apply", dir, &lab.var("LAB_KNOWN_HOSTS"))
 }
 
 #[test]

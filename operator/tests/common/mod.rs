@@ -59,6 +59,33 @@ impl Lab {
             .expect("e2e/lab ssh")
     }
 
+    /// `pgmetal VERB -o json -f DIR/cluster.yaml` with the lab's SSH key, `known_hosts` and the
+    /// secrets file `DIR/secrets.yaml`: the exit code, the JSON document it printed, and stderr.
+    pub fn pgmetal(
+        &self,
+        verb: &str,
+        dir: &Path,
+        known_hosts: &str,
+    ) -> (i32, serde_json::Value, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_pgmetal"))
+            .args([verb, "-o", "json", "-f"])
+            .arg(dir.join("cluster.yaml"))
+            .args([
+                "--ssh-key",
+                &self.var("LAB_SSH_KEY"),
+                "--known-hosts",
+                known_hosts,
+            ])
+            .arg("--secrets")
+            .arg(dir.join("secrets.yaml"))
+            .output()
+            .expect("run pgmetal");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let doc = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("pgmetal {verb}: not JSON ({e}); stderr:\n{stderr}"));
+        (out.status.code().unwrap_or(-1), doc, stderr)
+    }
+
     /// stdout of a command that must succeed on `host`.
     pub fn ssh_ok(&self, host: &str, script: &str) -> String {
         let o = self.ssh(host, script);
