@@ -14,7 +14,6 @@ use super::reconcile::publish;
 use super::{Context, Error, dereference};
 use crate::api::{DeletionPolicy, PostgresCluster};
 use crate::engine::HostError;
-use crate::engine::claim::Owner;
 use crate::engine::connect::{Connected, Connector, connect_cluster, over_ssh};
 use crate::engine::teardown::{Done, Teardown};
 
@@ -61,10 +60,7 @@ pub async fn cleanup(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Act
         Err(e) => return Err(Error::Secrets(e)),
     };
     let connected = connect(&pgc, &r.private_key, r.known_hosts.as_deref(), over_ssh).await;
-    let owner = Owner {
-        name: super::reconcile::key(&pgc),
-        uid: pgc.metadata.uid.clone(),
-    };
+    let owner = super::reconcile::owner(&pgc);
     let (wipe, refused) = wipe_allowed(&pgc);
     let teardown = Teardown {
         spec,

@@ -217,10 +217,7 @@ async fn converge(
     } else {
         connect_hosts(&pgc, &resolved, &mut hosts).await
     };
-    let owner = engine::claim::Owner {
-        name: key(&pgc),
-        uid: pgc.metadata.uid.clone(),
-    };
+    let owner = owner(&pgc);
     let report = engine::Engine::new((owner, spec), &resolved.secrets, conns, &*live)
         .converge()
         .await;
@@ -454,6 +451,14 @@ fn off_preferred(
 /// `namespace/name`: the memo's and the converge task's key, and the logs' cluster.
 pub fn key(pgc: &PostgresCluster) -> String {
     format!("{}/{}", pgc.namespace().unwrap_or_default(), pgc.name_any())
+}
+
+/// The cluster as its hosts' claims name it: `namespace/name` and the resource's UID.
+pub fn owner(pgc: &PostgresCluster) -> engine::claim::Owner {
+    engine::claim::Owner {
+        name: key(pgc),
+        uid: pgc.metadata.uid.clone(),
+    }
 }
 
 /// What decides whether a converge is due: the spec and the Secrets' content.
