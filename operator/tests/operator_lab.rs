@@ -8,62 +8,15 @@
 mod common;
 #[path = "common/k8s.rs"]
 mod k8s;
+#[path = "common/operator.rs"]
+mod operator;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Lab, psql, repo};
 use k8s::Kube;
-
-/// The operator as a child process; killed when dropped.
-struct Operator {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Operator {
-    fn start(kube: &Kube, ns: &str, log: std::path::PathBuf) -> Operator {
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_pgmetal"))
-            .args([
-                "operator",
-                "--metrics-addr",
-                "127.0.0.1:18080",
-                "--namespace",
-                ns,
-                "--lease-namespace",
-                ns,
-                "--identity",
-                "e2e",
-                "--log-format",
-                "json",
-            ])
-            .env("KUBECONFIG", &kube.kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start pgmetal operator");
-        Operator { child, log }
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-    fn rss_kib(&self) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        s.lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use operator::{Operator, lab_namespace, wait_until};
 
 fn manifest(lab: &Lab, primary: &str) -> String {
     manifest_with(lab, primary, "")
@@ -117,18 +70,6 @@ fn get(kube: &Kube, ns: &str, path: &str) -> String {
     kube.jsonpath(ns, "pgc/lab", path)
 }
 
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> f64 {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    t.elapsed().as_secs_f64()
-}
-
 #[test]
 #[ignore = "needs the lab and the API server; e2e/test runs it"]
 fn operator_runs_a_cluster_from_kubectl() {
@@ -142,32 +83,7 @@ fn operator_runs_a_cluster_from_kubectl() {
         lab.hosts[3].clone(),
     );
 
-    kube.kubectl(&[
-        "apply",
-        "--server-side",
-        "-f",
-        repo().join("crds").to_str().unwrap(),
-    ])
-    .expect_ok();
-    kube.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/postgresclusters.pgmetal.io",
-        "--timeout=60s",
-    ])
-    .expect_ok();
-    kube.kubectl(&["create", "namespace", &ns]).expect_ok();
-    kube.kubectl(&[
-        "-n",
-        &ns,
-        "create",
-        "secret",
-        "generic",
-        "lab-ssh",
-        &format!("--from-file=ssh-privatekey={}", lab.var("LAB_SSH_KEY")),
-        &format!("--from-file=known_hosts={}", lab.var("LAB_KNOWN_HOSTS")),
-    ])
-    .expect_ok();
+    lab_namespace(&kube, &lab, &ns);
     let mut op = Operator::start(&kube, &ns, dir.path().join("operator.log"));
 
     // 0. A cluster that cannot start: Stalled names why, kstatus (Flux) reads Failed, and the
