@@ -31,6 +31,7 @@ pub fn from_observation(spec: &PostgresClusterSpec, obs: &Observation) -> Postgr
             .collect(),
         patroni_paused: obs.patroni.as_ref().map(|v| v.pause),
         system_identifier: system_identifier(obs),
+        etcd_cluster_id: obs.etcd.cluster_id.clone(),
         ..Default::default()
     }
 }

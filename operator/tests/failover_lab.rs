@@ -5,7 +5,7 @@
 //! etcd leader must neither lose a write nor move the primary. Reports the client-seen write
 //! outage of each power cut.
 //!
-//! Per mode: `PGMETAL_CUTS` (default 3) power cuts, `PGMETAL_PARTITIONS` (default 2)
+//! Per mode: `PGMETAL_CUTS` (default 3) power cuts, `PGMETAL_PARTITIONS` (default 5)
 //! partitions, `PGMETAL_ETCD_RESTARTS` (default 1) etcd leader restarts; `PGMETAL_MODES`
 //! (default `async,sync`). `e2e/chaos` runs the long version.
 
@@ -188,6 +188,8 @@ struct Round {
     new_primary: String,
     partitioned_at: Duration,
     failover_secs: f64,
+    /// Seconds until `pgmetal status` named the partitioned host as a problem.
+    degraded_secs: f64,
     flipped_back: bool,
 }
 
@@ -205,6 +207,7 @@ fn partition_round(lab: &Lab, dir: &Path, writer: &Writer, n: usize) -> Round {
     let partitioned_at = writer.acks().last().unwrap().at;
     let t = Instant::now();
     lab_verb("partition", &old);
+    let degraded_secs = named_as_a_problem(lab, dir, &old, t);
     let new_acks = |a: &[Ack]| {
         a.iter()
             .filter(|x| x.at > partitioned_at && x.server != old)
@@ -234,7 +237,8 @@ fn partition_round(lab: &Lab, dir: &Path, writer: &Writer, n: usize) -> Round {
     let writable = writable_hosts(lab);
     assert_eq!(writable.len(), 1, "round {n}: writable hosts {writable:?}");
     eprintln!(
-        "ROUND {n}: partitioned {old}; {new} acknowledged writes {failover_secs:.1}s later; \
+        "ROUND {n}: partitioned {old}; named as a problem {degraded_secs:.1}s later; \
+         {new} acknowledged writes {failover_secs:.1}s later; \
          flipped back to {old} after heal: {flipped_back}; writable now: {writable:?}"
     );
     Round {
@@ -242,7 +246,29 @@ fn partition_round(lab: &Lab, dir: &Path, writer: &Writer, n: usize) -> Round {
         new_primary: new,
         partitioned_at,
         failover_secs,
+        degraded_secs,
         flipped_back,
+    }
+}
+
+/// Polls `pgmetal status` until one of its problems (what the operator's `Degraded` says)
+/// names `host`; asserts that this takes at most 30 s from `since`. Returns the seconds.
+fn named_as_a_problem(lab: &Lab, dir: &Path, host: &str, since: Instant) -> f64 {
+    loop {
+        let (_, doc) = pgmetal(lab, dir, "status");
+        let problems = doc["problems"].as_array().cloned().unwrap_or_default();
+        let secs = since.elapsed().as_secs_f64();
+        if problems
+            .iter()
+            .any(|p| p.as_str().is_some_and(|p| p.contains(host)))
+        {
+            return secs;
+        }
+        assert!(
+            secs <= 30.0,
+            "{host} partitioned {secs:.0}s ago and no problem names it: {problems:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
@@ -296,7 +322,7 @@ fn run_mode(lab: &Lab, dir: &Path, synchronous: bool, first_id: u64) -> String {
     let cuts: Vec<Cut> = (1..=count("PGMETAL_CUTS", 3))
         .map(|n| power_cut_round(lab, dir, &writer, n))
         .collect();
-    let rounds: Vec<Round> = (1..=count("PGMETAL_PARTITIONS", 2))
+    let rounds: Vec<Round> = (1..=count("PGMETAL_PARTITIONS", 5))
         .map(|n| partition_round(lab, dir, &writer, n))
         .collect();
     for n in 1..=count("PGMETAL_ETCD_RESTARTS", 1) {
@@ -332,17 +358,19 @@ fn run_mode(lab: &Lab, dir: &Path, synchronous: bool, first_id: u64) -> String {
         .iter()
         .map(|r| format!("{:.1}", r.failover_secs))
         .collect();
+    let named: Vec<f64> = rounds.iter().map(|r| r.degraded_secs).collect();
     let outages: Vec<f64> = cuts.iter().map(|c| c.outage_secs).collect();
     let rejoins: Vec<f64> = cuts.iter().map(|c| c.rejoin_secs).collect();
     let summary = format!(
         "{mode}: {} power cuts, write outage s min/median/max {}, old primary streaming again s {}; \
-         {} partitions, {flips} flipped back, failover s [{}], {} acknowledged, {} failed attempts, \
+         {} partitions, {flips} flipped back, failover s [{}], host named as a problem s {}, {} acknowledged, {} failed attempts, \
          lost {} (old primary's tail {tail}, acknowledged by a new primary or in synchronous mode {}); lost by server {:?}",
         cuts.len(),
         spread(&outages),
         spread(&rejoins),
         rounds.len(),
         failover.join(", "),
+        spread(&named),
         acks.len(),
         failures,
         acks.len() - acks.iter().filter(|a| stored.contains(&a.id)).count(),

@@ -48,7 +48,7 @@ fn chart_crd_is_a_copy_of_the_generated_crd() {
 #[ignore = "needs the API server; e2e/test runs it"]
 fn helm_chart_lints_renders_and_passes_server_dry_run() {
     let start = Instant::now();
-    let helm = Helm::new(find_helm());
+    let helm = Helm::new(k8s::lab_binary("helm"));
     let kubectl = Kubectl {
         kubeconfig: k8s::require_kubeconfig(),
     };
@@ -270,7 +270,7 @@ fn check_cluster_role(docs: &[Value]) {
         ),
         ("pgmetal.io", "postgresclusters/status", &["get", "patch"]),
         ("pgmetal.io", "postgresclusters/finalizers", &["update"]),
-        ("", "secrets", &["get", "list", "watch", "create"]),
+        ("", "secrets", &["get", "create", "patch"]),
         ("", "configmaps", &["get", "create", "patch"]),
         ("events.k8s.io", "events", &["create", "patch"]),
     ]);
@@ -444,38 +444,6 @@ fn run(cmd: &mut Command, stdin: Option<&str>) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("UTF-8 output")
-}
-
-/// The helm binary `e2e/lab-k8s build` made: the path `e2e/lab-k8s status` prints
-/// (`helm: built v3.19.5 at /var/cache/pgmetal/k8s/v1.34.4/helm`), else a glob of the cache.
-fn find_helm() -> PathBuf {
-    let status = Command::new(repo().join("e2e/lab-k8s"))
-        .arg("status")
-        .stderr(Stdio::null())
-        .output();
-    if let Ok(out) = status {
-        let text = String::from_utf8_lossy(&out.stdout);
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("helm: built ")
-                && let Some((_, path)) = rest.rsplit_once(" at ")
-                && Path::new(path).is_file()
-            {
-                return PathBuf::from(path);
-            }
-        }
-    }
-    let mut candidates: Vec<PathBuf> = match std::env::var_os("PGMETAL_K8S_CACHE") {
-        Some(dir) => vec![PathBuf::from(dir).join("helm")],
-        None => std::fs::read_dir("/var/cache/pgmetal/k8s")
-            .map(|rd| rd.flatten().map(|e| e.path().join("helm")).collect())
-            .unwrap_or_default(),
-    };
-    candidates.retain(|p| p.is_file());
-    // The newest build when several Kubernetes versions are cached.
-    candidates.sort_by_key(|p| p.metadata().and_then(|m| m.modified()).ok());
-    candidates
-        .pop()
-        .expect("no helm under /var/cache/pgmetal/k8s/*/helm: run `e2e/lab-k8s build`")
 }
 
 struct Helm {

@@ -2,7 +2,8 @@
 //! replica is added, and restarted each time, as a crash-looping pod would be. The cluster must
 //! end Ready with exactly one history: every member reports the same PostgreSQL system
 //! identifier (there was never a second initdb), the one in status, and every etcd member
-//! reports the same cluster ID, before and after the topology change.
+//! reports the same cluster ID, before and after the topology change. Its deletion
+//! (`deletionPolicy: Wipe`) then deletes exactly the data proven to be its own.
 //!
 //! `PGMETAL_OPERATOR_KILLS` (default 5) kills per phase; `PGMETAL_SEED` replays the moments of
 //! an earlier run (each run prints its seed). `e2e/chaos` runs 20 per phase.
@@ -25,8 +26,9 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 /// The longest an operator lives before it is killed: a cold converge takes about a minute,
-/// and the kills must land in every part of it (lease, packages, etcd, bootstrap, replicas).
-const MAX_LIFE_MS: u64 = 20_000;
+/// less once packages are in, and the kills must land in every part of it (lease, packages,
+/// etcd, bootstrap, replicas).
+const MAX_LIFE_MS: u64 = 30_000;
 
 fn manifest(lab: &Lab, replicas: &[&str]) -> String {
     let h = &lab.hosts;
@@ -48,6 +50,7 @@ spec:
     hosts: [{a}, {b}, {c}]
   haproxy:
     hosts: [{d}]
+  deletionPolicy: Wipe
 "#,
         apt = lab.var("LAB_APT_REPO"),
         pip = lab.var("LAB_PIP_INDEX"),
@@ -61,17 +64,26 @@ spec:
 
 /// Starts and SIGKILLs the operator `kills` times, each after a random lifetime; the last
 /// operator is left running and returned.
-fn kill_repeatedly(kube: &Kube, ns: &str, log: &Path, kills: usize, rng: &mut StdRng) -> Operator {
+fn kill_repeatedly(
+    (kube, identity): (&Kube, &Path),
+    ns: &str,
+    log: &Path,
+    kills: usize,
+    rng: &mut StdRng,
+) -> Operator {
     for n in 1..=kills {
-        let op = Operator::start(kube, ns, log.to_path_buf());
+        let op = Operator::start(identity, ns, log.to_path_buf());
         let life = rng.random_range(500..MAX_LIFE_MS);
         std::thread::sleep(Duration::from_millis(life));
         // What it was doing: the converge's phase, as Progressing announces it.
         let (_, _, doing) = condition(kube, ns, "kills", "Progressing");
         drop(op);
-        eprintln!("KILL {n}: after {:.1}s, during: {doing}", life as f64 / 1000.0);
+        eprintln!(
+            "KILL {n}: after {:.1}s, during: {doing}",
+            life as f64 / 1000.0
+        );
     }
-    Operator::start(kube, ns, log.to_path_buf())
+    Operator::start(identity, ns, log.to_path_buf())
 }
 
 /// Waits until the current generation is Ready; returns the seconds it took.
@@ -99,7 +111,11 @@ fn one_system(lab: &Lab, kube: &Kube, ns: &str, members: &[&str]) -> String {
                 .unwrap_or_else(|| panic!("{h}: no system identifier:\n{control}"))
         })
         .collect();
-    assert_eq!(ids.len(), 1, "more than one initdb: system identifiers {ids:?}");
+    assert_eq!(
+        ids.len(),
+        1,
+        "more than one initdb: system identifiers {ids:?}"
+    );
     let id = ids.into_iter().next().unwrap();
     let recorded = kube.jsonpath(ns, "pgc/kills", ".status.systemIdentifier");
     assert_eq!(recorded, id, "status.systemIdentifier");
@@ -143,7 +159,7 @@ fn killed_operator_always_converges_to_one_cluster() {
     let ns = format!("pgmetal-kills-{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("operator.log");
-    lab_namespace(&kube, &lab, &ns);
+    let identity = lab_namespace(&kube, &lab, &ns, dir.path());
     let (a, b, c) = (&lab.hosts[0], &lab.hosts[1], &lab.hosts[2]);
     let apply = |replicas: &[&str]| {
         kube.run(
@@ -156,7 +172,7 @@ fn killed_operator_always_converges_to_one_cluster() {
     // 1. Cold converge of a primary and one replica on bare hosts.
     let t = Instant::now();
     apply(&[b]);
-    let op = kill_repeatedly(&kube, &ns, &log, kills, &mut rng);
+    let op = kill_repeatedly((&kube, &identity), &ns, &log, kills, &mut rng);
     let ready = wait_ready(&kube, &ns, "Ready after the kills of the cold converge");
     eprintln!(
         "TIMING cold converge with {kills} kills: Ready {:.1}s after apply ({ready:.1}s after the last restart)",
@@ -169,7 +185,7 @@ fn killed_operator_always_converges_to_one_cluster() {
     // 2. A topology change: a second replica joins.
     let t = Instant::now();
     apply(&[b, c]);
-    let op = kill_repeatedly(&kube, &ns, &log, kills, &mut rng);
+    let op = kill_repeatedly((&kube, &identity), &ns, &log, kills, &mut rng);
     let ready = wait_ready(&kube, &ns, "Ready after the kills of the replica's join");
     eprintln!(
         "TIMING replica added with {kills} kills: Ready {:.1}s after apply ({ready:.1}s after the last restart)",
@@ -178,7 +194,11 @@ fn killed_operator_always_converges_to_one_cluster() {
     let members = kube.jsonpath(&ns, "pgc/kills", ".status.members[*].host");
     assert!(members.contains(c.as_str()), "{c} not a member: {members}");
     assert_eq!(one_system(&lab, &kube, &ns, &[a, b, c]), system);
-    assert_eq!(one_etcd_cluster(&lab), etcd, "the etcd cluster was replaced");
+    assert_eq!(
+        one_etcd_cluster(&lab),
+        etcd,
+        "the etcd cluster was replaced"
+    );
     // Patroni logs this each time it runs a bootstrap (initdb) for a cluster it found uninitialised.
     let bootstraps: u32 = lab.hosts[..3]
         .iter()
@@ -191,6 +211,24 @@ fn killed_operator_always_converges_to_one_cluster() {
         })
         .sum();
     assert_eq!(bootstraps, 1, "Patroni bootstrapped {bootstraps} times");
+
+    // 3. Deletion with Wipe deletes the data directories, each proven to be this cluster's:
+    //    PostgreSQL's by the system identifier, etcd's by the cluster ID its member reports.
+    assert_eq!(
+        kube.jsonpath(&ns, "pgc/kills", ".status.etcdClusterId"),
+        format!("{etcd:x}"),
+        "status.etcdClusterId"
+    );
+    let t = Instant::now();
+    kube.kubectl(&["-n", &ns, "delete", "pgc/kills", "--timeout=120s"])
+        .expect_ok();
+    eprintln!("TIMING delete with Wipe: {:.1}s", t.elapsed().as_secs_f64());
+    for h in [a, b, c] {
+        let left = lab.ssh_ok(
+            h,
+            "for d in /data/pg_data /var/lib/etcd/default.etcd; do [ -e $d ] && echo $d; done; true",
+        );
+        assert_eq!(left, "", "{h}: Wipe left data directories");
+    }
     drop(op);
-    let _ = kube.kubectl(&["-n", &ns, "delete", "pgc/kills", "--wait=false"]);
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{Lab, psql, repo};
 use k8s::Kube;
-use operator::{Operator, lab_namespace, wait_until};
+use operator::{Operator, condition, lab_namespace, wait_until};
 
 fn manifest(lab: &Lab, primary: &str) -> String {
     manifest_with(lab, primary, "")
@@ -83,8 +83,8 @@ fn operator_runs_a_cluster_from_kubectl() {
         lab.hosts[3].clone(),
     );
 
-    lab_namespace(&kube, &lab, &ns);
-    let mut op = Operator::start(&kube, &ns, dir.path().join("operator.log"));
+    let identity = lab_namespace(&kube, &lab, &ns, dir.path());
+    let mut op = Operator::start(&identity, &ns, dir.path().join("operator.log"));
 
     // 0. A cluster that cannot start: Stalled names why, kstatus (Flux) reads Failed, and the
     //    error metric says which problem it was.
@@ -428,7 +428,7 @@ fn operator_runs_a_cluster_from_kubectl() {
     // 5. A restarted operator converges the unchanged resource with zero changes on the hosts.
     let restarted_log = dir.path().join("operator2.log");
     drop(op);
-    op = Operator::start(&kube, &ns, restarted_log);
+    op = Operator::start(&identity, &ns, restarted_log);
     kube.run(&["-n", &ns, "apply", "-f", "-"], Some(&manifest(&lab, &h2)))
         .expect_ok();
     wait_until(
@@ -447,7 +447,10 @@ fn operator_runs_a_cluster_from_kubectl() {
         "re-apply must change nothing: {line}"
     );
 
-    // 6. Deletion completes the finalizer and stops the services.
+    // 6. Password rotation through the Secret.
+    passwords_rotate_through_the_leader(&lab, &kube, &ns, &pw);
+
+    // 7. Deletion completes the finalizer and stops the services.
     let t = Instant::now();
     kube.kubectl(&["-n", &ns, "delete", "pgc/lab", "--timeout=120s"])
         .expect_ok();
@@ -496,6 +499,66 @@ fn operator_runs_a_cluster_from_kubectl() {
     }
     eprintln!("operator RSS at the end: {} KiB", op.rss_kib());
     let _ = kube.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// New superuser and replication passwords in `lab-passwords` are set on the roles through the
+/// leader: the new superuser password works through HAProxy and the old one no longer does, and
+/// a replica whose PostgreSQL restarts streams again, authenticating with the new replication
+/// password.
+fn passwords_rotate_through_the_leader(lab: &Lab, kube: &Kube, ns: &str, old: &str) {
+    let lb = &lab.hosts[3];
+    let (su, repl) = ("Rotated-superuser-1", "Rotated-replication-1");
+    let patch = format!(r#"{{"stringData": {{"superuser": "{su}", "replication": "{repl}"}}}}"#);
+    kube.kubectl(&[
+        "-n",
+        ns,
+        "patch",
+        "secret",
+        "lab-passwords",
+        "--type=merge",
+        "-p",
+        &patch,
+    ])
+    .expect_ok();
+    let t = wait_until(
+        "the new superuser password to work through HAProxy",
+        Duration::from_secs(90),
+        || psql(lb, 5000, su, "SELECT 1").is_ok(),
+    );
+    eprintln!("TIMING rotated superuser password in effect {t:.1}s after the Secret changed");
+    assert!(
+        psql(lb, 5000, old, "SELECT 1").is_err(),
+        "the old password still works"
+    );
+    let primary = kube.jsonpath(ns, "pgc/lab", ".status.primary");
+    let replica = lab.hosts[..3].iter().find(|h| **h != primary).unwrap();
+    let local = |sql: &str| {
+        lab.ssh_ok(
+            replica,
+            &format!("runuser -u postgres -- psql -X -At -h /var/run/postgresql -c \"{sql}\""),
+        )
+    };
+    // Wait until Patroni has the new configuration everywhere (Ready again), then restart.
+    wait_until("Ready after the rotation", Duration::from_secs(90), || {
+        condition(kube, ns, "lab", "Ready").0 == "True"
+            && condition(kube, ns, "lab", "Progressing").0 == "False"
+    });
+    let started = local("SELECT pg_postmaster_start_time()");
+    lab.ssh_ok(replica, "systemctl restart patroni");
+    let t = wait_until(
+        "the restarted replica to stream with the new replication password",
+        Duration::from_secs(90),
+        || {
+            let now = lab.ssh(
+                replica,
+                "runuser -u postgres -- psql -X -At -h /var/run/postgresql -c \
+                 \"SELECT pg_postmaster_start_time() || ' ' || coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')\"",
+            );
+            let now = String::from_utf8_lossy(&now.stdout).trim().to_string();
+            !now.starts_with(started.trim()) && now.ends_with("streaming")
+        },
+    );
+    eprintln!("TIMING {replica} streaming again {t:.1}s after its restart");
 }
 
 /// A second cluster, `intruder`, names the HAProxy host of `lab`: its converge is refused there

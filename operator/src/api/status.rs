@@ -53,6 +53,11 @@ pub struct PostgresClusterStatus {
     /// only a data directory whose identifier is this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_identifier: Option<String>,
+    /// The etcd cluster ID (hex) of this cluster's DCS, recorded when etcd first reports it and
+    /// kept from then on. `deletionPolicy: Wipe` deletes an etcd data directory only when the
+    /// member running on it reports this ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_cluster_id: Option<String>,
     /// The clocks of automatic fail-back (`spec.patroni.failbackDelaySeconds` and
     /// `failbackMinIntervalSeconds`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,6 +147,9 @@ pub struct EtcdStatus {
     pub healthy: i32,
     /// Count of members desired in the spec.
     pub desired: i32,
+    /// The cluster ID (hex) the answering members report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
 }
 
 /// One etcd member.

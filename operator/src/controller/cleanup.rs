@@ -62,13 +62,12 @@ pub async fn cleanup(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Act
     let connected = connect(&pgc, &r.private_key, r.known_hosts.as_deref(), over_ssh).await;
     let owner = super::reconcile::owner(&pgc);
     let (wipe, refused) = wipe_allowed(&pgc);
+    let status = pgc.status.as_ref();
     let teardown = Teardown {
         spec,
         owner: &owner,
-        system_identifier: pgc
-            .status
-            .as_ref()
-            .and_then(|s| s.system_identifier.as_deref()),
+        system_identifier: status.and_then(|s| s.system_identifier.as_deref()),
+        etcd_cluster_id: status.and_then(|s| s.etcd_cluster_id.as_deref()),
         wipe,
     };
     let mut failed = Vec::new();

@@ -56,22 +56,6 @@ pub fn passwords_secret_name(cluster: &str) -> String {
 /// The password roles and their keys in the generated Secret.
 const ROLES: [&str; 4] = ["superuser", "replication", "rewind", "restapi"];
 
-/// Names of every Secret the cluster references (for watching them).
-pub fn referenced(pgc: &PostgresCluster) -> Vec<String> {
-    let s = &pgc.spec;
-    let mut out = vec![passwords_secret_name(&pgc.name_any())];
-    let refs = [
-        &s.ssh.private_key_secret,
-        &s.ssh.known_hosts_secret,
-        &s.postgres.superuser.password_secret,
-        &s.postgres.replication.password_secret,
-        &s.postgres.rewind.password_secret,
-        &s.patroni.rest_api_password_secret,
-    ];
-    out.extend(refs.into_iter().flatten().map(|r| r.name.clone()));
-    out
-}
-
 async fn read(
     api: &Api<Secret>,
     ns: &str,

@@ -8,6 +8,7 @@ pub mod dereference;
 pub mod failover;
 #[cfg(test)]
 mod fake_api;
+pub mod hosts;
 pub mod lease;
 pub mod metrics;
 pub mod reconcile;
@@ -23,12 +24,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
@@ -178,11 +177,6 @@ pub struct Options {
     pub log_format: crate::telemetry::LogFormat,
 }
 
-fn references(pgc: &PostgresCluster, secret: &Secret) -> bool {
-    pgc.namespace() == secret.namespace()
-        && dereference::referenced(pgc).contains(&secret.name_any())
-}
-
 /// Why the operator could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -285,38 +279,19 @@ async fn until_done(
     }
 }
 
-/// The controller's main loop: PostgresClusters, the Secrets they own, and the Secrets they
-/// reference (a change to one triggers a converge). Ends on a signal.
+/// The controller's main loop over PostgresClusters. Ends on a signal.
+///
+/// Secrets are not watched: a watch needs `list` and `watch` on every Secret in reach. Each
+/// reconcile (every 5 s, 15 s while blocked) reads the Secrets its cluster names, by name, and a
+/// change to their content starts a converge ([`reconcile`]'s inputs hash), so a rotated
+/// password or key is acted on within one interval with `get` alone.
 async fn control(client: Client, namespace: Option<&str>, ctx: Arc<Context>) {
     // DeserializeGuard: one malformed object becomes a logged error instead of breaking the watch.
-    let (clusters, secrets): (Api<DeserializeGuard<PostgresCluster>>, Api<Secret>) = match namespace
-    {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client)),
+    let clusters: Api<DeserializeGuard<PostgresCluster>> = match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
     };
-    let controller = Controller::new(clusters, watcher::Config::default().any_semantic());
-    let store = controller.store();
-    controller
-        .owns(
-            secrets.clone(),
-            watcher::Config::default().labels("app.kubernetes.io/managed-by=pgmetal"),
-        )
-        .watches(
-            secrets,
-            watcher::Config::default(),
-            move |secret: Secret| {
-                let all = store.state();
-                let hits = all.iter().filter_map(|g| g.0.as_ref().ok());
-                hits.filter(|c| references(c, &secret))
-                    .map(|c| {
-                        ObjectRef::new(&c.name_any()).within(&c.namespace().unwrap_or_default())
-                    })
-                    .collect::<Vec<_>>()
-            },
-        )
+    Controller::new(clusters, watcher::Config::default().any_semantic())
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {

@@ -18,11 +18,12 @@ use sha2::{Digest, Sha256};
 use super::conditions::{self, Blocked, Facts, OffPreferred, reason};
 use super::converge_task::{Live, Outcome, Running, Start};
 use super::dereference::{self, Resolved};
+use super::hosts::{connect_hosts, record_hosts, verified_hosts};
 use super::switchover::{self, Decision};
 use super::{Context, Error, Memo, failover};
 use crate::api::{FailbackStatus, HostStatus, PostgresCluster, PostgresClusterStatus};
 use crate::engine::patroni_api::PatroniApi;
-use crate::engine::{self, Connection, connect, observe, split_brain};
+use crate::engine::{self, observe, split_brain};
 
 /// Observation interval: status follows a failover within this plus one observation.
 pub const OBSERVE_EVERY: Duration = Duration::from_secs(5);
@@ -50,7 +51,8 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
             return Ok(action);
         }
     };
-    let api = PatroniApi::new(spec.patroni.rest_api_port, resolved.secrets.restapi.clone());
+    let api = PatroniApi::new(spec.patroni.rest_api_port, resolved.secrets.restapi.clone())
+        .trusting(verified_hosts(spec, &old.hosts));
     let key = key(&pgc);
     let finished = ctx.converges.take_finished(&key);
     if let Some(done) = &finished {
@@ -88,17 +90,19 @@ fn remembered(s: &PostgresClusterStatus) -> PostgresClusterStatus {
         failback: s.failback.clone(),
         last_failover: s.last_failover.clone(),
         system_identifier: s.system_identifier.clone(),
+        etcd_cluster_id: s.etcd_cluster_id.clone(),
         ..Default::default()
     }
 }
 
-/// The remembered fields over a fresh observation; the system identifier is recorded once
-/// (what Wipe checks a data directory against).
+/// The remembered fields over a fresh observation; the system identifier and the etcd cluster
+/// ID are recorded once (what Wipe checks data directories against).
 fn over(kept: PostgresClusterStatus, observed: PostgresClusterStatus) -> PostgresClusterStatus {
     PostgresClusterStatus {
         system_identifier: kept
             .system_identifier
             .or(observed.system_identifier.clone()),
+        etcd_cluster_id: kept.etcd_cluster_id.or(observed.etcd_cluster_id.clone()),
         preferred_primary: kept.preferred_primary,
         hosts: kept.hosts,
         leader_timeline: kept.leader_timeline,
@@ -212,13 +216,15 @@ async fn converge(
 ) -> Outcome {
     let spec = &pgc.spec;
     let mut hosts = start.hosts;
-    let conns = if start.paused {
-        BTreeMap::new()
+    // Paused: no SSH; only Patroni's pause is set, through hosts verified before.
+    let (conns, verified) = if start.paused {
+        (BTreeMap::new(), verified_hosts(spec, &hosts))
     } else {
-        connect_hosts(&pgc, &resolved, &mut hosts).await
+        (connect_hosts(&pgc, &resolved, &mut hosts).await, Vec::new())
     };
     let owner = owner(&pgc);
-    let report = engine::Engine::new((owner, spec), &resolved.secrets, conns, &*live)
+    let secrets = &resolved.secrets;
+    let report = engine::Engine::verified((owner, spec), secrets, conns, &*live, verified)
         .converge()
         .await;
     for h in report.hosts.values() {
@@ -250,37 +256,6 @@ async fn converge(
         changed: report.changed,
         memo: Memo::after(start.inputs, start.failures, host_errors, failure),
     }
-}
-
-/// Each host's config hash, error and last converge, from a converge's report; returns the
-/// hosts' errors.
-fn record_hosts(
-    report: &engine::report::Report,
-    paused: bool,
-    hosts: &mut [HostStatus],
-) -> Vec<engine::HostError> {
-    let mut errors = Vec::new();
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
-    for hs in hosts.iter_mut() {
-        let h = report.hosts.get(&hs.host);
-        if let Some(hash) = h.and_then(|h| h.config_hash.clone()) {
-            hs.config_hash = Some(hash);
-        }
-        match h.and_then(|h| h.error.clone()) {
-            Some(e) => {
-                hs.reachable = !e.kind.is_connection();
-                hs.last_error = Some(e.to_string());
-                errors.push(e);
-            }
-            None => {
-                hs.last_error = None;
-                if !paused {
-                    hs.last_converged = Some(now.clone());
-                }
-            }
-        }
-    }
-    errors
 }
 
 /// Observes the cluster, switches over or fails back when due and no converge runs (observing
@@ -477,44 +452,6 @@ fn inputs_hash(pgc: &PostgresCluster, r: &Resolved) -> String {
         h.update([0]);
     }
     hex::encode(h.finalize())
-}
-
-/// One connection per host (see [`connect::connect_cluster`] for how host keys are verified);
-/// records in `hosts` which hosts answered and the key each presented, so that a key seen first
-/// is pinned from then on.
-async fn connect_hosts(
-    pgc: &PostgresCluster,
-    r: &Resolved,
-    hosts: &mut Vec<HostStatus>,
-) -> BTreeMap<String, Connection> {
-    let all = crate::render::all_hosts(&pgc.spec);
-    hosts.retain(|h| all.contains(&h.host));
-    for h in &all {
-        if !hosts.iter().any(|s| &s.host == h) {
-            hosts.push(HostStatus {
-                host: h.clone(),
-                ..Default::default()
-            });
-        }
-    }
-    let connected = connect::connect_cluster(
-        &pgc.spec.ssh,
-        &r.private_key,
-        r.known_hosts.as_deref(),
-        hosts,
-        &all,
-        connect::over_ssh,
-    )
-    .await;
-    for hs in hosts.iter_mut() {
-        if let Some(c) = connected.get(&hs.host) {
-            hs.reachable = c.conn.is_ok();
-            if let Some(fp) = &c.fingerprint {
-                hs.host_key_fingerprint = Some(fp.clone());
-            }
-        }
-    }
-    connected.into_iter().map(|(h, c)| (h, c.conn)).collect()
 }
 
 /// With no HAProxy hosts, the rendered haproxy.cfg goes to the ConfigMap `<cluster>-haproxy`.

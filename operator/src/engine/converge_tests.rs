@@ -307,3 +307,88 @@ async fn with_every_etcd_host_failed_the_converge_does_not_wait_for_quorum() {
         r.phases
     );
 }
+
+/// A host's live `patroni.yml` as pgmetal rendered it with `secrets`, returned by the fake's `cat`.
+fn live_patroni_yml(
+    spec: &PostgresClusterSpec,
+    hosts: &BTreeMap<String, FakeExecutor>,
+    secrets: &ClusterSecrets,
+) {
+    for (h, f) in hosts {
+        let file =
+            render::patroni_config(spec, secrets, h, crate::model::OsFamily::Debian).unwrap();
+        let text = String::from_utf8(file.content).unwrap();
+        f.on_contains(r#"cat -- "$1" 2>/dev/null || true"#, 0, &text);
+    }
+}
+
+/// Whether a command sets passwords (its SQL comes on stdin).
+fn rotates(r: &crate::exec::fake::RecordedRun) -> bool {
+    r.stdin
+        .as_deref()
+        .is_some_and(|s| String::from_utf8_lossy(s).contains("ALTER ROLE"))
+}
+
+#[tokio::test]
+async fn a_changed_password_is_set_on_the_leader_before_any_member_gets_it() {
+    let spec = spec();
+    let (hosts, api, etcd) = (
+        hosts(),
+        patroni(&spec, "b", &["a", "c"]),
+        FakeEtcd::new(true),
+    );
+    let old = ClusterSecrets {
+        superuser: "su-old".into(),
+        ..secrets()
+    };
+    live_patroni_yml(&spec, &hosts, &old);
+    let r = converge(&spec, &hosts, &api, &etcd).await;
+    assert!(r.healthy, "{:?}", r.problems);
+    let phases: Vec<&str> = r.phases.iter().map(|p| p.phase.as_str()).collect();
+    let at = |p: &str| phases.iter().position(|x| *x == p);
+    assert!(at("passwords") < at("patroni members"), "{phases:?}");
+    let events = hosts["b"].events();
+    let alter = events.iter().position(|e| match e {
+        crate::exec::fake::Event::Run(r) => rotates(r),
+        _ => false,
+    });
+    let Some(crate::exec::fake::Event::Run(run)) = alter.map(|i| &events[i]) else {
+        panic!("no ALTER ROLE on the leader: {:?}", hosts["b"].commands());
+    };
+    let stdin = String::from_utf8(run.stdin.clone().unwrap()).unwrap();
+    let lines: Vec<&str> = stdin.lines().collect();
+    assert_eq!(
+        lines[..2],
+        ["su-old", "su"],
+        "the password in effect, then the new one"
+    );
+    assert!(
+        stdin.contains("ALTER ROLE \"postgres\" PASSWORD 'su';"),
+        "{stdin}"
+    );
+    assert!(
+        !stdin.contains("replicator"),
+        "only the changed role: {stdin}"
+    );
+    assert!(
+        !run.cmd.contains("su-old") && !run.cmd.contains("'su'"),
+        "a password on a command line: {}",
+        run.cmd
+    );
+    let upload = events.iter().position(
+        |e| matches!(e, crate::exec::fake::Event::Upload(u) if u.path.starts_with("/etc/patroni/")),
+    );
+    let uploads: Vec<String> = hosts["b"].uploads().into_iter().map(|u| u.path).collect();
+    assert!(
+        alter < upload,
+        "patroni.yml written on the leader before ALTER ROLE: {uploads:?}"
+    );
+    for h in ["a", "c"] {
+        assert!(!hosts[h].runs().iter().any(rotates), "{h}");
+    }
+    // Once the leader's file has the new password, nothing is rotated.
+    live_patroni_yml(&spec, &hosts, &secrets());
+    hosts["b"].clear();
+    converge(&spec, &hosts, &api, &etcd).await;
+    assert!(!hosts["b"].runs().iter().any(rotates));
+}

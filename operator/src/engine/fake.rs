@@ -49,6 +49,9 @@ struct PatroniState {
     calls: Vec<String>,
 }
 
+/// The etcd cluster ID a healthy [`FakeEtcd`] reports.
+pub const FAKE_ETCD_CLUSTER_ID: &str = "cdf818194e3a8c32";
+
 /// The system identifier every fake member reports.
 pub const FAKE_SYSTEM_IDENTIFIER: &str = "7301234567890123456";
 
@@ -232,6 +235,7 @@ impl Etcd for FakeEtcd {
                 healthy: if healthy { members.len() as i32 } else { 0 },
                 leader: healthy.then(|| members[0].name.clone()),
                 members,
+                cluster_id: healthy.then(|| FAKE_ETCD_CLUSTER_ID.to_string()),
             }
         })
     }

@@ -16,6 +16,7 @@ pub mod fake;
 pub mod files;
 pub mod observe;
 pub mod packages;
+mod passwords;
 pub mod patroni_api;
 pub mod report;
 pub mod split_brain;
@@ -103,14 +104,31 @@ pub(crate) async fn poll<T, E, F: Future<Output = Result<T, E>>>(
 
 impl<'a> Engine<'a> {
     /// An engine for `owner`'s cluster `spec` using one connection per host (see
-    /// [`Connection`]); it converges only hosts that `owner` claims or can claim.
+    /// [`Connection`]); it converges only hosts that `owner` claims or can claim. The Patroni
+    /// REST password goes only to the hosts connected: a connection exists only to a host whose
+    /// SSH key was verified (connect fails closed).
     pub fn new(
         (owner, spec): (claim::Owner, &'a PostgresClusterSpec),
         secrets: &'a ClusterSecrets,
         conns: BTreeMap<String, Connection>,
         progress: &'a dyn Progress,
     ) -> Self {
-        let api = PatroniApi::new(spec.patroni.rest_api_port, secrets.restapi.clone());
+        Self::verified((owner, spec), secrets, conns, progress, Vec::new())
+    }
+
+    /// [`Engine::new`], also trusting `verified` with the REST password: hosts whose key an
+    /// earlier connection verified, for a paused cluster's pass that opens no connection.
+    pub fn verified(
+        (owner, spec): (claim::Owner, &'a PostgresClusterSpec),
+        secrets: &'a ClusterSecrets,
+        conns: BTreeMap<String, Connection>,
+        progress: &'a dyn Progress,
+        verified: Vec<String>,
+    ) -> Self {
+        let connected = conns.iter().filter(|(_, c)| c.is_ok()).map(|(h, _)| h);
+        let trusted: Vec<String> = connected.cloned().chain(verified).collect();
+        let api =
+            PatroniApi::new(spec.patroni.rest_api_port, secrets.restapi.clone()).trusting(trusted);
         let clients: (Arc<dyn Patroni>, Arc<dyn Etcd>) =
             (Arc::new(api), Arc::new(observe::EtcdClient));
         Self::with_clients((owner, spec), secrets, conns, progress, clients)
@@ -199,16 +217,22 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// The Patroni phases: with a leader, every member together; otherwise the primary first
-    /// (it bootstraps), then the replicas.
+    /// The Patroni phases: with a leader, every member together (after the leader has any
+    /// changed password, so that the new configuration authenticates); otherwise the primary
+    /// first (it bootstraps), then the replicas.
     async fn patroni_members(&self) {
         let members: Vec<String> = self.spec.postgres.hosts().cloned().collect();
-        let bootstrapped = self
-            .api
-            .cluster_any(&members)
-            .await
-            .is_ok_and(|v| v.leaders().len() == 1);
-        if bootstrapped {
+        let view = self.api.cluster_any(&members).await;
+        let leader = view.ok().and_then(|v| v.leader_host(&members));
+        if let Some(leader) = leader {
+            let rotated = self
+                .timed("passwords", self.rotate_passwords(&leader))
+                .await;
+            if let Err(e) = rotated {
+                // Not one member gets a password its role does not have yet.
+                self.rec.host_error(&leader, e);
+                return;
+            }
             self.phase("patroni members", &members, |h| self.patroni(h, false))
                 .await;
             return;

@@ -92,6 +92,9 @@ pub async fn etcd(spec: &PostgresClusterSpec) -> EtcdStatus {
             Ok(mut c) => match c.status().await {
                 Ok(s) => {
                     leader_id = Some(s.leader());
+                    if let Some(h) = s.header() {
+                        status.cluster_id = Some(format!("{:x}", h.cluster_id()));
+                    }
                     if names.is_empty()
                         && let Ok(list) = c.member_list().await
                     {
@@ -280,7 +283,7 @@ pub fn problems(spec: &PostgresClusterSpec, obs: &Observation) -> Vec<String> {
 /// Judges an observation against the spec.
 pub fn verdict(spec: &PostgresClusterSpec, obs: &Observation) -> Verdict {
     let mut v = Verdict {
-        etcd: etcd_problems(&obs.etcd),
+        etcd: etcd_problems(spec, &obs.etcd),
         ..Default::default()
     };
     let Some(view) = &obs.patroni else {
@@ -309,7 +312,8 @@ pub fn verdict(spec: &PostgresClusterSpec, obs: &Observation) -> Verdict {
     v
 }
 
-fn etcd_problems(etcd: &EtcdStatus) -> Vec<String> {
+/// Whether etcd has every member of the spec healthy; otherwise which hosts do not answer.
+fn etcd_problems(spec: &PostgresClusterSpec, etcd: &EtcdStatus) -> Vec<String> {
     if etcd.healthy >= etcd.desired {
         return vec![];
     }
@@ -317,7 +321,11 @@ fn etcd_problems(etcd: &EtcdStatus) -> Vec<String> {
         .members
         .iter()
         .filter(|m| !m.healthy)
-        .map(|m| m.name.as_str())
+        // A member is named after its host: the message names the host, as the spec does.
+        .map(|m| {
+            let host = spec.etcd.hosts.iter().find(|h| member_name(h) == m.name);
+            host.map_or(m.name.as_str(), String::as_str)
+        })
         .collect();
     vec![format!(
         "etcd: {}/{} members healthy (not answering: {})",
@@ -398,6 +406,30 @@ mod tests {
         let s = parse_haproxy_csv("lb", csv);
         assert_eq!(s.primary_backends, ["10-0-0-1"]);
         assert_eq!(s.replica_backends, ["10-0-0-2", "10-0-0-3"]);
+    }
+
+    #[test]
+    fn an_etcd_member_not_answering_is_named_by_its_host() {
+        let spec: PostgresClusterSpec = serde_saphyr::from_str(
+            "ssh: {}\npostgres: {primary: 10.0.0.1}\netcd: {hosts: [10.0.0.1, 10.0.0.2]}\n",
+        )
+        .unwrap();
+        let member = |host: &str, healthy| EtcdMemberStatus {
+            name: member_name(host),
+            client_url: None,
+            healthy,
+        };
+        let etcd = EtcdStatus {
+            members: vec![member("10.0.0.1", false), member("10.0.0.2", true)],
+            healthy: 1,
+            desired: 2,
+            leader: None,
+            cluster_id: None,
+        };
+        assert_eq!(
+            etcd_problems(&spec, &etcd),
+            ["etcd: 1/2 members healthy (not answering: 10.0.0.1)"]
+        );
     }
 
     #[test]

@@ -168,6 +168,17 @@ impl ClusterView {
             .filter(|m| matches!(m.role(), Role::Leader | Role::StandbyLeader))
             .collect()
     }
+
+    /// Which of `hosts` runs the leader, when there is exactly one leader.
+    pub fn leader_host(&self, hosts: &[String]) -> Option<String> {
+        match self.leaders().as_slice() {
+            [one] => hosts
+                .iter()
+                .find(|h| crate::render::member_name(h) == one.name)
+                .cloned(),
+            _ => None,
+        }
+    }
 }
 
 /// A member's own report (`GET /patroni`): what its PostgreSQL is, not what the DCS says.
@@ -207,10 +218,13 @@ pub struct PatroniApi {
     http: reqwest::Client,
     port: u16,
     password: String,
+    /// The hosts the password may be sent to (see [`PatroniApi::trusting`]).
+    trusted: std::collections::BTreeSet<String>,
 }
 
 impl PatroniApi {
-    /// A client using `port` and the REST password (user `patroni`) for unsafe calls.
+    /// A client using `port` and the REST password (user `patroni`) for unsafe calls, which it
+    /// makes to no host until told which ones to trust.
     pub fn new(port: u16, password: String) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
@@ -222,7 +236,16 @@ impl PatroniApi {
             http,
             port,
             password,
+            trusted: Default::default(),
         }
+    }
+
+    /// The hosts whose SSH host key has been verified: the only ones the password is sent to.
+    /// An unsafe call to any other host fails before a connection is made, so a machine that
+    /// took over a member's address never learns the password that allows switchovers.
+    pub fn trusting(mut self, hosts: impl IntoIterator<Item = String>) -> Self {
+        self.trusted = hosts.into_iter().collect();
+        self
     }
 
     fn url(&self, host: &str, path: &str) -> String {
@@ -289,6 +312,10 @@ impl PatroniApi {
         path: &str,
         body: &Value,
     ) -> Result<String, ApiError> {
+        if !self.trusted.contains(host) {
+            let why = "its SSH host key has not been verified: the REST password is not sent to it";
+            return Err(Self::err(host, why));
+        }
         let r = self
             .http
             .request(method, self.url(host, path))
@@ -484,89 +511,5 @@ fn same_setting(a: &Value, b: &Value) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn a_healthy_replica_streams_or_runs_with_a_known_lag_in_status_and_in_the_view() {
-        let status = |role: &str, state: &str, lag: Option<i64>| crate::api::MemberStatus {
-            role: role.into(),
-            state: state.into(),
-            lag_bytes: lag,
-            ..Default::default()
-        };
-        let view = |role: &str, state: &str, lag: Value| ClusterMember {
-            name: "m".into(),
-            role: role.into(),
-            state: state.into(),
-            host: None,
-            timeline: None,
-            lag: Some(lag),
-            pending_restart: false,
-        };
-        for (role, state, known, healthy) in [
-            ("replica", "streaming", false, true),
-            ("sync_standby", "streaming", true, true),
-            ("replica", "running", true, true),
-            ("replica", "running", false, false),
-            ("replica", "stopped", true, false),
-            ("replica", "starting", true, false),
-            ("leader", "running", true, false),
-        ] {
-            let s = status(role, state, known.then_some(0));
-            let v = view(role, state, if known { json!(0) } else { json!("unknown") });
-            assert_eq!(s.is_healthy_replica(), healthy, "{role} {state} {known}");
-            assert_eq!(v.is_healthy_replica(), healthy, "{role} {state} {known}");
-        }
-        assert!(status("leader", "running", None).is_running_leader());
-        assert!(!status("leader", "starting", None).is_running_leader());
-        assert!(!status("standby_leader", "running", None).is_running_leader());
-    }
-
-    #[test]
-    fn patch_is_empty_when_equal_and_minimal_otherwise() {
-        let cur = json!({"ttl": 30, "loop_wait": 10, "postgresql": {"use_pg_rewind": true, "parameters": {"max_connections": 100, "work_mem": "4MB"}}});
-        let same = json!({"ttl": 30, "postgresql": {"use_pg_rewind": true, "parameters": {"max_connections": "100", "work_mem": "4MB"}}});
-        assert_eq!(config_patch(&cur, &same), None);
-        let want = json!({"ttl": 40, "postgresql": {"use_pg_rewind": true, "parameters": {"max_connections": "200"}}});
-        assert_eq!(
-            config_patch(&cur, &want),
-            Some(
-                json!({"ttl": 40, "postgresql": {"parameters": {"max_connections": "200", "work_mem": null}}})
-            )
-        );
-    }
-
-    #[test]
-    fn cluster_view_parses_patroni_output() {
-        let v: ClusterView = serde_json::from_value(json!({"members": [
-            {"name": "a", "role": "leader", "state": "running", "host": "10.0.0.1", "port": 5432, "timeline": 1},
-            {"name": "b", "role": "replica", "state": "streaming", "host": "10.0.0.2", "timeline": 1, "lag": 0},
-            {"name": "c", "role": "replica", "state": "running", "lag": "unknown", "pending_restart": true}
-        ], "pause": true})).unwrap();
-        assert_eq!(v.leaders().len(), 1);
-        assert!(v.pause && v.members[2].pending_restart);
-        assert!(v.members[0].is_leader() && !v.members[1].is_leader());
-        assert_eq!(v.members[1].role(), Role::Replica);
-    }
-
-    #[test]
-    fn roles_parse_and_only_leader_leads() {
-        for (text, role) in [
-            ("leader", Role::Leader),
-            ("standby_leader", Role::StandbyLeader),
-            ("replica", Role::Replica),
-            ("sync_standby", Role::SyncStandby),
-            ("quorum_standby", Role::QuorumStandby),
-            ("master", Role::Unknown),
-        ] {
-            assert_eq!(Role::parse(text), role, "{text}");
-        }
-        let m = crate::api::MemberStatus {
-            role: "standby_leader".into(),
-            ..Default::default()
-        };
-        assert!(!m.is_leader() && m.role() == Role::StandbyLeader);
-    }
-}
+#[path = "patroni_api_tests.rs"]
+mod tests;

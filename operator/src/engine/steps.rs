@@ -276,13 +276,8 @@ impl Engine<'_> {
     pub(super) async fn dynamic_config(&self) -> Result<(), Failure> {
         let members: Vec<String> = self.spec.postgres.hosts().cloned().collect();
         let view = self.api.cluster_any(&members).await?;
-        let Some(leader) = view
-            .leaders()
-            .first()
-            .and_then(|l| members.iter().find(|h| member_name(h) == l.name))
-            .cloned()
-        else {
-            let why = "Patroni has no leader: dynamic configuration not applied";
+        let Some(leader) = view.leader_host(&members) else {
+            let why = "Patroni has no single leader: dynamic configuration not applied";
             return Err(Failure::new(HostErrorKind::Patroni, why));
         };
         let current = self.api.config(&leader).await?;

@@ -10,6 +10,18 @@ use crate::render::{Layout, roles};
 const STOP: &str =
     r#"for u in "$@"; do systemctl disable --now "$u" >/dev/null 2>&1 || true; done"#;
 
+/// The cluster ID (hex, as status records it) in `etcdctl endpoint status -w json` output.
+fn etcd_cluster_id(json: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let id = v
+        .get(0)?
+        .get("Status")?
+        .get("header")?
+        .get("cluster_id")?
+        .as_u64()?;
+    Some(format!("{id:x}"))
+}
+
 /// Names the host and step of a failure.
 fn at<'h, E: Into<Failure>>(host: &'h str, step: &'static str) -> impl Fn(E) -> HostError + 'h {
     move |e| HostError::new(host, Some(step), e)
@@ -24,6 +36,9 @@ pub struct Teardown<'a> {
     /// `status.systemIdentifier`: a PostgreSQL data directory is wiped only when its
     /// `pg_controldata` says this.
     pub system_identifier: Option<&'a str>,
+    /// `status.etcdClusterId`: an etcd data directory is wiped only when the member running on
+    /// it reports this cluster ID.
+    pub etcd_cluster_id: Option<&'a str>,
     /// Delete data (`deletionPolicy: Wipe`, and the data directories passed validation).
     pub wipe: bool,
 }
@@ -66,6 +81,11 @@ impl Teardown<'_> {
             (role.postgres, &layout.patroni_unit),
             (role.etcd, &layout.etcd_unit),
         ];
+        // Asked before the services stop: only a running member can say which cluster it is in.
+        let etcd_ours = match self.wipe && role.etcd {
+            true => Some(self.etcd_is_ours(host, ex).await),
+            false => None,
+        };
         let units = units
             .into_iter()
             .filter(|(on, _)| *on)
@@ -76,9 +96,10 @@ impl Teardown<'_> {
         let (mut wiped, mut kept) = (Vec::new(), Vec::new());
         if self.wipe {
             let mut dirs = Vec::new();
-            if role.etcd {
-                // The claim names this cluster: its etcd member's data is this cluster's.
-                dirs.push(self.spec.etcd.data_dir.clone());
+            match etcd_ours {
+                Some(Ok(())) => dirs.push(self.spec.etcd.data_dir.clone()),
+                Some(Err(why)) => kept.push(format!("{}: {why}", self.spec.etcd.data_dir)),
+                None => {}
             }
             if role.postgres {
                 match self.postgres_is_ours(&layout, ex).await {
@@ -98,6 +119,28 @@ impl Teardown<'_> {
             .await
             .map_err(fail("release the claim"))?;
         Ok(Done::Stopped { wiped, kept })
+    }
+
+    /// Whether the etcd member on `host` is in this cluster's etcd: the cluster ID it reports
+    /// is the one recorded in status. Otherwise why not.
+    async fn etcd_is_ours(&self, host: &str, ex: &dyn Executor) -> Result<(), String> {
+        let Some(want) = self.etcd_cluster_id else {
+            return Err("no etcd cluster ID was recorded for this cluster, so nothing proves the data is its own".into());
+        };
+        let url = super::observe::etcd_endpoint(host, self.spec.etcd.client_port);
+        let script = r#"ETCDCTL_API=3 etcdctl --endpoints="$1" --command-timeout=5s endpoint status -w json"#;
+        let out = ex
+            .run_ok(&Cmd::script(script).arg(url), "read the etcd cluster ID")
+            .await
+            .map_err(|e| format!("its etcd member did not say which cluster it is in ({e})"))?;
+        let got =
+            etcd_cluster_id(out.stdout_str().as_ref()).ok_or("etcdctl reported no cluster ID")?;
+        match got == want {
+            true => Ok(()),
+            false => Err(format!(
+                "its etcd member is in cluster {got}, not this cluster's {want}"
+            )),
+        }
     }
 
     /// Whether the PostgreSQL data directory holds this cluster's data: its `pg_controldata`
@@ -137,6 +180,7 @@ mod tests {
 
     const DEBIAN: &str = "ID=debian\nVERSION_ID=12\n@@systemd\nyes\n@@packages\n";
     const SYSID: &str = "7301234567890123456";
+    const ETCD_ID: &str = "cdf818194e3a8c32";
 
     fn owner(uid: &str) -> claim::Owner {
         claim::Owner {
@@ -154,7 +198,16 @@ mod tests {
             "pg_control version number:            1300\nDatabase system identifier:           {sysid}\n"
         );
         f.on_contains("pg_controldata", 0, &control);
+        f.on_contains("endpoint status", 0, &etcd_status(ETCD_ID));
         f
+    }
+
+    /// What `etcdctl endpoint status -w json` prints for a member of cluster `hex`.
+    fn etcd_status(hex: &str) -> String {
+        let id = u64::from_str_radix(hex, 16).unwrap();
+        format!(
+            r#"[{{"Endpoint":"http://a:2379","Status":{{"header":{{"cluster_id":{id},"member_id":1,"revision":9,"raft_term":2}},"version":"3.4.23"}}}}]"#
+        )
     }
 
     fn spec() -> PostgresClusterSpec {
@@ -174,6 +227,7 @@ mod tests {
             spec,
             owner: me,
             system_identifier: Some(SYSID),
+            etcd_cluster_id: Some(ETCD_ID),
             wipe,
         }
     }
@@ -224,6 +278,24 @@ mod tests {
             kept[0].contains("9999") && kept[0].contains(SYSID),
             "{kept:?}"
         );
+
+        // A member of another etcd cluster (or none running): its data stays.
+        let foreign_etcd = host(&me, SYSID);
+        foreign_etcd.on_contains("endpoint status", 0, &etcd_status("abc123"));
+        let Done::Stopped { wiped: w, kept } = t.host("a", &foreign_etcd).await.unwrap() else {
+            panic!("stopped");
+        };
+        assert_eq!(w, std::slice::from_ref(&pg));
+        assert!(
+            kept[0].contains("abc123") && kept[0].contains(ETCD_ID),
+            "{kept:?}"
+        );
+        let stopped = host(&me, SYSID);
+        stopped.on_contains("endpoint status", 1, "");
+        let Done::Stopped { kept, .. } = t.host("a", &stopped).await.unwrap() else {
+            panic!("stopped");
+        };
+        assert!(kept[0].contains("did not say which cluster"), "{kept:?}");
 
         // Nothing recorded: nothing proves it, so it stays.
         let unknown = Teardown {

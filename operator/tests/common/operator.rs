@@ -2,12 +2,12 @@
 //! shared by the operator end-to-end test and the operator-kill test.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::Lab;
-use crate::k8s::{Kube, repo};
+use crate::k8s::{Kube, lab_binary, repo};
 
 /// `pgmetal operator` serving one namespace (identity `e2e`, metrics on 127.0.0.1:18080);
 /// killed (SIGKILL) when dropped.
@@ -17,8 +17,9 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Starts the operator; its stderr (JSON logs) is appended to `log`.
-    pub fn start(kube: &Kube, ns: &str, log: PathBuf) -> Operator {
+    /// Starts the operator with `kubeconfig` (see [`lab_namespace`]); its stderr (JSON logs) is
+    /// appended to `log`.
+    pub fn start(kubeconfig: &Path, ns: &str, log: PathBuf) -> Operator {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -28,7 +29,7 @@ impl Operator {
             .args(["operator", "--metrics-addr", "127.0.0.1:18080"])
             .args(["--namespace", ns, "--lease-namespace", ns])
             .args(["--identity", "e2e", "--log-format", "json"])
-            .env("KUBECONFIG", &kube.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
@@ -61,8 +62,10 @@ impl Drop for Operator {
 }
 
 /// Installs the CRD, creates namespace `ns` and the `lab-ssh` Secret (the lab's SSH key and
-/// known_hosts).
-pub fn lab_namespace(kube: &Kube, lab: &Lab, ns: &str) {
+/// known_hosts), and installs the chart's ServiceAccount and RBAC in `ns` (release name `ns`).
+/// Returns a kubeconfig (in `dir`) that acts as that ServiceAccount: an operator started with it
+/// has exactly the permissions the chart grants, no more.
+pub fn lab_namespace(kube: &Kube, lab: &Lab, ns: &str, dir: &Path) -> PathBuf {
     kube.kubectl(&[
         "apply",
         "--server-side",
@@ -89,6 +92,69 @@ pub fn lab_namespace(kube: &Kube, lab: &Lab, ns: &str) {
         &format!("--from-file=known_hosts={}", lab.var("LAB_KNOWN_HOSTS")),
     ])
     .expect_ok();
+    chart_identity(kube, ns, dir)
+}
+
+/// The chart's ServiceAccount, ClusterRole, Role and bindings, rendered by `helm template` and
+/// applied; returns a kubeconfig with a token of that ServiceAccount.
+fn chart_identity(kube: &Kube, ns: &str, dir: &Path) -> PathBuf {
+    let mut helm = Command::new(lab_binary("helm"));
+    helm.args(["template", ns, repo("charts/pgmetal").to_str().unwrap()])
+        .args(["--namespace", ns])
+        .env("HELM_CACHE_HOME", dir.join("helm"))
+        .env("HELM_CONFIG_HOME", dir.join("helm"))
+        .env("HELM_DATA_HOME", dir.join("helm"))
+        .env_remove("KUBECONFIG");
+    for t in [
+        "serviceaccount",
+        "clusterrole",
+        "clusterrolebinding",
+        "role",
+        "rolebinding",
+    ] {
+        helm.args(["--show-only", &format!("templates/{t}.yaml")]);
+    }
+    let out = helm.output().expect("helm template");
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rbac = String::from_utf8(out.stdout).unwrap();
+    kube.run(&["apply", "-f", "-"], Some(&rbac)).expect_ok();
+    let sa = kube
+        .kubectl(&[
+            "-n",
+            ns,
+            "get",
+            "serviceaccount",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+        .expect_ok();
+    let sa = sa
+        .split_whitespace()
+        .find(|n| *n != "default")
+        .expect("the chart's ServiceAccount");
+    let token = kube
+        .kubectl(&["-n", ns, "create", "token", sa, "--duration=3h"])
+        .expect_ok();
+    let admin = kube
+        .kubectl(&[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "--flatten",
+            "-o",
+            "json",
+        ])
+        .expect_ok();
+    let mut config: serde_json::Value = serde_json::from_str(&admin).unwrap();
+    config["users"][0]["user"] = serde_json::json!({"token": token.trim()});
+    let path = dir.join("operator-kubeconfig.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
 }
 
 /// The status of condition `kind` of `pgc/name`, and its reason and message.

@@ -1,0 +1,221 @@
+//! Password rotation: a password changed in its Secret is set on the role through the leader
+//! (`ALTER ROLE`) before Patroni's configuration carries it, so that replication, pg_rewind and
+//! Patroni's own connections keep authenticating. Interrupted anywhere, it is redone: the
+//! leader's `patroni.yml` keeps the old passwords until the new ones are in effect.
+
+use serde::Deserialize;
+
+use super::Engine;
+use super::error::HostError;
+use crate::api::PostgresClusterSpec;
+use crate::exec::Cmd;
+use crate::model::ClusterSecrets;
+use crate::render::Layout;
+
+/// One role's login in `patroni.yml` (`postgresql.authentication.<kind>`).
+#[derive(Deserialize, Clone, PartialEq, Eq, Debug)]
+struct Login {
+    username: String,
+    password: String,
+}
+
+/// The parts of a live `patroni.yml` that rotation reads; anything else is ignored.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LiveConfig {
+    postgresql: LivePostgres,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LivePostgres {
+    authentication: LiveAuthentication,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LiveAuthentication {
+    superuser: Option<Login>,
+    replication: Option<Login>,
+    rewind: Option<Login>,
+}
+
+/// What rotation must do on the leader.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Rotation {
+    /// The superuser login in effect now (from the leader's file; empty when unreadable).
+    current_superuser: String,
+    /// Roles whose password changes: `(role, new password)`.
+    changes: Vec<(String, String)>,
+}
+
+/// Compares the spec's logins with those of the leader's live `patroni.yml`; `None` when every
+/// password is already the one in effect.
+pub(super) fn plan(
+    live: &str,
+    spec: &PostgresClusterSpec,
+    secrets: &ClusterSecrets,
+) -> Option<Rotation> {
+    let live: LiveAuthentication = serde_saphyr::from_str::<LiveConfig>(live)
+        .map(|c| c.postgresql.authentication)
+        .unwrap_or_default();
+    let pg = &spec.postgres;
+    let wanted = [
+        (&live.superuser, &pg.superuser.name, &secrets.superuser),
+        (
+            &live.replication,
+            &pg.replication.name,
+            &secrets.replication,
+        ),
+        (&live.rewind, &pg.rewind.name, &secrets.rewind),
+    ];
+    let mut changes: Vec<(String, String)> = Vec::new();
+    for (now, name, password) in wanted {
+        let want = Login {
+            username: name.clone(),
+            password: password.clone(),
+        };
+        let pair = (want.username, want.password);
+        if now.as_ref().map(|l| (&l.username, &l.password)) != Some((&pair.0, &pair.1))
+            && !changes.contains(&pair)
+        {
+            changes.push(pair);
+        }
+    }
+    let current_superuser = live.superuser.map(|l| l.password).unwrap_or_default();
+    (!changes.is_empty()).then_some(Rotation {
+        current_superuser,
+        changes,
+    })
+}
+
+/// The SQL of a rotation. Nothing of it reaches the server log: the statements are not logged,
+/// and an error does not echo the statement.
+fn sql(changes: &[(String, String)]) -> String {
+    let mut out = String::from(
+        "SET log_statement = 'none';\nSET log_min_duration_statement = -1;\n\
+         SET log_min_error_statement = 'panic';\n",
+    );
+    for (role, password) in changes {
+        out.push_str(&format!(
+            "ALTER ROLE \"{}\" PASSWORD '{}';\n",
+            role.replace('"', "\"\""),
+            password.replace('\'', "''")
+        ));
+    }
+    out
+}
+
+/// Runs the SQL on stdin (after two lines: the superuser's password in effect, then its new
+/// one) as the superuser over 127.0.0.1, trying the password in effect first: a rotation
+/// interrupted after `ALTER ROLE` already changed it. Passwords never appear on a command line.
+const ROTATE: &str = r#"IFS= read -r old; IFS= read -r new; sql=$(cat)
+for pw in "$old" "$new"; do
+  err=$(printf '%s\n' "$sql" | PGPASSWORD="$pw" PGCONNECT_TIMEOUT=10 "$1/psql" -X -q -w \
+    -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$2" -U "$3" -d postgres 2>&1 >/dev/null) && exit 0
+  echo "$err" >&2
+done
+exit 1"#;
+
+impl Engine<'_> {
+    /// Sets on the leader every role password that differs from the leader's `patroni.yml`.
+    pub(super) async fn rotate_passwords(&self, leader: &str) -> Result<(), HostError> {
+        let ex = self.exec(leader)?;
+        let layout = Layout::new(self.spec, self.host_facts(leader)?.os);
+        self.step(leader, "rotate passwords", async {
+            let read =
+                Cmd::script(r#"cat -- "$1" 2>/dev/null || true"#).arg(&layout.patroni_config);
+            let live = ex.run_ok(&read, "read patroni.yml").await?;
+            let Some(rotation) = plan(live.stdout_str().as_ref(), self.spec, self.secrets) else {
+                return Ok(((), false, vec![]));
+            };
+            let roles: Vec<String> = rotation.changes.iter().map(|(r, _)| r.clone()).collect();
+            let stdin = format!(
+                "{}\n{}\n{}",
+                rotation.current_superuser,
+                self.secrets.superuser,
+                sql(&rotation.changes)
+            );
+            let pg = &self.spec.postgres;
+            let cmd = Cmd::script(ROTATE)
+                .args([&layout.bin_dir, &pg.port.to_string(), &pg.superuser.name])
+                .stdin(stdin);
+            ex.run_ok(&cmd, "ALTER ROLE").await?;
+            Ok((
+                (),
+                true,
+                vec![format!("new password for {}", roles.join(", "))],
+            ))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets() -> ClusterSecrets {
+        ClusterSecrets {
+            superuser: "su-new".into(),
+            replication: "repl".into(),
+            rewind: "rw".into(),
+            restapi: "api".into(),
+        }
+    }
+
+    /// The `patroni.yml` pgmetal rendered with superuser password `su`, as the leader has it.
+    fn live(su: &str) -> String {
+        let old = ClusterSecrets {
+            superuser: su.into(),
+            ..secrets()
+        };
+        let spec = crate::render::tests::spec();
+        let host = spec.postgres.primary.clone();
+        let file =
+            crate::render::patroni_config(&spec, &old, &host, crate::model::OsFamily::Debian);
+        String::from_utf8(file.unwrap().content).unwrap()
+    }
+
+    #[test]
+    fn only_changed_passwords_are_set_and_nothing_when_none_changed() {
+        let spec = crate::render::tests::spec();
+        assert_eq!(plan(&live("su-new"), &spec, &secrets()), None);
+        let r = plan(&live("su-old"), &spec, &secrets()).unwrap();
+        assert_eq!(r.current_superuser, "su-old");
+        assert_eq!(r.changes, vec![("postgres".into(), "su-new".into())]);
+    }
+
+    #[test]
+    fn an_unreadable_file_sets_every_password() {
+        let spec = crate::render::tests::spec();
+        let r = plan("", &spec, &secrets()).unwrap();
+        assert_eq!(r.current_superuser, "");
+        let roles: Vec<&str> = r.changes.iter().map(|(r, _)| r.as_str()).collect();
+        assert_eq!(roles, ["postgres", "replicator", "rewind_user"]);
+    }
+
+    #[test]
+    fn quotes_are_doubled_and_statements_are_not_logged() {
+        let s = sql(&[("we\"ird".into(), "it's".into())]);
+        assert!(s.starts_with("SET log_statement = 'none';"), "{s}");
+        assert!(s.contains("SET log_min_error_statement = 'panic';"), "{s}");
+        assert!(
+            s.ends_with("ALTER ROLE \"we\"\"ird\" PASSWORD 'it''s';\n"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn the_rotate_script_is_valid_sh() {
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", ROTATE])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
