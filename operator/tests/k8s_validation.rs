@@ -588,17 +588,7 @@ fn crd_validation_on_a_real_api_server() {
     let mut asserted = 0usize;
 
     // 1. The CRD as committed: structural schema, CEL compilation and cost budget.
-    let crd = k8s::repo("crds/postgrescluster.yaml");
-    let crd = crd.to_str().expect("utf-8 path");
-    kube.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crd])
-        .expect_ok();
-    kube.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/postgresclusters.pgmetal.io",
-        "--timeout=60s",
-    ])
-    .expect_ok();
+    kube.install_crd();
     asserted += 1;
 
     // 2. A fresh namespace; its objects and the namespace go away on drop.

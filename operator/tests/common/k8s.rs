@@ -113,6 +113,22 @@ impl Kube {
         }
     }
 
+    /// Applies the committed CRD (`crds/`, server-side, taking over fields another manager
+    /// set) and waits until the API server serves it.
+    pub fn install_crd(&self) {
+        let crds = repo("crds");
+        let crds = crds.to_str().expect("utf-8 path");
+        self.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crds])
+            .expect_ok();
+        self.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/postgresclusters.pgmetal.io",
+            "--timeout=60s",
+        ])
+        .expect_ok();
+    }
+
     /// `kubectl get ... -o jsonpath={PATH}` of one object.
     pub fn jsonpath(&self, ns: &str, resource: &str, path: &str) -> String {
         let expr = format!("jsonpath={{{path}}}");

@@ -66,20 +66,7 @@ impl Drop for Operator {
 /// Returns a kubeconfig (in `dir`) that acts as that ServiceAccount: an operator started with it
 /// has exactly the permissions the chart grants, no more.
 pub fn lab_namespace(kube: &Kube, lab: &Lab, ns: &str, dir: &Path) -> PathBuf {
-    kube.kubectl(&[
-        "apply",
-        "--server-side",
-        "-f",
-        repo("crds").to_str().unwrap(),
-    ])
-    .expect_ok();
-    kube.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/postgresclusters.pgmetal.io",
-        "--timeout=60s",
-    ])
-    .expect_ok();
+    kube.install_crd();
     kube.kubectl(&["create", "namespace", ns]).expect_ok();
     kube.kubectl(&[
         "-n",
