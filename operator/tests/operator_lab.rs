@@ -1,7 +1,8 @@
-//! The operator end to end: `pgmetal operator` against the real API server and real lab hosts.
-//! kubectl apply → Ready; kubectl get columns; psql through HAProxy; declarative switchover;
-//! a power cut of the primary (status follows, Degraded names the host, fail-back); a restarted
-//! operator converges with no changes; deletion runs the finalizer and stops the services.
+//! The operator end to end: `pgmetal operator`, as the Helm chart's ServiceAccount with exactly
+//! the chart's RBAC, against the real API server and real lab hosts. kubectl apply → Ready;
+//! kubectl get columns; psql through HAProxy; declarative switchover; pause; a power cut of the
+//! primary (status follows, Degraded names the host, fail-back); a restarted operator converges
+//! with no changes; password rotation; deletion runs the finalizer and stops the services.
 //! Ignored by a plain `cargo test`: e2e/test runs it with PGMETAL_LAB=1, PGMETAL_K8S=1 and
 //! `--include-ignored`.
 
@@ -10,13 +11,20 @@ mod common;
 mod k8s;
 #[path = "common/operator.rs"]
 mod operator;
+#[path = "operator_lab/side_clusters.rs"]
+mod side_clusters;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Lab, psql, repo};
 use k8s::Kube;
 use operator::{Operator, condition, lab_namespace, wait_until};
+use side_clusters::{
+    another_cluster_is_refused_and_leaves_the_host_alone,
+    blocked_cluster_stalls_with_distinct_reasons,
+};
 
 fn manifest(lab: &Lab, primary: &str) -> String {
     manifest_with(lab, primary, "")
@@ -70,6 +78,18 @@ fn get(kube: &Kube, ns: &str, path: &str) -> String {
     kube.jsonpath(ns, "pgc/lab", path)
 }
 
+/// What every step of the operator e2e works on: the lab, the API server, the namespace, the
+/// preferred primary (h1), the switchover target (h2) and the HAProxy host (lb).
+#[derive(Clone, Copy)]
+struct E2e<'a> {
+    lab: &'a Lab,
+    kube: &'a Kube,
+    ns: &'a str,
+    h1: &'a str,
+    h2: &'a str,
+    lb: &'a str,
+}
+
 #[test]
 #[ignore = "needs the lab and the API server; e2e/test runs it"]
 fn operator_runs_a_cluster_from_kubectl() {
@@ -77,22 +97,55 @@ fn operator_runs_a_cluster_from_kubectl() {
     let kube = Kube::require();
     let ns = format!("pgmetal-e2e-{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
-    let (h1, h2, lb) = (
-        lab.hosts[0].clone(),
-        lab.hosts[1].clone(),
-        lab.hosts[3].clone(),
-    );
-
+    let e = E2e {
+        lab: &lab,
+        kube: &kube,
+        ns: &ns,
+        h1: &lab.hosts[0],
+        h2: &lab.hosts[1],
+        lb: &lab.hosts[3],
+    };
     let identity = lab_namespace(&kube, &lab, &ns, dir.path());
-    let mut op = Operator::start(&identity, &ns, dir.path().join("operator.log"));
+    let op = Operator::start(&identity, &ns, dir.path().join("operator.log"));
 
     // 0. A cluster that cannot start: Stalled names why, kstatus (Flux) reads Failed, and the
     //    error metric says which problem it was.
     blocked_cluster_stalls_with_distinct_reasons(&lab, &kube, &ns);
+    // 1. kubectl apply → Ready; kubectl get columns; psql through HAProxy.
+    let pw = ready_from_kubectl_apply(e, &op);
+    // 2. Identity and claims; another cluster naming a host is refused.
+    identity_and_claims(e);
+    another_cluster_is_refused_and_leaves_the_host_alone(&lab, &kube, &ns);
+    // 3. Declarative switchover, then pause and resume.
+    let mark = switchover_by_spec(e, &pw);
+    pause_and_resume(e);
+    // 4. Power cut of the primary: failover on the resource, then fail-back.
+    power_cut_failover_and_failback(e, &op, mark);
+    // 5. A restarted operator converges the unchanged resource with zero changes.
+    drop(op);
+    let op = restarted_operator_changes_nothing(e, &identity, dir.path().join("operator2.log"));
+    // 6. Password rotation through the Secret.
+    passwords_rotate_through_the_leader(&lab, &kube, &ns, &pw);
+    // 7. Deletion (Retain) completes the finalizer, stops the services, keeps data and passwords.
+    deletion_keeps_data_and_releases_claims(e);
+    eprintln!("operator RSS at the end: {} KiB", op.rss_kib());
+    let _ = kube.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
 
+/// kubectl apply → Ready: Progressing shows at once, kstatus reads InProgress until Ready and
+/// Current after; `kubectl get` columns; psql through HAProxy. Returns the superuser password.
+fn ready_from_kubectl_apply(e: E2e, op: &Operator) -> String {
+    let E2e {
+        lab,
+        kube,
+        ns,
+        h1,
+        lb,
+        ..
+    } = e;
     // 1. kubectl apply → Ready.
     let t = Instant::now();
-    kube.run(&["-n", &ns, "apply", "-f", "-"], Some(&manifest(&lab, &h1)))
+    kube.run(&["-n", ns, "apply", "-f", "-"], Some(&manifest(lab, h1)))
         .expect_ok();
     // The converge runs beside the reconcile: status says so within seconds, not after it.
     let shown = wait_until(
@@ -100,22 +153,18 @@ fn operator_runs_a_cluster_from_kubectl() {
         Duration::from_secs(15),
         || {
             get(
-                &kube,
-                &ns,
+                kube,
+                ns,
                 r#".status.conditions[?(@.type=="Progressing")].status"#,
             ) == "True"
-                && get(
-                    &kube,
-                    &ns,
-                    r#".status.conditions[?(@.type=="Ready")].status"#,
-                ) == "False"
+                && get(kube, ns, r#".status.conditions[?(@.type=="Ready")].status"#) == "False"
         },
     );
     eprintln!(
         "TIMING Progressing=True {shown:.1}s after apply: {}",
         get(
-            &kube,
-            &ns,
+            kube,
+            ns,
             r#".status.conditions[?(@.type=="Progressing")].message"#
         )
     );
@@ -124,7 +173,7 @@ fn operator_runs_a_cluster_from_kubectl() {
     let t_ready = Instant::now();
     loop {
         let obj = kube
-            .kubectl(&["-n", &ns, "get", "pgc/lab", "-o", "json"])
+            .kubectl(&["-n", ns, "get", "pgc/lab", "-o", "json"])
             .expect_ok();
         let (ks, msg) = k8s::kstatus_of(&obj);
         let v: serde_json::Value = serde_json::from_str(&obj).unwrap();
@@ -146,7 +195,7 @@ fn operator_runs_a_cluster_from_kubectl() {
         assert!(
             t_ready.elapsed() < Duration::from_secs(600),
             "not Ready: {}\noperator log tail:\n{}",
-            kube.kubectl(&["-n", &ns, "describe", "pgc/lab"]).stdout,
+            kube.kubectl(&["-n", ns, "describe", "pgc/lab"]).stdout,
             tail(&op.log())
         );
         std::thread::sleep(Duration::from_secs(1));
@@ -156,12 +205,9 @@ fn operator_runs_a_cluster_from_kubectl() {
         "TIMING kubectl apply -> Ready: {:.1}s",
         t.elapsed().as_secs_f64()
     );
-    let table = kube.kubectl(&["-n", &ns, "get", "pgc"]).expect_ok();
+    let table = kube.kubectl(&["-n", ns, "get", "pgc"]).expect_ok();
     eprintln!("{table}");
-    assert_eq!(
-        k8s::table_cell(&table, 0, "PRIMARY").as_deref(),
-        Some(h1.as_str())
-    );
+    assert_eq!(k8s::table_cell(&table, 0, "PRIMARY").as_deref(), Some(h1));
     assert_eq!(
         k8s::table_cell(&table, 0, "MEMBERS").as_deref(),
         Some("3/3")
@@ -170,7 +216,7 @@ fn operator_runs_a_cluster_from_kubectl() {
     let pw = kube
         .kubectl(&[
             "-n",
-            &ns,
+            ns,
             "get",
             "secret",
             "lab-passwords",
@@ -180,11 +226,11 @@ fn operator_runs_a_cluster_from_kubectl() {
         .expect_ok();
     assert_eq!(pw.len(), 32, "a generated password");
     assert_eq!(
-        psql(&lb, 5000, &pw, "SELECT pg_is_in_recovery()").unwrap(),
+        psql(lb, 5000, &pw, "SELECT pg_is_in_recovery()").unwrap(),
         "f"
     );
     psql(
-        &lb,
+        lb,
         5000,
         &pw,
         "CREATE TABLE e2e(v int); INSERT INTO e2e VALUES (1)",
@@ -192,7 +238,7 @@ fn operator_runs_a_cluster_from_kubectl() {
     .unwrap();
     wait_until("a replica serving the row", Duration::from_secs(10), || {
         psql(
-            &lb,
+            lb,
             5001,
             &pw,
             "SELECT pg_is_in_recovery(), count(*) FROM e2e",
@@ -200,18 +246,22 @@ fn operator_runs_a_cluster_from_kubectl() {
         .as_deref()
             == Ok("t|1")
     });
-    let describe = kube
-        .kubectl(&["-n", &ns, "describe", "pgc/lab"])
-        .expect_ok();
+    let describe = kube.kubectl(&["-n", ns, "describe", "pgc/lab"]).expect_ok();
     assert!(
         describe.contains("EtcdHealthy") && describe.contains("RoutingReady"),
         "{describe}"
     );
+    pw
+}
 
+/// Status records the system identifier pg_controldata reports on every member, and each host
+/// carries this cluster's claim.
+fn identity_and_claims(e: E2e) {
+    let E2e { lab, kube, ns, .. } = e;
     // 2. Identity: status records the system identifier pg_controldata reports on every
     //    member, and each host carries this cluster's claim.
-    let recorded = get(&kube, &ns, ".status.systemIdentifier");
-    let uid = kube.jsonpath(&ns, "pgc/lab", ".metadata.uid");
+    let recorded = get(kube, ns, ".status.systemIdentifier");
+    let uid = kube.jsonpath(ns, "pgc/lab", ".metadata.uid");
     for h in &lab.hosts[..3] {
         let control = lab.ssh_ok(
             h,
@@ -227,21 +277,32 @@ fn operator_runs_a_cluster_from_kubectl() {
         let claim = lab.ssh_ok(h, "cat /var/lib/pgmetal/claim");
         assert!(claim.contains(&format!("uid={uid}")), "{h}: {claim}");
     }
-    another_cluster_is_refused_and_leaves_the_host_alone(&lab, &kube, &ns);
+}
 
+/// A changed `spec.postgres.primary` switches over: status, HAProxy and the split-brain
+/// guard's mark follow. Returns the mark's timeline.
+fn switchover_by_spec(e: E2e, pw: &str) -> i64 {
+    let E2e {
+        lab,
+        kube,
+        ns,
+        h2,
+        lb,
+        ..
+    } = e;
     // 3. Declarative switchover: change spec.postgres.primary; status and HAProxy follow.
     let t = Instant::now();
-    kube.run(&["-n", &ns, "apply", "-f", "-"], Some(&manifest(&lab, &h2)))
+    kube.run(&["-n", ns, "apply", "-f", "-"], Some(&manifest(lab, h2)))
         .expect_ok();
     wait_until(
         "status.primary to follow the switchover",
         Duration::from_secs(120),
-        || get(&kube, &ns, ".status.primary") == h2,
+        || get(kube, ns, ".status.primary") == h2,
     );
     wait_until(
         "HAProxy to route writes to the new primary",
         Duration::from_secs(30),
-        || psql(&lb, 5000, &pw, "SELECT inet_server_addr()").is_ok_and(|a| a.starts_with(&h2)),
+        || psql(lb, 5000, pw, "SELECT inet_server_addr()").is_ok_and(|a| a.starts_with(h2)),
     );
     eprintln!(
         "TIMING switchover via spec: {:.1}s",
@@ -251,16 +312,28 @@ fn operator_runs_a_cluster_from_kubectl() {
     wait_until(
         "status.leaderTimeline to follow the switchover",
         Duration::from_secs(30),
-        || get(&kube, &ns, ".status.leaderTimeline.leader") == h2,
+        || get(kube, ns, ".status.leaderTimeline.leader") == h2,
     );
-    let mark: i64 = get(&kube, &ns, ".status.leaderTimeline.timeline")
+    let mark: i64 = get(kube, ns, ".status.leaderTimeline.timeline")
         .parse()
         .expect("status.leaderTimeline.timeline");
     assert!(
         mark >= 2,
         "a switchover starts timeline 2 or later, got {mark}"
     );
+    mark
+}
 
+/// `spec.paused` puts Patroni in maintenance mode and says so (patronictl pause); then resume.
+fn pause_and_resume(e: E2e) {
+    let E2e {
+        lab,
+        kube,
+        ns,
+        h1,
+        h2,
+        ..
+    } = e;
     // Pause (patronictl pause): Patroni goes into maintenance mode and the condition says so; then resume.
     let api_pause = |h: &str| -> Option<bool> {
         let out = Command::new("curl")
@@ -271,33 +344,41 @@ fn operator_runs_a_cluster_from_kubectl() {
         Some(v["pause"].as_bool().unwrap_or(false))
     };
     kube.run(
-        &["-n", &ns, "apply", "-f", "-"],
-        Some(&manifest_with(&lab, &h2, "  paused: true\n")),
+        &["-n", ns, "apply", "-f", "-"],
+        Some(&manifest_with(lab, h2, "  paused: true\n")),
     )
     .expect_ok();
     wait_until(
         "Patroni paused and ReconciliationPaused",
         Duration::from_secs(60),
         || {
-            api_pause(&h1) == Some(true)
+            api_pause(h1) == Some(true)
                 && get(
-                    &kube,
-                    &ns,
+                    kube,
+                    ns,
                     r#".status.conditions[?(@.type=="ReconciliationPaused")].status"#,
                 ) == "True"
         },
     );
-    kube.run(&["-n", &ns, "apply", "-f", "-"], Some(&manifest(&lab, &h2)))
+    kube.run(&["-n", ns, "apply", "-f", "-"], Some(&manifest(lab, h2)))
         .expect_ok();
     wait_until("Patroni resumed", Duration::from_secs(60), || {
-        api_pause(&h1) == Some(false)
+        api_pause(h1) == Some(false)
             && get(
-                &kube,
-                &ns,
+                kube,
+                ns,
                 r#".status.conditions[?(@.type=="ReconciliationPaused")].status"#,
             ) == "False"
     });
+}
 
+/// A power cut of the primary: Patroni fails over, status and `lastFailover` follow, Degraded
+/// names the host; it comes back, and fail-back (Automatic) makes it primary again after
+/// `failbackDelaySeconds`. No false split-brain alarm.
+fn power_cut_failover_and_failback(e: E2e, op: &Operator, mark: i64) {
+    let E2e {
+        lab, kube, ns, h2, ..
+    } = e;
     // 4. Power cut of the primary: Patroni fails over; status follows within 15 s; Degraded names the host.
     let api = format!("http://{}:8008/cluster", lab.hosts[2]);
     let leader = || -> Option<String> {
@@ -314,7 +395,7 @@ fn operator_runs_a_cluster_from_kubectl() {
             .map(String::from)
     };
     let kill = Command::new(repo().join("e2e/lab"))
-        .args(["kill", &h2])
+        .args(["kill", h2])
         .output()
         .unwrap();
     assert!(kill.status.success());
@@ -328,7 +409,7 @@ fn operator_runs_a_cluster_from_kubectl() {
         "status.primary to follow the failover",
         Duration::from_secs(30),
         || {
-            let p = get(&kube, &ns, ".status.primary");
+            let p = get(kube, ns, ".status.primary");
             !p.is_empty() && p != h2
         },
     );
@@ -338,12 +419,12 @@ fn operator_runs_a_cluster_from_kubectl() {
     );
     // The failover is on the resource: from, to, and how long writes were unavailable as the
     // operator saw it (observing every 5 s, so within the failover time plus two observations).
-    let to = get(&kube, &ns, ".status.primary");
+    let to = get(kube, ns, ".status.primary");
     wait_until("status.lastFailover", Duration::from_secs(15), || {
-        get(&kube, &ns, ".status.lastFailover.to") == to
+        get(kube, ns, ".status.lastFailover.to") == to
     });
-    assert_eq!(get(&kube, &ns, ".status.lastFailover.from"), h2);
-    let unavailable: f64 = get(&kube, &ns, ".status.lastFailover.writesUnavailableSeconds")
+    assert_eq!(get(kube, ns, ".status.lastFailover.from"), h2);
+    let unavailable: f64 = get(kube, ns, ".status.lastFailover.writesUnavailableSeconds")
         .parse()
         .expect("writesUnavailableSeconds");
     eprintln!("TIMING lastFailover.writesUnavailableSeconds {unavailable}");
@@ -351,7 +432,7 @@ fn operator_runs_a_cluster_from_kubectl() {
         unavailable >= failover - 6.0 && unavailable <= failover + follow + 11.0,
         "writes unavailable {unavailable}s; Patroni took {failover:.1}s"
     );
-    let reasons = event_reasons(&kube, &ns);
+    let reasons = event_reasons(kube, ns);
     assert!(reasons.contains("FailedOver"), "{reasons}");
     assert!(
         follow <= 15.0,
@@ -362,22 +443,22 @@ fn operator_runs_a_cluster_from_kubectl() {
         Duration::from_secs(30),
         || {
             get(
-                &kube,
-                &ns,
+                kube,
+                ns,
                 r#".status.conditions[?(@.type=="Degraded")].status"#,
             ) == "True"
                 && get(
-                    &kube,
-                    &ns,
+                    kube,
+                    ns,
                     r#".status.conditions[?(@.type=="Degraded")].message"#,
                 )
-                .contains(&h2)
+                .contains(h2)
         },
     );
 
     // The host comes back: it rejoins as a replica, then fail-back (Automatic) makes it primary again.
     let start = Command::new(repo().join("e2e/lab"))
-        .args(["start", &h2])
+        .args(["start", h2])
         .output()
         .unwrap();
     assert!(
@@ -388,7 +469,7 @@ fn operator_runs_a_cluster_from_kubectl() {
     let back = wait_until(
         "fail-back to the preferred primary",
         Duration::from_secs(240),
-        || get(&kube, &ns, ".status.primary") == h2,
+        || get(kube, ns, ".status.primary") == h2,
     );
     eprintln!("TIMING fail-back {back:.1}s after the host booted");
     assert!(
@@ -396,13 +477,13 @@ fn operator_runs_a_cluster_from_kubectl() {
         "fail-back {back:.1}s after boot: before failbackDelaySeconds (10) of health"
     );
     assert!(
-        !get(&kube, &ns, ".status.failback.lastAt").is_empty(),
+        !get(kube, ns, ".status.failback.lastAt").is_empty(),
         "the fail-back is recorded"
     );
     wait_until("Degraded to clear", Duration::from_secs(120), || {
         get(
-            &kube,
-            &ns,
+            kube,
+            ns,
             r#".status.conditions[?(@.type=="Degraded")].status"#,
         ) == "False"
     });
@@ -412,24 +493,28 @@ fn operator_runs_a_cluster_from_kubectl() {
     );
     // A failover and a fail-back are not a forked history: the guard stayed quiet and its mark
     // moved forward with each promotion.
-    let after: i64 = get(&kube, &ns, ".status.leaderTimeline.timeline")
+    let after: i64 = get(kube, ns, ".status.leaderTimeline.timeline")
         .parse()
         .unwrap();
     assert!(
         after >= mark + 2,
         "two promotions after timeline {mark}, mark is {after}"
     );
-    let alarms = event_reasons(&kube, &ns);
+    let alarms = event_reasons(kube, ns);
     assert!(
         !alarms.contains("TimelineRegressed") && !alarms.contains("TwoPrimaries"),
         "a false split-brain alarm: {alarms}"
     );
+}
 
+/// A restarted operator converges the unchanged resource with zero changes on the hosts.
+fn restarted_operator_changes_nothing(e: E2e, identity: &Path, log: PathBuf) -> Operator {
+    let E2e {
+        lab, kube, ns, h2, ..
+    } = e;
     // 5. A restarted operator converges the unchanged resource with zero changes on the hosts.
-    let restarted_log = dir.path().join("operator2.log");
-    drop(op);
-    op = Operator::start(&identity, &ns, restarted_log);
-    kube.run(&["-n", &ns, "apply", "-f", "-"], Some(&manifest(&lab, &h2)))
+    let op = Operator::start(identity, ns, log);
+    kube.run(&["-n", ns, "apply", "-f", "-"], Some(&manifest(lab, h2)))
         .expect_ok();
     wait_until(
         "the restarted operator to converge",
@@ -446,13 +531,23 @@ fn operator_runs_a_cluster_from_kubectl() {
         line.contains("\"changed\":0"),
         "re-apply must change nothing: {line}"
     );
+    op
+}
 
-    // 6. Password rotation through the Secret.
-    passwords_rotate_through_the_leader(&lab, &kube, &ns, &pw);
-
+/// Deletion completes the finalizer and stops the services; Retain keeps the data and the
+/// passwords Secret; every claim is released.
+fn deletion_keeps_data_and_releases_claims(e: E2e) {
+    let E2e {
+        lab,
+        kube,
+        ns,
+        h1,
+        lb,
+        ..
+    } = e;
     // 7. Deletion completes the finalizer and stops the services.
     let t = Instant::now();
-    kube.kubectl(&["-n", &ns, "delete", "pgc/lab", "--timeout=120s"])
+    kube.kubectl(&["-n", ns, "delete", "pgc/lab", "--timeout=120s"])
         .expect_ok();
     eprintln!(
         "TIMING delete with finalizer: {:.1}s",
@@ -466,11 +561,11 @@ fn operator_runs_a_cluster_from_kubectl() {
         );
     }
     assert_eq!(
-        lab.ssh(&lb, "systemctl is-active haproxy").stdout,
+        lab.ssh(lb, "systemctl is-active haproxy").stdout,
         b"inactive\n"
     );
     assert!(
-        lab.ssh_ok(&h1, "test -d /data/pg_data/base && echo kept") == "kept",
+        lab.ssh_ok(h1, "test -d /data/pg_data/base && echo kept") == "kept",
         "Retain keeps the data"
     );
     // The kept data needs its passwords: the lab API server has no garbage collector, so the
@@ -478,7 +573,7 @@ fn operator_runs_a_cluster_from_kubectl() {
     let owners = kube
         .kubectl(&[
             "-n",
-            &ns,
+            ns,
             "get",
             "secret",
             "lab-passwords",
@@ -497,8 +592,6 @@ fn operator_runs_a_cluster_from_kubectl() {
             "{h}: deletion releases the claim"
         );
     }
-    eprintln!("operator RSS at the end: {} KiB", op.rss_kib());
-    let _ = kube.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
 /// New superuser and replication passwords in `lab-passwords` are set on the roles through the
@@ -559,135 +652,6 @@ fn passwords_rotate_through_the_leader(lab: &Lab, kube: &Kube, ns: &str, old: &s
         },
     );
     eprintln!("TIMING {replica} streaming again {t:.1}s after its restart");
-}
-
-/// A second cluster, `intruder`, names the HAProxy host of `lab`: its converge is refused there
-/// before anything runs (Degraded HostClaimed names `lab`), and its deletion leaves the host
-/// and its HAProxy alone.
-fn another_cluster_is_refused_and_leaves_the_host_alone(lab: &Lab, kube: &Kube, ns: &str) {
-    let lb = &lab.hosts[3];
-    let intruder = format!(
-        "apiVersion: pgmetal.io/v1alpha1\nkind: PostgresCluster\nmetadata: {{name: intruder}}\nspec:\n  ssh:\n    privateKeySecret: {{name: lab-ssh, key: ssh-privatekey}}\n    knownHostsSecret: {{name: lab-ssh, key: known_hosts}}\n  postgres: {{primary: {lb}}}\n  etcd: {{hosts: [{lb}]}}\n"
-    );
-    kube.run(&["-n", ns, "apply", "-f", "-"], Some(&intruder))
-        .expect_ok();
-    let degraded = |field: &str| {
-        let path = format!(r#"{{.status.conditions[?(@.type=="Degraded")].{field}}}"#);
-        kube.kubectl(&[
-            "-n",
-            ns,
-            "get",
-            "pgc/intruder",
-            "-o",
-            &format!("jsonpath={path}"),
-        ])
-        .expect_ok()
-    };
-    let t = wait_until(
-        "Degraded HostClaimed on the intruder",
-        Duration::from_secs(90),
-        || degraded("reason") == "HostClaimed",
-    );
-    let msg = degraded("message");
-    eprintln!("TIMING HostClaimed {t:.1}s after apply: {msg}");
-    assert!(
-        msg.contains(&format!("{ns}/lab")) && msg.contains(lb),
-        "{msg}"
-    );
-    assert!(
-        !lab.ssh_ok(lb, "cat /var/lib/pgmetal/claim")
-            .contains("intruder")
-    );
-    assert_eq!(
-        lab.ssh_ok(lb, "test -e /data/pg_data && echo present || echo absent"),
-        "absent",
-        "nothing installed or created"
-    );
-    kube.kubectl(&["-n", ns, "delete", "pgc/intruder", "--timeout=60s"])
-        .expect_ok();
-    assert_eq!(
-        lab.ssh(lb, "systemctl is-active haproxy").stdout,
-        b"active\n",
-        "the intruder's deletion stopped lab's HAProxy"
-    );
-    let notes = kube
-        .kubectl(&[
-            "-n",
-            ns,
-            "get",
-            "events",
-            "--field-selector",
-            "involvedObject.name=intruder",
-            "-o",
-            "jsonpath={.items[*].message}",
-        ])
-        .expect_ok();
-    assert!(notes.contains("left alone"), "{notes}");
-}
-
-/// A second cluster, `blocked`: first its SSH Secret is missing, then its spec names a Patroni
-/// release pgmetal refuses (the API server accepts it; pgmetal's own validation does not).
-/// Each time Stalled=True names the reason, kstatus reads Failed, and
-/// `pgmetal_reconcile_errors_total` counts it under its own reason. Then it is deleted: with
-/// no SSH key the finalizer lets go with a Warning.
-fn blocked_cluster_stalls_with_distinct_reasons(lab: &Lab, kube: &Kube, ns: &str) {
-    let base = manifest(lab, &lab.hosts[0])
-        .replace("name: lab}", "name: blocked}")
-        .replace("name: lab-ssh,", "name: nosuch-ssh,");
-    let invalid = base.replace(
-        "patroni: {indexUrl:",
-        r#"patroni: {version: "3.0.2", indexUrl:"#,
-    );
-    for (manifest, reason) in [(&base, "SecretMissing"), (&invalid, "InvalidSpec")] {
-        kube.run(&["-n", ns, "apply", "-f", "-"], Some(manifest))
-            .expect_ok();
-        let stalled = |field: &str| {
-            let path = format!(r#"{{.status.conditions[?(@.type=="Stalled")].{field}}}"#);
-            kube.kubectl(&[
-                "-n",
-                ns,
-                "get",
-                "pgc/blocked",
-                "-o",
-                &format!("jsonpath={path}"),
-            ])
-            .expect_ok()
-        };
-        let t = wait_until(
-            &format!("Stalled=True {reason}"),
-            Duration::from_secs(30),
-            || stalled("status") == "True" && stalled("reason") == reason,
-        );
-        let (ks, msg) = kube.kstatus(&["-n", ns, "pgc/blocked"]);
-        eprintln!("TIMING Stalled={reason} {t:.1}s after apply; kstatus {ks}: {msg}");
-        assert_eq!(ks, "Failed", "{msg}");
-        assert!(msg.contains(&stalled("message")), "kstatus says why: {msg}");
-    }
-    let metrics = Command::new("curl")
-        .args(["-s", "--max-time", "5", "http://127.0.0.1:18080/metrics"])
-        .output()
-        .unwrap();
-    let metrics = String::from_utf8_lossy(&metrics.stdout);
-    let reasons: std::collections::BTreeSet<&str> = metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("pgmetal_reconcile_errors_total{") && l.contains("cluster=\"blocked\"")
-        })
-        .filter_map(|l| l.split("reason=\"").nth(1)?.split('"').next())
-        .collect();
-    assert!(
-        reasons.contains("SecretMissing") && reasons.contains("InvalidSpec"),
-        "distinct error reasons in the metric: {reasons:?}\n{metrics}"
-    );
-    let t = Instant::now();
-    kube.kubectl(&["-n", ns, "delete", "pgc/blocked", "--timeout=60s"])
-        .expect_ok();
-    eprintln!(
-        "TIMING delete of the blocked cluster: {:.1}s",
-        t.elapsed().as_secs_f64()
-    );
-    let events = event_reasons(kube, ns);
-    assert!(events.contains("CleanupSkipped"), "{events}");
 }
 
 fn tail(s: &str) -> String {
