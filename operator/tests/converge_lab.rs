@@ -311,6 +311,47 @@ fn apply_converges_real_hosts_idempotently() {
         "nothing may run on {b}"
     );
     eprintln!("host key mismatch error: {err}");
+
+    // 6. An etcd member moved in the spec (c → d, the HAProxy host) on a running cluster is
+    //    refused before anything runs: a second etcd cluster on d would split Patroni's DCS.
+    let (c, d) = (&lab.hosts[2], &lab.hosts[3]);
+    let moved = manifest(
+        &lab,
+        "      work_mem: 8MB\n      max_connections: \"150\"\n",
+    )
+    .replace(
+        &format!("hosts: [{}, {}, {c}]", lab.hosts[0], lab.hosts[1]),
+        &format!("hosts: [{}, {}, {d}]", lab.hosts[0], lab.hosts[1]),
+    );
+    let refused = apply(&lab, dir.path(), &moved, &known);
+    assert_ne!(
+        refused.status, 0,
+        "a changed etcd membership must fail the apply"
+    );
+    let problems = refused.report["problems"].to_string();
+    assert!(
+        problems.contains("does not change etcd membership") && problems.contains(c.as_str()),
+        "{problems}"
+    );
+    let ran = phases(&refused.report);
+    assert!(!ran.contains("prepare hosts"), "nothing may run: {ran}");
+    assert_eq!(
+        lab.ssh(d, "systemctl is-active etcd").stdout,
+        b"inactive\n",
+        "etcd started on {d}"
+    );
+    let members = lab.ssh_ok(
+        c,
+        &format!("ETCDCTL_API=3 etcdctl --endpoints=http://{c}:2379 member list"),
+    );
+    assert!(
+        !members.contains(d.as_str()) && members.contains(c.as_str()),
+        "{members}"
+    );
+    eprintln!(
+        "changed etcd membership refused in {:.1}s: {problems}",
+        refused.secs
+    );
 }
 
 #[test]

@@ -392,3 +392,24 @@ async fn a_changed_password_is_set_on_the_leader_before_any_member_gets_it() {
     converge(&spec, &hosts, &api, &etcd).await;
     assert!(!hosts["b"].runs().iter().any(rotates));
 }
+
+#[tokio::test]
+async fn changed_etcd_membership_is_refused_before_anything_runs() {
+    let spec = spec();
+    let (hosts, api) = (hosts(), patroni(&spec, "a", &["b", "c"]));
+    // The running etcd cluster has a member on d; the spec names c instead.
+    let etcd = FakeEtcd::new(true).with_members(&["a", "b", "d"]);
+    let r = converge(&spec, &hosts, &api, &etcd).await;
+    assert!(!r.healthy);
+    let failure = r
+        .failure
+        .expect("the converge fails as a whole")
+        .to_string();
+    assert!(
+        failure.contains("does not change etcd membership") && failure.contains("[a, b, d]"),
+        "{failure}"
+    );
+    for (h, f) in &hosts {
+        assert!(f.events().is_empty(), "{h}: {:?}", f.commands());
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::observe::Etcd;
+use super::observe::{Etcd, LiveMember};
 use super::patroni_api::{ApiError, ClusterMember, ClusterView, NodeStatus, Patroni};
 use crate::api::{EtcdMemberStatus, EtcdStatus, PostgresClusterSpec};
 use crate::render::member_name;
@@ -198,6 +198,8 @@ impl Patroni for FakePatroni {
 pub struct FakeEtcd {
     healthy: Arc<Mutex<bool>>,
     calls: Arc<Mutex<usize>>,
+    /// The member list, when not the spec's hosts (see [`FakeEtcd::with_members`]).
+    members: Arc<Mutex<Option<Vec<LiveMember>>>>,
 }
 
 impl FakeEtcd {
@@ -206,7 +208,18 @@ impl FakeEtcd {
         FakeEtcd {
             healthy: Arc::new(Mutex::new(healthy)),
             calls: Arc::default(),
+            members: Arc::default(),
         }
+    }
+
+    /// A running cluster whose members are `hosts` (peer port 2380), whatever the spec says.
+    pub fn with_members(self, hosts: &[&str]) -> Self {
+        let members = hosts.iter().map(|h| LiveMember {
+            name: member_name(h),
+            peer_urls: vec![format!("http://{h}:2380")],
+        });
+        *self.members.lock().unwrap_or_else(|p| p.into_inner()) = Some(members.collect());
+        self
     }
 
     /// How many times the status was asked.
@@ -237,6 +250,31 @@ impl Etcd for FakeEtcd {
                 members,
                 cluster_id: healthy.then(|| FAKE_ETCD_CLUSTER_ID.to_string()),
             }
+        })
+    }
+
+    /// The spec's hosts when healthy (unless [`FakeEtcd::with_members`] set others), else none.
+    fn members<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+    ) -> BoxFuture<'a, Option<Vec<LiveMember>>> {
+        Box::pin(async move {
+            if !*self.healthy.lock().unwrap_or_else(|p| p.into_inner()) {
+                return None;
+            }
+            let set = self
+                .members
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            set.or_else(|| {
+                let port = spec.etcd.peer_port;
+                let member = |h: &String| LiveMember {
+                    name: member_name(h),
+                    peer_urls: vec![format!("http://{}", crate::render::host_port(h, port))],
+                };
+                Some(spec.etcd.hosts.iter().map(member).collect())
+            })
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod facts;
 #[cfg(test)]
 pub mod fake;
 pub mod files;
+mod membership;
 pub mod observe;
 pub mod packages;
 mod passwords;
@@ -174,6 +175,11 @@ impl<'a> Engine<'a> {
             // Maintenance: no converge; only make sure Patroni is paused, then report.
             let res = self.timed("pause patroni", self.dynamic_config()).await;
             return self.finish(started, res.err()).await;
+        }
+        if let Some(live) = self.etcd.members(self.spec).await
+            && let Err(refused) = membership::unchanged(self.spec, &live)
+        {
+            return self.finish(started, Some(refused)).await;
         }
         let all = render::all_hosts(self.spec);
         self.phase("prepare hosts", &all, |h| self.prepare(h)).await;

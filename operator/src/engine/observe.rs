@@ -55,10 +55,27 @@ pub fn etcd_endpoint(host: &str, port: u16) -> String {
     format!("http://{}", host_port(host, port))
 }
 
-/// What the engine needs from etcd: its status ([`EtcdClient`] for real, a fake in tests).
+/// One member of a running etcd cluster, as its member list has it (a member added but not
+/// started yet has no name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveMember {
+    /// The member's name (pgmetal names members after their host).
+    pub name: String,
+    /// The peer URLs it was added or bootstrapped with.
+    pub peer_urls: Vec<String>,
+}
+
+/// What the engine needs from etcd: its status and member list ([`EtcdClient`] for real, a
+/// fake in tests).
 pub trait Etcd: Send + Sync {
     /// Member list, leader and per-endpoint health for `spec`'s etcd hosts.
     fn status<'a>(&'a self, spec: &'a PostgresClusterSpec) -> BoxFuture<'a, EtcdStatus>;
+    /// The member list of the first of `spec`'s etcd hosts that answers; `None` when none does
+    /// (no etcd running yet).
+    fn members<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+    ) -> BoxFuture<'a, Option<Vec<LiveMember>>>;
 }
 
 /// The real [`Etcd`]: [`etcd`] through etcd-client.
@@ -69,17 +86,44 @@ impl Etcd for EtcdClient {
     fn status<'a>(&'a self, spec: &'a PostgresClusterSpec) -> BoxFuture<'a, EtcdStatus> {
         Box::pin(etcd(spec))
     }
+
+    fn members<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+    ) -> BoxFuture<'a, Option<Vec<LiveMember>>> {
+        Box::pin(live_members(spec))
+    }
+}
+
+fn etcd_options() -> Option<ConnectOptions> {
+    Some(
+        ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(Duration::from_secs(3)),
+    )
+}
+
+/// The member list, from the first of the spec's etcd hosts that answers.
+async fn live_members(spec: &PostgresClusterSpec) -> Option<Vec<LiveMember>> {
+    for host in &spec.etcd.hosts {
+        let ep = etcd_endpoint(host, spec.etcd.client_port);
+        let Ok(mut c) = Client::connect([ep.as_str()], etcd_options()).await else {
+            continue;
+        };
+        if let Ok(list) = c.member_list().await {
+            let members = list.members().iter().map(|m| LiveMember {
+                name: m.name().to_string(),
+                peer_urls: m.peer_urls().to_vec(),
+            });
+            return Some(members.collect());
+        }
+    }
+    None
 }
 
 /// etcd member list, leader and per-endpoint health through etcd-client.
 pub async fn etcd(spec: &PostgresClusterSpec) -> EtcdStatus {
-    let opts = || {
-        Some(
-            ConnectOptions::new()
-                .with_connect_timeout(Duration::from_secs(2))
-                .with_timeout(Duration::from_secs(3)),
-        )
-    };
+    let opts = etcd_options;
     let mut status = EtcdStatus {
         desired: spec.etcd.hosts.len() as i32,
         ..Default::default()
