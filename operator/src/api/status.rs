@@ -163,6 +163,9 @@ pub struct EtcdMemberStatus {
     pub client_url: Option<String>,
     /// Whether the member answered a health check.
     pub healthy: bool,
+    /// The cluster ID (hex) this member reports; all members of one cluster report the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
 }
 
 /// Routing of one HAProxy host.

@@ -241,6 +241,7 @@ impl Etcd for FakeEtcd {
                     name: member_name(h),
                     client_url: None,
                     healthy,
+                    cluster_id: healthy.then(|| FAKE_ETCD_CLUSTER_ID.to_string()),
                 })
                 .collect();
             EtcdStatus {

@@ -132,13 +132,12 @@ pub async fn etcd(spec: &PostgresClusterSpec) -> EtcdStatus {
     let mut names = std::collections::BTreeMap::new();
     for host in &spec.etcd.hosts {
         let ep = etcd_endpoint(host, spec.etcd.client_port);
+        let mut cluster_id = None;
         let healthy = match Client::connect([ep.as_str()], opts()).await {
             Ok(mut c) => match c.status().await {
                 Ok(s) => {
                     leader_id = Some(s.leader());
-                    if let Some(h) = s.header() {
-                        status.cluster_id = Some(format!("{:x}", h.cluster_id()));
-                    }
+                    cluster_id = s.header().map(|h| format!("{:x}", h.cluster_id()));
                     if names.is_empty()
                         && let Ok(list) = c.member_list().await
                     {
@@ -155,10 +154,12 @@ pub async fn etcd(spec: &PostgresClusterSpec) -> EtcdStatus {
             Err(_) => false,
         };
         status.healthy += i32::from(healthy);
+        status.cluster_id = status.cluster_id.or(cluster_id.clone());
         status.members.push(EtcdMemberStatus {
             name: member_name(host),
             client_url: Some(ep),
             healthy,
+            cluster_id,
         });
     }
     status.leader = leader_id.and_then(|id| names.get(&id).cloned());
@@ -356,20 +357,46 @@ pub fn verdict(spec: &PostgresClusterSpec, obs: &Observation) -> Verdict {
     v
 }
 
-/// Whether etcd has every member of the spec healthy; otherwise which hosts do not answer.
+/// Whether etcd is one cluster with every member of the spec healthy; otherwise which hosts
+/// do not answer, or which cluster each host is in.
 fn etcd_problems(spec: &PostgresClusterSpec, etcd: &EtcdStatus) -> Vec<String> {
+    let host_of = |name: &str| {
+        let host = spec.etcd.hosts.iter().find(|h| member_name(h) == name);
+        host.map_or(name.to_string(), String::clone)
+    };
+    let ids: std::collections::BTreeSet<&str> = etcd
+        .members
+        .iter()
+        .filter_map(|m| m.cluster_id.as_deref())
+        .collect();
+    if ids.len() > 1 {
+        let each: Vec<String> = etcd
+            .members
+            .iter()
+            .filter_map(|m| {
+                Some(format!(
+                    "{} in {}",
+                    host_of(&m.name),
+                    m.cluster_id.as_ref()?
+                ))
+            })
+            .collect();
+        return vec![format!(
+            "etcd: the hosts are in {} different etcd clusters ({}): Patroni's DCS is split; \
+             stop etcd on the hosts not in this cluster's etcd",
+            ids.len(),
+            each.join(", ")
+        )];
+    }
     if etcd.healthy >= etcd.desired {
         return vec![];
     }
-    let down: Vec<&str> = etcd
+    let down: Vec<String> = etcd
         .members
         .iter()
         .filter(|m| !m.healthy)
         // A member is named after its host: the message names the host, as the spec does.
-        .map(|m| {
-            let host = spec.etcd.hosts.iter().find(|h| member_name(h) == m.name);
-            host.map_or(m.name.as_str(), String::as_str)
-        })
+        .map(|m| host_of(&m.name))
         .collect();
     vec![format!(
         "etcd: {}/{} members healthy (not answering: {})",
@@ -462,6 +489,7 @@ mod tests {
             name: member_name(host),
             client_url: None,
             healthy,
+            cluster_id: healthy.then(|| "c1".to_string()),
         };
         let etcd = EtcdStatus {
             members: vec![member("10.0.0.1", false), member("10.0.0.2", true)],
@@ -473,6 +501,16 @@ mod tests {
         assert_eq!(
             etcd_problems(&spec, &etcd),
             ["etcd: 1/2 members healthy (not answering: 10.0.0.1)"]
+        );
+        // Both answer, each in a cluster of its own: a split DCS, whatever the health says.
+        let mut split = etcd.clone();
+        split.members = vec![member("10.0.0.1", true), member("10.0.0.2", true)];
+        split.members[0].cluster_id = Some("c2".into());
+        split.healthy = 2;
+        let problems = etcd_problems(&spec, &split);
+        assert!(
+            problems[0].contains("2 different etcd clusters (10.0.0.1 in c2, 10.0.0.2 in c1)"),
+            "{problems:?}"
         );
     }
 
