@@ -38,22 +38,17 @@ enum Command {
         #[command(flatten)]
         common: cli::Common,
     },
+    /// The kubectl plugin: what `kubectl pgmetal` runs when this binary is installed as
+    /// `kubectl-pgmetal` on the PATH. Acts through the API server only.
+    Kubectl(cli::kubectl::Plugin),
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Crd => {
-            print!("{}", pgmetal::crd_yaml());
-            Ok(true)
-        }
-        Command::Apply { common, quiet } => cli::apply(&common, quiet).await,
-        Command::Status { common } => cli::status(&common).await,
-        Command::Operator { opts } => pgmetal::controller::run(opts)
-            .await
-            .map(|()| true)
-            .map_err(|e| e.to_string()),
+    let result = if cli::kubectl::invoked_as_plugin() {
+        cli::kubectl::run(cli::kubectl::PluginCli::parse().plugin).await
+    } else {
+        run(Cli::parse()).await
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -62,5 +57,22 @@ async fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs one `pgmetal` command; `Ok(false)` when the cluster is not healthy.
+async fn run(cli: Cli) -> Result<bool, String> {
+    match cli.command {
+        Command::Crd => {
+            print!("{}", pgmetal::crd_yaml());
+            Ok(true)
+        }
+        Command::Apply { common, quiet } => cli::apply(&common, quiet).await,
+        Command::Status { common } => cli::status(&common).await,
+        Command::Kubectl(plugin) => cli::kubectl::run(plugin).await,
+        Command::Operator { opts } => pgmetal::controller::run(opts)
+            .await
+            .map(|()| true)
+            .map_err(|e| e.to_string()),
     }
 }

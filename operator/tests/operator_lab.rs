@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::{Lab, psql, repo};
 use k8s::Kube;
-use operator::{Operator, condition, lab_namespace, wait_until};
+use operator::{Operator, condition, kubectl_pgmetal, lab_namespace, wait_until};
 use side_clusters::{
     another_cluster_is_refused_and_leaves_the_host_alone,
     blocked_cluster_stalls_with_distinct_reasons,
@@ -251,7 +251,33 @@ fn ready_from_kubectl_apply(e: E2e, op: &Operator) -> String {
         describe.contains("EtcdHealthy") && describe.contains("RoutingReady"),
         "{describe}"
     );
+    kubectl_plugin_shows_and_connects(e);
     pw
+}
+
+/// `kubectl pgmetal status` shows the members and Ready; `kubectl pgmetal psql` connects
+/// through HAProxy (read-write, then read-only) with the generated password.
+fn kubectl_plugin_shows_and_connects(e: E2e) {
+    let E2e { kube, ns, lab, .. } = e;
+    let (ok, out, err) = kubectl_pgmetal(kube, &["status", "lab", "-n", ns]);
+    eprintln!("kubectl pgmetal status:\n{out}");
+    assert!(ok, "kubectl pgmetal status: {err}");
+    assert!(out.contains("Ready=True"), "{out}");
+    for h in &lab.hosts[..3] {
+        assert!(out.contains(h.as_str()), "{h} missing:\n{out}");
+    }
+    let sql = "SELECT pg_is_in_recovery(), count(*) FROM e2e";
+    let (ok, out, err) = kubectl_pgmetal(kube, &["psql", "lab", "-n", ns, "--", "-Atc", sql]);
+    assert!(
+        ok && out.trim() == "f|1",
+        "kubectl pgmetal psql: {out} {err}"
+    );
+    let replica = ["psql", "lab", "-n", ns, "--replica", "--", "-Atc", sql];
+    let (ok, out, err) = kubectl_pgmetal(kube, &replica);
+    assert!(
+        ok && out.trim() == "t|1",
+        "kubectl pgmetal psql --replica: {out} {err}"
+    );
 }
 
 /// Status records the system identifier pg_controldata reports on every member, and each host
@@ -290,10 +316,16 @@ fn switchover_by_spec(e: E2e, pw: &str) -> i64 {
         lb,
         ..
     } = e;
-    // 3. Declarative switchover: change spec.postgres.primary; status and HAProxy follow.
+    // 3. Declarative switchover: `kubectl pgmetal switchover` changes spec.postgres.primary
+    //    (as `kubectl apply` of the edited manifest would); status and HAProxy follow.
     let t = Instant::now();
-    kube.run(&["-n", ns, "apply", "-f", "-"], Some(&manifest(lab, h2)))
-        .expect_ok();
+    let (ok, out, err) = kubectl_pgmetal(kube, &["switchover", "lab", h2, "-n", ns]);
+    assert!(ok, "kubectl pgmetal switchover: {out} {err}");
+    assert_eq!(
+        kube.jsonpath(ns, "pgc/lab", ".spec.postgres.replicas"),
+        format!(r#"["{}","{}"]"#, lab.hosts[0], lab.hosts[2]),
+        "the old primary takes the new one's place among the replicas"
+    );
     wait_until(
         "status.primary to follow the switchover",
         Duration::from_secs(120),

@@ -1,6 +1,7 @@
 //! The command line without Kubernetes: `pgmetal apply` and `pgmetal status` against a
 //! cluster.yaml, the migration path from the Ansible playbook and patronictl.
 
+pub mod kubectl;
 pub mod progress;
 pub mod secrets_file;
 mod table;

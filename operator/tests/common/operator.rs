@@ -169,3 +169,36 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) ->
     }
     t.elapsed().as_secs_f64()
 }
+
+/// Runs `kubectl pgmetal ARGS` as a person would: kubectl finds the plugin (this build's
+/// binary, linked as `kubectl-pgmetal`) on the PATH and runs it with the lab's kubeconfig.
+/// Returns whether it succeeded, its stdout and stderr.
+pub fn kubectl_pgmetal(kube: &Kube, args: &[&str]) -> (bool, String, String) {
+    static PLUGIN_DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = PLUGIN_DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(
+            env!("CARGO_BIN_EXE_pgmetal"),
+            dir.path().join("kubectl-pgmetal"),
+        )
+        .unwrap();
+        dir
+    });
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("kubectl")
+        .arg("pgmetal")
+        .args(args)
+        .env("PATH", path)
+        .env("KUBECONFIG", &kube.kubeconfig)
+        .output()
+        .expect("kubectl pgmetal");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
