@@ -181,6 +181,17 @@ fn apply_converges_real_hosts_idempotently() {
         again.secs,
         phases(&again.report)
     );
+    // Measured for the benchmark issue (not a bound): SSH commands per host on a no-op.
+    let trips: Vec<String> = again.report["hosts"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(h, r)| format!("{h} {}", r["round_trips"]))
+        .collect();
+    eprintln!(
+        "no-change converge SSH round trips per host: {}",
+        trips.join(", ")
+    );
 
     // 3. Parameters: work_mem applies by reload everywhere; max_connections needs a restart.
     let patroni_pids: Vec<String> = lab.hosts[..3]

@@ -10,8 +10,8 @@ pub fn summary(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<20} {:>7} {:>7} {:>9}  ERROR",
-        "HOST", "STEPS", "CHANGED", "TIME"
+        "{:<20} {:>7} {:>7} {:>7} {:>9}  ERROR",
+        "HOST", "STEPS", "CHANGED", "TRIPS", "TIME"
     );
     for (host, h) in &r.hosts {
         let err = h
@@ -21,10 +21,11 @@ pub fn summary(r: &Report) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             s,
-            "{:<20} {:>7} {:>7} {:>8.1}s  {err}",
+            "{:<20} {:>7} {:>7} {:>7} {:>8.1}s  {err}",
             host,
             h.steps.len(),
             h.changed,
+            h.round_trips,
             h.duration_ms as f64 / 1000.0
         );
     }

@@ -102,6 +102,13 @@ async fn converges_a_healthy_cluster() {
         "the primary's system identifier is recorded"
     );
     assert!(hosts.values().all(touched_patroni));
+    for (h, f) in &hosts {
+        assert_eq!(
+            r.hosts[h].round_trips,
+            f.events().len(),
+            "{h}: every command counted"
+        );
+    }
 }
 
 #[tokio::test]

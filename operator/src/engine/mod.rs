@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::api::PostgresClusterSpec;
-use crate::exec::{Cmd, Executor};
+use crate::exec::{Cmd, Counted, Executor};
 use crate::model::{ClusterSecrets, DesiredFile};
 use crate::render;
 pub use error::Failure;
@@ -50,6 +50,8 @@ pub struct Engine<'a> {
     spec: &'a PostgresClusterSpec,
     secrets: &'a ClusterSecrets,
     conns: BTreeMap<String, Connection>,
+    /// The round trips made through each connection (the same executors as `conns`).
+    counters: BTreeMap<String, Arc<Counted>>,
     progress: &'a dyn Progress,
     facts: Mutex<BTreeMap<String, HostFacts>>,
     rec: Recorder,
@@ -143,11 +145,24 @@ impl<'a> Engine<'a> {
         progress: &'a dyn Progress,
         (api, etcd): (Arc<dyn Patroni>, Arc<dyn Etcd>),
     ) -> Self {
+        let mut counters = BTreeMap::new();
+        let conns = conns
+            .into_iter()
+            .map(|(h, c)| {
+                let c = c.map(|ex| {
+                    let counted = Arc::new(Counted::new(ex));
+                    counters.insert(h.clone(), counted.clone());
+                    counted as Arc<dyn Executor>
+                });
+                (h, c)
+            })
+            .collect();
         Engine {
             owner,
             spec,
             secrets,
             conns,
+            counters,
             progress,
             facts: Mutex::default(),
             rec: Recorder::default(),
@@ -276,6 +291,11 @@ impl<'a> Engine<'a> {
             );
         }
         let mut report = self.rec.finish();
+        for (host, c) in &self.counters {
+            if c.round_trips() > 0 {
+                report.hosts.entry(host.clone()).or_default().round_trips = c.round_trips();
+            }
+        }
         report.status = crate::status::from_observation(self.spec, &obs);
         report.healthy = problems.is_empty();
         report.problems = problems;

@@ -39,6 +39,8 @@ pub struct HostReport {
         serialize_with = "super::error::as_text"
     )]
     pub error: Option<HostError>,
+    /// Commands run on this host's open connection (an upload is one; connecting is not).
+    pub round_trips: usize,
     /// SHA-256 over every managed file's path and content hash (changes when any file does).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,

@@ -5,6 +5,7 @@
 
 mod cmd;
 mod connect;
+mod counted;
 mod error;
 pub mod fake;
 mod known_hosts;
@@ -12,6 +13,7 @@ pub mod ssh;
 
 pub use cmd::{Cmd, DEFAULT_TIMEOUT, INSTALL_TIMEOUT, Output, quote, upload_cmd};
 pub use connect::{SshConfig, SshConfigError};
+pub use counted::Counted;
 pub use error::ExecError;
 pub use fake::FakeExecutor;
 pub use known_hosts::{KnownHosts, KnownHostsFile, Verdict, fingerprint};
