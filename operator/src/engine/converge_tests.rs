@@ -53,7 +53,17 @@ async fn converge(
     api: &FakePatroni,
     etcd: &FakeEtcd,
 ) -> Report {
-    let secrets = secrets();
+    converge_with(spec, &secrets(), hosts, api, etcd).await
+}
+
+/// [`converge`] with other passwords.
+async fn converge_with(
+    spec: &PostgresClusterSpec,
+    secrets: &ClusterSecrets,
+    hosts: &BTreeMap<String, FakeExecutor>,
+    api: &FakePatroni,
+    etcd: &FakeEtcd,
+) -> Report {
     let conns = hosts
         .iter()
         .map(|(h, f)| (h.clone(), Ok(Arc::new(f.clone()) as Arc<dyn Executor>)))
@@ -66,7 +76,7 @@ async fn converge(
     };
     Engine::with_clients(
         (owner(), spec),
-        &secrets,
+        secrets,
         conns,
         &Quiet,
         (Arc::new(api.clone()), Arc::new(etcd.clone())),
@@ -419,4 +429,30 @@ async fn changed_etcd_membership_is_refused_before_anything_runs() {
     for (h, f) in &hosts {
         assert!(f.events().is_empty(), "{h}: {:?}", f.commands());
     }
+}
+
+#[tokio::test]
+async fn a_password_no_configuration_can_carry_is_never_set() {
+    let spec = spec();
+    let (hosts, api, etcd) = (
+        hosts(),
+        patroni(&spec, "a", &["b", "c"]),
+        FakeEtcd::new(true),
+    );
+    live_patroni_yml(&spec, &hosts, &secrets());
+    let bad = ClusterSecrets {
+        superuser: "new\nline".into(),
+        ..secrets()
+    };
+    let r = converge_with(&spec, &bad, &hosts, &api, &etcd).await;
+    let err = r.hosts["a"]
+        .error
+        .as_ref()
+        .expect("refused on the leader")
+        .to_string();
+    assert!(
+        err.contains("superuser password") && err.contains("U+000A"),
+        "{err}"
+    );
+    assert!(!hosts["a"].runs().iter().any(rotates));
 }

@@ -10,7 +10,7 @@ use super::error::HostError;
 use crate::api::PostgresClusterSpec;
 use crate::exec::Cmd;
 use crate::model::ClusterSecrets;
-use crate::render::Layout;
+use crate::render::{self, Layout};
 
 /// One role's login in `patroni.yml` (`postgresql.authentication.<kind>`).
 #[derive(Deserialize, Clone, PartialEq, Eq, Debug)]
@@ -121,7 +121,11 @@ impl Engine<'_> {
     /// Sets on the leader every role password that differs from the leader's `patroni.yml`.
     pub(super) async fn rotate_passwords(&self, leader: &str) -> Result<(), HostError> {
         let ex = self.exec(leader)?;
-        let layout = Layout::new(self.spec, self.host_facts(leader)?.os);
+        let os = self.host_facts(leader)?.os;
+        let layout = Layout::new(self.spec, os);
+        // Only passwords the members' configuration can carry are set (the same checks).
+        render::patroni_config(self.spec, self.secrets, leader, os)
+            .map_err(|e| HostError::new(leader, Some("rotate passwords"), e))?;
         self.step(leader, "rotate passwords", async {
             let read =
                 Cmd::script(r#"cat -- "$1" 2>/dev/null || true"#).arg(&layout.patroni_config);
