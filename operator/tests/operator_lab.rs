@@ -6,6 +6,8 @@
 //! Ignored by a plain `cargo test`: e2e/test runs it with PGMETAL_LAB=1, PGMETAL_K8S=1 and
 //! `--include-ignored`.
 
+#[path = "operator_lab/access.rs"]
+mod access;
 mod common;
 #[path = "common/k8s.rs"]
 mod k8s;
@@ -18,9 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use access::{kubectl_plugin_shows_and_connects, passwords_rotate_through_the_leader};
 use common::{Lab, psql, repo};
 use k8s::Kube;
-use operator::{Operator, condition, kubectl_pgmetal, lab_namespace, wait_until};
+use operator::{Operator, kubectl_pgmetal, lab_namespace, wait_until};
 use side_clusters::{
     another_cluster_is_refused_and_leaves_the_host_alone,
     blocked_cluster_stalls_with_distinct_reasons,
@@ -253,31 +256,6 @@ fn ready_from_kubectl_apply(e: E2e, op: &Operator) -> String {
     );
     kubectl_plugin_shows_and_connects(e);
     pw
-}
-
-/// `kubectl pgmetal status` shows the members and Ready; `kubectl pgmetal psql` connects
-/// through HAProxy (read-write, then read-only) with the generated password.
-fn kubectl_plugin_shows_and_connects(e: E2e) {
-    let E2e { kube, ns, lab, .. } = e;
-    let (ok, out, err) = kubectl_pgmetal(kube, &["status", "lab", "-n", ns]);
-    eprintln!("kubectl pgmetal status:\n{out}");
-    assert!(ok, "kubectl pgmetal status: {err}");
-    assert!(out.contains("Ready=True"), "{out}");
-    for h in &lab.hosts[..3] {
-        assert!(out.contains(h.as_str()), "{h} missing:\n{out}");
-    }
-    let sql = "SELECT pg_is_in_recovery(), count(*) FROM e2e";
-    let (ok, out, err) = kubectl_pgmetal(kube, &["psql", "lab", "-n", ns, "--", "-Atc", sql]);
-    assert!(
-        ok && out.trim() == "f|1",
-        "kubectl pgmetal psql: {out} {err}"
-    );
-    let replica = ["psql", "lab", "-n", ns, "--replica", "--", "-Atc", sql];
-    let (ok, out, err) = kubectl_pgmetal(kube, &replica);
-    assert!(
-        ok && out.trim() == "t|1",
-        "kubectl pgmetal psql --replica: {out} {err}"
-    );
 }
 
 /// Status records the system identifier pg_controldata reports on every member, and each host
@@ -624,66 +602,6 @@ fn deletion_keeps_data_and_releases_claims(e: E2e) {
             "{h}: deletion releases the claim"
         );
     }
-}
-
-/// New superuser and replication passwords in `lab-passwords` are set on the roles through the
-/// leader: the new superuser password works through HAProxy and the old one no longer does, and
-/// a replica whose PostgreSQL restarts streams again, authenticating with the new replication
-/// password.
-fn passwords_rotate_through_the_leader(lab: &Lab, kube: &Kube, ns: &str, old: &str) {
-    let lb = &lab.hosts[3];
-    let (su, repl) = ("Rotated-superuser-1", "Rotated-replication-1");
-    let patch = format!(r#"{{"stringData": {{"superuser": "{su}", "replication": "{repl}"}}}}"#);
-    kube.kubectl(&[
-        "-n",
-        ns,
-        "patch",
-        "secret",
-        "lab-passwords",
-        "--type=merge",
-        "-p",
-        &patch,
-    ])
-    .expect_ok();
-    let t = wait_until(
-        "the new superuser password to work through HAProxy",
-        Duration::from_secs(90),
-        || psql(lb, 5000, su, "SELECT 1").is_ok(),
-    );
-    eprintln!("TIMING rotated superuser password in effect {t:.1}s after the Secret changed");
-    assert!(
-        psql(lb, 5000, old, "SELECT 1").is_err(),
-        "the old password still works"
-    );
-    let primary = kube.jsonpath(ns, "pgc/lab", ".status.primary");
-    let replica = lab.hosts[..3].iter().find(|h| **h != primary).unwrap();
-    let local = |sql: &str| {
-        lab.ssh_ok(
-            replica,
-            &format!("runuser -u postgres -- psql -X -At -h /var/run/postgresql -c \"{sql}\""),
-        )
-    };
-    // Wait until Patroni has the new configuration everywhere (Ready again), then restart.
-    wait_until("Ready after the rotation", Duration::from_secs(90), || {
-        condition(kube, ns, "lab", "Ready").0 == "True"
-            && condition(kube, ns, "lab", "Progressing").0 == "False"
-    });
-    let started = local("SELECT pg_postmaster_start_time()");
-    lab.ssh_ok(replica, "systemctl restart patroni");
-    let t = wait_until(
-        "the restarted replica to stream with the new replication password",
-        Duration::from_secs(90),
-        || {
-            let now = lab.ssh(
-                replica,
-                "runuser -u postgres -- psql -X -At -h /var/run/postgresql -c \
-                 \"SELECT pg_postmaster_start_time() || ' ' || coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')\"",
-            );
-            let now = String::from_utf8_lossy(&now.stdout).trim().to_string();
-            !now.starts_with(started.trim()) && now.ends_with("streaming")
-        },
-    );
-    eprintln!("TIMING {replica} streaming again {t:.1}s after its restart");
 }
 
 fn tail(s: &str) -> String {
