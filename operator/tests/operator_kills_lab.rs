@@ -71,6 +71,7 @@ fn kill_repeatedly(
     kills: usize,
     rng: &mut StdRng,
 ) -> Operator {
+    let mut converging = 0;
     for n in 1..=kills {
         let op = Operator::start(identity, ns, log.to_path_buf());
         let life = rng.random_range(500..MAX_LIFE_MS);
@@ -78,11 +79,15 @@ fn kill_repeatedly(
         // What it was doing: the converge's phase, as Progressing announces it.
         let (_, _, doing) = condition(kube, ns, "kills", "Progressing");
         drop(op);
+        converging += usize::from(doing.starts_with("converging"));
         eprintln!(
             "KILL {n}: after {:.1}s, during: {doing}",
             life as f64 / 1000.0
         );
     }
+    eprintln!(
+        "KILLS: {converging} of {kills} while a converge ran, the rest on a converged cluster"
+    );
     Operator::start(identity, ns, log.to_path_buf())
 }
 
