@@ -151,6 +151,13 @@ async fn etcd_down_stops_after_the_etcd_phase() {
         "no dynamic configuration: {:?}",
         api.calls()
     );
+    // Waiting for health would not help: one observation (the limit here is 200 ms).
+    let observe = r.phases.iter().find(|p| p.phase == "observe").unwrap();
+    assert!(
+        observe.duration_ms < 150,
+        "a failed converge observed for {} ms",
+        observe.duration_ms
+    );
 }
 
 #[tokio::test]

@@ -272,12 +272,15 @@ impl<'a> Engine<'a> {
         let mut problems: Vec<String> = failure.iter().map(Failure::to_string).collect();
         let t = Instant::now();
         self.progress.phase("observe");
-        // Until healthy, or 90 s, or a host failed (waiting would not help): the last observation.
+        // Until healthy, or 90 s, or a host or the whole converge failed (waiting would not
+        // help): the last observation.
         let this = &self;
+        let failed = failure.is_some();
         let obs = poll(self.waits.observe, self.waits.every * 2, || async move {
             let obs = observe::observe_with(this.spec, &*this.api, &*this.etcd).await;
-            let done =
-                observe::problems(this.spec, &obs).is_empty() || !this.rec.failed().is_empty();
+            let done = observe::problems(this.spec, &obs).is_empty()
+                || failed
+                || !this.rec.failed().is_empty();
             if done { Ok(obs) } else { Err(obs) }
         })
         .await
