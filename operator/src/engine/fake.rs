@@ -216,7 +216,7 @@ impl FakeEtcd {
     pub fn with_members(self, hosts: &[&str]) -> Self {
         let members = hosts.iter().map(|h| LiveMember {
             name: member_name(h),
-            peer_urls: vec![format!("http://{h}:2380")],
+            peer_urls: vec![crate::render::etcd_url(h, 2380)],
         });
         *self.members.lock().unwrap_or_else(|p| p.into_inner()) = Some(members.collect());
         self
@@ -272,7 +272,7 @@ impl Etcd for FakeEtcd {
                 let port = spec.etcd.peer_port;
                 let member = |h: &String| LiveMember {
                     name: member_name(h),
-                    peer_urls: vec![format!("http://{}", crate::render::host_port(h, port))],
+                    peer_urls: vec![crate::render::etcd_url(h, port)],
                 };
                 Some(spec.etcd.hosts.iter().map(member).collect())
             })

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use super::error::{Failure, HostErrorKind};
 use super::observe::LiveMember;
 use crate::api::PostgresClusterSpec;
-use crate::render::host_port;
+use crate::render::etcd_url;
 
 /// The host of a peer URL (`http://10.0.0.1:2380` → `10.0.0.1`, `http://[fd00::1]:2380` →
 /// `fd00::1`).
@@ -22,12 +22,7 @@ fn url_host(url: &str) -> &str {
 /// failure that says what differs and what to do.
 pub fn unchanged(spec: &PostgresClusterSpec, live: &[LiveMember]) -> Result<(), Failure> {
     let port = spec.etcd.peer_port;
-    let want: BTreeSet<String> = spec
-        .etcd
-        .hosts
-        .iter()
-        .map(|h| format!("http://{}", host_port(h, port)))
-        .collect();
+    let want: BTreeSet<String> = spec.etcd.hosts.iter().map(|h| etcd_url(h, port)).collect();
     let have: BTreeSet<String> = live.iter().flat_map(|m| m.peer_urls.clone()).collect();
     if want == have {
         return Ok(());
@@ -64,7 +59,7 @@ mod tests {
             .map(|h| LiveMember {
                 // Members listed at bootstrap but not started yet have no name.
                 name: String::new(),
-                peer_urls: vec![format!("http://{}", host_port(h, 2380))],
+                peer_urls: vec![etcd_url(h, 2380)],
             })
             .collect()
     }

@@ -12,7 +12,7 @@ use super::patroni_api::{
     ClusterMember, ClusterView, Member as _, NodeStatus, Patroni, Role, State,
 };
 use crate::api::{EtcdMemberStatus, EtcdStatus, HaproxyStatus, MemberStatus, PostgresClusterSpec};
-use crate::render::{host_port, member_name};
+use crate::render::{etcd_url, host_port, member_name};
 
 /// Everything observed in one pass.
 #[derive(Debug, Clone, Default)]
@@ -48,11 +48,6 @@ pub struct StatsError {
     pub host: String,
     /// The HTTP error, or a body over the limit.
     pub source: Arc<capped::BodyError>,
-}
-
-/// The etcd client URL of `host`.
-pub fn etcd_endpoint(host: &str, port: u16) -> String {
-    format!("http://{}", host_port(host, port))
 }
 
 /// One member of a running etcd cluster, as its member list has it (a member added but not
@@ -106,7 +101,7 @@ fn etcd_options() -> Option<ConnectOptions> {
 /// The member list, from the first of the spec's etcd hosts that answers.
 async fn live_members(spec: &PostgresClusterSpec) -> Option<Vec<LiveMember>> {
     for host in &spec.etcd.hosts {
-        let ep = etcd_endpoint(host, spec.etcd.client_port);
+        let ep = etcd_url(host, spec.etcd.client_port);
         let Ok(mut c) = Client::connect([ep.as_str()], etcd_options()).await else {
             continue;
         };
@@ -131,7 +126,7 @@ pub async fn etcd(spec: &PostgresClusterSpec) -> EtcdStatus {
     let mut leader_id = None;
     let mut names = std::collections::BTreeMap::new();
     for host in &spec.etcd.hosts {
-        let ep = etcd_endpoint(host, spec.etcd.client_port);
+        let ep = etcd_url(host, spec.etcd.client_port);
         let mut cluster_id = None;
         let healthy = match Client::connect([ep.as_str()], opts()).await {
             Ok(mut c) => match c.status().await {

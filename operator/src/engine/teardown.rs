@@ -127,7 +127,7 @@ impl Teardown<'_> {
         let Some(want) = self.etcd_cluster_id else {
             return Err("no etcd cluster ID was recorded for this cluster, so nothing proves the data is its own".into());
         };
-        let url = super::observe::etcd_endpoint(host, self.spec.etcd.client_port);
+        let url = crate::render::etcd_url(host, self.spec.etcd.client_port);
         let script = r#"ETCDCTL_API=3 etcdctl --endpoints="$1" --command-timeout=5s endpoint status -w json"#;
         let out = ex
             .run_ok(&Cmd::script(script).arg(url), "read the etcd cluster ID")

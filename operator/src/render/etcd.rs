@@ -56,6 +56,12 @@ impl EnvFile {
     }
 }
 
+/// The URL etcd serves at `host:port`: a client URL (`client_port`) or a peer URL
+/// (`peer_port`), as members advertise them and as pgmetal reaches and compares them.
+pub fn etcd_url(host: &str, port: u16) -> String {
+    format!("http://{}", host_port(host, port))
+}
+
 /// The etcd EnvironmentFile for etcd member `host` (mode 0644, root-owned, no secrets).
 ///
 /// Listen URLs use the host's address; etcd cannot bind to a DNS name, so a member named by
@@ -75,16 +81,15 @@ pub fn etcd_config(
             "the host is not an etcd member".into(),
         ));
     }
-    let url = |h: &str, port: u16| format!("http://{}", host_port(h, port));
     let bind = if is_ip(host) { host } else { "0.0.0.0" };
-    let mut listen_client = vec![url(bind, etcd.client_port)];
+    let mut listen_client = vec![etcd_url(bind, etcd.client_port)];
     if bind != "127.0.0.1" && bind != "0.0.0.0" {
-        listen_client.push(url("127.0.0.1", etcd.client_port));
+        listen_client.push(etcd_url("127.0.0.1", etcd.client_port));
     }
     let initial_cluster: Vec<String> = etcd
         .hosts
         .iter()
-        .map(|h| format!("{}={}", member_name(h), url(h, etcd.peer_port)))
+        .map(|h| format!("{}={}", member_name(h), etcd_url(h, etcd.peer_port)))
         .collect();
     let env = EnvFile {
         vars: vec![
@@ -93,7 +98,7 @@ pub fn etcd_config(
             (
                 "ETCD_LISTEN_PEER_URLS",
                 "etcd.hosts",
-                url(bind, etcd.peer_port),
+                etcd_url(bind, etcd.peer_port),
             ),
             (
                 "ETCD_LISTEN_CLIENT_URLS",
@@ -103,12 +108,12 @@ pub fn etcd_config(
             (
                 "ETCD_INITIAL_ADVERTISE_PEER_URLS",
                 "etcd.hosts",
-                url(host, etcd.peer_port),
+                etcd_url(host, etcd.peer_port),
             ),
             (
                 "ETCD_ADVERTISE_CLIENT_URLS",
                 "etcd.hosts",
-                url(host, etcd.client_port),
+                etcd_url(host, etcd.client_port),
             ),
             (
                 "ETCD_INITIAL_CLUSTER",

@@ -16,7 +16,7 @@ mod pg_hba;
 mod systemd;
 mod yaml;
 
-pub use etcd::{InitialClusterState, etcd_config};
+pub use etcd::{InitialClusterState, etcd_config, etcd_url};
 pub use haproxy::haproxy_config;
 pub use layout::Layout;
 pub use patroni::{dcs_config, patroni_config};
