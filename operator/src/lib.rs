@@ -23,6 +23,7 @@ pub mod cli;
 pub mod controller;
 pub mod engine;
 pub mod model;
+pub mod plan;
 pub mod render;
 pub mod status;
 pub mod telemetry;

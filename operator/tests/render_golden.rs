@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use pgmetal::api::{PostgresCluster, PostgresClusterSpec};
 use pgmetal::model::{ClusterSecrets, DesiredFile, OsFamily};
-use pgmetal::render::{self, InitialClusterState, Roles};
+use pgmetal::render::{self, InitialCluster, Roles};
 use pretty_assertions::assert_eq;
 
 fn golden_dir() -> PathBuf {
@@ -63,15 +63,15 @@ fn patroni_primary_debian() {
 
 #[test]
 fn etcd_member_debian() {
-    let f = render::etcd_config(
-        &reference_spec(),
-        "192.168.10.64",
-        OsFamily::Debian,
-        InitialClusterState::New,
-    )
-    .unwrap();
+    let f = render::etcd_config(&reference_spec(), "192.168.10.64", OsFamily::Debian).unwrap();
     assert_eq!(f.path, "/etc/default/etcd");
     check_golden("etcd-192.168.10.64.env", &f);
+    let boot = InitialCluster::bootstrap(&reference_spec());
+    let f =
+        render::etcd_initial_config(&reference_spec(), "192.168.10.64", OsFamily::Debian, &boot)
+            .unwrap();
+    assert_eq!(f.path, "/etc/default/etcd-initial");
+    check_golden("etcd-initial-192.168.10.64.env", &f);
 }
 
 #[test]

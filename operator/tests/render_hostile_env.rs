@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use pgmetal::model::OsFamily;
-use pgmetal::render::{self, InitialClusterState};
+use pgmetal::render::{self, InitialCluster, InitialClusterState};
 use pretty_assertions::assert_eq;
 
 mod render_support;
@@ -17,14 +17,16 @@ fn etcd_env_round_trips_through_systemd_and_sh() {
         let mut sp = spec();
         sp.etcd.cluster_token = s.clone();
         sp.etcd.data_dir = s.clone();
-        let file = render::etcd_config(
-            &sp,
-            "192.168.10.64",
-            OsFamily::Debian,
-            InitialClusterState::Existing,
-        )
-        .unwrap();
-        let text = String::from_utf8(file.content.clone()).unwrap();
+        let main = render::etcd_config(&sp, "192.168.10.64", OsFamily::Debian).unwrap();
+        let joining = InitialCluster {
+            state: InitialClusterState::Existing,
+            ..InitialCluster::bootstrap(&sp)
+        };
+        let initial =
+            render::etcd_initial_config(&sp, "192.168.10.64", OsFamily::Debian, &joining).unwrap();
+        // Both files, as systemd reads them one after the other.
+        let content = [main.content.clone(), initial.content.clone()].concat();
+        let text = String::from_utf8(content.clone()).unwrap();
         let vars = envfile::parse_systemd(&text);
         assert_eq!(vars["ETCD_INITIAL_CLUSTER_TOKEN"], s, "{text}");
         assert_eq!(vars["ETCD_DATA_DIR"], s, "{text}");
@@ -34,7 +36,7 @@ fn etcd_env_round_trips_through_systemd_and_sh() {
         assert_eq!(vars.len(), 10);
         // A POSIX shell sourcing the file (as some init scripts do) sees the same values.
         let path = dir.path().join("etcd.env");
-        std::fs::write(&path, &file.content).unwrap();
+        std::fs::write(&path, &content).unwrap();
         let script =
             r#"set -a; . "$1"; printf '%s\0%s' "$ETCD_INITIAL_CLUSTER_TOKEN" "$ETCD_DATA_DIR""#;
         let out = Command::new("sh")
@@ -54,13 +56,9 @@ fn etcd_env_round_trips_through_systemd_and_sh() {
     for bad in ["a\nETCD_NAME=evil", "a\rb", "a\0b", "tab\t"] {
         let mut sp = spec();
         sp.etcd.cluster_token = bad.into();
-        let err = render::etcd_config(
-            &sp,
-            "192.168.10.64",
-            OsFamily::Debian,
-            InitialClusterState::New,
-        )
-        .unwrap_err();
+        let boot = InitialCluster::bootstrap(&sp);
+        let err =
+            render::etcd_initial_config(&sp, "192.168.10.64", OsFamily::Debian, &boot).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("etcd.clusterToken (for host 192.168.10.64)"),
@@ -68,13 +66,7 @@ fn etcd_env_round_trips_through_systemd_and_sh() {
         );
         sp = spec();
         sp.etcd.data_dir = bad.into();
-        let err = render::etcd_config(
-            &sp,
-            "192.168.10.64",
-            OsFamily::RedHat,
-            InitialClusterState::New,
-        )
-        .unwrap_err();
+        let err = render::etcd_config(&sp, "192.168.10.64", OsFamily::RedHat).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("etcd.dataDir (for host 192.168.10.64)"),
@@ -125,8 +117,7 @@ fn hostile_hosts_are_rejected_everywhere() {
 
         let mut sp = spec();
         sp.etcd.hosts[2] = bad.to_string();
-        let err =
-            render::etcd_config(&sp, HOST, OsFamily::Debian, InitialClusterState::New).unwrap_err();
+        let err = render::etcd_config(&sp, HOST, OsFamily::Debian).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("etcd.hosts (for host 192.168.10.85)"),

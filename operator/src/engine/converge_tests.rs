@@ -418,27 +418,6 @@ async fn a_changed_password_is_set_on_the_leader_before_any_member_gets_it() {
 }
 
 #[tokio::test]
-async fn changed_etcd_membership_is_refused_before_anything_runs() {
-    let spec = spec();
-    let (hosts, api) = (hosts(), patroni(&spec, "a", &["b", "c"]));
-    // The running etcd cluster has a member on d; the spec names c instead.
-    let etcd = FakeEtcd::new(true).with_members(&["a", "b", "d"]);
-    let r = converge(&spec, &hosts, &api, &etcd).await;
-    assert!(!r.healthy);
-    let failure = r
-        .failure
-        .expect("the converge fails as a whole")
-        .to_string();
-    assert!(
-        failure.contains("does not change etcd membership") && failure.contains("[a, b, d]"),
-        "{failure}"
-    );
-    for (h, f) in &hosts {
-        assert!(f.events().is_empty(), "{h}: {:?}", f.commands());
-    }
-}
-
-#[tokio::test]
 async fn a_password_no_configuration_can_carry_is_never_set() {
     let spec = spec();
     let (hosts, api, etcd) = (
@@ -463,3 +442,6 @@ async fn a_password_no_configuration_can_carry_is_never_set() {
     );
     assert!(!hosts["a"].runs().iter().any(rotates));
 }
+
+#[path = "topology_tests.rs"]
+mod topology_tests;

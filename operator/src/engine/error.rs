@@ -28,6 +28,9 @@ pub enum HostErrorKind {
     Patroni,
     /// The host belongs to another cluster (its claim names it).
     Claimed,
+    /// A topology change was refused (quorum, a data directory of another cluster): nothing
+    /// was changed, and the message says what to do instead.
+    Refused,
     /// A Kubernetes API call failed (the operator's own, e.g. publishing haproxy.cfg).
     Kubernetes,
     /// Anything else: rendering, facts, I/O.
@@ -144,6 +147,12 @@ impl HostError {
             kind: f.kind,
             message: f.message,
         }
+    }
+
+    /// The same failure without the host (for a step of the cluster as a whole); the text keeps
+    /// step and host.
+    pub fn failure(&self) -> Failure {
+        Failure::new(self.kind.clone(), self.to_string())
     }
 
     /// No SSH session to `host`: a host key error, or [`HostErrorKind::Unreachable`].

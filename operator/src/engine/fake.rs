@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::observe::{Etcd, LiveMember};
+use super::error::Failure;
+use super::etcd_api::{Etcd, LiveMember};
 use super::patroni_api::{ApiError, ClusterMember, ClusterView, NodeStatus, Patroni};
 use crate::api::{EtcdMemberStatus, EtcdStatus, PostgresClusterSpec};
 use crate::render::member_name;
@@ -95,6 +96,13 @@ impl FakePatroni {
     /// Every call so far.
     pub fn calls(&self) -> Vec<String> {
         self.st().calls.clone()
+    }
+
+    /// Member `name` is gone from every view (its key was deleted from the DCS).
+    pub fn forget(&self, name: &str) {
+        for v in &mut self.st().views {
+            v.members.retain(|m| m.name != name);
+        }
     }
 
     /// The view answered now (without advancing).
@@ -193,13 +201,32 @@ impl Patroni for FakePatroni {
     }
 }
 
-/// An [`Etcd`] whose members are all healthy or all down; counts the calls.
+/// An [`Etcd`] whose members are all healthy or all down; counts the calls. Its member list
+/// (the spec's hosts unless [`FakeEtcd::with_members`] set others) follows member add and
+/// remove; deleted keys are kept for tests to read.
 #[derive(Clone, Default)]
 pub struct FakeEtcd {
     healthy: Arc<Mutex<bool>>,
     calls: Arc<Mutex<usize>>,
     /// The member list, when not the spec's hosts (see [`FakeEtcd::with_members`]).
     members: Arc<Mutex<Option<Vec<LiveMember>>>>,
+    /// Membership changes and deleted keys, in order (`add h`, `remove h`, `delete key`).
+    changes: Arc<Mutex<Vec<String>>>,
+    /// The Patroni fake whose members live in this DCS (a deleted member key drops them).
+    dcs_of: Arc<Mutex<Option<FakePatroni>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn live_member(i: usize, host: &str, port: u16, healthy: bool) -> LiveMember {
+    LiveMember {
+        id: 0x100 + i as u64,
+        name: member_name(host),
+        peer_urls: vec![crate::render::etcd_url(host, port)],
+        healthy,
+    }
 }
 
 impl FakeEtcd {
@@ -207,32 +234,56 @@ impl FakeEtcd {
     pub fn new(healthy: bool) -> Self {
         FakeEtcd {
             healthy: Arc::new(Mutex::new(healthy)),
-            calls: Arc::default(),
-            members: Arc::default(),
+            ..Default::default()
         }
     }
 
-    /// A running cluster whose members are `hosts` (peer port 2380), whatever the spec says.
+    /// A running cluster whose members are `hosts` (peer port 2380; `host!` is down), whatever
+    /// the spec says.
     pub fn with_members(self, hosts: &[&str]) -> Self {
-        let members = hosts.iter().map(|h| LiveMember {
-            name: member_name(h),
-            peer_urls: vec![crate::render::etcd_url(h, 2380)],
-        });
-        *self.members.lock().unwrap_or_else(|p| p.into_inner()) = Some(members.collect());
+        let members = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| live_member(i, h.trim_end_matches('!'), 2380, !h.ends_with('!')));
+        *lock(&self.members) = Some(members.collect());
         self
     }
 
     /// How many times the status was asked.
     pub fn calls(&self) -> usize {
-        *self.calls.lock().unwrap_or_else(|p| p.into_inner())
+        *lock(&self.calls)
+    }
+
+    /// `patroni`'s members are keys in this etcd: deleting a member key forgets the member.
+    pub fn serving(self, patroni: &FakePatroni) -> Self {
+        *lock(&self.dcs_of) = Some(patroni.clone());
+        self
+    }
+
+    /// Membership changes and deleted keys, in order.
+    pub fn changes(&self) -> Vec<String> {
+        lock(&self.changes).clone()
+    }
+
+    fn list(&self, spec: &PostgresClusterSpec) -> Option<Vec<LiveMember>> {
+        if !*lock(&self.healthy) {
+            return None;
+        }
+        let port = spec.etcd.peer_port;
+        let mut set = lock(&self.members);
+        let list = set.get_or_insert_with(|| {
+            let hosts = spec.etcd.hosts.iter().enumerate();
+            hosts.map(|(i, h)| live_member(i, h, port, true)).collect()
+        });
+        Some(list.clone())
     }
 }
 
 impl Etcd for FakeEtcd {
     fn status<'a>(&'a self, spec: &'a PostgresClusterSpec) -> BoxFuture<'a, EtcdStatus> {
         Box::pin(async move {
-            *self.calls.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-            let healthy = *self.healthy.lock().unwrap_or_else(|p| p.into_inner());
+            *lock(&self.calls) += 1;
+            let healthy = *lock(&self.healthy);
             let members: Vec<EtcdMemberStatus> = spec
                 .etcd
                 .hosts
@@ -254,28 +305,67 @@ impl Etcd for FakeEtcd {
         })
     }
 
-    /// The spec's hosts when healthy (unless [`FakeEtcd::with_members`] set others), else none.
     fn members<'a>(
         &'a self,
         spec: &'a PostgresClusterSpec,
+        _hosts: &'a [String],
     ) -> BoxFuture<'a, Option<Vec<LiveMember>>> {
+        Box::pin(async move { self.list(spec) })
+    }
+
+    fn add_member<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+        _hosts: &'a [String],
+        host: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<LiveMember>, Failure>> {
         Box::pin(async move {
-            if !*self.healthy.lock().unwrap_or_else(|p| p.into_inner()) {
-                return None;
+            let mut list = self.list(spec).unwrap_or_default();
+            list.push(live_member(
+                list.len() + 10,
+                host,
+                spec.etcd.peer_port,
+                true,
+            ));
+            *lock(&self.members) = Some(list.clone());
+            lock(&self.changes).push(format!("add {host}"));
+            Ok(list)
+        })
+    }
+
+    fn remove_member<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+        _hosts: &'a [String],
+        id: u64,
+    ) -> BoxFuture<'a, Result<(), Failure>> {
+        Box::pin(async move {
+            let mut list = self.list(spec).unwrap_or_default();
+            let gone: Vec<String> = list
+                .iter()
+                .filter(|m| m.id == id)
+                .map(LiveMember::host)
+                .collect();
+            list.retain(|m| m.id != id);
+            *lock(&self.members) = Some(list);
+            lock(&self.changes).push(format!("remove {}", gone.join(",")));
+            Ok(())
+        })
+    }
+
+    fn delete_key<'a>(
+        &'a self,
+        _spec: &'a PostgresClusterSpec,
+        _hosts: &'a [String],
+        key: String,
+    ) -> BoxFuture<'a, Result<(), Failure>> {
+        Box::pin(async move {
+            if let (Some(p), Some((_, name))) = (&*lock(&self.dcs_of), key.rsplit_once("/members/"))
+            {
+                p.forget(name);
             }
-            let set = self
-                .members
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            set.or_else(|| {
-                let port = spec.etcd.peer_port;
-                let member = |h: &String| LiveMember {
-                    name: member_name(h),
-                    peer_urls: vec![crate::render::etcd_url(h, port)],
-                };
-                Some(spec.etcd.hosts.iter().map(member).collect())
-            })
+            lock(&self.changes).push(format!("delete {key}"));
+            Ok(())
         })
     }
 }

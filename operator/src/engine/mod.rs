@@ -1,20 +1,22 @@
 //! The convergence engine: brings hosts to the desired state over SSH, phase by phase, and
 //! reports what it changed. Idempotent: a second run with the same spec changes nothing.
 //!
-//! Phases: prepare (facts, package source, install, take over package defaults; all hosts) →
-//! etcd (all members at once) → wait for etcd quorum → Patroni on the preferred primary (it
-//! bootstraps) → replicas → HAProxy → Patroni dynamic configuration (parameters, pause,
-//! pending restarts) → observe until healthy.
+//! Phases: observe the topology and plan ([`crate::plan`]) → prepare (facts, package source,
+//! install, take over package defaults; all hosts) → etcd membership steps → etcd (all members
+//! at once when bootstrapping, else one at a time) → wait for etcd quorum → a switchover step →
+//! Patroni on the preferred primary (it bootstraps) → replicas → members leaving → HAProxy →
+//! former hosts decommissioned → Patroni dynamic configuration (parameters, pause, pending
+//! restarts) → observe until healthy.
 
 pub mod capped;
 pub mod claim;
 pub mod connect;
 pub mod error;
+pub mod etcd_api;
 pub mod facts;
 #[cfg(test)]
 pub mod fake;
 pub mod files;
-mod membership;
 pub mod observe;
 pub mod packages;
 mod passwords;
@@ -23,6 +25,7 @@ pub mod report;
 pub mod split_brain;
 mod steps;
 pub mod teardown;
+mod topology;
 mod units;
 
 use std::collections::BTreeMap;
@@ -33,11 +36,11 @@ use std::time::{Duration, Instant};
 use crate::api::PostgresClusterSpec;
 use crate::exec::{Cmd, Counted, Executor};
 use crate::model::{ClusterSecrets, DesiredFile};
-use crate::render;
+use crate::{plan, render};
 pub use error::Failure;
 pub use error::{HostError, HostErrorKind};
+use etcd_api::Etcd;
 use facts::HostFacts;
-use observe::Etcd;
 use patroni_api::{Patroni, PatroniApi};
 use report::Recorder;
 pub use report::{Progress, Quiet, Report};
@@ -59,6 +62,8 @@ pub struct Engine<'a> {
     etcd: Arc<dyn Etcd>,
     waits: Waits,
     owner: claim::Owner,
+    /// etcd's member list as last read (None: no etcd runs).
+    live: Mutex<Option<Vec<etcd_api::LiveMember>>>,
 }
 
 /// How long the engine waits for etcd quorum, a Patroni member and a healthy observation, and
@@ -133,7 +138,7 @@ impl<'a> Engine<'a> {
         let api =
             PatroniApi::new(spec.patroni.rest_api_port, secrets.restapi.clone()).trusting(trusted);
         let clients: (Arc<dyn Patroni>, Arc<dyn Etcd>) =
-            (Arc::new(api), Arc::new(observe::EtcdClient));
+            (Arc::new(api), Arc::new(etcd_api::EtcdClient));
         Self::with_clients((owner, spec), secrets, conns, progress, clients)
     }
 
@@ -169,6 +174,7 @@ impl<'a> Engine<'a> {
             api,
             etcd,
             waits: Waits::default(),
+            live: Mutex::default(),
         }
     }
 
@@ -178,10 +184,12 @@ impl<'a> Engine<'a> {
         self
     }
 
-    /// Runs every phase and returns the report with the observed status.
+    /// Runs every phase and returns the report with the observed status. On a running cluster
+    /// the planner's topology steps run one at a time between the phases that need them.
     pub async fn converge(self) -> Report {
         let started = Instant::now();
-        for (host, conn) in &self.conns {
+        let named = render::all_hosts(self.spec);
+        for (host, conn) in self.conns.iter().filter(|(h, _)| named.contains(h)) {
             if let Err(e) = conn {
                 self.rec.host_error(host, e.clone());
             }
@@ -191,32 +199,68 @@ impl<'a> Engine<'a> {
             let res = self.timed("pause patroni", self.dynamic_config()).await;
             return self.finish(started, res.err()).await;
         }
-        if let Some(live) = self.etcd.members(self.spec).await
-            && let Err(refused) = membership::unchanged(self.spec, &live)
-        {
-            return self.finish(started, Some(refused)).await;
-        }
+        let observed = self
+            .timed("observe topology", self.observe_topology())
+            .await;
+        let steps = match plan::plan(self.spec, &observed) {
+            Ok(steps) => steps,
+            Err(refused) => {
+                let failure = Failure::new(HostErrorKind::Refused, refused.to_string());
+                return self.finish(started, Some(failure)).await;
+            }
+        };
+        self.rec.plan(&steps);
+        let res = self.converge_planned(&steps).await;
+        self.finish(started, res.err()).await
+    }
+
+    /// The phases, with the planner's `steps` run where they belong: etcd membership after the
+    /// hosts are prepared, a switchover before the Patroni phase, members leaving after it,
+    /// former hosts decommissioned last.
+    async fn converge_planned(&self, steps: &[plan::Step]) -> Result<(), Failure> {
+        use plan::Step as S;
+        let bootstrap = self.live_etcd().is_none();
         let all = render::all_hosts(self.spec);
         self.phase("prepare hosts", &all, |h| self.prepare(h)).await;
+        let etcd_change = |s: &S| matches!(s, S::AddEtcdMember { .. } | S::RemoveEtcdMember { .. });
+        self.run_steps(steps, etcd_change).await?;
         self.etcd_members().await;
         let failed = self.rec.failed();
         if self.spec.etcd.hosts.iter().all(|h| failed.contains(h)) {
             let why =
                 "no etcd host could be converged (see the hosts' errors): no quorum to wait for";
-            let failure = Failure::new(error::HostErrorKind::Etcd, why);
-            return self.finish(started, Some(failure)).await;
+            return Err(Failure::new(error::HostErrorKind::Etcd, why));
         }
-        let quorum = self.timed("wait for etcd quorum", self.wait_etcd()).await;
-        if let Err(e) = quorum {
-            return self.finish(started, Some(e)).await;
+        self.timed("wait for etcd quorum", self.wait_etcd()).await?;
+        if bootstrap {
+            self.refresh_etcd().await;
+            let etcd_hosts = self.spec.etcd.hosts.clone();
+            self.phase("etcd initial cluster", &etcd_hosts, |h| self.seal_etcd(h))
+                .await;
         }
+        let before_patroni = |s: &S| matches!(s, S::Switchover { .. } | S::AddReplica { .. });
+        self.run_steps(steps, before_patroni).await?;
         self.patroni_members().await;
+        self.run_steps(steps, |s| matches!(s, S::RemoveReplica { .. }))
+            .await?;
         let lbs = self.spec.haproxy.hosts.clone();
         self.phase("haproxy", &lbs, |h| self.haproxy(h)).await;
-        let dcs = self
-            .timed("patroni dynamic configuration", self.dynamic_config())
-            .await;
-        self.finish(started, dcs.err()).await
+        self.run_steps(steps, |s| matches!(s, S::Decommission { .. }))
+            .await?;
+        self.timed("patroni dynamic configuration", self.dynamic_config())
+            .await
+    }
+
+    /// Runs the steps that `which` selects, in plan order, numbered in the whole plan.
+    async fn run_steps(
+        &self,
+        steps: &[plan::Step],
+        which: impl Fn(&plan::Step) -> bool,
+    ) -> Result<(), Failure> {
+        for (i, step) in steps.iter().enumerate().filter(|(_, s)| which(s)) {
+            self.run_step(i + 1, steps.len(), step).await?;
+        }
+        Ok(())
     }
 
     /// The etcd phase: one member at a time in a healthy cluster (quorum is never lost), all

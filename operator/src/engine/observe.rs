@@ -4,15 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions};
-use futures::future::BoxFuture;
-
 use super::capped;
+use super::etcd_api::{Etcd, EtcdClient};
 use super::patroni_api::{
     ClusterMember, ClusterView, Member as _, NodeStatus, Patroni, Role, State,
 };
-use crate::api::{EtcdMemberStatus, EtcdStatus, HaproxyStatus, MemberStatus, PostgresClusterSpec};
-use crate::render::{etcd_url, host_port, member_name};
+use crate::api::{EtcdStatus, HaproxyStatus, MemberStatus, PostgresClusterSpec};
+use crate::render::{host_port, member_name};
 
 /// Everything observed in one pass.
 #[derive(Debug, Clone, Default)]
@@ -48,117 +46,6 @@ pub struct StatsError {
     pub host: String,
     /// The HTTP error, or a body over the limit.
     pub source: Arc<capped::BodyError>,
-}
-
-/// One member of a running etcd cluster, as its member list has it (a member added but not
-/// started yet has no name).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LiveMember {
-    /// The member's name (pgmetal names members after their host).
-    pub name: String,
-    /// The peer URLs it was added or bootstrapped with.
-    pub peer_urls: Vec<String>,
-}
-
-/// What the engine needs from etcd: its status and member list ([`EtcdClient`] for real, a
-/// fake in tests).
-pub trait Etcd: Send + Sync {
-    /// Member list, leader and per-endpoint health for `spec`'s etcd hosts.
-    fn status<'a>(&'a self, spec: &'a PostgresClusterSpec) -> BoxFuture<'a, EtcdStatus>;
-    /// The member list of the first of `spec`'s etcd hosts that answers; `None` when none does
-    /// (no etcd running yet).
-    fn members<'a>(
-        &'a self,
-        spec: &'a PostgresClusterSpec,
-    ) -> BoxFuture<'a, Option<Vec<LiveMember>>>;
-}
-
-/// The real [`Etcd`]: [`etcd`] through etcd-client.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EtcdClient;
-
-impl Etcd for EtcdClient {
-    fn status<'a>(&'a self, spec: &'a PostgresClusterSpec) -> BoxFuture<'a, EtcdStatus> {
-        Box::pin(etcd(spec))
-    }
-
-    fn members<'a>(
-        &'a self,
-        spec: &'a PostgresClusterSpec,
-    ) -> BoxFuture<'a, Option<Vec<LiveMember>>> {
-        Box::pin(live_members(spec))
-    }
-}
-
-fn etcd_options() -> Option<ConnectOptions> {
-    Some(
-        ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(2))
-            .with_timeout(Duration::from_secs(3)),
-    )
-}
-
-/// The member list, from the first of the spec's etcd hosts that answers.
-async fn live_members(spec: &PostgresClusterSpec) -> Option<Vec<LiveMember>> {
-    for host in &spec.etcd.hosts {
-        let ep = etcd_url(host, spec.etcd.client_port);
-        let Ok(mut c) = Client::connect([ep.as_str()], etcd_options()).await else {
-            continue;
-        };
-        if let Ok(list) = c.member_list().await {
-            let members = list.members().iter().map(|m| LiveMember {
-                name: m.name().to_string(),
-                peer_urls: m.peer_urls().to_vec(),
-            });
-            return Some(members.collect());
-        }
-    }
-    None
-}
-
-/// etcd member list, leader and per-endpoint health through etcd-client.
-pub async fn etcd(spec: &PostgresClusterSpec) -> EtcdStatus {
-    let opts = etcd_options;
-    let mut status = EtcdStatus {
-        desired: spec.etcd.hosts.len() as i32,
-        ..Default::default()
-    };
-    let mut leader_id = None;
-    let mut names = std::collections::BTreeMap::new();
-    for host in &spec.etcd.hosts {
-        let ep = etcd_url(host, spec.etcd.client_port);
-        let mut cluster_id = None;
-        let healthy = match Client::connect([ep.as_str()], opts()).await {
-            Ok(mut c) => match c.status().await {
-                Ok(s) => {
-                    leader_id = Some(s.leader());
-                    cluster_id = s.header().map(|h| format!("{:x}", h.cluster_id()));
-                    if names.is_empty()
-                        && let Ok(list) = c.member_list().await
-                    {
-                        names = list
-                            .members()
-                            .iter()
-                            .map(|m| (m.id(), m.name().to_string()))
-                            .collect();
-                    }
-                    true
-                }
-                Err(_) => false,
-            },
-            Err(_) => false,
-        };
-        status.healthy += i32::from(healthy);
-        status.cluster_id = status.cluster_id.or(cluster_id.clone());
-        status.members.push(EtcdMemberStatus {
-            name: member_name(host),
-            client_url: Some(ep),
-            healthy,
-            cluster_id,
-        });
-    }
-    status.leader = leader_id.and_then(|id| names.get(&id).cloned());
-    status
 }
 
 /// Routing of one HAProxy host from its CSV statistics.
@@ -480,7 +367,7 @@ mod tests {
             "ssh: {}\npostgres: {primary: 10.0.0.1}\netcd: {hosts: [10.0.0.1, 10.0.0.2]}\n",
         )
         .unwrap();
-        let member = |host: &str, healthy| EtcdMemberStatus {
+        let member = |host: &str, healthy| crate::api::EtcdMemberStatus {
             name: member_name(host),
             client_url: None,
             healthy,

@@ -79,6 +79,16 @@ pub struct Report {
     pub duration_ms: u64,
     /// The observed status at the end.
     pub status: PostgresClusterStatus,
+    /// The topology steps this converge planned, in order (see [`crate::plan`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<crate::plan::Step>,
+    /// Work left for later that is not a problem (a former host that does not answer yet).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Hosts no longer in the spec that run nothing of this cluster's any more (decommissioned,
+    /// or never claimed): callers stop keeping them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<String>,
 }
 
 /// Receives progress as it happens (a terminal UI, log lines, or nothing).
@@ -123,6 +133,27 @@ impl Recorder {
             h.changed += usize::from(changed);
             h.duration_ms += ms;
             r.changed += usize::from(changed);
+        }
+    }
+
+    /// Record the plan.
+    pub fn plan(&self, steps: &[crate::plan::Step]) {
+        if let Ok(mut r) = self.inner.lock() {
+            r.plan = steps.to_vec();
+        }
+    }
+
+    /// Record a note (work left for later that is not a problem).
+    pub fn note(&self, note: String) {
+        if let Ok(mut r) = self.inner.lock() {
+            r.notes.push(note);
+        }
+    }
+
+    /// Record a former host that runs nothing of this cluster's any more.
+    pub fn released(&self, host: &str) {
+        if let Ok(mut r) = self.inner.lock() {
+            r.released.push(host.to_string());
         }
     }
 

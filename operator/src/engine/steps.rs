@@ -8,7 +8,7 @@ use super::{Engine, HostError, HostErrorKind, claim, facts, files, packages, pat
 use crate::engine::patroni_api::Member as _;
 use crate::exec::Cmd;
 use crate::model::DesiredFile;
-use crate::render::{self, InitialClusterState, Layout, member_name, roles};
+use crate::render::{self, Layout, member_name, roles};
 
 impl Engine<'_> {
     pub(super) async fn prepare(&self, host: &str) -> Result<(), HostError> {
@@ -135,15 +135,19 @@ impl Engine<'_> {
     }
 
     /// etcd on `host`. `rolling`: the cluster is running, so a changed member restarts and
-    /// waits until every member is healthy again (the caller runs one member at a time).
+    /// waits until every member is healthy again (the caller runs one member at a time). Its
+    /// first start's file is written first and never restarts it (etcd reads it only while its
+    /// data directory is empty).
     pub(super) async fn etcd(&self, host: &str, rolling: bool) -> Result<(), HostError> {
         let ex = self.exec(host)?;
         let os = self.host_facts(host)?.os;
         let layout = Layout::new(self.spec, os);
-        let mut want = vec![
-            render::etcd_config(self.spec, host, os, InitialClusterState::New)
-                .map_err(|e| HostError::new(host, None, e))?,
-        ];
+        let rendered = |e| HostError::new(host, None, e);
+        let initial = render::etcd_initial_config(self.spec, host, os, &self.initial_cluster())
+            .map_err(rendered)?;
+        self.write(host, &*ex, std::slice::from_ref(&initial))
+            .await?;
+        let mut want = vec![render::etcd_config(self.spec, host, os).map_err(rendered)?];
         want.extend(render::systemd_units(
             self.spec,
             os,
@@ -168,6 +172,18 @@ impl Engine<'_> {
             })
             .await?;
         }
+        Ok(())
+    }
+
+    /// After a bootstrap: every member's first-start file names the running members with
+    /// state `existing`, so that a member whose data is lost later joins, never bootstraps.
+    pub(super) async fn seal_etcd(&self, host: &str) -> Result<(), HostError> {
+        let ex = self.exec(host)?;
+        let os = self.host_facts(host)?.os;
+        let initial = render::etcd_initial_config(self.spec, host, os, &self.initial_cluster())
+            .map_err(|e| HostError::new(host, None, e))?;
+        self.write(host, &*ex, std::slice::from_ref(&initial))
+            .await?;
         Ok(())
     }
 

@@ -15,7 +15,7 @@ use crate::model::{DesiredFile, OsFamily};
 pub enum InitialClusterState {
     /// Bootstrapping a brand-new cluster: all members start together.
     New,
-    /// Joining a running cluster (after `etcdctl member add`).
+    /// Joining a running cluster (after a member add).
     Existing,
 }
 
@@ -24,6 +24,32 @@ impl InitialClusterState {
         match self {
             InitialClusterState::New => "new",
             InitialClusterState::Existing => "existing",
+        }
+    }
+}
+
+/// What a member starts with the first time (etcd reads it only while its data directory is
+/// empty): the state and the members by name and peer URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitialCluster {
+    /// `new` or `existing`.
+    pub state: InitialClusterState,
+    /// `(member name, peer URL)`, in order.
+    pub members: Vec<(String, String)>,
+}
+
+impl InitialCluster {
+    /// A brand-new cluster of the spec's etcd hosts.
+    pub fn bootstrap(spec: &PostgresClusterSpec) -> Self {
+        let port = spec.etcd.peer_port;
+        InitialCluster {
+            state: InitialClusterState::New,
+            members: spec
+                .etcd
+                .hosts
+                .iter()
+                .map(|h| (member_name(h), etcd_url(h, port)))
+                .collect(),
         }
     }
 }
@@ -62,7 +88,17 @@ pub fn etcd_url(host: &str, port: u16) -> String {
     format!("http://{}", host_port(host, port))
 }
 
-/// The etcd EnvironmentFile for etcd member `host` (mode 0644, root-owned, no secrets).
+/// The host of an etcd URL (`http://10.0.0.1:2380` → `10.0.0.1`, `http://[fd00::1]:2380` →
+/// `fd00::1`): the inverse of [`etcd_url`].
+pub fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// The etcd EnvironmentFile for etcd member `host` (mode 0644, root-owned, no secrets); its
+/// first start's settings are in [`etcd_initial_config`], so that a membership change does not
+/// change (and restart) the members that run.
 ///
 /// Listen URLs use the host's address; etcd cannot bind to a DNS name, so a member named by
 /// DNS listens on `0.0.0.0` and advertises its name.
@@ -70,7 +106,6 @@ pub fn etcd_config(
     spec: &PostgresClusterSpec,
     host: &str,
     os: OsFamily,
-    initial_state: InitialClusterState,
 ) -> Result<DesiredFile, RenderError> {
     check_all_hosts(spec, host)?;
     let etcd = &spec.etcd;
@@ -86,11 +121,6 @@ pub fn etcd_config(
     if bind != "127.0.0.1" && bind != "0.0.0.0" {
         listen_client.push(etcd_url("127.0.0.1", etcd.client_port));
     }
-    let initial_cluster: Vec<String> = etcd
-        .hosts
-        .iter()
-        .map(|h| format!("{}={}", member_name(h), etcd_url(h, etcd.peer_port)))
-        .collect();
     let env = EnvFile {
         vars: vec![
             ("ETCD_NAME", "etcd.hosts", member_name(host)),
@@ -115,21 +145,6 @@ pub fn etcd_config(
                 "etcd.hosts",
                 etcd_url(host, etcd.client_port),
             ),
-            (
-                "ETCD_INITIAL_CLUSTER",
-                "etcd.hosts",
-                initial_cluster.join(","),
-            ),
-            (
-                "ETCD_INITIAL_CLUSTER_STATE",
-                "initial cluster state",
-                initial_state.as_str().to_string(),
-            ),
-            (
-                "ETCD_INITIAL_CLUSTER_TOKEN",
-                "etcd.clusterToken",
-                etcd.cluster_token.clone(),
-            ),
             // A member that was cut off must not force an election when it returns (etcd 3.4
             // leaves pre-vote off): the election left Patroni reading that member's stale
             // leader key, and a healed old primary took the cluster back.
@@ -140,6 +155,45 @@ pub fn etcd_config(
     Ok(DesiredFile {
         path: Layout::new(spec, os).etcd_env_file,
         content: content.into_bytes(),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+    })
+}
+
+/// The second EnvironmentFile of etcd member `host`: `ETCD_INITIAL_CLUSTER`, its state and
+/// token, which etcd reads only while its data directory is empty. Writing it never restarts
+/// a running member.
+pub fn etcd_initial_config(
+    spec: &PostgresClusterSpec,
+    host: &str,
+    os: OsFamily,
+    initial: &InitialCluster,
+) -> Result<DesiredFile, RenderError> {
+    check_all_hosts(spec, host)?;
+    let members: Vec<String> = initial
+        .members
+        .iter()
+        .map(|(name, url)| format!("{name}={url}"))
+        .collect();
+    let env = EnvFile {
+        vars: vec![
+            ("ETCD_INITIAL_CLUSTER", "etcd.hosts", members.join(",")),
+            (
+                "ETCD_INITIAL_CLUSTER_STATE",
+                "initial cluster state",
+                initial.state.as_str().to_string(),
+            ),
+            (
+                "ETCD_INITIAL_CLUSTER_TOKEN",
+                "etcd.clusterToken",
+                spec.etcd.cluster_token.clone(),
+            ),
+        ],
+    };
+    Ok(DesiredFile {
+        path: Layout::new(spec, os).etcd_initial_file,
+        content: env.serialize(host)?.into_bytes(),
         mode: 0o644,
         owner: "root".into(),
         group: "root".into(),

@@ -5,6 +5,10 @@ use crate::model::OsFamily;
 
 /// etcd's EnvironmentFile on the RHEL family (read by the unit pgmetal installs there).
 pub(crate) const ETCD_ENV_FILE_RHEL: &str = "/etc/etcd/etcd.conf";
+/// etcd's second EnvironmentFile on the RHEL family: its first start's settings.
+pub(crate) const ETCD_INITIAL_FILE_RHEL: &str = "/etc/etcd/etcd-initial.conf";
+/// etcd's second EnvironmentFile on Debian (read through a drop-in of the package's unit).
+pub(crate) const ETCD_INITIAL_FILE_DEBIAN: &str = "/etc/default/etcd-initial";
 /// The OS user running etcd (created by the Debian and RHEL etcd packages).
 pub(crate) const ETCD_USER: &str = "etcd";
 /// Where pip-installed Patroni releases live, one virtualenv per release.
@@ -33,6 +37,8 @@ pub struct Layout {
     pub etcd_env_file: String,
     /// HAProxy's configuration file.
     pub haproxy_config: String,
+    /// The EnvironmentFile with etcd's first-start settings (`ETCD_INITIAL_CLUSTER`, ...).
+    pub etcd_initial_file: String,
     /// The OS user running etcd (owner of its data directory).
     pub etcd_user: String,
     /// systemd unit of Patroni.
@@ -74,6 +80,11 @@ impl Layout {
             pgpass: format!("{home}/.pgpass_patroni"),
             postgres_user: "postgres".into(),
             etcd_env_file: etcd_env.into(),
+            etcd_initial_file: match os {
+                OsFamily::Debian => ETCD_INITIAL_FILE_DEBIAN,
+                OsFamily::RedHat => ETCD_INITIAL_FILE_RHEL,
+            }
+            .into(),
             haproxy_config: HAPROXY_CONFIG.into(),
             etcd_user: ETCD_USER.into(),
             patroni_unit: "patroni".into(),

@@ -16,7 +16,9 @@ mod pg_hba;
 mod systemd;
 mod yaml;
 
-pub use etcd::{InitialClusterState, etcd_config, etcd_url};
+pub use etcd::{
+    InitialCluster, InitialClusterState, etcd_config, etcd_initial_config, etcd_url, url_host,
+};
 pub use haproxy::haproxy_config;
 pub use layout::Layout;
 pub use patroni::{dcs_config, patroni_config};
@@ -105,14 +107,14 @@ pub fn all_hosts(spec: &PostgresClusterSpec) -> Vec<String> {
     out
 }
 
-/// Every file `host` needs for its roles: Patroni config, etcd env file, haproxy.cfg and any
+/// Every file `host` needs for its roles (etcd's first start as a bootstrap): Patroni config,
+/// etcd env files, haproxy.cfg and any
 /// systemd units the distro does not ship.
 pub fn host_files(
     spec: &PostgresClusterSpec,
     secrets: &ClusterSecrets,
     host: &str,
     os: OsFamily,
-    etcd_state: InitialClusterState,
 ) -> Result<Vec<DesiredFile>, RenderError> {
     let r = roles(spec, host);
     if r.is_empty() {
@@ -125,7 +127,9 @@ pub fn host_files(
         files.push(patroni_config(spec, secrets, host, os)?);
     }
     if r.etcd {
-        files.push(etcd_config(spec, host, os, etcd_state)?);
+        files.push(etcd_config(spec, host, os)?);
+        let initial = InitialCluster::bootstrap(spec);
+        files.push(etcd_initial_config(spec, host, os, &initial)?);
     }
     if r.haproxy {
         files.push(haproxy_config(spec)?);

@@ -7,7 +7,9 @@
 //! (it takes precedence over a distro unit of the same name). After writing a unit, run
 //! `systemctl daemon-reload`.
 
-use super::layout::{ETCD_ENV_FILE_RHEL, ETCD_USER};
+use super::layout::{
+    ETCD_ENV_FILE_RHEL, ETCD_INITIAL_FILE_DEBIAN, ETCD_INITIAL_FILE_RHEL, ETCD_USER,
+};
 use super::{Layout, Roles};
 use crate::api::PostgresClusterSpec;
 use crate::model::{DesiredFile, OsFamily};
@@ -40,6 +42,9 @@ pub fn systemd_units(spec: &PostgresClusterSpec, os: OsFamily, roles: Roles) -> 
     let mut out = Vec::new();
     if os == OsFamily::RedHat && roles.etcd {
         out.push(unit_file("etcd", &etcd_unit()));
+    }
+    if os == OsFamily::Debian && roles.etcd {
+        out.push(etcd_drop_in());
     }
     if roles.postgres
         && let Some(venv) = &layout.patroni_venv
@@ -85,6 +90,26 @@ fn kv(k: &'static str, v: &str) -> (&'static str, String) {
     (k, v.to_string())
 }
 
+/// Debian's etcd unit reads `/etc/default/etcd`; this drop-in adds the first-start file.
+fn etcd_drop_in() -> DesiredFile {
+    let unit = Unit {
+        sections: vec![(
+            "Service",
+            vec![kv(
+                "EnvironmentFile",
+                &format!("-{ETCD_INITIAL_FILE_DEBIAN}"),
+            )],
+        )],
+    };
+    DesiredFile {
+        path: "/etc/systemd/system/etcd.service.d/pgmetal.conf".into(),
+        content: unit.render().into_bytes(),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+    }
+}
+
 fn etcd_unit() -> Unit {
     Unit::service(
         "etcd key-value store (Patroni DCS, managed by pgmetal)",
@@ -92,6 +117,7 @@ fn etcd_unit() -> Unit {
             kv("Type", "notify"),
             kv("User", ETCD_USER),
             kv("EnvironmentFile", ETCD_ENV_FILE_RHEL),
+            kv("EnvironmentFile", &format!("-{ETCD_INITIAL_FILE_RHEL}")),
             kv("ExecStart", "/usr/bin/etcd"),
             kv("Restart", "on-failure"),
             kv("RestartSec", "5"),

@@ -131,7 +131,7 @@ fn layouts() {
 fn host_files_follow_roles() {
     let s = spec();
     let paths = |h: &str, os| -> Vec<String> {
-        host_files(&s, &secrets(), h, os, InitialClusterState::New)
+        host_files(&s, &secrets(), h, os)
             .unwrap()
             .into_iter()
             .map(|f| f.path)
@@ -142,6 +142,8 @@ fn host_files_follow_roles() {
         [
             "/etc/patroni/config.yml",
             "/etc/default/etcd",
+            "/etc/default/etcd-initial",
+            "/etc/systemd/system/etcd.service.d/pgmetal.conf",
             "/etc/systemd/system/patroni.service"
         ]
     );
@@ -154,6 +156,7 @@ fn host_files_follow_roles() {
         [
             "/etc/patroni/patroni.yml",
             "/etc/etcd/etcd.conf",
+            "/etc/etcd/etcd-initial.conf",
             "/etc/systemd/system/etcd.service",
             "/etc/systemd/system/patroni.service"
         ]
@@ -162,14 +165,7 @@ fn host_files_follow_roles() {
         paths("192.168.10.69", OsFamily::RedHat),
         ["/etc/haproxy/haproxy.cfg"]
     );
-    let err = host_files(
-        &s,
-        &secrets(),
-        "10.0.0.1",
-        OsFamily::Debian,
-        InitialClusterState::New,
-    )
-    .unwrap_err();
+    let err = host_files(&s, &secrets(), "10.0.0.1", OsFamily::Debian).unwrap_err();
     assert_eq!(
         err,
         RenderError::UnknownHost {
@@ -186,13 +182,7 @@ fn file_modes_and_owners() {
         (p.mode, p.owner.as_str(), p.group.as_str()),
         (0o600, "postgres", "postgres")
     );
-    let e = etcd_config(
-        &s,
-        "192.168.10.85",
-        OsFamily::Debian,
-        InitialClusterState::New,
-    )
-    .unwrap();
+    let e = etcd_config(&s, "192.168.10.85", OsFamily::Debian).unwrap();
     assert_eq!(
         (e.mode, e.owner.as_str(), e.group.as_str()),
         (0o644, "root", "root")

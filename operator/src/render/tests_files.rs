@@ -69,15 +69,7 @@ fn ipv6_and_dns_hosts() {
         "{hba}"
     );
 
-    let e = text(
-        &etcd_config(
-            &s,
-            "db2.example.com",
-            OsFamily::Debian,
-            InitialClusterState::Existing,
-        )
-        .unwrap(),
-    );
+    let e = text(&etcd_config(&s, "db2.example.com", OsFamily::Debian).unwrap());
     assert!(
         e.contains("ETCD_LISTEN_PEER_URLS=\"http://0.0.0.0:2380\"\n"),
         "{e}"
@@ -90,15 +82,28 @@ fn ipv6_and_dns_hosts() {
         e.contains("ETCD_ADVERTISE_CLIENT_URLS=\"http://db2.example.com:2379\"\n"),
         "{e}"
     );
+    let joining = InitialCluster {
+        state: InitialClusterState::Existing,
+        members: vec![(
+            "db2-example-com".into(),
+            "http://db2.example.com:2380".into(),
+        )],
+    };
+    let i = text(&etcd_initial_config(&s, "db2.example.com", OsFamily::Debian, &joining).unwrap());
     assert!(
-        e.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\"\n"),
-        "{e}"
+        i.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\"\n")
+            && i.contains("ETCD_INITIAL_CLUSTER=\"db2-example-com=http://db2.example.com:2380\"\n"),
+        "{i}"
     );
-    let e = text(&etcd_config(&s, "fd00::85", OsFamily::Debian, InitialClusterState::New).unwrap());
+    assert!(!e.contains("ETCD_INITIAL_CLUSTER"), "{e}");
+    let e = text(&etcd_config(&s, "fd00::85", OsFamily::Debian).unwrap());
     assert!(
         e.contains("ETCD_LISTEN_CLIENT_URLS=\"http://[fd00::85]:2379,http://127.0.0.1:2379\"\n"),
         "{e}"
     );
+    let boot = InitialCluster::bootstrap(&s);
+    let e = text(&etcd_initial_config(&s, "fd00::85", OsFamily::Debian, &boot).unwrap());
+    assert!(e.contains("ETCD_INITIAL_CLUSTER_STATE=\"new\"\n"), "{e}");
     assert!(e.contains("ETCD_INITIAL_CLUSTER=\"fd00--85=http://[fd00::85]:2380,db2-example-com=http://db2.example.com:2380,192-168-10-72=http://192.168.10.72:2380\"\n"), "{e}");
 
     let h = text(&haproxy_config(&s).unwrap());
@@ -112,15 +117,7 @@ fn ipv6_and_dns_hosts() {
 fn wrong_roles_are_errors() {
     let s = spec();
     assert!(patroni_config(&s, &secrets(), "192.168.10.69", OsFamily::Debian).is_err());
-    assert!(
-        etcd_config(
-            &s,
-            "192.168.10.69",
-            OsFamily::Debian,
-            InitialClusterState::New
-        )
-        .is_err()
-    );
+    assert!(etcd_config(&s, "192.168.10.69", OsFamily::Debian).is_err());
 }
 
 #[test]
@@ -131,11 +128,27 @@ fn systemd_units_for_rhel_etcd_and_pip_patroni() {
         haproxy: false,
     };
     let s = spec();
-    assert!(systemd_units(&s, OsFamily::Debian, etcd).is_empty());
+    // Debian's unit reads /etc/default/etcd; a drop-in adds the first-start file.
+    let units = systemd_units(&s, OsFamily::Debian, etcd);
+    assert_eq!(units.len(), 1);
+    assert_eq!(
+        units[0].path,
+        "/etc/systemd/system/etcd.service.d/pgmetal.conf"
+    );
+    let t = text(&units[0]);
+    assert!(
+        t.ends_with("[Service]\nEnvironmentFile=-/etc/default/etcd-initial\n"),
+        "{t}"
+    );
     let units = systemd_units(&s, OsFamily::RedHat, etcd);
     assert_eq!(units.len(), 1);
     let t = text(&units[0]);
-    assert!(t.contains("\nEnvironmentFile=/etc/etcd/etcd.conf\n"), "{t}");
+    assert!(
+        t.contains(
+            "\nEnvironmentFile=/etc/etcd/etcd.conf\nEnvironmentFile=-/etc/etcd/etcd-initial.conf\n"
+        ),
+        "{t}"
+    );
     assert!(t.contains("\nExecStart=/usr/bin/etcd\n"), "{t}");
 
     // Patroni from pip (the default) runs from its release's virtualenv, on either family.

@@ -1,0 +1,253 @@
+//! etcd through its client API (etcd-client): health and member list for observation, and the
+//! membership changes the planner's steps make (member add and remove, one at a time).
+
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions, DeleteOptions};
+use futures::future::BoxFuture;
+
+use super::error::{Failure, HostErrorKind};
+use crate::api::{EtcdMemberStatus, EtcdStatus, PostgresClusterSpec};
+use crate::render::{etcd_url, member_name, url_host};
+
+/// One member of a running etcd cluster, as its member list has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveMember {
+    /// etcd's member ID.
+    pub id: u64,
+    /// The member's name (pgmetal names members after their host); empty until it started.
+    pub name: String,
+    /// The peer URLs it was added or bootstrapped with.
+    pub peer_urls: Vec<String>,
+    /// Whether it answers on its client URLs (a member not started yet has none).
+    pub healthy: bool,
+}
+
+impl LiveMember {
+    /// The host of its first peer URL.
+    pub fn host(&self) -> String {
+        self.peer_urls
+            .first()
+            .map(|u| url_host(u).to_string())
+            .unwrap_or_default()
+    }
+
+    /// What the planner knows of it.
+    pub fn planned(&self) -> crate::plan::EtcdMember {
+        crate::plan::EtcdMember {
+            id: self.id,
+            host: self.host(),
+            healthy: self.healthy,
+        }
+    }
+}
+
+/// What the engine needs from etcd ([`EtcdClient`] for real, a fake in tests).
+pub trait Etcd: Send + Sync {
+    /// Member list, leader and per-endpoint health for `spec`'s etcd hosts.
+    fn status<'a>(&'a self, spec: &'a PostgresClusterSpec) -> BoxFuture<'a, EtcdStatus>;
+    /// The member list, each member's health included, from the first of `hosts` whose etcd
+    /// answers; `None` when none does (no etcd running yet).
+    fn members<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+        hosts: &'a [String],
+    ) -> BoxFuture<'a, Option<Vec<LiveMember>>>;
+    /// Adds `host` as a member (through the first of `hosts` that answers); returns the member
+    /// list after the add, the new member included.
+    fn add_member<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+        hosts: &'a [String],
+        host: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<LiveMember>, Failure>>;
+    /// Removes member `id` (through the first of `hosts` that answers).
+    fn remove_member<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+        hosts: &'a [String],
+        id: u64,
+    ) -> BoxFuture<'a, Result<(), Failure>>;
+    /// Deletes `key` (a Patroni member's key).
+    fn delete_key<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+        hosts: &'a [String],
+        key: String,
+    ) -> BoxFuture<'a, Result<(), Failure>>;
+}
+
+/// The real [`Etcd`], through etcd-client.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EtcdClient;
+
+fn options() -> Option<ConnectOptions> {
+    Some(
+        ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(Duration::from_secs(3)),
+    )
+}
+
+fn etcd_failure(what: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::new(HostErrorKind::Etcd, format!("etcd {what}: {e}"))
+}
+
+/// A client to the first of `hosts` whose etcd answers a status request.
+async fn first_answering(spec: &PostgresClusterSpec, hosts: &[String]) -> Option<Client> {
+    for host in hosts {
+        let ep = etcd_url(host, spec.etcd.client_port);
+        if let Ok(mut c) = Client::connect([ep.as_str()], options()).await
+            && c.status().await.is_ok()
+        {
+            return Some(c);
+        }
+    }
+    None
+}
+
+fn connect_failure(hosts: &[String]) -> Failure {
+    etcd_failure(
+        "membership change",
+        format!("no etcd member answers on [{}]", hosts.join(", ")),
+    )
+}
+
+/// Whether an etcd member answers on one of `urls`.
+async fn answers(urls: &[String]) -> bool {
+    for url in urls {
+        if let Ok(mut c) = Client::connect([url.as_str()], options()).await
+            && c.status().await.is_ok()
+        {
+            return true;
+        }
+    }
+    false
+}
+
+async fn live(members: &[etcd_client::Member]) -> Vec<LiveMember> {
+    let each = members.iter().map(|m| async move {
+        LiveMember {
+            id: m.id(),
+            name: m.name().to_string(),
+            peer_urls: m.peer_urls().to_vec(),
+            healthy: answers(m.client_urls()).await,
+        }
+    });
+    futures::future::join_all(each).await
+}
+
+impl Etcd for EtcdClient {
+    fn status<'a>(&'a self, spec: &'a PostgresClusterSpec) -> BoxFuture<'a, EtcdStatus> {
+        Box::pin(etcd(spec))
+    }
+
+    fn members<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+        hosts: &'a [String],
+    ) -> BoxFuture<'a, Option<Vec<LiveMember>>> {
+        Box::pin(async move {
+            let mut c = first_answering(spec, hosts).await?;
+            let list = c.member_list().await.ok()?;
+            Some(live(list.members()).await)
+        })
+    }
+
+    fn add_member<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+        hosts: &'a [String],
+        host: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<LiveMember>, Failure>> {
+        Box::pin(async move {
+            let mut c = first_answering(spec, hosts)
+                .await
+                .ok_or_else(|| connect_failure(hosts))?;
+            let url = etcd_url(host, spec.etcd.peer_port);
+            let added = c
+                .member_add([url], None)
+                .await
+                .map_err(|e| etcd_failure(&format!("member add {host}"), e))?;
+            Ok(live(added.member_list()).await)
+        })
+    }
+
+    fn remove_member<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+        hosts: &'a [String],
+        id: u64,
+    ) -> BoxFuture<'a, Result<(), Failure>> {
+        Box::pin(async move {
+            let mut c = first_answering(spec, hosts)
+                .await
+                .ok_or_else(|| connect_failure(hosts))?;
+            c.member_remove(id)
+                .await
+                .map_err(|e| etcd_failure(&format!("member remove {id:x}"), e))?;
+            Ok(())
+        })
+    }
+
+    fn delete_key<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+        hosts: &'a [String],
+        key: String,
+    ) -> BoxFuture<'a, Result<(), Failure>> {
+        Box::pin(async move {
+            let mut c = first_answering(spec, hosts)
+                .await
+                .ok_or_else(|| connect_failure(hosts))?;
+            c.delete(key.as_str(), None::<DeleteOptions>)
+                .await
+                .map_err(|e| etcd_failure(&format!("delete {key}"), e))?;
+            Ok(())
+        })
+    }
+}
+
+/// etcd member list, leader and per-endpoint health through etcd-client.
+pub async fn etcd(spec: &PostgresClusterSpec) -> EtcdStatus {
+    let mut status = EtcdStatus {
+        desired: spec.etcd.hosts.len() as i32,
+        ..Default::default()
+    };
+    let mut leader_id = None;
+    let mut names = std::collections::BTreeMap::new();
+    for host in &spec.etcd.hosts {
+        let ep = etcd_url(host, spec.etcd.client_port);
+        let mut cluster_id = None;
+        let healthy = match Client::connect([ep.as_str()], options()).await {
+            Ok(mut c) => match c.status().await {
+                Ok(s) => {
+                    leader_id = Some(s.leader());
+                    cluster_id = s.header().map(|h| format!("{:x}", h.cluster_id()));
+                    if names.is_empty()
+                        && let Ok(list) = c.member_list().await
+                    {
+                        names = list
+                            .members()
+                            .iter()
+                            .map(|m| (m.id(), m.name().to_string()))
+                            .collect();
+                    }
+                    true
+                }
+                Err(_) => false,
+            },
+            Err(_) => false,
+        };
+        status.healthy += i32::from(healthy);
+        status.cluster_id = status.cluster_id.or(cluster_id.clone());
+        status.members.push(EtcdMemberStatus {
+            name: member_name(host),
+            client_url: Some(ep),
+            healthy,
+            cluster_id,
+        });
+    }
+    status.leader = leader_id.and_then(|id| names.get(&id).cloned());
+    status
+}

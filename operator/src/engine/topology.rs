@@ -1,0 +1,357 @@
+//! Topology changes of a running cluster: observe what runs, plan ([`crate::plan`]), then run
+//! the planner's steps one at a time, each followed by its check. etcd membership changes go
+//! through the etcd API; a leaving leader is switched over first; a leaving member's data
+//! directory is kept; a host that left the spec is decommissioned when it answers.
+
+use std::time::Instant;
+
+use super::error::{Failure, HostErrorKind};
+use super::etcd_api::LiveMember;
+use super::patroni_api::Member as _;
+use super::{Engine, claim, facts};
+use crate::exec::{Cmd, Executor};
+use crate::plan::{self, Step};
+use crate::render::{self, InitialCluster, InitialClusterState, Layout, member_name};
+
+/// Stops and disables the units given after the etcd data directory (`$1`) and `$2` (`yes`:
+/// delete the removed member's data in `$1/member`); prints one line per change.
+const RETIRE: &str = r#"data="$1"; wipe="$2"; shift 2
+for u in "$@"; do
+  systemctl is-enabled --quiet "$u" 2>/dev/null && systemctl disable --quiet "$u" && echo "disabled $u"
+  systemctl is-active --quiet "$u" && systemctl stop "$u" && echo "stopped $u"
+done
+if [ "$wipe" = yes ] && [ -d "$data/member" ]; then rm -rf -- "$data/member" && echo "deleted $data/member"; fi
+exit 0"#;
+
+impl Engine<'_> {
+    /// Hosts in the connections that the spec does not name: they left it.
+    pub(super) fn former_hosts(&self) -> Vec<String> {
+        let named = render::all_hosts(self.spec);
+        let conns = self.conns.keys();
+        conns.filter(|h| !named.contains(h)).cloned().collect()
+    }
+
+    /// Where to ask etcd: the spec's etcd hosts first, then every other host known.
+    fn etcd_endpoints(&self) -> Vec<String> {
+        let mut hosts = self.spec.etcd.hosts.clone();
+        let others = render::all_hosts(self.spec)
+            .into_iter()
+            .chain(self.former_hosts());
+        for h in others {
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+        hosts
+    }
+
+    /// etcd's member list as last seen (None: no etcd runs yet).
+    pub(super) fn live_etcd(&self) -> Option<Vec<LiveMember>> {
+        self.live.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// Reads etcd's member list again.
+    pub(super) async fn refresh_etcd(&self) -> Option<Vec<LiveMember>> {
+        let endpoints = self.etcd_endpoints();
+        let live = self.etcd.members(self.spec, &endpoints).await;
+        if let Ok(mut l) = self.live.lock() {
+            l.clone_from(&live);
+        }
+        live
+    }
+
+    /// What a member starts with the first time: the live members when etcd runs (it joins),
+    /// the spec's hosts when it does not (a bootstrap).
+    pub(super) fn initial_cluster(&self) -> InitialCluster {
+        let Some(live) = self.live_etcd() else {
+            return InitialCluster::bootstrap(self.spec);
+        };
+        let mut members: Vec<(String, String)> = live
+            .iter()
+            .filter_map(|m| {
+                let name = match m.name.as_str() {
+                    "" => member_name(&m.host()),
+                    n => n.to_string(),
+                };
+                Some((name, m.peer_urls.first()?.clone()))
+            })
+            .collect();
+        members.sort();
+        InitialCluster {
+            state: InitialClusterState::Existing,
+            members,
+        }
+    }
+
+    /// Observes what the planner needs: etcd's members, Patroni's, and the former hosts that
+    /// still carry this cluster's claim (or do not answer, and may).
+    pub(super) async fn observe_topology(&self) -> plan::Observed {
+        let live = self.refresh_etcd().await.unwrap_or_default();
+        let former = self.former_hosts();
+        let mut ask: Vec<String> = self.spec.postgres.hosts().cloned().collect();
+        ask.extend(former.iter().cloned());
+        let known: Vec<String> = render::all_hosts(self.spec)
+            .into_iter()
+            .chain(former.clone())
+            .collect();
+        let host_of = |name: &str, advertised: Option<&String>| {
+            known
+                .iter()
+                .find(|h| member_name(h) == name)
+                .or(advertised)
+                .cloned()
+                .unwrap_or_else(|| name.to_string())
+        };
+        let patroni = match self.api.cluster_any(&ask).await {
+            Ok(view) => view
+                .members
+                .iter()
+                .map(|m| plan::PatroniMember {
+                    host: host_of(&m.name, m.host.as_ref()),
+                    leader: m.is_leader(),
+                    healthy_replica: m.is_healthy_replica(),
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut claimed = Vec::new();
+        for host in former {
+            match self.claimed_by_us(&host).await {
+                Some(false) => self.rec.released(&host),
+                _ => claimed.push(host),
+            }
+        }
+        plan::Observed {
+            etcd: live.iter().map(LiveMember::planned).collect(),
+            patroni,
+            former: claimed,
+        }
+    }
+
+    /// Whether `host`'s claim names this cluster; None when it cannot be read.
+    async fn claimed_by_us(&self, host: &str) -> Option<bool> {
+        let ex = self.exec(host).ok()?;
+        let claim = claim::read(&*ex).await.ok()?;
+        Some(claim.is_some_and(|c| self.owner.owns(&c)))
+    }
+
+    /// Runs step `i` of `n`: announced, timed, recorded; a failure stops the converge.
+    pub(super) async fn run_step(&self, i: usize, n: usize, step: &Step) -> Result<(), Failure> {
+        let name = format!("step {i}/{n}: {}", step.describe());
+        self.timed(&name, async {
+            match step {
+                Step::RemoveEtcdMember { host, id, .. } => self.remove_etcd_member(host, id).await,
+                Step::AddEtcdMember { host } => self.add_etcd_member(host).await,
+                Step::Switchover { from, to } => self.switch_over(from, to).await,
+                Step::RemoveReplica { host } => self.remove_replica(host).await,
+                Step::Decommission { host } => self.decommission(host).await,
+                // The Patroni phase does it (prepare, join through basebackup, stream).
+                Step::AddReplica { .. } => Ok(()),
+            }
+        })
+        .await
+    }
+
+    fn record(&self, host: &str, step: &str, t: Instant, detail: Vec<String>) {
+        self.rec.step(host, step, true, t, detail);
+    }
+
+    /// Adds `host` to etcd: its data directory must hold no member (of another cluster, or
+    /// one removed from this one), then member add, its first start, and a wait until healthy.
+    async fn add_etcd_member(&self, host: &str) -> Result<(), Failure> {
+        let ex = self.exec(host).map_err(|e| e.failure())?;
+        let dir = &self.spec.etcd.data_dir;
+        let probe = Cmd::script(r#"[ -d "$1/member" ] && echo taken; exit 0"#).arg(dir);
+        let out = ex.run_ok(&probe, "look at the etcd data directory").await?;
+        if out.stdout_str().contains("taken") {
+            let why = format!(
+                "the etcd data directory {dir} on {host} already holds a member (of another etcd cluster, or one \
+                 removed from this one): pgmetal never joins it. Nothing was changed. If it holds nothing you \
+                 need, delete {dir}/member on {host} and apply again"
+            );
+            return Err(Failure::new(HostErrorKind::Refused, why));
+        }
+        let t = Instant::now();
+        let endpoints = self.etcd_endpoints();
+        let list = self.etcd.add_member(self.spec, &endpoints, host).await?;
+        if let Ok(mut l) = self.live.lock() {
+            *l = Some(list);
+        }
+        self.record(host, "etcd member add", t, vec![]);
+        self.etcd(host, false).await.map_err(|e| e.failure())?;
+        self.wait_member(host, true).await
+    }
+
+    /// Waits until `host`'s member is healthy (`present`) or gone from the member list.
+    async fn wait_member(&self, host: &str, present: bool) -> Result<(), Failure> {
+        let (limit, every) = (self.waits.etcd, self.waits.every);
+        super::poll(limit, every, || async move {
+            let live = self.refresh_etcd().await.unwrap_or_default();
+            let m = live.iter().find(|m| m.host() == host);
+            let quorum = live.iter().filter(|m| m.healthy).count() >= plan::quorum(live.len());
+            let done = match present {
+                true => m.is_some_and(|m| m.healthy),
+                false => m.is_none() && !live.is_empty(),
+            };
+            if done && quorum { Ok(()) } else { Err(()) }
+        })
+        .await
+        .map_err(|()| {
+            let what = if present { "become healthy" } else { "leave" };
+            let why = format!(
+                "etcd member {host} did not {what} within {} s: check `journalctl -u etcd` on {host}",
+                limit.as_secs()
+            );
+            Failure::new(HostErrorKind::Etcd, why)
+        })
+    }
+
+    /// Removes member `id` (hex) through the API; on a host the spec still names, stops etcd and
+    /// deletes the removed member's data (a former host's is done by its decommission).
+    async fn remove_etcd_member(&self, host: &str, id: &str) -> Result<(), Failure> {
+        let id = u64::from_str_radix(id, 16)
+            .map_err(|e| Failure::new(HostErrorKind::Other, format!("member ID {id}: {e}")))?;
+        let t = Instant::now();
+        let mut endpoints = self.etcd_endpoints();
+        endpoints.retain(|h| h != host);
+        self.etcd.remove_member(self.spec, &endpoints, id).await?;
+        self.record(host, "etcd member remove", t, vec![format!("{id:x}")]);
+        self.wait_member(host, false).await?;
+        if render::all_hosts(self.spec).iter().any(|h| h == host)
+            && let Ok(ex) = self.exec(host)
+        {
+            self.retire(host, &*ex, &["etcd"]).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops and disables `units` (by role) on a claimed host, deleting a removed etcd
+    /// member's data when etcd is among them and the host is no member.
+    async fn retire(&self, host: &str, ex: &dyn Executor, roles: &[&str]) -> Result<(), Failure> {
+        let os = match self.host_facts(host) {
+            Ok(f) => f.os,
+            Err(_) => facts::gather(ex).await?.os,
+        };
+        let layout = Layout::new(self.spec, os);
+        let member = self
+            .live_etcd()
+            .is_some_and(|l| l.iter().any(|m| m.host() == host));
+        let wipe = roles.contains(&"etcd") && !member;
+        let units = roles.iter().map(|r| match *r {
+            "etcd" => layout.etcd_unit.clone(),
+            "patroni" => layout.patroni_unit.clone(),
+            _ => layout.haproxy_unit.clone(),
+        });
+        let mut args = vec![
+            self.spec.etcd.data_dir.clone(),
+            if wipe { "yes" } else { "no" }.to_string(),
+        ];
+        args.extend(units);
+        let t = Instant::now();
+        let out = ex
+            .run_ok(&Cmd::script(RETIRE).args(args), "stop services")
+            .await?;
+        let did: Vec<String> = out.stdout_str().lines().map(String::from).collect();
+        self.rec.step(
+            host,
+            &format!("stop {}", roles.join(", ")),
+            !did.is_empty(),
+            t,
+            did,
+        );
+        Ok(())
+    }
+
+    /// Switches over from the leaving leader to `to`, then waits until `to` leads.
+    async fn switch_over(&self, from: &str, to: &str) -> Result<(), Failure> {
+        let t = Instant::now();
+        let (leader, candidate) = (member_name(from), member_name(to));
+        self.api.switchover(to, &leader, &candidate).await?;
+        self.record(to, "switchover", t, vec![format!("{from} -> {to}")]);
+        self.wait_patroni(to, |v| {
+            v.members
+                .iter()
+                .any(|m| m.name == candidate && m.is_running_leader())
+        })
+        .await
+    }
+
+    /// Waits until `done` holds for the cluster view read through `host`.
+    async fn wait_patroni(
+        &self,
+        host: &str,
+        done: impl Fn(&super::patroni_api::ClusterView) -> bool,
+    ) -> Result<(), Failure> {
+        let (limit, every) = (self.waits.patroni, self.waits.every);
+        let done = &done;
+        super::poll(limit, every, || async move {
+            let members: Vec<String> = self.spec.postgres.hosts().cloned().collect();
+            let view = self.api.cluster_any(&members).await.map_err(|_| ())?;
+            if done(&view) { Ok(()) } else { Err(()) }
+        })
+        .await
+        .map_err(|()| {
+            let why = format!(
+                "Patroni did not settle within {} s (asked through {host})",
+                limit.as_secs()
+            );
+            Failure::new(HostErrorKind::Patroni, why)
+        })
+    }
+
+    /// A member leaves: Patroni stopped and disabled on its host (when it answers; its data
+    /// directory is kept), its member key deleted, and it is gone from `/cluster`.
+    async fn remove_replica(&self, host: &str) -> Result<(), Failure> {
+        if let Ok(ex) = self.exec(host)
+            && self.claimed_by_us(host).await != Some(false)
+        {
+            self.retire(host, &*ex, &["patroni"]).await?;
+        }
+        let name = member_name(host);
+        let pa = &self.spec.patroni;
+        let base = format!(
+            "/{}/{}/members/{name}",
+            pa.namespace.trim_matches('/'),
+            pa.scope
+        );
+        let t = Instant::now();
+        let endpoints = self.etcd_endpoints();
+        self.etcd
+            .delete_key(self.spec, &endpoints, base.clone())
+            .await?;
+        self.record(host, "delete patroni member key", t, vec![base]);
+        self.wait_patroni(host, |v| !v.members.iter().any(|m| m.name == name))
+            .await
+            .map_err(|_| {
+                let why = format!(
+                    "member {name} still registers in Patroni after its key was deleted: Patroni runs on {host}, \
+                     which pgmetal could not stop (see hosts.{host}.error); stop it there"
+                );
+                Failure::new(HostErrorKind::Patroni, why)
+            })
+    }
+
+    /// A host that left the spec: its services stopped and disabled, a removed etcd member's
+    /// data deleted, its claim released. One that does not answer is noted, not failed.
+    async fn decommission(&self, host: &str) -> Result<(), Failure> {
+        let Ok(ex) = self.exec(host) else {
+            self.rec.note(format!(
+                "{host} left the spec and does not answer: pgmetal stops its services when it does \
+                 (it is no etcd or Patroni member any more)"
+            ));
+            return Ok(());
+        };
+        if self.claimed_by_us(host).await != Some(true) {
+            self.rec.released(host);
+            return Ok(());
+        }
+        self.retire(host, &*ex, &["patroni", "etcd", "haproxy"])
+            .await?;
+        let t = Instant::now();
+        let rm = Cmd::new("rm").args(["-f", "--", claim::PATH]);
+        ex.run_ok(&rm, "release the claim").await?;
+        self.record(host, "release claim", t, vec![claim::PATH.into()]);
+        self.rec.released(host);
+        Ok(())
+    }
+}
