@@ -33,6 +33,11 @@ enum Command {
         #[command(flatten)]
         opts: pgmetal::controller::Options,
     },
+    /// Print the topology steps `apply` would take against the live hosts (read-only).
+    Plan {
+        #[command(flatten)]
+        common: cli::Common,
+    },
     /// Show members, etcd and HAProxy routing of a cluster.yaml (like patronictl list).
     Status {
         #[command(flatten)]
@@ -69,6 +74,7 @@ async fn run(cli: Cli) -> Result<bool, String> {
         }
         Command::Apply { common, quiet } => cli::apply(&common, quiet).await,
         Command::Status { common } => cli::status(&common).await,
+        Command::Plan { common } => cli::plan(&common).await,
         Command::Kubectl(plugin) => cli::kubectl::run(plugin).await,
         Command::Operator { opts } => pgmetal::controller::run(opts)
             .await

@@ -65,6 +65,22 @@ pub struct PostgresClusterStatus {
     /// The last failover (the primary moved without pgmetal asking), as the operator saw it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failover: Option<Failover>,
+    /// The topology steps of the running converge, in order (empty when none runs or the
+    /// topology matches the spec): what `kubectl pgmetal plan` shows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<PlannedStep>,
+}
+
+/// One step of the running converge's plan.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedStep {
+    /// What the step does, e.g. `adding etcd member 10.0.0.15`.
+    pub description: String,
+    /// Whether it disturbs clients or the DCS (a switchover, an etcd membership change).
+    pub disruptive: bool,
+    /// Whether it has been carried out (`false`: pending or running).
+    pub done: bool,
 }
 
 /// A failover: the primary moved from one host to another without a switchover.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 
 use crate::api::PostgresCluster;
-use crate::engine::{self, connect, observe, patroni_api::PatroniApi};
+use crate::engine::{self, connect, etcd_api::EtcdClient, observe, patroni_api::PatroniApi};
 use crate::exec::KnownHosts;
 use crate::model::ClusterSecrets;
 
@@ -84,20 +84,37 @@ fn read(p: &Path) -> Result<String, String> {
     std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
+/// The spec's hosts and the former hosts recorded in etcd (see
+/// [`engine::topology::recorded_hosts`]): whom a converge connects to.
+async fn hosts_to_connect(spec: &crate::api::PostgresClusterSpec) -> Vec<String> {
+    let mut hosts = crate::render::all_hosts(spec);
+    let recorded = engine::topology::recorded_hosts(&EtcdClient, spec).await;
+    for h in recorded {
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    }
+    hosts
+}
+
+/// The CLI's claim on hosts: the manifest's name.
+fn owner(l: &Loaded) -> engine::claim::Owner {
+    engine::claim::Owner {
+        name: l.cluster.metadata.name.clone().unwrap_or_default(),
+        uid: None,
+    }
+}
+
 /// `pgmetal apply`: converge, print the report, succeed only when healthy.
 pub async fn apply(c: &Common, quiet: bool) -> Result<bool, String> {
     let l = load(c)?;
     let spec = &l.cluster.spec;
-    let hosts = crate::render::all_hosts(spec);
+    let hosts = hosts_to_connect(spec).await;
     let progress = progress::for_stderr(&hosts, quiet || c.output != Format::Text);
     progress.phase("connect");
     let connected = connect::connect_all(&hosts, &l.ssh, &Default::default()).await;
     let conns = connected.into_iter().map(|(h, c)| (h, c.conn)).collect();
-    let owner = engine::claim::Owner {
-        name: l.cluster.metadata.name.clone().unwrap_or_default(),
-        uid: None,
-    };
-    let report = engine::Engine::new((owner, spec), &l.secrets, conns, &*progress)
+    let report = engine::Engine::new((owner(&l), spec), &l.secrets, conns, &*progress)
         .converge()
         .await;
     drop(progress);
@@ -110,6 +127,38 @@ pub async fn apply(c: &Common, quiet: bool) -> Result<bool, String> {
         Format::Text => print!("{}", table::summary(&report)),
     }
     Ok(report.healthy)
+}
+
+/// `pgmetal plan`: the steps `apply` would take against the live cluster, read-only (it reads
+/// etcd, Patroni and the claims of former hosts; it writes nothing). Fails when refused.
+pub async fn plan(c: &Common) -> Result<bool, String> {
+    let l = load(c)?;
+    let spec = &l.cluster.spec;
+    let named = crate::render::all_hosts(spec);
+    let former: Vec<String> = hosts_to_connect(spec)
+        .await
+        .into_iter()
+        .filter(|h| !named.contains(h))
+        .collect();
+    let connected = connect::connect_all(&former, &l.ssh, &Default::default()).await;
+    let conns = connected.into_iter().map(|(h, c)| (h, c.conn)).collect();
+    let progress = engine::Quiet;
+    let planned = engine::Engine::new((owner(&l), spec), &l.secrets, conns, &progress)
+        .plan()
+        .await;
+    let out = match &planned {
+        Ok(steps) => serde_json::json!({"steps": steps}),
+        Err(refused) => serde_json::json!({"refused": refused.to_string()}),
+    };
+    match c.output {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
+        ),
+        Format::Yaml => print!("{}", crate::to_yaml(&out).map_err(|e| e.to_string())?),
+        Format::Text => print!("{}", table::plan(&planned)),
+    }
+    Ok(planned.is_ok())
 }
 
 /// `pgmetal status`: what `patronictl list` and `etcdctl member list` show, plus routing.

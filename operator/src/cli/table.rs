@@ -111,3 +111,21 @@ pub fn status(st: &PostgresClusterStatus, problems: &[String]) -> String {
     let _ = writeln!(s);
     s
 }
+
+/// `pgmetal plan` as text: numbered steps, disruptive ones marked; or the refusal.
+pub fn plan(planned: &Result<Vec<crate::plan::Step>, crate::plan::Refusal>) -> String {
+    match planned {
+        Err(refused) => format!("REFUSED: {refused}\n"),
+        Ok(steps) if steps.is_empty() => {
+            "No topology change: apply converges configuration only.\n".into()
+        }
+        Ok(steps) => {
+            let mut out = String::new();
+            for (i, s) in steps.iter().enumerate() {
+                let mark = if s.disruptive() { "  [disruptive]" } else { "" };
+                out.push_str(&format!("{:>2}. {}{mark}\n", i + 1, s.describe()));
+            }
+            out
+        }
+    }
+}

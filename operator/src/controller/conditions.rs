@@ -122,6 +122,9 @@ pub mod reason {
     pub const CONVERGE_FAILED: &str = "ConvergeFailed";
     /// Degraded=True for a host another cluster claims (the message names it).
     pub const HOST_CLAIMED: &str = "HostClaimed";
+    /// Degraded=True and Stalled=True: the planner refused a topology change (quorum, a data
+    /// directory of another cluster); nothing was changed, and the message says what to do.
+    pub const TOPOLOGY_REFUSED: &str = "TopologyRefused";
     /// Degraded=True for a host that failed or is unreachable.
     pub const HOST_FAILED: &str = "HostFailed";
     /// Degraded=True for a primary other than the preferred one.
@@ -407,7 +410,10 @@ fn problems(f: &Facts) -> Vec<Problem> {
     }
     if let Some(e) = &f.converge_failure {
         out.push(Problem {
-            reason: reason::CONVERGE_FAILED,
+            reason: match e.kind {
+                crate::engine::HostErrorKind::Refused => reason::TOPOLOGY_REFUSED,
+                _ => reason::CONVERGE_FAILED,
+            },
             message: format!("the last converge failed: {e}"),
         });
     }
@@ -502,9 +508,20 @@ fn ready(f: &Facts, problems: &[Problem], g: Option<i64>) -> Condition {
 }
 
 fn stalled(f: &Facts, g: Option<i64>) -> Condition {
-    match &f.blocked {
-        Some(b) => cond(ConditionType::Stalled, true, b.reason, b.message.clone(), g),
-        None => cond(
+    let refused = f
+        .converge_failure
+        .as_ref()
+        .filter(|e| e.kind == crate::engine::HostErrorKind::Refused);
+    match (&f.blocked, refused) {
+        (Some(b), _) => cond(ConditionType::Stalled, true, b.reason, b.message.clone(), g),
+        (None, Some(e)) => cond(
+            ConditionType::Stalled,
+            true,
+            reason::TOPOLOGY_REFUSED,
+            e.message.clone(),
+            g,
+        ),
+        (None, None) => cond(
             ConditionType::Stalled,
             false,
             reason::NOT_STALLED,

@@ -57,21 +57,43 @@ fn lost() -> crate::engine::Failure {
     crate::engine::Failure::new(crate::engine::HostErrorKind::Other, why)
 }
 
-/// The phase and the latest host step of a running converge, as its engine reports them.
+/// The phase and the latest host step of a running converge, and its plan, as its engine
+/// reports them.
 #[derive(Debug, Default)]
 pub struct Live {
     now: Mutex<(String, Option<String>)>,
+    /// The plan's steps and how many have started.
+    plan: Mutex<(Vec<crate::plan::Step>, usize)>,
 }
 
 impl Live {
-    /// For the conditions: "converging the hosts: phase <name> (<host>: <step>)".
+    /// For the conditions: "step <i>/<n>: <what> (<host>: <step>)" while a planned step runs,
+    /// else "converging the hosts: phase <name> (<host>: <step>)".
     pub fn message(&self) -> String {
         let now = self.now.lock().unwrap_or_else(|e| e.into_inner());
         let phase = if now.0.is_empty() { "connect" } else { &now.0 };
+        let head = match phase.starts_with("step ") {
+            true => phase.to_string(),
+            false => format!("converging the hosts: phase {phase}"),
+        };
         match &now.1 {
-            Some(step) => format!("converging the hosts: phase {phase} ({step})"),
-            None => format!("converging the hosts: phase {phase}"),
+            Some(step) => format!("{head} ({step})"),
+            None => head,
         }
+    }
+
+    /// The plan for `status.plan`: the steps before the running one are done.
+    pub fn planned(&self) -> Vec<crate::api::PlannedStep> {
+        let plan = self.plan.lock().unwrap_or_else(|e| e.into_inner());
+        let started = plan.1;
+        let steps = plan.0.iter().enumerate();
+        steps
+            .map(|(i, s)| crate::api::PlannedStep {
+                description: s.describe(),
+                disruptive: s.disruptive(),
+                done: i + 1 < started,
+            })
+            .collect()
     }
 }
 
@@ -79,6 +101,13 @@ impl Progress for Live {
     fn phase(&self, name: &str) {
         let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
         *now = (name.to_string(), None);
+        let step = name.strip_prefix("step ").and_then(|r| r.split_once('/'));
+        if let Some(i) = step.and_then(|(i, _)| i.parse().ok()) {
+            self.plan.lock().unwrap_or_else(|e| e.into_inner()).1 = i;
+        }
+    }
+    fn plan(&self, steps: &[crate::plan::Step]) {
+        *self.plan.lock().unwrap_or_else(|e| e.into_inner()) = (steps.to_vec(), 0);
     }
     fn step(&self, host: &str, step: &str) {
         let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
@@ -91,6 +120,8 @@ impl Progress for Live {
 pub struct Running {
     /// What it is doing ([`Live::message`]).
     pub message: String,
+    /// Its plan ([`Live::planned`]).
+    pub plan: Vec<crate::api::PlannedStep>,
     /// A paused cluster's converge (only Patroni's maintenance mode).
     pub paused: bool,
     /// The periodic drift check (see [`Start::drift_check`]).
@@ -186,6 +217,7 @@ impl Converges {
         match self.slots().get(key)? {
             Slot::Running { live, start, .. } => Some(Running {
                 message: live.message(),
+                plan: live.planned(),
                 paused: start.paused,
                 drift_check: start.drift_check,
             }),

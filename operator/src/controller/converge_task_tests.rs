@@ -175,6 +175,7 @@ fn only_a_converge_of_changed_inputs_is_announced() {
     use crate::controller::reconcile::announced;
     let run = |paused, drift_check| Running {
         message: "converging the hosts: phase etcd".into(),
+        plan: vec![],
         paused,
         drift_check,
     };
@@ -189,4 +190,38 @@ fn only_a_converge_of_changed_inputs_is_announced() {
     );
     assert_eq!(announced(Some(&run(true, false))), None, "a paused cluster");
     assert_eq!(announced(None), None);
+}
+
+#[test]
+fn a_planned_step_is_the_progressing_message_and_marks_the_steps_before_it_done() {
+    use crate::engine::Progress;
+    use crate::plan::Step;
+    let live = Live::default();
+    let steps = [
+        Step::AddEtcdMember { host: "e".into() },
+        Step::RemoveEtcdMember {
+            host: "c".into(),
+            id: "a2".into(),
+            healthy: true,
+        },
+        Step::Decommission { host: "c".into() },
+    ];
+    live.plan(&steps);
+    live.phase("prepare hosts");
+    assert_eq!(live.message(), "converging the hosts: phase prepare hosts");
+    assert!(live.planned().iter().all(|s| !s.done));
+    live.phase("step 2/3: removing etcd member c");
+    live.step("c", "etcd member remove");
+    assert_eq!(
+        live.message(),
+        "step 2/3: removing etcd member c (c: etcd member remove)"
+    );
+    let plan = live.planned();
+    assert_eq!(
+        plan.iter()
+            .map(|s| (s.done, s.disruptive))
+            .collect::<Vec<_>>(),
+        [(true, true), (false, true), (false, false)]
+    );
+    assert_eq!(plan[0].description, "adding etcd member e");
 }

@@ -9,15 +9,23 @@ use super::dereference::Resolved;
 use crate::api::{HostStatus, PostgresCluster, PostgresClusterSpec};
 use crate::engine::{self, Connection, connect};
 
-/// One connection per host (see [`connect::connect_cluster`] for how host keys are verified);
-/// records in `hosts` which hosts answered and the key each presented, so that a key seen first
-/// is pinned from then on.
+/// One connection per host of the spec, and per former host recorded in etcd (see
+/// [`engine::topology::recorded_hosts`]; kept in `hosts` until decommissioned, with its pinned
+/// key). See [`connect::connect_cluster`] for how host keys are verified; records in `hosts`
+/// which hosts answered and the key each presented, so that a key seen first is pinned from
+/// then on.
 pub async fn connect_hosts(
     pgc: &PostgresCluster,
     r: &Resolved,
     hosts: &mut Vec<HostStatus>,
 ) -> BTreeMap<String, Connection> {
-    let all = crate::render::all_hosts(&pgc.spec);
+    let mut all = crate::render::all_hosts(&pgc.spec);
+    let etcd = engine::etcd_api::EtcdClient;
+    for h in engine::topology::recorded_hosts(&etcd, &pgc.spec).await {
+        if !all.contains(&h) {
+            all.push(h);
+        }
+    }
     hosts.retain(|h| all.contains(&h.host));
     for h in &all {
         if !hosts.iter().any(|s| &s.host == h) {

@@ -62,13 +62,15 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
         // What the last converge left stays Degraded until the next one.
         (facts.host_errors, facts.converge_failure) = (m.host_errors, m.failure);
     }
-    start_if_due(&ctx, &pgc, resolved, &key, &status.hosts);
+    let strays = strays(spec, &old);
+    start_if_due(&ctx, &pgc, resolved, &key, (&status.hosts, strays));
     let running = ctx.converges.running(&key);
     facts.converging = announced(running.as_ref());
     let busy = running.is_some();
     let observed =
         observe_and_switch(&ctx, &pgc, &api, (&old, busy), &mut status, &mut facts).await;
     status = over(status, observed);
+    status.plan = running.map(|r| r.plan).unwrap_or_default();
     ctx.metrics
         .set_cluster_ready(&pgc.name_any(), facts.healthy());
     if let Err(e) = write_status(&ctx, &pgc, &old, status, &facts).await {
@@ -132,6 +134,16 @@ pub fn announced(running: Option<&Running>) -> Option<String> {
         .map(|r| r.message.clone())
 }
 
+/// A Patroni member the spec does not name (a removed host that came back) starts a converge
+/// (which decommissions it) at most this often.
+const STRAY_EVERY: Duration = Duration::from_secs(30);
+
+/// Whether the last observation saw a Patroni member on a host the spec does not name.
+fn strays(spec: &crate::api::PostgresClusterSpec, old: &PostgresClusterStatus) -> bool {
+    let named = crate::render::all_hosts(spec);
+    old.members.iter().any(|m| !named.contains(&m.host))
+}
+
 /// Whether a converge is due: never converged (since the operator started), the spec or a
 /// Secret changed, a failed converge's backoff is over, or the last one is old (drift).
 pub fn due(memo: Option<&Memo>, inputs: &str) -> bool {
@@ -162,11 +174,15 @@ fn start_if_due(
     pgc: &Arc<PostgresCluster>,
     resolved: Resolved,
     key: &str,
-    hosts: &[HostStatus],
+    (hosts, strays): (&[HostStatus], bool),
 ) {
     let inputs = inputs_hash(pgc, &resolved);
     let memo = ctx.memo(key);
-    if !pgc.spec.paused && !due(memo.as_ref(), &inputs) {
+    let stray_due = strays
+        && memo
+            .as_ref()
+            .is_some_and(|m| m.converged_at.elapsed() > STRAY_EVERY);
+    if !pgc.spec.paused && !stray_due && !due(memo.as_ref(), &inputs) {
         return;
     }
     let drift_check = memo
@@ -224,9 +240,14 @@ async fn converge(
     };
     let owner = owner(&pgc);
     let secrets = &resolved.secrets;
-    let report = engine::Engine::verified((owner, spec), secrets, conns, &*live, verified)
-        .converge()
-        .await;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let run = async {
+        let progress = StepEvents { live: &live, tx };
+        engine::Engine::verified((owner, spec), secrets, conns, &progress, verified)
+            .converge()
+            .await
+    };
+    let (report, ()) = tokio::join!(run, publish_steps(&ctx, &pgc, rx));
     for h in report.hosts.values() {
         for s in &h.steps {
             ctx.metrics.ssh_step(&s.step, s.duration_ms as f64 / 1000.0);
@@ -255,6 +276,39 @@ async fn converge(
         hosts,
         changed: report.changed,
         memo: Memo::after(start.inputs, start.failures, host_errors, failure),
+    }
+}
+
+/// Forwards a converge's progress to its [`Live`], and each planned step it starts to
+/// [`publish_steps`].
+struct StepEvents<'a> {
+    live: &'a Live,
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+impl engine::Progress for StepEvents<'_> {
+    fn phase(&self, name: &str) {
+        self.live.phase(name);
+        if name.starts_with("step ") {
+            let _ = self.tx.send(name.to_string());
+        }
+    }
+    fn step(&self, host: &str, step: &str) {
+        self.live.step(host, step);
+    }
+    fn plan(&self, steps: &[crate::plan::Step]) {
+        engine::Progress::plan(self.live, steps);
+    }
+}
+
+/// One Event per planned step, as the converge starts it (until the converge ends).
+async fn publish_steps(
+    ctx: &Context,
+    pgc: &PostgresCluster,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    while let Some(step) = rx.recv().await {
+        publish(ctx, pgc, EventType::Normal, "TopologyStep", &step).await;
     }
 }
 

@@ -68,6 +68,21 @@ pub trait Etcd: Send + Sync {
         hosts: &'a [String],
         id: u64,
     ) -> BoxFuture<'a, Result<(), Failure>>;
+    /// The value of `key`, if set.
+    fn get_key<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+        hosts: &'a [String],
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, Failure>>;
+    /// Sets `key` to `value`.
+    fn put_key<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+        hosts: &'a [String],
+        key: &'a str,
+        value: String,
+    ) -> BoxFuture<'a, Result<(), Failure>>;
     /// Deletes `key` (a Patroni member's key).
     fn delete_key<'a>(
         &'a self,
@@ -186,6 +201,45 @@ impl Etcd for EtcdClient {
             c.member_remove(id)
                 .await
                 .map_err(|e| etcd_failure(&format!("member remove {id:x}"), e))?;
+            Ok(())
+        })
+    }
+
+    fn get_key<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+        hosts: &'a [String],
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, Failure>> {
+        Box::pin(async move {
+            let mut c = first_answering(spec, hosts)
+                .await
+                .ok_or_else(|| connect_failure(hosts))?;
+            let got = c
+                .get(key, None)
+                .await
+                .map_err(|e| etcd_failure(&format!("get {key}"), e))?;
+            let value = got.kvs().first().map(|kv| kv.value_str().map(String::from));
+            value
+                .transpose()
+                .map_err(|e| etcd_failure(&format!("get {key}"), e))
+        })
+    }
+
+    fn put_key<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+        hosts: &'a [String],
+        key: &'a str,
+        value: String,
+    ) -> BoxFuture<'a, Result<(), Failure>> {
+        Box::pin(async move {
+            let mut c = first_answering(spec, hosts)
+                .await
+                .ok_or_else(|| connect_failure(hosts))?;
+            c.put(key, value, None)
+                .await
+                .map_err(|e| etcd_failure(&format!("put {key}"), e))?;
             Ok(())
         })
     }

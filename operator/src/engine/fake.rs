@@ -212,6 +212,8 @@ pub struct FakeEtcd {
     members: Arc<Mutex<Option<Vec<LiveMember>>>>,
     /// Membership changes and deleted keys, in order (`add h`, `remove h`, `delete key`).
     changes: Arc<Mutex<Vec<String>>>,
+    /// Keys set with `put_key`.
+    keys: Arc<Mutex<std::collections::BTreeMap<String, String>>>,
     /// The Patroni fake whose members live in this DCS (a deleted member key drops them).
     dcs_of: Arc<Mutex<Option<FakePatroni>>>,
 }
@@ -252,6 +254,11 @@ impl FakeEtcd {
     /// How many times the status was asked.
     pub fn calls(&self) -> usize {
         *lock(&self.calls)
+    }
+
+    /// The value of `key`, if set.
+    pub fn key(&self, key: &str) -> Option<String> {
+        lock(&self.keys).get(key).cloned()
     }
 
     /// `patroni`'s members are keys in this etcd: deleting a member key forgets the member.
@@ -349,6 +356,28 @@ impl Etcd for FakeEtcd {
             list.retain(|m| m.id != id);
             *lock(&self.members) = Some(list);
             lock(&self.changes).push(format!("remove {}", gone.join(",")));
+            Ok(())
+        })
+    }
+
+    fn get_key<'a>(
+        &'a self,
+        _spec: &'a PostgresClusterSpec,
+        _hosts: &'a [String],
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, Failure>> {
+        Box::pin(async move { Ok(lock(&self.keys).get(key).cloned()) })
+    }
+
+    fn put_key<'a>(
+        &'a self,
+        _spec: &'a PostgresClusterSpec,
+        _hosts: &'a [String],
+        key: &'a str,
+        value: String,
+    ) -> BoxFuture<'a, Result<(), Failure>> {
+        Box::pin(async move {
+            lock(&self.keys).insert(key.to_string(), value);
             Ok(())
         })
     }

@@ -25,7 +25,7 @@ pub mod report;
 pub mod split_brain;
 mod steps;
 pub mod teardown;
-mod topology;
+pub mod topology;
 mod units;
 
 use std::collections::BTreeMap;
@@ -210,8 +210,18 @@ impl<'a> Engine<'a> {
             }
         };
         self.rec.plan(&steps);
+        self.progress.plan(&steps);
+        self.record_topology().await;
         let res = self.converge_planned(&steps).await;
+        self.record_topology().await;
         self.finish(started, res.err()).await
+    }
+
+    /// The steps a converge would take now, read-only: what runs (etcd, Patroni, the claims of
+    /// former hosts) and the plan, or why the planner refuses.
+    pub async fn plan(&self) -> Result<Vec<plan::Step>, plan::Refusal> {
+        let observed = self.observe_topology().await;
+        plan::plan(self.spec, &observed)
     }
 
     /// The phases, with the planner's `steps` run where they belong: etcd membership after the

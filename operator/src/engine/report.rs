@@ -97,6 +97,8 @@ pub trait Progress: Send + Sync {
     fn phase(&self, _name: &str) {}
     /// `host` starts `step`.
     fn step(&self, _host: &str, _step: &str) {}
+    /// The topology steps this converge will take (before the first one runs).
+    fn plan(&self, _steps: &[crate::plan::Step]) {}
     /// `host` finished its part of the current phase (`error` when it failed).
     fn host_done(&self, _host: &str, _error: Option<&str>) {}
 }
@@ -155,6 +157,14 @@ impl Recorder {
         if let Ok(mut r) = self.inner.lock() {
             r.released.push(host.to_string());
         }
+    }
+
+    /// The former hosts released so far.
+    pub fn released_hosts(&self) -> Vec<String> {
+        self.inner
+            .lock()
+            .map(|r| r.released.clone())
+            .unwrap_or_default()
     }
 
     /// Record the error that stopped a host.

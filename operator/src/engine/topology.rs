@@ -6,9 +6,10 @@
 use std::time::Instant;
 
 use super::error::{Failure, HostErrorKind};
-use super::etcd_api::LiveMember;
+use super::etcd_api::{Etcd, LiveMember};
 use super::patroni_api::Member as _;
 use super::{Engine, claim, facts};
+use crate::api::PostgresClusterSpec;
 use crate::exec::{Cmd, Executor};
 use crate::plan::{self, Step};
 use crate::render::{self, InitialCluster, InitialClusterState, Layout, member_name};
@@ -23,7 +24,54 @@ done
 if [ "$wipe" = yes ] && [ -d "$data/member" ]; then rm -rf -- "$data/member" && echo "deleted $data/member"; fi
 exit 0"#;
 
+/// The etcd key where pgmetal records the hosts a cluster runs on, and those that left the
+/// spec until they are decommissioned: how a later converge, by the CLI or the operator,
+/// knows which former hosts to connect to.
+pub fn hosts_key(spec: &PostgresClusterSpec) -> String {
+    format!("/pgmetal/{}/hosts", spec.patroni.scope)
+}
+
+/// The hosts recorded under [`hosts_key`] (none when etcd does not answer or none is recorded).
+pub async fn recorded_hosts(etcd: &dyn Etcd, spec: &PostgresClusterSpec) -> Vec<String> {
+    let endpoints = endpoints(spec, std::iter::empty());
+    let value = etcd.get_key(spec, &endpoints, &hosts_key(spec)).await;
+    let text = value.ok().flatten().unwrap_or_default();
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+/// Where to ask etcd: the spec's etcd hosts first, then the spec's other hosts and `others`.
+fn endpoints(spec: &PostgresClusterSpec, others: impl Iterator<Item = String>) -> Vec<String> {
+    let mut hosts = spec.etcd.hosts.clone();
+    for h in render::all_hosts(spec).into_iter().chain(others) {
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    }
+    hosts
+}
+
 impl Engine<'_> {
+    /// Records the hosts this converge connected to or the spec names, less those released,
+    /// under [`hosts_key`]. Best effort: a converge whose etcd does not answer records nothing.
+    pub(super) async fn record_topology(&self) {
+        let released = self.rec.released_hosts();
+        let mut hosts = render::all_hosts(self.spec);
+        for h in self.conns.keys() {
+            if !hosts.contains(h) {
+                hosts.push(h.clone());
+            }
+        }
+        hosts.retain(|h| !released.contains(h));
+        let Ok(value) = serde_json::to_string(&hosts) else {
+            return;
+        };
+        let key = hosts_key(self.spec);
+        let _ = self
+            .etcd
+            .put_key(self.spec, &self.etcd_endpoints(), &key, value)
+            .await;
+    }
+
     /// Hosts in the connections that the spec does not name: they left it.
     pub(super) fn former_hosts(&self) -> Vec<String> {
         let named = render::all_hosts(self.spec);
