@@ -15,6 +15,8 @@ mod k8s;
 mod operator;
 #[path = "operator_lab/side_clusters.rs"]
 mod side_clusters;
+#[path = "operator_lab/topology.rs"]
+mod topology;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -129,7 +131,14 @@ fn operator_runs_a_cluster_from_kubectl() {
     let op = restarted_operator_changes_nothing(e, &identity, dir.path().join("operator2.log"));
     // 6. Password rotation through the Secret.
     passwords_rotate_through_the_leader(&lab, &kube, &ns, &pw);
-    // 7. Deletion (Retain) completes the finalizer, stops the services, keeps data and passwords.
+    // 7. A replica leaves the spec and comes back.
+    let replicas = (
+        lab.hosts[1].as_str(),
+        lab.hosts[0].as_str(),
+        lab.hosts[2].as_str(),
+    );
+    topology::a_replica_leaves_and_returns_through_the_spec(&lab, &kube, &ns, replicas);
+    // 8. Deletion (Retain) completes the finalizer, stops the services, keeps data and passwords.
     deletion_keeps_data_and_releases_claims(e);
     eprintln!("operator RSS at the end: {} KiB", op.rss_kib());
     let _ = kube.kubectl(&["delete", "namespace", &ns, "--wait=false"]);

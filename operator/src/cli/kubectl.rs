@@ -81,6 +81,13 @@ pub enum PluginCommand {
         /// The PostgreSQL host to make the primary (one of spec.postgres.replicas).
         host: String,
     },
+    /// The topology steps of the running converge (status.plan), disruptive ones marked, and
+    /// why a change was refused (Stalled TopologyRefused).
+    #[command(after_help = "Example:\n  kubectl pgmetal plan pg-ha -n db")]
+    Plan {
+        /// The PostgresCluster.
+        name: String,
+    },
     /// psql through HAProxy's read-write port (or read-only with --replica) as the superuser,
     /// with the password from the cluster's Secret; arguments after `--` go to psql.
     #[command(after_help = "Examples:\n  kubectl pgmetal psql pg-ha -n db\n  \
@@ -121,6 +128,11 @@ pub async fn run(p: Plugin) -> Result<bool, String> {
     };
     match p.command {
         PluginCommand::Status { name, output } => status(&get(name).await?, output),
+        PluginCommand::Plan { name } => {
+            let st = get(name).await?.status.unwrap_or_default();
+            print!("{}", plan_text(&st));
+            Ok(!condition(&st, "Stalled").is_some_and(|(t, _, _)| t))
+        }
         PluginCommand::Switchover { name, host } => {
             switchover(&clusters, &get(name).await?, &host).await
         }
@@ -144,6 +156,23 @@ fn said(e: &kube::Error) -> String {
 fn condition<'a>(st: &'a PostgresClusterStatus, kind: &str) -> Option<(bool, &'a str, &'a str)> {
     let c = st.conditions.iter().find(|c| c.type_ == kind)?;
     Some((c.status == "True", &c.reason, &c.message))
+}
+
+/// `status.plan` as numbered steps (done ones ticked), or that none runs; a refusal after it.
+fn plan_text(st: &PostgresClusterStatus) -> String {
+    let mut out = String::new();
+    for (i, s) in st.plan.iter().enumerate() {
+        let done = if s.done { "done" } else { "    " };
+        let mark = if s.disruptive { "  [disruptive]" } else { "" };
+        out.push_str(&format!("{done} {:>2}. {}{mark}\n", i + 1, s.description));
+    }
+    if st.plan.is_empty() {
+        out.push_str("No topology change is running.\n");
+    }
+    if let Some((true, "TopologyRefused", why)) = condition(st, "Stalled") {
+        out.push_str(&format!("REFUSED: {why}\n"));
+    }
+    out
 }
 
 fn status(pgc: &PostgresCluster, output: Format) -> Result<bool, String> {
@@ -331,6 +360,28 @@ mod tests {
             switched(&cluster(), "z")
                 .unwrap_err()
                 .contains("not one of")
+        );
+    }
+
+    #[test]
+    fn the_plan_lists_steps_and_a_refusal() {
+        let mut st = PostgresClusterStatus::default();
+        assert_eq!(plan_text(&st), "No topology change is running.\n");
+        st.plan = vec![
+            crate::api::PlannedStep {
+                description: "adding etcd member e".into(),
+                disruptive: true,
+                done: true,
+            },
+            crate::api::PlannedStep {
+                description: "adding replica e".into(),
+                disruptive: false,
+                done: false,
+            },
+        ];
+        assert_eq!(
+            plan_text(&st),
+            "done  1. adding etcd member e  [disruptive]\n      2. adding replica e\n"
         );
     }
 

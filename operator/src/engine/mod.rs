@@ -17,6 +17,7 @@ pub mod facts;
 #[cfg(test)]
 pub mod fake;
 pub mod files;
+pub mod identity;
 pub mod observe;
 pub mod packages;
 mod passwords;

@@ -149,26 +149,15 @@ impl Teardown<'_> {
         let Some(want) = self.system_identifier else {
             return Err("no system identifier was recorded for this cluster, so nothing proves the data is its own".into());
         };
-        let script = r#"[ -e "$2/global/pg_control" ] || { echo absent; exit 0; }; "$1/pg_controldata" -D "$2""#;
-        let cmd = Cmd::script(script).args([&layout.bin_dir, &layout.data_dir]);
-        let out = ex
-            .run_ok(&cmd, "read pg_controldata")
+        let got = super::identity::system_identifier(ex, layout)
             .await
             .map_err(|e| format!("pg_controldata failed ({e})"))?;
-        let text = out.stdout_str();
-        if text.trim() == "absent" {
-            return Err("it holds no PostgreSQL cluster (no global/pg_control)".into());
-        }
-        let got = text
-            .lines()
-            .find_map(|l| l.strip_prefix("Database system identifier:"))
-            .map(str::trim);
         match got {
+            None => Err("it holds no PostgreSQL cluster (no global/pg_control)".into()),
             Some(got) if got == want => Ok(()),
             Some(got) => Err(format!(
                 "its system identifier is {got}, not this cluster's {want}"
             )),
-            None => Err("pg_controldata printed no system identifier".into()),
         }
     }
 }

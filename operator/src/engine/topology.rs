@@ -193,8 +193,8 @@ impl Engine<'_> {
                 Step::Switchover { from, to } => self.switch_over(from, to).await,
                 Step::RemoveReplica { host } => self.remove_replica(host).await,
                 Step::Decommission { host } => self.decommission(host).await,
-                // The Patroni phase does it (prepare, join through basebackup, stream).
-                Step::AddReplica { .. } => Ok(()),
+                // The Patroni phase joins it (basebackup, stream), after this check.
+                Step::AddReplica { host } => self.check_replica_data(host).await,
             }
         })
         .await
@@ -228,6 +228,37 @@ impl Engine<'_> {
         self.record(host, "etcd member add", t, vec![]);
         self.etcd(host, false).await.map_err(|e| e.failure())?;
         self.wait_member(host, true).await
+    }
+
+    /// A joining replica's data directory is empty (a basebackup fills it) or holds this
+    /// cluster's system; a directory of another system is refused, never overwritten.
+    async fn check_replica_data(&self, host: &str) -> Result<(), Failure> {
+        let ex = self.exec(host).map_err(|e| e.failure())?;
+        let os = self.host_facts(host).map_err(|e| e.failure())?.os;
+        let layout = Layout::new(self.spec, os);
+        let Some(found) = super::identity::system_identifier(&*ex, &layout).await? else {
+            return Ok(());
+        };
+        let members: Vec<String> = self.spec.postgres.hosts().cloned().collect();
+        let nodes = futures::future::join_all(members.iter().map(|h| self.api.node(h))).await;
+        let want = nodes.into_iter().find_map(|n| {
+            n.ok()
+                .filter(|n| n.is_primary())?
+                .database_system_identifier
+        });
+        match want {
+            Some(want) if want == found => Ok(()),
+            want => {
+                let want = want.unwrap_or_else(|| "unknown (no primary answers)".into());
+                let dir = &layout.data_dir;
+                let why = format!(
+                    "the PostgreSQL data directory {dir} on {host} holds system {found}, not this cluster's \
+                     {want}: pgmetal never joins or overwrites it. Nothing was changed. Move {dir} away on \
+                     {host} if it holds nothing you need, then apply again"
+                );
+                Err(Failure::new(HostErrorKind::Refused, why))
+            }
+        }
     }
 
     /// Waits until `host`'s member is healthy (`present`) or gone from the member list.

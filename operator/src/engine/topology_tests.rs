@@ -209,3 +209,36 @@ async fn a_new_etcd_host_whose_data_directory_holds_a_member_is_never_joined() {
         hosts["c"].commands()
     );
 }
+
+#[tokio::test]
+async fn a_joining_replica_whose_data_directory_holds_another_system_is_never_joined() {
+    let spec = spec();
+    let hosts = claimed(&["a", "b", "c"]);
+    hosts["c"].on_contains(
+        "pg_controldata",
+        0,
+        "pg_control version number:            1300\nDatabase system identifier:           7000000000000000001\n",
+    );
+    let api = patroni(&spec, "a", &["b"]);
+    let etcd = FakeEtcd::new(true);
+    let r = converge_topology(&spec, &hosts, &[], &api, &etcd).await;
+    assert_eq!(described(&r), ["adding replica c"]);
+    let failure = r.failure.expect("refused");
+    assert_eq!(failure.kind, HostErrorKind::Refused);
+    assert!(
+        failure
+            .message
+            .contains("/data/pg_data on c holds system 7000000000000000001")
+            && failure
+                .message
+                .contains(super::super::fake::FAKE_SYSTEM_IDENTIFIER),
+        "{failure}"
+    );
+    assert!(
+        !hosts["c"]
+            .uploads()
+            .iter()
+            .any(|u| u.path.contains("patroni")),
+        "no Patroni configuration on c"
+    );
+}
