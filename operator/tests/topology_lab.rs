@@ -3,7 +3,8 @@
 //! replica (its host leaves the cluster), then power-cut a replica, replace it in both lists
 //! while it is down, and start it again: it must rejoin nothing. After each apply the etcd
 //! member list and Patroni's `/cluster` equal the spec, and a row written first reads back at
-//! the end through both HAProxy ports.
+//! the end through both HAProxy ports. Then annotations ask for a rolling restart and a
+//! replica's reinit, each carried out once.
 
 mod common;
 
@@ -19,10 +20,15 @@ const PASSWORD: &str = "topology-su";
 
 /// The cluster: `pg[0]` the primary, the rest replicas; etcd on `etcd`; HAProxy on `lb`.
 fn manifest(lab: &Lab, pg: &[&str], etcd: &[&str], lb: &str) -> String {
+    annotated(lab, (pg, etcd, lb), "{}")
+}
+
+/// [`manifest`] with `annotations` (a YAML flow map).
+fn annotated(lab: &Lab, (pg, etcd, lb): (&[&str], &[&str], &str), annotations: &str) -> String {
     format!(
         r#"apiVersion: pgmetal.io/v1alpha1
 kind: PostgresCluster
-metadata: {{name: topology}}
+metadata: {{name: topology, annotations: {annotations}}}
 spec:
   ssh: {{}}
   packages:
@@ -312,6 +318,44 @@ fn topology_changes_keep_quorum_and_data_and_a_replaced_host_rejoins_nothing() {
     assert_eq!(report["released"], serde_json::json!([dead]));
     std::thread::sleep(Duration::from_secs(10));
     assert_topology(&lab, "10 s later", &pg, &etcd);
+
+    // 6. Declarative member operations: a rolling restart, then a replica's reinit.
+    let pids = |hosts: &[&str]| -> Vec<String> {
+        let pid = "head -1 /data/pg_data/postmaster.pid";
+        hosts.iter().map(|x| lab.ssh_ok(x, pid)).collect()
+    };
+    let before = pids(&pg);
+    let restart = r#"{pgmetal.io/restart-at: "2026-11-29T22:30:00Z"}"#;
+    let yaml = annotated(&lab, (&pg, &etcd, lb), restart);
+    let report = apply(&lab, dir, "rolling restart", &yaml);
+    let after = pids(&pg);
+    for (i, x) in pg.iter().enumerate() {
+        assert_ne!(before[i], after[i], "PostgreSQL on {x} restarted");
+    }
+    assert_eq!(
+        report["status"]["primary"], pg[0],
+        "the primary is back on the preferred host"
+    );
+    assert_eq!(report["requests"]["restartAt"], "2026-11-29T22:30:00Z");
+    lab.ssh_ok(pg[1], "touch /data/pg_data/pgmetal-reinit-marker");
+    let both = format!(
+        r#"{{pgmetal.io/restart-at: "2026-11-29T22:30:00Z", pgmetal.io/reinit: "{}"}}"#,
+        pg[1]
+    );
+    let yaml = annotated(&lab, (&pg, &etcd, lb), &both);
+    let report = apply(&lab, dir, "reinit a replica", &yaml);
+    assert_eq!(report["requests"]["reinit"], pg[1]);
+    assert_eq!(
+        after,
+        {
+            let mut again = pids(&pg);
+            again[1] = after[1].clone();
+            again
+        },
+        "the restart is not repeated"
+    );
+    let marker = lab.ssh(pg[1], "test -e /data/pg_data/pgmetal-reinit-marker");
+    assert_eq!(marker.status.code(), Some(1), "{} has new data", pg[1]);
 
     // The first row, through both HAProxy ports; then nothing is left to do.
     for port in [5000, 5001] {

@@ -69,6 +69,28 @@ pub struct PostgresClusterStatus {
     /// topology matches the spec): what `kubectl pgmetal plan` shows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<PlannedStep>,
+    /// The member operations asked for by annotation that were carried out, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<RequestsStatus>,
+}
+
+/// Member operations asked for by annotation (`pgmetal.io/restart-at`, `pgmetal.io/reinit`),
+/// as last carried out. A value is carried out once; re-applying it does nothing.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestsStatus {
+    /// The `pgmetal.io/restart-at` value whose rolling restart was carried out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_at: Option<String>,
+    /// When that rolling restart finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_at: Option<String>,
+    /// The `pgmetal.io/reinit` value (a replica's host) whose reinitialization was carried out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reinit: Option<String>,
+    /// When that reinitialization finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reinitialized_at: Option<String>,
 }
 
 /// One step of the running converge's plan.

@@ -10,6 +10,7 @@ use kube::api::{Api, Patch, PatchParams};
 
 use super::{Format, table};
 use crate::api::{PostgresCluster, PostgresClusterStatus};
+use crate::engine::requests::{REINIT, RESTART_AT};
 
 /// The field manager of the plugin's edits (shown in managedFields).
 const MANAGER: &str = "kubectl-pgmetal";
@@ -81,6 +82,22 @@ pub enum PluginCommand {
         /// The PostgreSQL host to make the primary (one of spec.postgres.replicas).
         host: String,
     },
+    /// A rolling restart of every member (replicas first, then a switchover, the old primary,
+    /// and the primary back): sets the annotation pgmetal.io/restart-at to now.
+    #[command(after_help = "Example:\n  kubectl pgmetal restart pg-ha -n db")]
+    Restart {
+        /// The PostgresCluster.
+        name: String,
+    },
+    /// Reinitialize a broken replica from a new basebackup (its data is replaced): sets the
+    /// annotation pgmetal.io/reinit to HOST.
+    #[command(after_help = "Example:\n  kubectl pgmetal reinit pg-ha 10.0.0.13 -n db")]
+    Reinit {
+        /// The PostgresCluster.
+        name: String,
+        /// The replica's host (one of spec.postgres.replicas).
+        host: String,
+    },
     /// The topology steps of the running converge (status.plan), disruptive ones marked, and
     /// why a change was refused (Stalled TopologyRefused).
     #[command(after_help = "Example:\n  kubectl pgmetal plan pg-ha -n db")]
@@ -128,6 +145,20 @@ pub async fn run(p: Plugin) -> Result<bool, String> {
     };
     match p.command {
         PluginCommand::Status { name, output } => status(&get(name).await?, output),
+        PluginCommand::Restart { name } => {
+            let now = k8s_openapi::jiff::Timestamp::now().to_string();
+            request(&clusters, &get(name).await?, RESTART_AT, &now).await
+        }
+        PluginCommand::Reinit { name, host } => {
+            let pgc = get(name).await?;
+            if !pgc.spec.postgres.replicas.contains(&host) {
+                let replicas = pgc.spec.postgres.replicas.join(", ");
+                return Err(format!(
+                    "{host} is not one of spec.postgres.replicas [{replicas}]"
+                ));
+            }
+            request(&clusters, &pgc, REINIT, &host).await
+        }
         PluginCommand::Plan { name } => {
             let st = get(name).await?.status.unwrap_or_default();
             print!("{}", plan_text(&st));
@@ -256,6 +287,36 @@ fn gitops_manager(pgc: &PostgresCluster) -> Option<String> {
         .filter_map(|f| f.manager.as_deref())
         .find(|m| GITOPS_MANAGERS.iter().any(|g| m.starts_with(g)))
         .map(String::from)
+}
+
+/// Sets the request annotation `key` to `value` (see [`crate::engine::requests`]).
+async fn request(
+    clusters: &Api<PostgresCluster>,
+    pgc: &PostgresCluster,
+    key: &str,
+    value: &str,
+) -> Result<bool, String> {
+    let name = pgc.metadata.name.clone().unwrap_or_default();
+    if let Some(tool) = gitops_manager(pgc) {
+        eprintln!(
+            "warning: {name} is managed by {tool}: put the annotation {key} in its repository \
+             too, or a sync that prunes annotations removes it"
+        );
+    }
+    let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    clusters
+        .patch(&name, &params, &Patch::Merge(&patch))
+        .await
+        .map_err(|e| format!("patching {name}: {}", said(&e)))?;
+    println!(
+        "{key}: {value} requested: status.requests says when it is carried out \
+         (watch: kubectl get pgc {name} -w)"
+    );
+    Ok(true)
 }
 
 async fn switchover(

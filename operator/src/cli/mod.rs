@@ -114,7 +114,9 @@ pub async fn apply(c: &Common, quiet: bool) -> Result<bool, String> {
     progress.phase("connect");
     let connected = connect::connect_all(&hosts, &l.ssh, &Default::default()).await;
     let conns = connected.into_iter().map(|(h, c)| (h, c.conn)).collect();
+    let asked = engine::requests::Asked::from_annotations(l.cluster.metadata.annotations.as_ref());
     let report = engine::Engine::new((owner(&l), spec), &l.secrets, conns, &*progress)
+        .with_requests(asked)
         .converge()
         .await;
     drop(progress);

@@ -19,6 +19,8 @@ pub struct Outcome {
     pub hosts: Vec<HostStatus>,
     /// Changes the converge made.
     pub changed: usize,
+    /// The member operations carried out, as recorded (None when not read).
+    pub requests: Option<crate::api::RequestsStatus>,
     /// The memo to remember (inputs converged, backoff, the hosts that failed).
     pub memo: Memo,
 }
@@ -45,6 +47,7 @@ impl Start {
     fn lost(self) -> Outcome {
         Outcome {
             hosts: self.hosts,
+            requests: None,
             changed: 0,
             memo: Memo::after(self.inputs, self.failures, vec![], Some(lost())),
         }

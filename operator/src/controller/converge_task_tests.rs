@@ -24,6 +24,7 @@ fn start(inputs: &str) -> Start {
 fn outcome(start: Start, changed: usize) -> Outcome {
     Outcome {
         hosts: start.hosts,
+        requests: None,
         changed,
         memo: Memo::after(start.inputs, start.failures, vec![], None),
     }

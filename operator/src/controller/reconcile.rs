@@ -93,6 +93,7 @@ fn remembered(s: &PostgresClusterStatus) -> PostgresClusterStatus {
         last_failover: s.last_failover.clone(),
         system_identifier: s.system_identifier.clone(),
         etcd_cluster_id: s.etcd_cluster_id.clone(),
+        requests: s.requests.clone(),
         ..Default::default()
     }
 }
@@ -110,6 +111,7 @@ fn over(kept: PostgresClusterStatus, observed: PostgresClusterStatus) -> Postgre
         leader_timeline: kept.leader_timeline,
         failback: kept.failback,
         last_failover: kept.last_failover,
+        requests: kept.requests,
         ..observed
     }
 }
@@ -164,6 +166,9 @@ fn pick_up(
 ) {
     ctx.remember(key, done.memo.clone());
     status.hosts = done.hosts.clone();
+    if done.requests.is_some() {
+        status.requests = done.requests.clone();
+    }
     facts.changed = done.changed;
 }
 
@@ -243,7 +248,9 @@ async fn converge(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let run = async {
         let progress = StepEvents { live: &live, tx };
+        let asked = engine::requests::Asked::from_annotations(pgc.metadata.annotations.as_ref());
         engine::Engine::verified((owner, spec), secrets, conns, &progress, verified)
+            .with_requests(asked)
             .converge()
             .await
     };
@@ -274,6 +281,7 @@ async fn converge(
     }));
     Outcome {
         hosts,
+        requests: report.requests.clone(),
         changed: report.changed,
         memo: Memo::after(start.inputs, start.failures, host_errors, failure),
     }
@@ -494,6 +502,11 @@ pub fn owner(pgc: &PostgresCluster) -> engine::claim::Owner {
 fn inputs_hash(pgc: &PostgresCluster, r: &Resolved) -> String {
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(&pgc.spec).unwrap_or_default());
+    let asked = engine::requests::Asked::from_annotations(pgc.metadata.annotations.as_ref());
+    for part in [asked.restart_at, asked.reinit] {
+        h.update(part.unwrap_or_default().as_bytes());
+        h.update([0]);
+    }
     for part in [
         &r.private_key,
         r.known_hosts.as_deref().unwrap_or(""),

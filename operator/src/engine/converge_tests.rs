@@ -445,3 +445,6 @@ async fn a_password_no_configuration_can_carry_is_never_set() {
 
 #[path = "topology_tests.rs"]
 mod topology_tests;
+
+#[path = "requests_tests.rs"]
+mod requests_tests;

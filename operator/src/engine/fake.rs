@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::error::Failure;
 use super::etcd_api::{Etcd, LiveMember};
-use super::patroni_api::{ApiError, ClusterMember, ClusterView, NodeStatus, Patroni};
+use super::patroni_api::{ApiError, ClusterMember, ClusterView, MemberAction, NodeStatus, Patroni};
 use crate::api::{EtcdMemberStatus, EtcdStatus, PostgresClusterSpec};
 use crate::render::member_name;
 
@@ -46,6 +46,8 @@ struct PatroniState {
     config: Value,
     /// An error for the next switchover, if any.
     switchover_error: Option<String>,
+    /// How many more restart/reinit requests answer that another action is in progress.
+    busy: usize,
     /// Every call, e.g. `cluster h1`, `switchover h1 a->b`.
     calls: Vec<String>,
 }
@@ -84,6 +86,12 @@ impl FakePatroni {
     /// `host`'s REST API stops answering.
     pub fn down(&self, host: &str) -> &Self {
         self.st().down.insert(host.into());
+        self
+    }
+
+    /// The next `n` restart or reinit requests fail as Patroni does while a demotion runs.
+    pub fn busy(&self, n: usize) -> &Self {
+        self.st().busy = n;
         self
     }
 
@@ -165,9 +173,27 @@ impl Patroni for FakePatroni {
         })
     }
 
-    fn restart_pending<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<(), ApiError>> {
+    /// Recorded as `restart_pending h`, `restart h` or `reinitialize h`.
+    fn act<'a>(
+        &'a self,
+        host: &'a str,
+        action: MemberAction,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async move {
-            drop(self.call(host, format!("restart_pending {host}"))?);
+            let what = match action {
+                MemberAction::RestartPending => "restart_pending",
+                MemberAction::Restart => "restart",
+                MemberAction::Reinitialize => "reinitialize",
+            };
+            let mut st = self.call(host, format!("{what} {host}"))?;
+            if st.busy > 0 {
+                st.busy -= 1;
+                return Err(ApiError {
+                    host: host.into(),
+                    message: "503 Service Unavailable: switchover: demote already in progress"
+                        .into(),
+                });
+            }
             Ok(())
         })
     }

@@ -23,6 +23,7 @@ pub mod packages;
 mod passwords;
 pub mod patroni_api;
 pub mod report;
+pub mod requests;
 pub mod split_brain;
 mod steps;
 pub mod teardown;
@@ -65,6 +66,8 @@ pub struct Engine<'a> {
     owner: claim::Owner,
     /// etcd's member list as last read (None: no etcd runs).
     live: Mutex<Option<Vec<etcd_api::LiveMember>>>,
+    /// Member operations the annotations ask for.
+    asked: requests::Asked,
 }
 
 /// How long the engine waits for etcd quorum, a Patroni member and a healthy observation, and
@@ -176,7 +179,14 @@ impl<'a> Engine<'a> {
             etcd,
             waits: Waits::default(),
             live: Mutex::default(),
+            asked: requests::Asked::default(),
         }
+    }
+
+    /// The same engine, carrying out the member operations `asked` (see [`requests`]).
+    pub fn with_requests(mut self, asked: requests::Asked) -> Self {
+        self.asked = asked;
+        self
     }
 
     /// The same engine with other waiting limits (tests use short ones).
@@ -259,7 +269,8 @@ impl<'a> Engine<'a> {
         self.run_steps(steps, |s| matches!(s, S::Decommission { .. }))
             .await?;
         self.timed("patroni dynamic configuration", self.dynamic_config())
-            .await
+            .await?;
+        self.carry_out_requests().await
     }
 
     /// Runs the steps that `which` selects, in plan order, numbered in the whole plan.

@@ -212,6 +212,40 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// What pgmetal asks of one member through its REST API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberAction {
+    /// Restart PostgreSQL only if a changed parameter needs it (`POST /restart`).
+    RestartPending,
+    /// Restart PostgreSQL (`POST /restart`).
+    Restart,
+    /// Throw away a replica's data and take a new basebackup (`POST /reinitialize`); Patroni
+    /// refuses it on the leader.
+    Reinitialize,
+}
+
+impl MemberAction {
+    /// For people: the step's name.
+    pub fn label(self) -> &'static str {
+        match self {
+            MemberAction::RestartPending => "restart for pending parameters",
+            MemberAction::Restart => "restart postgresql",
+            MemberAction::Reinitialize => "reinitialize from a basebackup",
+        }
+    }
+
+    /// The path and body of the request.
+    pub fn request(self) -> (&'static str, Value) {
+        match self {
+            MemberAction::RestartPending => {
+                ("/restart", serde_json::json!({"restart_pending": true}))
+            }
+            MemberAction::Restart => ("/restart", serde_json::json!({})),
+            MemberAction::Reinitialize => ("/reinitialize", serde_json::json!({})),
+        }
+    }
+}
+
 /// A client for the REST API of every member of one cluster.
 #[derive(Clone)]
 pub struct PatroniApi {
@@ -342,16 +376,12 @@ impl PatroniApi {
             .map(drop)
     }
 
-    /// `POST /restart` of the member on `host` (only if a restart is pending).
-    pub async fn restart_pending(&self, host: &str) -> Result<(), ApiError> {
-        self.unsafe_call(
-            reqwest::Method::POST,
-            host,
-            "/restart",
-            &serde_json::json!({"restart_pending": true}),
-        )
-        .await
-        .map(drop)
+    /// Asks the member on `host` to restart or reinitialize (see [`MemberAction`]).
+    pub async fn act(&self, host: &str, action: MemberAction) -> Result<(), ApiError> {
+        let (path, body) = action.request();
+        self.unsafe_call(reqwest::Method::POST, host, path, &body)
+            .await
+            .map(drop)
     }
 
     /// `POST /switchover` from `leader` to `candidate` (member names), sent to `host`.
@@ -382,8 +412,12 @@ pub trait Patroni: Send + Sync {
         host: &'a str,
         patch: &'a Value,
     ) -> BoxFuture<'a, Result<(), ApiError>>;
-    /// `POST /restart` of the member on `host` if a restart is pending.
-    fn restart_pending<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<(), ApiError>>;
+    /// Asks the member on `host` to restart or reinitialize.
+    fn act<'a>(
+        &'a self,
+        host: &'a str,
+        action: MemberAction,
+    ) -> BoxFuture<'a, Result<(), ApiError>>;
     /// `POST /switchover` from `leader` to `candidate` (member names), sent to `host`.
     fn switchover<'a>(
         &'a self,
@@ -427,8 +461,12 @@ impl Patroni for PatroniApi {
     ) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(PatroniApi::patch_config(self, host, patch))
     }
-    fn restart_pending<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<(), ApiError>> {
-        Box::pin(PatroniApi::restart_pending(self, host))
+    fn act<'a>(
+        &'a self,
+        host: &'a str,
+        action: MemberAction,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(PatroniApi::act(self, host, action))
     }
     fn switchover<'a>(
         &'a self,

@@ -89,6 +89,10 @@ pub struct Report {
     /// or never claimed): callers stop keeping them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub released: Vec<String>,
+    /// The member operations asked for by annotation, as carried out (see
+    /// [`super::requests`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<crate::api::RequestsStatus>,
 }
 
 /// Receives progress as it happens (a terminal UI, log lines, or nothing).
@@ -156,6 +160,13 @@ impl Recorder {
     pub fn released(&self, host: &str) {
         if let Ok(mut r) = self.inner.lock() {
             r.released.push(host.to_string());
+        }
+    }
+
+    /// Record what the requests' record says now.
+    pub fn requests(&self, done: crate::api::RequestsStatus) {
+        if let Ok(mut r) = self.inner.lock() {
+            r.requests = Some(done);
         }
     }
 

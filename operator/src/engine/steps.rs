@@ -334,7 +334,9 @@ impl Engine<'_> {
         for (host, _) in pending {
             let t = Instant::now();
             self.progress.step(host, "restart for pending parameters");
-            self.api.restart_pending(host).await?;
+            self.api
+                .act(host, patroni_api::MemberAction::RestartPending)
+                .await?;
             self.rec
                 .step(host, "restart for pending parameters", true, t, vec![]);
         }

@@ -1,0 +1,216 @@
+//! Member operations asked for declaratively, by annotations on the resource (or on the CLI's
+//! manifest): a rolling restart (`pgmetal.io/restart-at: <any new value, e.g. a timestamp>`)
+//! and a replica's reinitialization (`pgmetal.io/reinit: <host>`). Each value is carried out
+//! once: what was done is recorded in etcd (and mirrored in `status.requests`), so re-applying
+//! the same manifest does nothing. Removing an annotation forgets its record, so the same value
+//! can be asked again later.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::Engine;
+use super::error::{Failure, HostErrorKind};
+use super::patroni_api::{ClusterView, Member as _, MemberAction};
+use crate::api::RequestsStatus;
+use crate::render::member_name;
+
+/// Annotation asking for a rolling restart of every member.
+pub const RESTART_AT: &str = "pgmetal.io/restart-at";
+/// Annotation asking to reinitialize one replica (its host).
+pub const REINIT: &str = "pgmetal.io/reinit";
+
+/// What the annotations ask for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Asked {
+    /// `pgmetal.io/restart-at`.
+    pub restart_at: Option<String>,
+    /// `pgmetal.io/reinit`.
+    pub reinit: Option<String>,
+}
+
+impl Asked {
+    /// From a resource's annotations (empty values ask for nothing).
+    pub fn from_annotations(annotations: Option<&BTreeMap<String, String>>) -> Self {
+        let get = |k: &str| {
+            let v = annotations?.get(k)?.trim();
+            (!v.is_empty()).then(|| v.to_string())
+        };
+        Asked {
+            restart_at: get(RESTART_AT),
+            reinit: get(REINIT),
+        }
+    }
+}
+
+fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+impl Engine<'_> {
+    fn requests_key(&self) -> String {
+        format!("/pgmetal/{}/requests", self.spec.patroni.scope)
+    }
+
+    /// Carries out what is asked and not yet done, then records it (in etcd and the report).
+    pub(super) async fn carry_out_requests(&self) -> Result<(), Failure> {
+        let endpoints = self.spec.etcd.hosts.clone();
+        let key = self.requests_key();
+        let recorded = self.etcd.get_key(self.spec, &endpoints, &key).await?;
+        let mut done: RequestsStatus = recorded
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let before = done.clone();
+        let asked = self.asked.clone();
+        if asked.restart_at.is_none() {
+            (done.restart_at, done.restarted_at) = (None, None);
+        }
+        if asked.reinit.is_none() {
+            (done.reinit, done.reinitialized_at) = (None, None);
+        }
+        if let Some(at) = asked
+            .restart_at
+            .filter(|a| done.restart_at.as_ref() != Some(a))
+        {
+            let name = format!("rolling restart ({RESTART_AT}: {at})");
+            self.timed(&name, self.rolling_restart()).await?;
+            (done.restart_at, done.restarted_at) = (Some(at), Some(now()));
+            self.save_requests(&done).await?;
+        }
+        if let Some(host) = asked.reinit.filter(|h| done.reinit.as_ref() != Some(h)) {
+            let name = format!("reinitialize {host} ({REINIT})");
+            self.timed(&name, self.reinitialize(&host)).await?;
+            (done.reinit, done.reinitialized_at) = (Some(host), Some(now()));
+            self.save_requests(&done).await?;
+        }
+        if done != before {
+            self.save_requests(&done).await?;
+        }
+        self.rec.requests(done);
+        Ok(())
+    }
+
+    async fn save_requests(&self, done: &RequestsStatus) -> Result<(), Failure> {
+        let value = serde_json::to_string(done)
+            .map_err(|e| Failure::new(HostErrorKind::Other, e.to_string()))?;
+        let endpoints = self.spec.etcd.hosts.clone();
+        let key = self.requests_key();
+        self.etcd.put_key(self.spec, &endpoints, &key, value).await
+    }
+
+    async fn view(&self) -> Result<(ClusterView, String), Failure> {
+        let members: Vec<String> = self.spec.postgres.hosts().cloned().collect();
+        let view = self.api.cluster_any(&members).await?;
+        let leader = view
+            .leader_host(&members)
+            .ok_or_else(|| Failure::new(HostErrorKind::Patroni, "Patroni has no single leader"))?;
+        Ok((view, leader))
+    }
+
+    /// Asks `host`'s member for `action` (again while Patroni is busy with another action,
+    /// such as the demotion a switchover left running) and waits until it streams (or leads).
+    async fn act_and_wait(&self, host: &str, action: MemberAction) -> Result<(), Failure> {
+        let t = Instant::now();
+        self.progress.step(host, action.label());
+        let (limit, every) = (self.waits.patroni, self.waits.every * 2);
+        let attempt = || async move {
+            match self.api.act(host, action).await {
+                Err(e) if e.message.contains("already in progress") => Err(e),
+                done => Ok(done),
+            }
+        };
+        super::poll(limit, every, attempt).await??;
+        let name = member_name(host);
+        self.wait_member_healthy(host, &name).await?;
+        self.rec.step(host, action.label(), true, t, vec![]);
+        Ok(())
+    }
+
+    /// Waits until member `name` is a healthy replica or the running leader.
+    async fn wait_member_healthy(&self, host: &str, name: &str) -> Result<(), Failure> {
+        let members: Vec<String> = self.spec.postgres.hosts().cloned().collect();
+        let (members, name) = (&members, name);
+        let (limit, every) = (self.waits.patroni, self.waits.every);
+        super::poll(limit, every, || async move {
+            let view = self.api.cluster_any(members).await.map_err(|_| ())?;
+            let m = view.members.iter().find(|m| m.name == name);
+            match m {
+                Some(m) if m.is_running_leader() || m.is_healthy_replica() => Ok(()),
+                _ => Err(()),
+            }
+        })
+        .await
+        .map_err(|()| {
+            let why = format!(
+                "member {name} did not stream again within {} s: check `journalctl -u patroni` on {host}",
+                limit.as_secs()
+            );
+            Failure::new(HostErrorKind::Patroni, why)
+        })
+    }
+
+    /// Replicas restart one at a time; then the primary hands over to a streaming replica,
+    /// restarts, and takes the primary back when the spec prefers it.
+    async fn rolling_restart(&self) -> Result<(), Failure> {
+        let (view, leader) = self.view().await?;
+        let replicas: Vec<String> = self
+            .spec
+            .postgres
+            .hosts()
+            .filter(|h| **h != leader)
+            .filter(|h| view.members.iter().any(|m| m.name == member_name(h)))
+            .cloned()
+            .collect();
+        for r in &replicas {
+            self.act_and_wait(r, MemberAction::Restart).await?;
+        }
+        let Some(to) = replicas.first() else {
+            // A single member restarts in place.
+            return self.act_and_wait(&leader, MemberAction::Restart).await;
+        };
+        self.hand_over(&leader, to).await?;
+        self.act_and_wait(&leader, MemberAction::Restart).await?;
+        if self.spec.postgres.primary == leader {
+            self.hand_over(to, &leader).await?;
+        }
+        Ok(())
+    }
+
+    /// A switchover from `from` to `to`, waited for.
+    async fn hand_over(&self, from: &str, to: &str) -> Result<(), Failure> {
+        let t = Instant::now();
+        let (leader, candidate) = (member_name(from), member_name(to));
+        self.api.switchover(from, &leader, &candidate).await?;
+        self.wait_member_healthy(to, &candidate).await?;
+        // The old primary streams again before anything else is asked of it.
+        self.wait_member_healthy(from, &leader).await?;
+        let (_, now) = self.view().await?;
+        if now != to {
+            let why = format!("the switchover from {from} to {to} left {now} leading");
+            return Err(Failure::new(HostErrorKind::Patroni, why));
+        }
+        self.rec
+            .step(to, "switchover", true, t, vec![format!("{from} -> {to}")]);
+        Ok(())
+    }
+
+    /// Reinitializes the replica on `host`: a new basebackup replaces its data. Refused for the
+    /// leader and for a host that is no member of the spec.
+    async fn reinitialize(&self, host: &str) -> Result<(), Failure> {
+        let (view, leader) = self.view().await?;
+        let member = view.members.iter().any(|m| m.name == member_name(host));
+        let named = self.spec.postgres.hosts().any(|h| h == host);
+        if host == leader || !member || !named {
+            let what = if host == leader {
+                "the primary"
+            } else {
+                "no replica of this cluster"
+            };
+            let why = format!(
+                "{REINIT} names {host}, which is {what}: only a replica is reinitialized (its data is replaced \
+                 by a basebackup). Nothing was changed. Name a replica, or remove the annotation"
+            );
+            return Err(Failure::new(HostErrorKind::Refused, why));
+        }
+        self.act_and_wait(host, MemberAction::Reinitialize).await
+    }
+}
