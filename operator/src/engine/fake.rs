@@ -48,6 +48,8 @@ struct PatroniState {
     switchover_error: Option<String>,
     /// How many more restart/reinit requests answer that another action is in progress.
     busy: usize,
+    /// Restarts and reinits carried out per host (each changes its postmaster start time).
+    starts: std::collections::BTreeMap<String, u32>,
     /// Every call, e.g. `cluster h1`, `switchover h1 a->b`.
     calls: Vec<String>,
 }
@@ -154,6 +156,10 @@ impl Patroni for FakePatroni {
                 role: if leads { "primary" } else { "replica" }.into(),
                 timeline: Some(1),
                 database_system_identifier: Some(FAKE_SYSTEM_IDENTIFIER.into()),
+                postmaster_start_time: Some(format!(
+                    "start {}",
+                    st.starts.get(host).copied().unwrap_or_default()
+                )),
             })
         })
     }
@@ -194,6 +200,7 @@ impl Patroni for FakePatroni {
                         .into(),
                 });
             }
+            *st.starts.entry(host.to_string()).or_default() += 1;
             Ok(())
         })
     }

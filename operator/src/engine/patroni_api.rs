@@ -193,6 +193,9 @@ pub struct NodeStatus {
     /// PostgreSQL's system identifier (the same on every member of one cluster).
     #[serde(default)]
     pub database_system_identifier: Option<String>,
+    /// When PostgreSQL last started: changes with every restart and reinitialization.
+    #[serde(default)]
+    pub postmaster_start_time: Option<String>,
 }
 
 impl NodeStatus {

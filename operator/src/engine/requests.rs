@@ -111,6 +111,8 @@ impl Engine<'_> {
     async fn act_and_wait(&self, host: &str, action: MemberAction) -> Result<(), Failure> {
         let t = Instant::now();
         self.progress.step(host, action.label());
+        let started = |n: super::patroni_api::NodeStatus| n.postmaster_start_time;
+        let before = self.api.node(host).await.ok().and_then(started);
         let (limit, every) = (self.waits.patroni, self.waits.every * 2);
         let attempt = || async move {
             match self.api.act(host, action).await {
@@ -119,6 +121,23 @@ impl Engine<'_> {
             }
         };
         super::poll(limit, every, attempt).await??;
+        // A reinitialization runs in the background: wait until PostgreSQL started again.
+        let before = &before;
+        let restarted = || async move {
+            let now = self.api.node(host).await.ok().and_then(started);
+            if now.is_some() && now != *before {
+                Ok(())
+            } else {
+                Err(())
+            }
+        };
+        super::poll(limit, every, restarted).await.map_err(|()| {
+            let why = format!(
+                "PostgreSQL on {host} did not start again within {} s",
+                limit.as_secs()
+            );
+            Failure::new(HostErrorKind::Patroni, why)
+        })?;
         let name = member_name(host);
         self.wait_member_healthy(host, &name).await?;
         self.rec.step(host, action.label(), true, t, vec![]);
