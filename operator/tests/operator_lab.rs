@@ -9,6 +9,8 @@
 #[path = "operator_lab/access.rs"]
 mod access;
 mod common;
+#[path = "operator_lab/deletion.rs"]
+mod deletion;
 #[path = "common/k8s.rs"]
 mod k8s;
 #[path = "common/operator.rs"]
@@ -139,7 +141,7 @@ fn operator_runs_a_cluster_from_kubectl() {
     );
     topology::a_replica_leaves_and_returns_through_the_spec(&lab, &kube, &ns, replicas);
     // 8. Deletion (Retain) completes the finalizer, stops the services, keeps data and passwords.
-    deletion_keeps_data_and_releases_claims(e);
+    deletion::keeps_data_and_releases_claims(&lab, &kube, &ns, (e.h1, e.lb));
     eprintln!("operator RSS at the end: {} KiB", op.rss_kib());
     let _ = kube.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
@@ -551,66 +553,6 @@ fn restarted_operator_changes_nothing(e: E2e, identity: &Path, log: PathBuf) -> 
         "re-apply must change nothing: {line}"
     );
     op
-}
-
-/// Deletion completes the finalizer and stops the services; Retain keeps the data and the
-/// passwords Secret; every claim is released.
-fn deletion_keeps_data_and_releases_claims(e: E2e) {
-    let E2e {
-        lab,
-        kube,
-        ns,
-        h1,
-        lb,
-        ..
-    } = e;
-    // 7. Deletion completes the finalizer and stops the services.
-    let t = Instant::now();
-    kube.kubectl(&["-n", ns, "delete", "pgc/lab", "--timeout=120s"])
-        .expect_ok();
-    eprintln!(
-        "TIMING delete with finalizer: {:.1}s",
-        t.elapsed().as_secs_f64()
-    );
-    for h in &lab.hosts[..3] {
-        assert_eq!(
-            lab.ssh(h, "systemctl is-active patroni").stdout,
-            b"inactive\n",
-            "patroni still runs on {h}"
-        );
-    }
-    assert_eq!(
-        lab.ssh(lb, "systemctl is-active haproxy").stdout,
-        b"inactive\n"
-    );
-    assert!(
-        lab.ssh_ok(h1, "test -d /data/pg_data/base && echo kept") == "kept",
-        "Retain keeps the data"
-    );
-    // The kept data needs its passwords: the lab API server has no garbage collector, so the
-    // owner reference that would delete them is what is checked.
-    let owners = kube
-        .kubectl(&[
-            "-n",
-            ns,
-            "get",
-            "secret",
-            "lab-passwords",
-            "-o",
-            "jsonpath={.metadata.ownerReferences}",
-        ])
-        .expect_ok();
-    assert_eq!(owners, "", "Retain keeps the passwords Secret");
-    for h in &lab.hosts {
-        assert_eq!(
-            lab.ssh_ok(
-                h,
-                "test -e /var/lib/pgmetal/claim && echo present || echo absent"
-            ),
-            "absent",
-            "{h}: deletion releases the claim"
-        );
-    }
 }
 
 fn tail(s: &str) -> String {

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod reconcile;
 #[cfg(test)]
 mod reconcile_tests;
+mod step_events;
 pub mod switchover;
 
 use std::collections::HashMap;

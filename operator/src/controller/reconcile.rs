@@ -19,6 +19,7 @@ use super::conditions::{self, Blocked, Facts, OffPreferred, reason};
 use super::converge_task::{Live, Outcome, Running, Start};
 use super::dereference::{self, Resolved};
 use super::hosts::{connect_hosts, record_hosts, verified_hosts};
+use super::step_events::{StepEvents, publish_steps};
 use super::switchover::{self, Decision};
 use super::{Context, Error, Memo, failover};
 use crate::api::{FailbackStatus, HostStatus, PostgresCluster, PostgresClusterStatus};
@@ -284,39 +285,6 @@ async fn converge(
         requests: report.requests.clone(),
         changed: report.changed,
         memo: Memo::after(start.inputs, start.failures, host_errors, failure),
-    }
-}
-
-/// Forwards a converge's progress to its [`Live`], and each planned step it starts to
-/// [`publish_steps`].
-struct StepEvents<'a> {
-    live: &'a Live,
-    tx: tokio::sync::mpsc::UnboundedSender<String>,
-}
-
-impl engine::Progress for StepEvents<'_> {
-    fn phase(&self, name: &str) {
-        self.live.phase(name);
-        if name.starts_with("step ") {
-            let _ = self.tx.send(name.to_string());
-        }
-    }
-    fn step(&self, host: &str, step: &str) {
-        self.live.step(host, step);
-    }
-    fn plan(&self, steps: &[crate::plan::Step]) {
-        engine::Progress::plan(self.live, steps);
-    }
-}
-
-/// One Event per planned step, as the converge starts it (until the converge ends).
-async fn publish_steps(
-    ctx: &Context,
-    pgc: &PostgresCluster,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<String>,
-) {
-    while let Some(step) = rx.recv().await {
-        publish(ctx, pgc, EventType::Normal, "TopologyStep", &step).await;
     }
 }
 
