@@ -114,6 +114,8 @@ fn operator_runs_a_cluster_from_kubectl() {
     };
     let identity = lab_namespace(&kube, &lab, &ns, dir.path());
     let op = Operator::start(&identity, &ns, dir.path().join("operator.log"));
+    let from = Operator::image().unwrap_or_else(|| "the pgmetal binary".into());
+    eprintln!("the operator runs from {from}");
 
     // 0. A cluster that cannot start: Stalled names why, kstatus (Flux) reads Failed, and the
     //    error metric says which problem it was.

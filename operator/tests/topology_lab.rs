@@ -1,6 +1,6 @@
 //! Day-2 topology on 6 real lab hosts with `pgmetal plan` and `pgmetal apply`: from 3
 //! PostgreSQL+etcd hosts and 1 HAProxy host, add a replica, move an etcd member, remove a
-//! replica (its host leaves the cluster), then power-cut a replica, replace it in both lists
+//! replica (its host leaves the cluster), move the HAProxy host, then power-cut a replica, replace it in both lists
 //! while it is down, and start it again: it must rejoin nothing. After each apply the etcd
 //! member list and Patroni's `/cluster` equal the spec, and a row written first reads back at
 //! the end through both HAProxy ports. Then annotations ask for a rolling restart and a
@@ -187,7 +187,7 @@ fn topology_changes_keep_quorum_and_data_and_a_replaced_host_rejoins_nothing() {
         "superuser: {PASSWORD}\nreplication: topo-rep\nrewind: topo-rw\nrestapi: topo-api\n"
     );
     std::fs::write(dir.join("secrets.yaml"), secrets).unwrap();
-    let lb = h[3];
+    let mut lb = h[3];
 
     // 0. Three PostgreSQL + etcd hosts and one HAProxy host; a row to find at the end.
     let (pg, etcd) = (vec![h[0], h[1], h[2]], vec![h[0], h[1], h[2]]);
@@ -267,6 +267,24 @@ fn topology_changes_keep_quorum_and_data_and_a_replaced_host_rejoins_nothing() {
         h[2]
     );
     assert_eq!(report["released"], serde_json::json!([h[2]]));
+
+    // 3b. The HAProxy host moves to the host the replica left; the old one is decommissioned.
+    let old_lb = lb;
+    lb = h[2];
+    let yaml = manifest(&lab, &pg, &etcd, lb);
+    assert_eq!(plan(&lab, dir, &yaml), [format!("decommission {old_lb}")]);
+    let report = apply(&lab, dir, "move the HAProxy host", &yaml);
+    assert!(
+        !unit_alive(&lab, old_lb, "haproxy"),
+        "HAProxy still runs on {old_lb}"
+    );
+    assert_eq!(report["released"], serde_json::json!([old_lb]));
+    let routed = psql(lb, 5000, PASSWORD, "SELECT v FROM topology");
+    assert_eq!(
+        routed.as_deref(),
+        Ok("written first"),
+        "through the new HAProxy host"
+    );
 
     // 4. A replica in both lists loses power and is replaced while it is down.
     let dead = h[1];

@@ -120,7 +120,9 @@ impl Engine<'_> {
         self.ensure_dir(host, ex, service.data_dir, service.owner)
             .await?;
         let written = self.write(host, ex, files).await?;
-        let changed = !written.is_empty();
+        let changed = written
+            .iter()
+            .any(|p| Some(p.as_str()) != service.read_at_first_start);
         units::ensure(
             self,
             host,
@@ -136,8 +138,8 @@ impl Engine<'_> {
 
     /// etcd on `host`. `rolling`: the cluster is running, so a changed member restarts and
     /// waits until every member is healthy again (the caller runs one member at a time). Its
-    /// first start's file is written first and never restarts it (etcd reads it only while its
-    /// data directory is empty).
+    /// first start's file never restarts it (etcd reads it only while its data directory is
+    /// empty).
     pub(super) async fn etcd(&self, host: &str, rolling: bool) -> Result<(), HostError> {
         let ex = self.exec(host)?;
         let os = self.host_facts(host)?.os;
@@ -164,6 +166,7 @@ impl Engine<'_> {
             unit: &layout.etcd_unit,
             on_change: units::OnChange::Restart,
             no_block: !rolling,
+            read_at_first_start: Some(&layout.etcd_initial_file),
         };
         let changed = self.deploy(host, &*ex, &want, service).await?;
         if rolling && changed {
@@ -230,6 +233,7 @@ impl Engine<'_> {
             unit: &layout.patroni_unit,
             on_change: units::OnChange::Reload,
             no_block: false,
+            read_at_first_start: None,
         };
         self.deploy(host, &*ex, &want, service).await?;
         let name = &member_name(host);
@@ -356,4 +360,6 @@ struct Service<'s> {
     on_change: units::OnChange,
     /// Start without waiting for the unit to be up.
     no_block: bool,
+    /// A file the service reads only at its first start: writing it changes nothing running.
+    read_at_first_start: Option<&'s str>,
 }

@@ -10,10 +10,13 @@ use crate::common::Lab;
 use crate::k8s::{Kube, lab_binary, repo};
 
 /// `pgmetal operator` serving one namespace (identity `e2e`, metrics on 127.0.0.1:18080);
-/// killed (SIGKILL) when dropped.
+/// killed (SIGKILL) when dropped. With `PGMETAL_OPERATOR_IMAGE` set (e2e/test sets it to the
+/// image e2e/image built), it runs from that image with podman, as the chart's UID.
 pub struct Operator {
     child: Child,
     log: PathBuf,
+    /// The podman container, when run from the image.
+    container: Option<String>,
 }
 
 impl Operator {
@@ -25,16 +28,67 @@ impl Operator {
             .append(true)
             .open(&log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_pgmetal"))
+        let image = std::env::var("PGMETAL_OPERATOR_IMAGE").ok();
+        let container = image
+            .as_ref()
+            .map(|_| format!("pgmetal-e2e-{}", std::process::id()));
+        let mut cmd = match (&image, &container) {
+            (Some(image), Some(name)) => {
+                let mut c = Command::new("podman");
+                c.args(["run", "--rm", "--name", name, "--network", "host"])
+                    .args(["--user", "65532:65532", "--read-only"])
+                    .arg("--volume")
+                    .arg(format!(
+                        "{}:/etc/pgmetal/kubeconfig:ro",
+                        kubeconfig.display()
+                    ))
+                    .args(["--env", "KUBECONFIG=/etc/pgmetal/kubeconfig", image]);
+                c
+            }
+            _ => {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_pgmetal"));
+                c.env("KUBECONFIG", kubeconfig);
+                c
+            }
+        };
+        let child = cmd
             .args(["operator", "--metrics-addr", "127.0.0.1:18080"])
             .args(["--namespace", ns, "--lease-namespace", ns])
             .args(["--identity", "e2e", "--log-format", "json"])
-            .env("KUBECONFIG", kubeconfig)
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
             .expect("start pgmetal operator");
-        Operator { child, log }
+        Operator {
+            child,
+            log,
+            container,
+        }
+    }
+
+    /// The operator's own process ID (inside the container's, when run from the image).
+    fn pid(&self) -> u32 {
+        let Some(name) = &self.container else {
+            return self.child.id();
+        };
+        for _ in 0..50 {
+            let out = Command::new("podman")
+                .args(["inspect", "--format", "{{.State.Pid}}", name])
+                .output();
+            let pid = out
+                .ok()
+                .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok());
+            if let Some(pid) = pid.filter(|p: &u32| *p > 0) {
+                return pid;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        0
+    }
+
+    /// The image the operator runs from, if any.
+    pub fn image() -> Option<String> {
+        std::env::var("PGMETAL_OPERATOR_IMAGE").ok()
     }
 
     /// Everything the operator logged so far.
@@ -44,8 +98,7 @@ impl Operator {
 
     /// Resident memory of the operator process, KiB.
     pub fn rss_kib(&self) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         s.lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
@@ -56,6 +109,10 @@ impl Operator {
 impl Drop for Operator {
     fn drop(&mut self) {
         // std's kill is SIGKILL: no shutdown hook runs, as when a node dies.
+        if let Some(name) = &self.container {
+            let kill = ["kill", "--signal", "KILL", name.as_str()];
+            let _ = Command::new("podman").args(kill).output();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
