@@ -121,6 +121,32 @@ async fn first_answering(spec: &PostgresClusterSpec, hosts: &[String]) -> Option
     None
 }
 
+/// Runs `op` against the first answering member, up to 3 times a second apart: a request that
+/// lands during a leader election ("leader changed") succeeds on the next try.
+async fn with_retries<T, F>(
+    spec: &PostgresClusterSpec,
+    hosts: &[String],
+    mut op: impl FnMut(Client) -> F,
+) -> Result<T, Failure>
+where
+    F: std::future::Future<Output = Result<T, Failure>>,
+{
+    let mut last = connect_failure(hosts);
+    for attempt in 0..3 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let Some(c) = first_answering(spec, hosts).await else {
+            continue;
+        };
+        match op(c).await {
+            Ok(v) => return Ok(v),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 fn connect_failure(hosts: &[String]) -> Failure {
     etcd_failure(
         "membership change",
@@ -163,9 +189,16 @@ impl Etcd for EtcdClient {
         hosts: &'a [String],
     ) -> BoxFuture<'a, Option<Vec<LiveMember>>> {
         Box::pin(async move {
-            let mut c = first_answering(spec, hosts).await?;
-            let list = c.member_list().await.ok()?;
-            Some(live(list.members()).await)
+            let listed = with_retries(spec, hosts, |mut c| async move {
+                let list = c
+                    .member_list()
+                    .await
+                    .map_err(|e| etcd_failure("member list", e))?;
+                Ok(list.members().to_vec())
+            })
+            .await
+            .ok()?;
+            Some(live(&listed).await)
         })
     }
 
@@ -211,10 +244,7 @@ impl Etcd for EtcdClient {
         hosts: &'a [String],
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, Failure>> {
-        Box::pin(async move {
-            let mut c = first_answering(spec, hosts)
-                .await
-                .ok_or_else(|| connect_failure(hosts))?;
+        Box::pin(with_retries(spec, hosts, move |mut c| async move {
             let got = c
                 .get(key, None)
                 .await
@@ -223,7 +253,7 @@ impl Etcd for EtcdClient {
             value
                 .transpose()
                 .map_err(|e| etcd_failure(&format!("get {key}"), e))
-        })
+        }))
     }
 
     fn put_key<'a>(
@@ -233,15 +263,15 @@ impl Etcd for EtcdClient {
         key: &'a str,
         value: String,
     ) -> BoxFuture<'a, Result<(), Failure>> {
-        Box::pin(async move {
-            let mut c = first_answering(spec, hosts)
-                .await
-                .ok_or_else(|| connect_failure(hosts))?;
-            c.put(key, value, None)
-                .await
-                .map_err(|e| etcd_failure(&format!("put {key}"), e))?;
-            Ok(())
-        })
+        Box::pin(with_retries(spec, hosts, move |mut c| {
+            let value = value.clone();
+            async move {
+                c.put(key, value, None)
+                    .await
+                    .map_err(|e| etcd_failure(&format!("put {key}"), e))?;
+                Ok(())
+            }
+        }))
     }
 
     fn delete_key<'a>(
@@ -250,15 +280,15 @@ impl Etcd for EtcdClient {
         hosts: &'a [String],
         key: String,
     ) -> BoxFuture<'a, Result<(), Failure>> {
-        Box::pin(async move {
-            let mut c = first_answering(spec, hosts)
-                .await
-                .ok_or_else(|| connect_failure(hosts))?;
-            c.delete(key.as_str(), None::<DeleteOptions>)
-                .await
-                .map_err(|e| etcd_failure(&format!("delete {key}"), e))?;
-            Ok(())
-        })
+        Box::pin(with_retries(spec, hosts, move |mut c| {
+            let key = key.clone();
+            async move {
+                c.delete(key.as_str(), None::<DeleteOptions>)
+                    .await
+                    .map_err(|e| etcd_failure(&format!("delete {key}"), e))?;
+                Ok(())
+            }
+        }))
     }
 }
 

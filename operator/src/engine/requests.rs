@@ -55,7 +55,12 @@ impl Engine<'_> {
     pub(super) async fn carry_out_requests(&self) -> Result<(), Failure> {
         let endpoints = self.spec.etcd.hosts.clone();
         let key = self.requests_key();
-        let recorded = self.etcd.get_key(self.spec, &endpoints, &key).await?;
+        let recorded = match self.etcd.get_key(self.spec, &endpoints, &key).await {
+            Ok(recorded) => recorded,
+            // Nothing asked: forgetting an old record can wait for the next converge.
+            Err(_) if self.asked == Asked::default() => return Ok(()),
+            Err(e) => return Err(e),
+        };
         let mut done: RequestsStatus = recorded
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();

@@ -35,7 +35,17 @@ impl Operator {
         let mut cmd = match (&image, &container) {
             (Some(image), Some(name)) => {
                 let mut c = Command::new("podman");
-                c.args(["run", "--rm", "--name", name, "--network", "host"])
+                // runc, not crun: crun refuses this machine's hybrid cgroup hierarchy. Explicit
+                // limits: podman's defaults raise RLIMIT_NOFILE/NPROC, which needs
+                // CAP_SYS_RESOURCE (not granted here).
+                c.args(["--runtime", "runc", "run", "--rm", "--name", name])
+                    .args([
+                        "--ulimit",
+                        "nofile=16384:16384",
+                        "--ulimit",
+                        "nproc=8192:8192",
+                    ])
+                    .args(["--network", "host"])
                     .args(["--user", "65532:65532", "--read-only"])
                     .arg("--volume")
                     .arg(format!(
@@ -110,7 +120,14 @@ impl Drop for Operator {
     fn drop(&mut self) {
         // std's kill is SIGKILL: no shutdown hook runs, as when a node dies.
         if let Some(name) = &self.container {
-            let kill = ["kill", "--signal", "KILL", name.as_str()];
+            let kill = [
+                "--runtime",
+                "runc",
+                "kill",
+                "--signal",
+                "KILL",
+                name.as_str(),
+            ];
             let _ = Command::new("podman").args(kill).output();
         }
         let _ = self.child.kill();
