@@ -235,7 +235,7 @@ impl Engine<'_> {
             no_block: false,
             read_at_first_start: None,
         };
-        self.deploy(host, &*ex, &want, service).await?;
+        let changed = self.deploy(host, &*ex, &want, service).await?;
         let name = &member_name(host);
         let what = if bootstrap { "leader" } else { "streaming" };
         let done = |m: &patroni_api::ClusterMember| match bootstrap {
@@ -262,6 +262,49 @@ impl Engine<'_> {
                     ),
                 )
             })
+        })
+        .await?;
+        if changed {
+            self.wait_pg_hba(host, &*ex, &layout).await?;
+        }
+        Ok(())
+    }
+
+    /// After Patroni's configuration changed: waits until Patroni has written the rendered
+    /// pg_hba lines into PostgreSQL's `pg_hba.conf` (it re-reads its file at its next loop, up
+    /// to `loopWait` later), so that the access rules are in effect when the converge returns.
+    async fn wait_pg_hba(
+        &self,
+        host: &str,
+        ex: &dyn crate::exec::Executor,
+        layout: &Layout,
+    ) -> Result<(), HostError> {
+        const ALL_THERE: &str = r#"f="$1"; shift
+for l in "$@"; do grep -qxF -- "$l" "$f" 2>/dev/null || { echo missing; exit 0; }; done"#;
+        let mut args = vec![format!("{}/pg_hba.conf", layout.data_dir)];
+        args.extend(render::pg_hba_lines(self.spec));
+        let cmd = Cmd::script(ALL_THERE).args(args);
+        let limit = Duration::from_secs(u64::from(self.spec.patroni.loop_wait) * 2 + 10);
+        self.step(host, "wait for pg_hba", async {
+            let cmd = &cmd;
+            let every = self.waits.every;
+            super::poll(limit, every, || async move {
+                let out = ex
+                    .run_ok(cmd, "read pg_hba.conf")
+                    .await
+                    .map_err(Failure::from)?;
+                match out.stdout_str().contains("missing") {
+                    true => Err(Failure::new(
+                        HostErrorKind::Patroni,
+                        format!(
+                            "Patroni did not write the new pg_hba.conf within {} s",
+                            limit.as_secs()
+                        ),
+                    )),
+                    false => Ok(((), false, vec![])),
+                }
+            })
+            .await
         })
         .await
     }

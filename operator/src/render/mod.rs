@@ -22,6 +22,11 @@ pub use etcd::{
 pub use haproxy::haproxy_config;
 pub use layout::Layout;
 pub use patroni::{dcs_config, patroni_config};
+
+/// The pg_hba lines Patroni writes into every member's `pg_hba.conf`.
+pub fn pg_hba_lines(spec: &PostgresClusterSpec) -> Vec<String> {
+    pg_hba::pg_hba(spec)
+}
 pub use systemd::systemd_units;
 
 use crate::api::PostgresClusterSpec;
