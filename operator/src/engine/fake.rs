@@ -48,6 +48,8 @@ struct PatroniState {
     switchover_error: Option<String>,
     /// How many more restart/reinit requests answer that another action is in progress.
     busy: usize,
+    /// `GET /cluster` fails everywhere (the DCS cannot be read) while `GET /patroni` answers.
+    no_view: bool,
     /// Restarts and reinits carried out per host (each changes its postmaster start time).
     starts: std::collections::BTreeMap<String, u32>,
     /// Every call, e.g. `cluster h1`, `switchover h1 a->b`.
@@ -88,6 +90,12 @@ impl FakePatroni {
     /// `host`'s REST API stops answering.
     pub fn down(&self, host: &str) -> &Self {
         self.st().down.insert(host.into());
+        self
+    }
+
+    /// `GET /cluster` fails on every host; each member still answers for itself.
+    pub fn without_view(&self) -> &Self {
+        self.st().no_view = true;
         self
     }
 
@@ -138,6 +146,12 @@ impl Patroni for FakePatroni {
     fn cluster<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<ClusterView, ApiError>> {
         Box::pin(async move {
             let mut st = self.call(host, format!("cluster {host}"))?;
+            if st.no_view {
+                return Err(ApiError {
+                    host: host.into(),
+                    message: "503 Service Unavailable: DCS is not accessible".into(),
+                });
+            }
             let v = if st.views.len() > 1 {
                 st.views.pop_front()
             } else {

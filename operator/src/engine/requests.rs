@@ -53,7 +53,7 @@ impl Engine<'_> {
 
     /// Carries out what is asked and not yet done, then records it (in etcd and the report).
     pub(super) async fn carry_out_requests(&self) -> Result<(), Failure> {
-        let endpoints = self.spec.etcd.hosts.clone();
+        let endpoints = self.etcd_endpoints();
         let key = self.requests_key();
         let recorded = match self.etcd.get_key(self.spec, &endpoints, &key).await {
             Ok(recorded) => recorded,
@@ -97,7 +97,7 @@ impl Engine<'_> {
     async fn save_requests(&self, done: &RequestsStatus) -> Result<(), Failure> {
         let value = serde_json::to_string(done)
             .map_err(|e| Failure::new(HostErrorKind::Other, e.to_string()))?;
-        let endpoints = self.spec.etcd.hosts.clone();
+        let endpoints = self.etcd_endpoints();
         let key = self.requests_key();
         self.etcd.put_key(self.spec, &endpoints, &key, value).await
     }

@@ -80,7 +80,7 @@ impl Engine<'_> {
     }
 
     /// Where to ask etcd: the spec's etcd hosts first, then every other host known.
-    fn etcd_endpoints(&self) -> Vec<String> {
+    pub(super) fn etcd_endpoints(&self) -> Vec<String> {
         let mut hosts = self.spec.etcd.hosts.clone();
         let others = render::all_hosts(self.spec)
             .into_iter()
@@ -305,8 +305,17 @@ impl Engine<'_> {
     }
 
     /// Stops and disables `units` (by role) on a claimed host, deleting a removed etcd
-    /// member's data when etcd is among them and the host is no member.
+    /// member's data when etcd is among them and the host is no member. Never stops the
+    /// primary: a host whose own Patroni says it runs the primary is refused (the switchover
+    /// step comes first, when Patroni's cluster view could be read).
     async fn retire(&self, host: &str, ex: &dyn Executor, roles: &[&str]) -> Result<(), Failure> {
+        if roles.contains(&"patroni") && self.api.node(host).await.is_ok_and(|n| n.is_primary()) {
+            let why = format!(
+                "{host} still runs the primary, so pgmetal does not stop it: Patroni's cluster view \
+                 could not be read to plan a switchover first. Nothing was stopped; apply again"
+            );
+            return Err(Failure::new(HostErrorKind::Refused, why));
+        }
         let os = match self.host_facts(host) {
             Ok(f) => f.os,
             Err(_) => facts::gather(ex).await?.os,

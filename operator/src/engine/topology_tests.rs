@@ -242,3 +242,49 @@ async fn a_joining_replica_whose_data_directory_holds_another_system_is_never_jo
         "no Patroni configuration on c"
     );
 }
+
+#[tokio::test]
+async fn a_former_host_claimed_by_another_cluster_is_left_alone() {
+    let spec = spec();
+    let mut hosts = claimed(&["a", "b", "c"]);
+    let other = FakeExecutor::new("d");
+    other.on_contains("/etc/os-release", 0, DEBIAN);
+    let foreign = claim::Owner {
+        name: "db/other".into(),
+        uid: Some("u-2".into()),
+    };
+    other.on_contains(claim::PATH, 0, &foreign.render());
+    hosts.insert("d".into(), other);
+    let api = patroni(&spec, "a", &["b", "c"]);
+    let etcd = FakeEtcd::new(true);
+    let r = converge_topology(&spec, &hosts, &[], &api, &etcd).await;
+    assert!(r.healthy, "{:?}", r.problems);
+    assert!(r.plan.is_empty(), "{:?}", described(&r));
+    assert_eq!(r.released, ["d"], "no longer kept as a former host");
+    let d = hosts["d"].commands();
+    assert!(
+        d.iter()
+            .all(|c| c.contains(claim::PATH) && !c.contains("rm ")),
+        "only its claim was read: {d:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_former_host_that_still_runs_the_primary_is_never_stopped() {
+    // Patroni's cluster view cannot be read, so no switchover is planned; d's own REST API
+    // says it is the primary.
+    let spec = spec();
+    let hosts = claimed(&["a", "b", "c", "d"]);
+    let api = patroni(&spec, "d", &["a", "b", "c"]);
+    api.without_view();
+    let etcd = FakeEtcd::new(true);
+    let r = converge_topology(&spec, &hosts, &[], &api, &etcd).await;
+    let failure = r.failure.expect("refused");
+    assert_eq!(failure.kind, HostErrorKind::Refused);
+    assert!(
+        failure.message.contains("d still runs the primary"),
+        "{failure}"
+    );
+    let d = hosts["d"].commands().join("\n");
+    assert!(!d.contains("systemctl disable"), "{d}");
+}
