@@ -289,6 +289,23 @@ fn gitops_manager(pgc: &PostgresCluster) -> Option<String> {
         .map(String::from)
 }
 
+/// A JSON merge patch of `name`, as the plugin's field manager.
+async fn merge(
+    clusters: &Api<PostgresCluster>,
+    name: &str,
+    patch: &serde_json::Value,
+) -> Result<(), String> {
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    clusters
+        .patch(name, &params, &Patch::Merge(patch))
+        .await
+        .map(drop)
+        .map_err(|e| format!("patching {name}: {}", said(&e)))
+}
+
 /// Sets the request annotation `key` to `value` (see [`crate::engine::requests`]).
 async fn request(
     clusters: &Api<PostgresCluster>,
@@ -304,14 +321,7 @@ async fn request(
         );
     }
     let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
-    let params = PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    };
-    clusters
-        .patch(&name, &params, &Patch::Merge(&patch))
-        .await
-        .map_err(|e| format!("patching {name}: {}", said(&e)))?;
+    merge(clusters, &name, &patch).await?;
     println!(
         "{key}: {value} requested: status.requests says when it is carried out \
          (watch: kubectl get pgc {name} -w)"
@@ -332,14 +342,7 @@ async fn switchover(
              repository too, or the next sync reverts this switchover"
         );
     }
-    let params = PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    };
-    clusters
-        .patch(&name, &params, &Patch::Merge(&patch))
-        .await
-        .map_err(|e| format!("patching {name}: {}", said(&e)))?;
+    merge(clusters, &name, &patch).await?;
     println!(
         "switchover to {host} requested: the operator switches once {host} is a streaming \
          replica within maximumLagOnFailover (watch: kubectl get pgc {name} -w)"

@@ -64,10 +64,25 @@ async fn converge_with(
     api: &FakePatroni,
     etcd: &FakeEtcd,
 ) -> Report {
-    let conns = hosts
+    let conns = connected(hosts);
+    engine(spec, secrets, conns, (api, etcd)).converge().await
+}
+
+/// A connection to each fake host.
+fn connected(hosts: &BTreeMap<String, FakeExecutor>) -> BTreeMap<String, Connection> {
+    hosts
         .iter()
         .map(|(h, f)| (h.clone(), Ok(Arc::new(f.clone()) as Arc<dyn Executor>)))
-        .collect();
+        .collect()
+}
+
+/// An engine over `conns` and the fake clients, with short waits.
+fn engine<'a>(
+    spec: &'a PostgresClusterSpec,
+    secrets: &'a ClusterSecrets,
+    conns: BTreeMap<String, Connection>,
+    (api, etcd): (&FakePatroni, &FakeEtcd),
+) -> Engine<'a> {
     let waits = Waits {
         etcd: Duration::from_millis(50),
         patroni: Duration::from_millis(200),
@@ -82,8 +97,6 @@ async fn converge_with(
         (Arc::new(api.clone()), Arc::new(etcd.clone())),
     )
     .with_waits(waits)
-    .converge()
-    .await
 }
 
 fn patroni(spec: &PostgresClusterSpec, leader: &str, replicas: &[&str]) -> FakePatroni {

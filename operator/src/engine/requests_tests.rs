@@ -10,28 +10,11 @@ async fn converge_asking(
     etcd: &FakeEtcd,
     asked: Asked,
 ) -> Report {
-    let hosts = hosts();
-    let conns = hosts
-        .iter()
-        .map(|(h, f)| (h.clone(), Ok(Arc::new(f.clone()) as Arc<dyn Executor>)))
-        .collect();
-    let waits = Waits {
-        etcd: Duration::from_millis(50),
-        patroni: Duration::from_millis(200),
-        observe: Duration::from_millis(200),
-        every: Duration::from_millis(5),
-    };
-    Engine::with_clients(
-        (owner(), spec),
-        &secrets(),
-        conns,
-        &Quiet,
-        (Arc::new(api.clone()), Arc::new(etcd.clone())),
-    )
-    .with_waits(waits)
-    .with_requests(asked)
-    .converge()
-    .await
+    let (hosts, secrets) = (hosts(), secrets());
+    engine(spec, &secrets, connected(&hosts), (api, etcd))
+        .with_requests(asked)
+        .converge()
+        .await
 }
 
 /// The restart, reinit and switchover calls, in order.

@@ -26,10 +26,7 @@ async fn converge_topology(
     api: &FakePatroni,
     etcd: &FakeEtcd,
 ) -> Report {
-    let mut conns: BTreeMap<String, Connection> = hosts
-        .iter()
-        .map(|(h, f)| (h.clone(), Ok(Arc::new(f.clone()) as Arc<dyn Executor>)))
-        .collect();
+    let mut conns = connected(hosts);
     for h in down {
         let e = crate::exec::ExecError::Connect {
             host: h.to_string(),
@@ -37,22 +34,8 @@ async fn converge_topology(
         };
         conns.insert(h.to_string(), Err(HostError::connect(h, &e)));
     }
-    let waits = Waits {
-        etcd: Duration::from_millis(50),
-        patroni: Duration::from_millis(200),
-        observe: Duration::from_millis(200),
-        every: Duration::from_millis(5),
-    };
-    Engine::with_clients(
-        (owner(), spec),
-        &secrets(),
-        conns,
-        &Quiet,
-        (Arc::new(api.clone()), Arc::new(etcd.clone())),
-    )
-    .with_waits(waits)
-    .converge()
-    .await
+    let secrets = secrets();
+    engine(spec, &secrets, conns, (api, etcd)).converge().await
 }
 
 /// Whether the unit step ran for etcd on `f` (enable, start, restart when changed).
