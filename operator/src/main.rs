@@ -38,6 +38,13 @@ enum Command {
         #[command(flatten)]
         common: cli::Common,
     },
+    /// Print the cluster's Prometheus scrape targets as a file_sd JSON document (reads only the
+    /// manifest): save it where a `file_sd_configs` entry of your Prometheus looks.
+    Targets {
+        /// The PostgresCluster manifest.
+        #[arg(short = 'f', long = "filename")]
+        file: std::path::PathBuf,
+    },
     /// Show members, etcd and HAProxy routing of a cluster.yaml (like patronictl list).
     Status {
         #[command(flatten)]
@@ -75,6 +82,7 @@ async fn run(cli: Cli) -> Result<bool, String> {
         Command::Apply { common, quiet } => cli::apply(&common, quiet).await,
         Command::Status { common } => cli::status(&common).await,
         Command::Plan { common } => cli::plan(&common).await,
+        Command::Targets { file } => cli::targets(&file),
         Command::Kubectl(plugin) => cli::kubectl::run(plugin).await,
         Command::Operator { opts } => pgmetal::controller::run(opts)
             .await

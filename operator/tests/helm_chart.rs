@@ -77,6 +77,8 @@ fn helm_chart_lints_renders_and_passes_server_dry_run() {
         "without watchNamespace the ClusterRole is bound cluster-wide only"
     );
 
+    check_monitoring(&docs, &helm);
+
     // (5) render with a watched namespace: the flag, and the ClusterRole bound there only.
     let set = format!("watchNamespace={WATCH_NAMESPACE}");
     let rendered_ns = helm.template(&["--set", &set]);
@@ -271,7 +273,12 @@ fn check_cluster_role(docs: &[Value]) {
         ("pgmetal.io", "postgresclusters/status", &["get", "patch"]),
         ("pgmetal.io", "postgresclusters/finalizers", &["update"]),
         ("", "secrets", &["get", "create", "patch"]),
-        ("", "configmaps", &["get", "create", "patch"]),
+        ("", "configmaps", &["get", "create", "patch", "delete"]),
+        (
+            "monitoring.coreos.com",
+            "scrapeconfigs",
+            &["get", "create", "patch", "delete"],
+        ),
         ("events.k8s.io", "events", &["create", "patch"]),
     ]);
     assert_eq!(
@@ -282,6 +289,33 @@ fn check_cluster_role(docs: &[Value]) {
     for rule in role["rules"].as_array().expect("rules") {
         assert!(rule["nonResourceURLs"].is_null(), "{rule:?}");
     }
+}
+
+/// The alert rules (a rule-file ConfigMap by default, a PrometheusRule when asked) hold every
+/// rule of files/alerts.yaml, and the dashboard ConfigMap holds valid JSON.
+fn check_monitoring(docs: &[Value], helm: &Helm) {
+    let rules_file = std::fs::read_to_string(chart().join("files/alerts.yaml")).expect("alerts");
+    let want: Value = serde_saphyr::from_str(&rules_file).expect("alerts.yaml parses");
+    let maps = of_kind(docs, "ConfigMap");
+    let by_key = |key: &str| {
+        maps.iter()
+            .find_map(|m| m["data"][key].as_str().map(String::from))
+            .unwrap_or_else(|| panic!("a ConfigMap with {key}"))
+    };
+    let rules: Value = serde_saphyr::from_str(&by_key("pgmetal-alerts.yaml")).expect("rules");
+    assert_eq!(rules, want, "the rules ConfigMap carries files/alerts.yaml");
+    let dashboard: Value = serde_json::from_str(&by_key("pgmetal.json")).expect("dashboard JSON");
+    assert!(
+        dashboard["panels"]
+            .as_array()
+            .is_some_and(|p| p.len() >= 10)
+    );
+    let with_rule = helm.template(&["--set", "monitoring.prometheusRule.enabled=true"]);
+    let docs = parse_docs(&with_rule);
+    let rule = only(&docs, "PrometheusRule");
+    assert_eq!(rule["spec"]["groups"], want["groups"]);
+    let alerts = want["groups"][0]["rules"].as_array().expect("rules");
+    assert!(alerts.len() >= 8, "{} alerts", alerts.len());
 }
 
 fn check_leader_election_role(docs: &[Value]) {

@@ -1,8 +1,10 @@
 //! The `pgmetal.io/v1alpha1` API: the PostgresCluster custom resource, its spec and status.
 
 mod defaults;
+pub mod monitoring;
 pub mod spec;
 pub mod status;
 
+pub use monitoring::MonitoringSpec;
 pub use spec::*;
 pub use status::*;

@@ -39,6 +39,7 @@ pub const NAME_RE: &str = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$";
     validation = Rule::new("self.postgres.port != self.patroni.restApiPort").message("postgres.port and patroni.restApiPort run on the same hosts and must differ").field_path(".patroni.restApiPort"),
     validation = Rule::new("!self.etcd.hosts.exists(h, h == self.postgres.primary || h in self.postgres.replicas) || !(self.etcd.clientPort in [self.postgres.port, self.patroni.restApiPort] || self.etcd.peerPort in [self.postgres.port, self.patroni.restApiPort])").message("etcd shares hosts with PostgreSQL: etcd.clientPort and etcd.peerPort must differ from postgres.port and patroni.restApiPort").field_path(".etcd"),
     validation = Rule::new("!self.haproxy.hosts.exists(h, h == self.postgres.primary || h in self.postgres.replicas) || !([self.haproxy.primaryPort, self.haproxy.replicaPort, self.haproxy.statsPort].exists(p, p in [self.postgres.port, self.patroni.restApiPort]))").message("HAProxy shares hosts with PostgreSQL: haproxy.primaryPort, replicaPort and statsPort must differ from postgres.port and patroni.restApiPort").field_path(".haproxy"),
+    validation = Rule::new("!self.monitoring.enabled || ![self.monitoring.nodeExporterPort, self.monitoring.postgresExporterPort].exists(p, p in [self.postgres.port, self.patroni.restApiPort, self.etcd.clientPort, self.etcd.peerPort, self.haproxy.primaryPort, self.haproxy.replicaPort, self.haproxy.statsPort])").message("monitoring.nodeExporterPort and postgresExporterPort must differ from every PostgreSQL, Patroni, etcd and HAProxy port").field_path(".monitoring"),
     validation = Rule::new("!self.haproxy.hosts.exists(h, h in self.etcd.hosts) || !([self.haproxy.primaryPort, self.haproxy.replicaPort, self.haproxy.statsPort].exists(p, p in [self.etcd.clientPort, self.etcd.peerPort]))").message("HAProxy shares hosts with etcd: haproxy.primaryPort, replicaPort and statsPort must differ from etcd.clientPort and etcd.peerPort").field_path(".haproxy")
 )]
 #[serde(rename_all = "camelCase")]
@@ -58,6 +59,9 @@ pub struct PostgresClusterSpec {
     /// HAProxy: read-write and read-only entry points that follow the Patroni leader.
     #[serde(default)]
     pub haproxy: HaproxySpec,
+    /// Monitoring: exporters on the hosts and the scrape targets the operator publishes.
+    #[serde(default)]
+    pub monitoring: super::MonitoringSpec,
     /// Maintenance mode: when true pgmetal stops converging the hosts and puts Patroni in pause
     /// (no automatic failover), like `patronictl pause`. Set back to false to resume.
     #[serde(default)]

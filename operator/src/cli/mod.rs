@@ -56,12 +56,29 @@ pub struct Loaded {
     pub ssh: crate::exec::SshConfig,
 }
 
+/// Reads and validates the manifest.
+fn manifest(file: &Path) -> Result<PostgresCluster, String> {
+    let text = read(file)?;
+    let cluster: PostgresCluster =
+        serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    crate::validate::validate(&cluster, None).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(cluster)
+}
+
+/// `pgmetal targets`: the cluster's Prometheus scrape targets as a file_sd document (the same
+/// the operator publishes in `<cluster>-scrape-targets`), labelled with the manifest's name.
+/// Reads only the manifest.
+pub fn targets(file: &Path) -> Result<bool, String> {
+    use kube::ResourceExt;
+    let cluster = manifest(file)?;
+    let groups = crate::render::scrape_targets(&cluster.spec, &cluster.name_any());
+    print!("{}", crate::render::file_sd(&groups));
+    Ok(true)
+}
+
 /// Reads and validates the manifest, secrets and SSH material.
 pub fn load(c: &Common) -> Result<Loaded, String> {
-    let text = read(&c.file)?;
-    let cluster: PostgresCluster =
-        serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", c.file.display()))?;
-    crate::validate::validate(&cluster, None).map_err(|e| format!("{}: {e}", c.file.display()))?;
+    let cluster = manifest(&c.file)?;
     let (secrets, created) = secrets_file::load_or_create(&c.secrets)?;
     if created {
         eprintln!(

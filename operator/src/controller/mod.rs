@@ -11,6 +11,7 @@ mod fake_api;
 pub mod hosts;
 pub mod lease;
 pub mod metrics;
+pub mod publish;
 pub mod reconcile;
 #[cfg(test)]
 mod reconcile_tests;

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
@@ -263,12 +262,9 @@ async fn converge(
     }
     tracing::info!(cluster = %key(&pgc), changed = report.changed, healthy = report.healthy, duration_ms = report.duration_ms, problems = ?report.problems, "converged");
     let host_errors = record_hosts(&report, start.paused, &mut hosts);
-    let mut published = Ok(());
-    if spec.haproxy.hosts.is_empty() {
-        published = publish_haproxy_cfg(&ctx, &pgc).await;
-    }
+    let published = super::publish::publish_all(&ctx, &pgc).await;
     if let Err(e) = &published {
-        tracing::warn!(cluster = %key(&pgc), error = %e, "could not publish haproxy.cfg; retrying with backoff");
+        tracing::warn!(cluster = %key(&pgc), error = %e, "could not publish haproxy.cfg or the scrape targets; retrying with backoff");
         ctx.metrics
             .reconcile_error(&pgc.name_any(), e.metric_label());
     }
@@ -278,7 +274,10 @@ async fn converge(
     }
     let failure = report.failure.clone().or(published.err().map(|e| {
         let kind = crate::engine::HostErrorKind::Kubernetes;
-        crate::engine::Failure::new(kind, format!("publishing haproxy.cfg: {e}"))
+        crate::engine::Failure::new(
+            kind,
+            format!("publishing haproxy.cfg or scrape targets: {e}"),
+        )
     }));
     Outcome {
         hosts,
@@ -487,28 +486,6 @@ fn inputs_hash(pgc: &PostgresCluster, r: &Resolved) -> String {
         h.update([0]);
     }
     hex::encode(h.finalize())
-}
-
-/// With no HAProxy hosts, the rendered haproxy.cfg goes to the ConfigMap `<cluster>-haproxy`.
-async fn publish_haproxy_cfg(ctx: &Context, pgc: &PostgresCluster) -> Result<(), Error> {
-    let Ok(file) = crate::render::haproxy_config(&pgc.spec) else {
-        return Ok(());
-    };
-    let name = format!("{}-haproxy", pgc.name_any());
-    let cm = serde_json::json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": name, "ownerReferences": pgc.controller_owner_ref(&()).map(|o| vec![o])},
-        "data": {"haproxy.cfg": String::from_utf8_lossy(&file.content)}
-    });
-    let api: Api<ConfigMap> =
-        Api::namespaced(ctx.client.clone(), &pgc.namespace().unwrap_or_default());
-    api.patch(
-        &name,
-        &PatchParams::apply(super::MANAGER).force(),
-        &Patch::Apply(cm),
-    )
-    .await?;
-    Ok(())
 }
 
 /// Computes conditions, publishes events for transitions, and writes status by server-side apply

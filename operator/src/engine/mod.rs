@@ -18,6 +18,7 @@ pub mod facts;
 pub mod fake;
 pub mod files;
 pub mod identity;
+mod monitoring;
 pub mod observe;
 pub mod packages;
 mod passwords;
@@ -268,8 +269,15 @@ impl<'a> Engine<'a> {
         self.phase("haproxy", &lbs, |h| self.haproxy(h)).await;
         self.run_steps(steps, |s| matches!(s, S::Decommission { .. }))
             .await?;
-        self.timed("patroni dynamic configuration", self.dynamic_config())
+        let leader = self
+            .timed("patroni dynamic configuration", self.dynamic_config())
             .await?;
+        self.phase("monitoring", &all, |h| self.monitoring(h)).await;
+        if self.spec.monitoring.enabled {
+            let leader = vec![leader];
+            self.phase("monitoring role", &leader, |h| self.monitor_role(h))
+                .await;
+        }
         self.carry_out_requests().await
     }
 

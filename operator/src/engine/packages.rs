@@ -54,6 +54,13 @@ pub fn wanted(spec: &PostgresClusterSpec, os: OsFamily, roles: Roles) -> Vec<Str
     if roles.haproxy {
         out.extend(pick(&names.haproxy, s(&["haproxy"]), s(&["haproxy"])));
     }
+    // Exporters: Debian's packages (their units and settings files are what pgmetal knows).
+    if spec.monitoring.enabled && os == OsFamily::Debian {
+        out.push("prometheus-node-exporter".into());
+        if roles.postgres {
+            out.push("prometheus-postgres-exporter".into());
+        }
+    }
     out.dedup();
     out
 }
@@ -251,11 +258,23 @@ mod tests {
                 "python3-psycopg2",
                 "etcd-server",
                 "etcd-client",
-                "haproxy"
+                "haproxy",
+                "prometheus-node-exporter",
+                "prometheus-postgres-exporter"
             ]
+        );
+        let lb = Roles {
+            haproxy: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            wanted(&spec(), OsFamily::Debian, lb),
+            ["haproxy", "prometheus-node-exporter"],
+            "no PostgreSQL exporter without PostgreSQL"
         );
         let mut distro = spec();
         distro.packages.patroni.source = PatroniSource::Distro;
+        distro.monitoring.enabled = false;
         assert_eq!(
             wanted(&distro, OsFamily::Debian, all),
             [
@@ -268,10 +287,6 @@ mod tests {
                 "haproxy"
             ]
         );
-        let lb = Roles {
-            haproxy: true,
-            ..Default::default()
-        };
         assert_eq!(wanted(&spec(), OsFamily::RedHat, lb), ["haproxy"]);
         let pg = Roles {
             postgres: true,
@@ -297,6 +312,7 @@ mod tests {
         );
         let mut s = spec();
         s.packages.names.etcd = vec!["etcd-custom".into()];
+        s.monitoring.enabled = false;
         assert_eq!(
             wanted(
                 &s,

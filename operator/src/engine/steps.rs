@@ -93,7 +93,7 @@ impl Engine<'_> {
 
     /// Runs a script that prints one line per thing it changed (nothing when all was in place),
     /// as the step `name`: changed when it printed anything.
-    async fn script_step(
+    pub(super) async fn script_step(
         &self,
         host: &str,
         ex: &dyn crate::exec::Executor,
@@ -336,7 +336,8 @@ for l in "$@"; do grep -qxF -- "$l" "$f" 2>/dev/null || { echo missing; exit 0; 
     }
 
     /// Parameters, timing and pause through `PATCH /config`, then restarts only where pending.
-    pub(super) async fn dynamic_config(&self) -> Result<(), Failure> {
+    /// Returns the leader's host.
+    pub(super) async fn dynamic_config(&self) -> Result<String, Failure> {
         let members: Vec<String> = self.spec.postgres.hosts().cloned().collect();
         let view = self.api.cluster_any(&members).await?;
         let Some(leader) = view.leader_host(&members) else {
@@ -350,7 +351,7 @@ for l in "$@"; do grep -qxF -- "$l" "$f" 2>/dev/null || { echo missing; exit 0; 
             desired["pause"] = serde_json::Value::Bool(self.spec.paused);
         }
         let Some(patch) = patroni_api::config_patch(&current, &desired) else {
-            return Ok(());
+            return Ok(leader);
         };
         let t = Instant::now();
         self.progress.step(&leader, "patroni dynamic configuration");
@@ -387,7 +388,7 @@ for l in "$@"; do grep -qxF -- "$l" "$f" 2>/dev/null || { echo missing; exit 0; 
             self.rec
                 .step(host, "restart for pending parameters", true, t, vec![]);
         }
-        Ok(())
+        Ok(leader)
     }
 }
 

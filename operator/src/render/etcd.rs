@@ -56,15 +56,15 @@ impl InitialCluster {
 
 /// An EnvironmentFile: ordered `NAME="value"` assignments with constant names; each value
 /// carries the spec field it comes from, for error messages.
-struct EnvFile {
-    vars: Vec<(&'static str, &'static str, String)>,
+pub(super) struct EnvFile {
+    pub(super) vars: Vec<(&'static str, &'static str, String)>,
 }
 
 impl EnvFile {
     /// Every value double-quoted with `\`, `"`, `$` and backtick backslash-escaped: read the
     /// same by systemd's EnvironmentFile= parser and by a POSIX shell sourcing the file.
     /// Values with control characters are rejected (systemd would join or split lines).
-    fn serialize(&self, host: &str) -> Result<String, RenderError> {
+    pub(super) fn serialize(&self, host: &str) -> Result<String, RenderError> {
         let mut out = String::from("# Managed by pgmetal: local changes are overwritten.\n");
         for (name, field, value) in &self.vars {
             check_text(field, host, value, false)?;

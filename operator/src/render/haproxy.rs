@@ -57,6 +57,25 @@ fn kw(words: &'static str) -> Vec<Token> {
     words.split(' ').map(Token::Kw).collect()
 }
 
+/// The stats page, and (monitoring on) HAProxy's built-in Prometheus exporter at `/metrics`.
+fn stats(spec: &PostgresClusterSpec) -> Section {
+    let mut lines = vec![
+        kw("mode http"),
+        vec![Token::Kw("bind"), Token::AnyPort(spec.haproxy.stats_port)],
+        kw("stats enable"),
+        kw("stats uri /stats"),
+    ];
+    if spec.monitoring.enabled {
+        lines.push(kw(
+            "http-request use-service prometheus-exporter if { path /metrics }",
+        ));
+    }
+    Section {
+        header: "listen stats",
+        lines,
+    }
+}
+
 /// A `listen` section routing to the members whose Patroni answers 200 on `check_uri`.
 fn backend(
     spec: &PostgresClusterSpec,
@@ -115,15 +134,7 @@ pub fn haproxy_config(spec: &PostgresClusterSpec) -> Result<DesiredFile, RenderE
                 kw("timeout check 5s"),
             ],
         },
-        Section {
-            header: "listen stats",
-            lines: vec![
-                kw("mode http"),
-                vec![Token::Kw("bind"), Token::AnyPort(hp.stats_port)],
-                kw("stats enable"),
-                kw("stats uri /stats"),
-            ],
-        },
+        stats(spec),
         backend(
             spec,
             "listen primary",

@@ -11,6 +11,7 @@ mod check;
 mod etcd;
 mod haproxy;
 mod layout;
+mod monitoring;
 mod patroni;
 mod pg_hba;
 mod systemd;
@@ -21,6 +22,10 @@ pub use etcd::{
 };
 pub use haproxy::haproxy_config;
 pub use layout::Layout;
+pub use monitoring::{
+    EXPORTER_UNITS, Exporter, Job, MONITOR_ROLE, TargetGroup, exporters, file_sd, pg_ident,
+    scrape_targets,
+};
 pub use patroni::{dcs_config, patroni_config};
 
 /// The pg_hba lines Patroni writes into every member's `pg_hba.conf`.

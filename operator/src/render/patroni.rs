@@ -95,6 +95,8 @@ struct Postgresql {
     authentication: Authentication,
     parameters: BTreeMap<&'static str, String>,
     pg_hba: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pg_ident: Vec<String>,
     create_replica_methods: Vec<&'static str>,
     basebackup: Vec<BTreeMap<&'static str, &'static str>>,
 }
@@ -172,6 +174,7 @@ pub fn patroni_config(
                 layout.unix_socket_dir.clone(),
             )]),
             pg_hba: super::pg_hba::pg_hba(spec),
+            pg_ident: super::monitoring::pg_ident(spec),
             create_replica_methods: vec!["basebackup"],
             basebackup: vec![BTreeMap::from([("checkpoint", "fast")])],
         },

@@ -4,7 +4,8 @@ use crate::api::PostgresClusterSpec;
 
 /// pgmetal's pg_hba lines, then the user's `spec.postgres.pgHba` lines verbatim.
 ///
-/// Local: OS user postgres by peer; Patroni's own superuser connection over 127.0.0.1 (it
+/// Local: OS user postgres by peer, the PostgreSQL exporter by peer through a pg_ident map
+/// (monitoring on); Patroni's own superuser connection over 127.0.0.1 (it
 /// connects to `localhost` by TCP), and its replication connection to its own member (Patroni 4
 /// reads a replica's timeline and LSN through it when the leader is gone: without it no replica
 /// counts as the healthiest, and a synchronous-mode cluster never fails over). Members:
@@ -18,6 +19,7 @@ pub(crate) fn pg_hba(spec: &PostgresClusterSpec) -> Vec<String> {
         "host all all 127.0.0.1/32 scram-sha-256".to_string(),
         format!("host replication {repl} 127.0.0.1/32 scram-sha-256"),
     ];
+    lines.extend(super::monitoring::pg_hba(spec));
     for m in spec.postgres.hosts() {
         lines.push(format!(
             "host replication {repl} {} scram-sha-256",

@@ -67,6 +67,14 @@ fn beyond_schema(obj: &PostgresCluster) -> Vec<Violation> {
         ("spec.haproxy.primaryPort", spec.haproxy.primary_port),
         ("spec.haproxy.replicaPort", spec.haproxy.replica_port),
         ("spec.haproxy.statsPort", spec.haproxy.stats_port),
+        (
+            "spec.monitoring.nodeExporterPort",
+            spec.monitoring.node_exporter_port,
+        ),
+        (
+            "spec.monitoring.postgresExporterPort",
+            spec.monitoring.postgres_exporter_port,
+        ),
     ];
     for (field, port) in ports {
         if port == 0 {
