@@ -13,6 +13,8 @@ mod common;
 mod deletion;
 #[path = "common/k8s.rs"]
 mod k8s;
+#[path = "operator_lab/monitoring.rs"]
+mod monitoring;
 #[path = "common/operator.rs"]
 mod operator;
 #[path = "operator_lab/side_clusters.rs"]
@@ -121,7 +123,16 @@ fn operator_runs_a_cluster_from_kubectl() {
     //    error metric says which problem it was.
     blocked_cluster_stalls_with_distinct_reasons(&lab, &kube, &ns);
     // 1. kubectl apply → Ready; kubectl get columns; psql through HAProxy.
+    monitoring::install_scrape_config_crd(&kube);
     let pw = ready_from_kubectl_apply(e, &op);
+    // 1b. Prometheus scrapes the published targets; a replica's power cut fires its alert.
+    let (lb, replica) = (e.lb, lab.hosts[2].as_str());
+    monitoring::prometheus_scrapes_and_alerts_on_a_replica_power_cut(
+        &lab,
+        &kube,
+        &ns,
+        (lb, replica),
+    );
     // 2. Identity and claims; another cluster naming a host is refused.
     identity_and_claims(e);
     another_cluster_is_refused_and_leaves_the_host_alone(&lab, &kube, &ns);

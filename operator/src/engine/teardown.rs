@@ -76,10 +76,13 @@ impl Teardown<'_> {
         let os = facts::gather(ex).await.map_err(at(host, "facts"))?.os;
         let layout = Layout::new(self.spec, os);
         let role = roles(self.spec, host);
+        let [node_exporter, postgres_exporter] = crate::render::EXPORTER_UNITS;
         let units = [
-            (role.haproxy, &layout.haproxy_unit),
+            (role.haproxy, layout.haproxy_unit.as_str()),
             (role.postgres, &layout.patroni_unit),
             (role.etcd, &layout.etcd_unit),
+            (role.postgres, postgres_exporter),
+            (true, node_exporter),
         ];
         // Asked before the services stop: only a running member can say which cluster it is in.
         let etcd_ours = match self.wipe && role.etcd {
@@ -89,7 +92,7 @@ impl Teardown<'_> {
         let units = units
             .into_iter()
             .filter(|(on, _)| *on)
-            .map(|(_, u)| u.clone());
+            .map(|(_, u)| u.to_string());
         ex.run_ok(&Cmd::script(STOP).args(units), "stop services")
             .await
             .map_err(fail("stop services"))?;

@@ -328,7 +328,8 @@ impl Engine<'_> {
         let units = roles.iter().map(|r| match *r {
             "etcd" => layout.etcd_unit.clone(),
             "patroni" => layout.patroni_unit.clone(),
-            _ => layout.haproxy_unit.clone(),
+            "haproxy" => layout.haproxy_unit.clone(),
+            exporter => exporter.to_string(),
         });
         let mut args = vec![
             self.spec.etcd.data_dir.clone(),
@@ -393,7 +394,9 @@ impl Engine<'_> {
         if let Ok(ex) = self.exec(host)
             && self.claimed_by_us(host).await != Some(false)
         {
-            self.retire(host, &*ex, &["patroni"]).await?;
+            let postgres_exporter = crate::render::EXPORTER_UNITS[1];
+            self.retire(host, &*ex, &["patroni", postgres_exporter])
+                .await?;
         }
         let name = member_name(host);
         let pa = &self.spec.patroni;
@@ -433,8 +436,15 @@ impl Engine<'_> {
             self.rec.released(host);
             return Ok(());
         }
-        self.retire(host, &*ex, &["patroni", "etcd", "haproxy"])
-            .await?;
+        let [node_exporter, postgres_exporter] = crate::render::EXPORTER_UNITS;
+        let all = [
+            "patroni",
+            "etcd",
+            "haproxy",
+            node_exporter,
+            postgres_exporter,
+        ];
+        self.retire(host, &*ex, &all).await?;
         let t = Instant::now();
         let rm = Cmd::new("rm").args(["-f", "--", claim::PATH]);
         ex.run_ok(&rm, "release the claim").await?;
