@@ -461,3 +461,54 @@ mod topology_tests;
 
 #[path = "requests_tests.rs"]
 mod requests_tests;
+
+#[tokio::test]
+async fn monitoring_runs_the_exporters_and_creates_the_role_on_the_leader_only() {
+    let spec = spec();
+    let (hosts, api, etcd) = (
+        hosts(),
+        patroni(&spec, "a", &["b", "c"]),
+        FakeEtcd::new(true),
+    );
+    let r = converge(&spec, &hosts, &api, &etcd).await;
+    assert!(r.healthy, "{:?}", r.problems);
+    for h in hosts.keys() {
+        let uploaded: Vec<String> = hosts[h].uploads().into_iter().map(|u| u.path).collect();
+        assert!(
+            uploaded
+                .iter()
+                .any(|p| p == "/etc/default/prometheus-node-exporter"),
+            "{h}: {uploaded:?}"
+        );
+        assert!(
+            ran_on(&hosts[h], "prometheus-node-exporter"),
+            "{h}: exporter unit"
+        );
+    }
+    assert!(
+        ran_on(&hosts["a"], "GRANT pg_monitor"),
+        "the leader gets the role"
+    );
+    assert!(!ran_on(&hosts["b"], "GRANT pg_monitor"));
+    assert!(!ran_on(&hosts["c"], "GRANT pg_monitor"));
+
+    let mut off = spec.clone();
+    off.monitoring.enabled = false;
+    let hosts = self::hosts();
+    let r = converge(&off, &hosts, &api, &etcd).await;
+    assert!(r.healthy, "{:?}", r.problems);
+    for h in hosts.keys() {
+        assert!(!ran_on(&hosts[h], "GRANT pg_monitor"));
+        assert!(
+            hosts[h]
+                .commands()
+                .iter()
+                .any(|c| c.contains("disable --now --quiet")),
+            "{h}: the exporters are stopped when monitoring is off"
+        );
+    }
+}
+
+fn ran_on(f: &FakeExecutor, what: &str) -> bool {
+    f.commands().iter().any(|c| c.contains(what))
+}

@@ -33,14 +33,16 @@ impl Engine<'_> {
             let off = Cmd::script(EXPORTERS_OFF).args(EXPORTER_UNITS);
             return self.script_step(host, &*ex, "exporters off", &off).await;
         }
+        if exporters.is_empty() {
+            return Ok(()); // the RHEL family: pgmetal installs no exporters there
+        }
         let files: Vec<_> = exporters.iter().map(|e| e.file.clone()).collect();
         let written = self.write(host, &*ex, &files).await?;
-        for e in &exporters {
-            let changed = written.contains(&e.file.path);
-            let restart = units::OnChange::Restart;
-            units::ensure(self, host, &*ex, e.unit, changed, restart, false).await?;
-        }
-        Ok(())
+        let units: Vec<(&str, bool)> = exporters
+            .iter()
+            .map(|e| (e.unit, written.contains(&e.file.path)))
+            .collect();
+        units::ensure_all(self, host, &*ex, &units, units::OnChange::Restart, false).await
     }
 
     /// The PostgreSQL exporter's role, on the leader (a replica is read-only).

@@ -12,13 +12,17 @@ pub enum OnChange {
     Reload,
 }
 
-const ENSURE: &str = r#"unit="$1"; changed="$2"; action="$3"; noblock="$4"
-systemctl is-enabled --quiet "$unit" 2>/dev/null || { systemctl enable --quiet "$unit" && echo enabled; }
-if ! systemctl is-active --quiet "$unit"; then
-  systemctl start $noblock "$unit" && echo started
-elif [ "$changed" = yes ]; then
-  systemctl "$action" $noblock "$unit" && echo "${action}ed"
-fi"#;
+/// Arguments: the action on change, `--no-block` or `--quiet`, then `UNIT CHANGED` pairs.
+const ENSURE: &str = r#"action="$1"; noblock="$2"; shift 2
+while [ $# -ge 2 ]; do
+  unit="$1"; changed="$2"; shift 2
+  systemctl is-enabled --quiet "$unit" 2>/dev/null || { systemctl enable --quiet "$unit" && echo "$unit enabled"; }
+  if ! systemctl is-active --quiet "$unit"; then
+    systemctl start $noblock "$unit" && echo "$unit started"
+  elif [ "$changed" = yes ]; then
+    systemctl "$action" $noblock "$unit" && echo "$unit ${action}ed"
+  fi
+done"#;
 
 /// Makes `unit` enabled and running; restarts/reloads it when `changed`. Records the step.
 pub async fn ensure(
@@ -30,24 +34,42 @@ pub async fn ensure(
     on_change: OnChange,
     no_block: bool,
 ) -> Result<(), super::HostError> {
+    ensure_all(engine, host, ex, &[(unit, changed)], on_change, no_block).await
+}
+
+/// [`ensure`] for several units in one round trip, each with whether its inputs changed.
+pub async fn ensure_all(
+    engine: &Engine<'_>,
+    host: &str,
+    ex: &dyn Executor,
+    units: &[(&str, bool)],
+    on_change: OnChange,
+    no_block: bool,
+) -> Result<(), super::HostError> {
+    if units.is_empty() {
+        return Ok(());
+    }
     let action = match on_change {
         OnChange::Restart => "restart",
         OnChange::Reload => "reload",
     };
-    let cmd = Cmd::script(ENSURE).args([
-        unit,
-        if changed { "yes" } else { "no" },
-        action,
-        if no_block { "--no-block" } else { "--quiet" },
-    ]);
+    let mut args = vec![
+        action.to_string(),
+        if no_block { "--no-block" } else { "--quiet" }.to_string(),
+    ];
+    for (unit, changed) in units {
+        args.push(unit.to_string());
+        args.push(if *changed { "yes" } else { "no" }.to_string());
+    }
+    let names: Vec<&str> = units.iter().map(|(u, _)| *u).collect();
+    let name = match names.len() {
+        1 => format!("unit {}", names[0]),
+        _ => format!("units {}", names.join(", ")),
+    };
     engine
-        .step(host, &format!("unit {unit}"), async {
-            let out = ex.run_ok(&cmd, &format!("unit {unit}")).await?;
-            let did: Vec<String> = out
-                .stdout_str()
-                .lines()
-                .map(|l| format!("{unit} {l}"))
-                .collect();
+        .step(host, &name, async {
+            let out = ex.run_ok(&Cmd::script(ENSURE).args(args), &name).await?;
+            let did: Vec<String> = out.stdout_str().lines().map(String::from).collect();
             Ok(((), !did.is_empty(), did))
         })
         .await
