@@ -38,7 +38,7 @@ spec:
 
 /// Seconds of a `durationMs` field.
 fn secs(v: &Value) -> f64 {
-    v["durationMs"].as_u64().unwrap_or(0) as f64 / 1000.0
+    v["duration_ms"].as_u64().unwrap_or(0) as f64 / 1000.0
 }
 
 /// The phase `name`'s duration in the report (0 when it did not run).
@@ -137,7 +137,7 @@ fn cold_and_no_op_converge() {
     let trips: Vec<String> = hosts
         .iter()
         .map(|h| {
-            noop["hosts"][h]["roundTrips"]
+            noop["hosts"][h]["round_trips"]
                 .as_u64()
                 .unwrap_or(0)
                 .to_string()
