@@ -122,7 +122,8 @@ async fn first_answering(spec: &PostgresClusterSpec, hosts: &[String]) -> Option
 }
 
 /// Runs `op` against the first answering member, up to 3 times a second apart: a request that
-/// lands during a leader election ("leader changed") succeeds on the next try.
+/// lands during a leader election ("leader changed") succeeds on the next try. When no member
+/// answers at all on the first try (a cluster not bootstrapped yet), it fails at once.
 async fn with_retries<T, F>(
     spec: &PostgresClusterSpec,
     hosts: &[String],
@@ -137,6 +138,9 @@ where
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         let Some(c) = first_answering(spec, hosts).await else {
+            if attempt == 0 {
+                break;
+            }
             continue;
         };
         match op(c).await {
