@@ -11,7 +11,7 @@ use crate::api::PostgresCluster;
 use crate::render;
 
 /// The key of the file_sd document in the ConfigMap `<cluster>-scrape-targets`.
-pub const TARGETS_KEY: &str = "targets.json";
+const TARGETS_KEY: &str = "targets.json";
 
 /// Everything the converge publishes: haproxy.cfg when the cluster has no HAProxy hosts, and
 /// the scrape targets (removed when monitoring is off).
@@ -65,7 +65,7 @@ async fn publish_scrape_targets(ctx: &Context, pgc: &PostgresCluster) -> Result<
 }
 
 /// `<namespace>/<name>`: the `pgmetal_cluster` label of every target.
-pub fn cluster_label(pgc: &PostgresCluster) -> String {
+fn cluster_label(pgc: &PostgresCluster) -> String {
     format!("{}/{}", namespace(pgc), pgc.name_any())
 }
 

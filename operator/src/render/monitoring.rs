@@ -111,8 +111,7 @@ pub fn pg_ident(spec: &PostgresClusterSpec) -> Vec<String> {
 }
 
 /// What a Prometheus target serves, as the `job` label of its group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
     /// The node exporter: the host's CPU, memory, disks, network.
     PgmetalNode,
@@ -124,6 +123,19 @@ pub enum Job {
     PgmetalEtcd,
     /// HAProxy's built-in Prometheus exporter on its stats port.
     PgmetalHaproxy,
+}
+
+impl Job {
+    /// The `job` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Job::PgmetalNode => "pgmetal-node",
+            Job::PgmetalPostgres => "pgmetal-postgres",
+            Job::PgmetalPatroni => "pgmetal-patroni",
+            Job::PgmetalEtcd => "pgmetal-etcd",
+            Job::PgmetalHaproxy => "pgmetal-haproxy",
+        }
+    }
 }
 
 /// One file_sd group: targets sharing labels.
@@ -157,14 +169,10 @@ pub fn scrape_targets(spec: &PostgresClusterSpec, cluster: &str) -> Vec<TargetGr
             (haproxy, Job::PgmetalHaproxy, spec.haproxy.stats_port),
         ];
         for (_, job, port) in jobs.into_iter().filter(|(on, _, _)| *on) {
-            let job = serde_json::to_value(job)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
             out.push(TargetGroup {
                 targets: vec![host_port(&host, port)],
                 labels: BTreeMap::from([
-                    ("job", job),
+                    ("job", job.as_str().to_string()),
                     ("pgmetal_cluster", cluster.to_string()),
                     ("host", host.clone()),
                 ]),
