@@ -27,4 +27,5 @@ pub mod plan;
 pub mod render;
 pub mod status;
 pub mod telemetry;
+pub mod tls;
 pub mod validate;

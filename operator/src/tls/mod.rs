@@ -1,0 +1,202 @@
+//! Certificates for every channel of a cluster: a CA that pgmetal creates, and the server and
+//! client certificates it signs for each host (rcgen), with what a renewal decision needs.
+//!
+//! Pure: no I/O. Private keys live only in [`KeyPem`], whose `Debug` never shows them.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use time::OffsetDateTime;
+
+/// A PEM private key. Its `Debug` prints only that it is one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyPem(pub String);
+
+impl std::fmt::Debug for KeyPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyPem(<private key>)")
+    }
+}
+
+/// A certificate and its private key, both PEM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertKey {
+    /// The certificate.
+    pub cert: String,
+    /// Its private key.
+    pub key: KeyPem,
+}
+
+/// What a certificate is for (its extended key usage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    /// A TLS server (etcd client port, Patroni REST, PostgreSQL).
+    Server,
+    /// A TLS client (pgmetal or Patroni to etcd, pgmetal to Patroni).
+    Client,
+    /// Both (etcd peers authenticate each other with one certificate).
+    Peer,
+}
+
+/// One certificate to issue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The subject's common name (a host, or a client such as `pgmetal`).
+    pub common_name: String,
+    /// DNS names and IP addresses the certificate is valid for.
+    pub names: Vec<String>,
+    /// Server, client or both.
+    pub usage: Usage,
+}
+
+/// Why a certificate could not be made or read. Never carries key material.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// rcgen refused the parameters or could not sign.
+    #[error("issuing {what}: {reason}")]
+    Issue {
+        /// The certificate concerned (`CA`, or the request's common name).
+        what: String,
+        /// rcgen's error.
+        reason: String,
+    },
+    /// A PEM certificate could not be parsed.
+    #[error("reading a certificate: {0}")]
+    Parse(String),
+}
+
+fn issue_error(what: &str) -> impl Fn(rcgen::Error) -> TlsError + '_ {
+    move |e| TlsError::Issue {
+        what: what.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn validity(params: &mut CertificateParams, now: OffsetDateTime, lifetime: Duration) {
+    // Backdated a little: a host whose clock is a few minutes behind still accepts it.
+    params.not_before = now - time::Duration::minutes(5);
+    params.not_after = now + lifetime;
+}
+
+/// A new CA for the cluster `cluster`, valid for `lifetime` from `now`.
+pub fn new_ca(cluster: &str, now: OffsetDateTime, lifetime: Duration) -> Result<CertKey, TlsError> {
+    let err = issue_error("CA");
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "pgmetal");
+    dn.push(DnType::CommonName, format!("pgmetal CA {cluster}"));
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    validity(&mut params, now, lifetime);
+    let key = KeyPair::generate().map_err(&err)?;
+    let cert = params.self_signed(&key).map_err(&err)?;
+    Ok(CertKey {
+        cert: cert.pem(),
+        key: KeyPem(key.serialize_pem()),
+    })
+}
+
+/// A certificate for `req`, signed by `ca`, valid for `lifetime` from `now`, with a new key.
+pub fn issue(
+    ca: &CertKey,
+    req: &Request,
+    now: OffsetDateTime,
+    lifetime: Duration,
+) -> Result<CertKey, TlsError> {
+    let err = issue_error(&req.common_name);
+    let ca_key = KeyPair::from_pem(&ca.key.0).map_err(&err)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert, ca_key).map_err(&err)?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "pgmetal");
+    dn.push(DnType::CommonName, req.common_name.clone());
+    params.distinguished_name = dn;
+    for name in &req.names {
+        params.subject_alt_names.push(match name.parse::<IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(name.clone().try_into().map_err(&err)?),
+        });
+    }
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = match req.usage {
+        Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+        Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        Usage::Peer => vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+    };
+    params.use_authority_key_identifier_extension = true;
+    validity(&mut params, now, lifetime);
+    let key = KeyPair::generate().map_err(&err)?;
+    let cert = params.signed_by(&key, &issuer).map_err(&err)?;
+    Ok(CertKey {
+        cert: cert.pem(),
+        key: KeyPem(key.serialize_pem()),
+    })
+}
+
+/// What pgmetal reads back from a certificate to decide whether to reissue it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+    /// Its DNS and IP subject alternative names, as text.
+    pub names: Vec<String>,
+}
+
+/// Reads the end of validity and the names of a PEM certificate.
+pub fn inspect(cert_pem: &str) -> Result<Seen, TlsError> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map_err(|e| TlsError::Parse(e.to_string()))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| TlsError::Parse(e.to_string()))?;
+    let not_after = cert.validity().not_after.to_datetime();
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => names.push(d.to_string()),
+                x509_parser::extensions::GeneralName::IPAddress(b) => {
+                    let ip: Option<IpAddr> = match b.len() {
+                        4 => <[u8; 4]>::try_from(*b).ok().map(IpAddr::from),
+                        16 => <[u8; 16]>::try_from(*b).ok().map(IpAddr::from),
+                        _ => None,
+                    };
+                    names.extend(ip.map(|i| i.to_string()));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(Seen { not_after, names })
+}
+
+/// Why a certificate must be reissued now, if it must: it expires within `renew_before`, or
+/// its names differ from `want` (a host or an HAProxy address changed).
+pub fn renewal_due(
+    seen: &Seen,
+    want: &[String],
+    now: OffsetDateTime,
+    renew_before: Duration,
+) -> Option<String> {
+    if seen.not_after - renew_before <= now {
+        return Some(format!("it expires at {}", seen.not_after));
+    }
+    let (mut have, mut wanted) = (seen.names.clone(), want.to_vec());
+    have.sort();
+    wanted.sort();
+    (have != wanted).then(|| format!("its names {have:?} are not {wanted:?}"))
+}
+
+#[cfg(test)]
+mod tests;
