@@ -118,6 +118,26 @@ fn etcd_leader(lab: &Lab) -> String {
         .unwrap_or_else(|| panic!("no etcd leader in {out}"))
 }
 
+/// What the surviving hosts say, for a failure message: `pgmetal status`, Patroni's view and
+/// log, and etcd's endpoints.
+fn diagnostics(lab: &Lab, dir: &Path, down: &str) -> String {
+    let (_, status) = pgmetal(lab, dir, "status");
+    let mut out = format!("pgmetal status: {status:#}\n");
+    for h in lab.hosts[..3].iter().filter(|h| *h != down) {
+        let o = lab.ssh(
+            h,
+            "python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:8008/cluster', timeout=3).read().decode())\"; journalctl -u patroni --no-pager -n 40; \
+             ETCDCTL_API=3 etcdctl endpoint status --cluster -w table 2>&1 | tail -5",
+        );
+        out.push_str(&format!(
+            "--- {h}\n{}{}\n",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    }
+    out
+}
+
 fn lab_verb(verb: &str, host: &str) {
     let st = Command::new(common::repo().join("e2e/lab"))
         .args([verb, host])
@@ -149,11 +169,13 @@ fn power_cut_round(lab: &Lab, dir: &Path, writer: &Writer, n: usize) -> Cut {
     let cut_at = writer.now();
     let t = Instant::now();
     lab_verb("kill", &old);
-    writer.wait_for(
+    if let Err(e) = writer.try_wait_for(
         &format!("cut {n}: a new primary acknowledging writes after {old} lost power"),
         Duration::from_secs(120),
         |a| a.iter().any(|x| x.at > cut_at && x.server != old),
-    );
+    ) {
+        panic!("{e}\n{}", diagnostics(lab, dir, &old));
+    }
     lab_verb("start", &old);
     let status = wait_healthy(lab, dir, Duration::from_secs(240));
     let rejoin_secs = t.elapsed().as_secs_f64();

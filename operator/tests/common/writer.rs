@@ -129,17 +129,29 @@ impl Writer {
 
     /// Waits until `pred` holds for the acknowledgements, or panics after `timeout`.
     pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&[Ack]) -> bool) -> f64 {
+        self.try_wait_for(what, timeout, pred)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Waits until `pred` holds for the acknowledgements; after `timeout`, says what was seen.
+    pub fn try_wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&[Ack]) -> bool,
+    ) -> Result<f64, String> {
         let t = Instant::now();
         loop {
             if pred(&self.acks.lock().unwrap()) {
-                return t.elapsed().as_secs_f64();
+                return Ok(t.elapsed().as_secs_f64());
             }
-            assert!(
-                t.elapsed() < timeout,
-                "{what}: not within {timeout:?} (acks {}, failures {})",
-                self.acks.lock().unwrap().len(),
-                self.failures()
-            );
+            if t.elapsed() >= timeout {
+                return Err(format!(
+                    "{what}: not within {timeout:?} (acks {}, failures {})",
+                    self.acks.lock().unwrap().len(),
+                    self.failures()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
