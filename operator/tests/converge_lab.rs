@@ -1,8 +1,10 @@
 //! `pgmetal apply` on real lab hosts, from bare images: a cold converge, a no-change converge,
-//! a parameter change, hostile strings that must execute nothing, and a host-key mismatch.
+//! TLS as a client sees it, a parameter change, hostile strings that must execute nothing, and a host-key mismatch.
 //! Ignored by a plain `cargo test`: e2e/test runs them with PGMETAL_LAB=1 and `--include-ignored`.
 
 mod common;
+#[path = "converge_lab/tls.rs"]
+mod tls;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -192,6 +194,12 @@ fn apply_converges_real_hosts_idempotently() {
         "no-change converge SSH round trips per host: {}",
         trips.join(", ")
     );
+
+    // TLS: verify-full through HAProxy, plain text refused, renewals by reload.
+    let base = manifest(&lab, "");
+    tls::check(&lab, dir.path(), &base, HOSTILE_PASSWORD, |m| {
+        apply(&lab, dir.path(), m, &known)
+    });
 
     // 3. Parameters: work_mem applies by reload everywhere; max_connections needs a restart.
     let patroni_pids: Vec<String> = lab.hosts[..3]

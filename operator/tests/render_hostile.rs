@@ -91,7 +91,7 @@ fn patroni_yaml_round_trips_hostile_strings() {
             format!("\"{name}\"")
         };
         let want = Value::String(format!(
-            "host replication {quoted} 192.168.10.64/32 scram-sha-256"
+            "hostssl replication {quoted} 192.168.10.64/32 scram-sha-256"
         ));
         assert!(hba.contains(&want), "{want:?} missing for {s:?}");
 

@@ -4,7 +4,9 @@ mod defaults;
 pub mod monitoring;
 pub mod spec;
 pub mod status;
+pub mod tls;
 
 pub use monitoring::MonitoringSpec;
 pub use spec::*;
 pub use status::*;
+pub use tls::{TlsMode, TlsSpec};

@@ -62,6 +62,9 @@ pub struct PostgresClusterSpec {
     /// Monitoring: exporters on the hosts and the scrape targets the operator publishes.
     #[serde(default)]
     pub monitoring: super::MonitoringSpec,
+    /// Encryption: the cluster's CA and the certificates it signs (PostgreSQL first).
+    #[serde(default)]
+    pub tls: super::TlsSpec,
     /// Maintenance mode: when true pgmetal stops converging the hosts and puts Patroni in pause
     /// (no automatic failover), like `patronictl pause`. Set back to false to resume.
     #[serde(default)]

@@ -387,18 +387,61 @@ async fn psql(
         true => spec.haproxy.replica_port,
         false => spec.haproxy.primary_port,
     };
-    let password = superuser_password(client, pgc).await?;
+    let password = superuser_password(client.clone(), pgc).await?;
     let conninfo = format!(
         "host={lb} port={port} user={} dbname=postgres",
         spec.postgres.superuser.name
     );
-    let status = std::process::Command::new("psql")
-        .arg(conninfo)
-        .args(args)
-        .env("PGPASSWORD", password)
+    let mut cmd = std::process::Command::new("psql");
+    cmd.arg(conninfo).args(args).env("PGPASSWORD", password);
+    let ca = match spec.tls.enabled() {
+        true => Some(ca_file(client, pgc).await?),
+        false => None,
+    };
+    if let Some(ca) = &ca {
+        cmd.env("PGSSLMODE", "verify-full").env("PGSSLROOTCERT", ca);
+    }
+    let status = cmd
         .status()
-        .map_err(|e| format!("psql: {e} (is the PostgreSQL client installed?)"))?;
-    Ok(status.success())
+        .map_err(|e| format!("psql: {e} (is the PostgreSQL client installed?)"));
+    if let Some(ca) = ca {
+        let _ = std::fs::remove_file(ca);
+    }
+    Ok(status?.success())
+}
+
+/// The cluster's CA certificate (`<cluster>-ca`, key `ca.crt`) in a new private temporary file,
+/// for psql's `sslrootcert`: the server is verified by name, through HAProxy.
+async fn ca_file(
+    client: kube::Client,
+    pgc: &PostgresCluster,
+) -> Result<std::path::PathBuf, String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let ns = pgc.metadata.namespace.clone().unwrap_or_default();
+    let name = crate::controller::dereference::ca_secret_name(
+        &pgc.metadata.name.clone().unwrap_or_default(),
+    );
+    let secrets: Api<Secret> = Api::namespaced(client, &ns);
+    let s = secrets
+        .get(&name)
+        .await
+        .map_err(|e| format!("secret {ns}/{name}: {}", said(&e)))?;
+    let ca = s
+        .data
+        .and_then(|mut d| d.remove("ca.crt"))
+        .ok_or_else(|| format!("secret {ns}/{name} has no key ca.crt"))?;
+    let suffix = crate::cli::secrets_file::generate_password();
+    let path = std::env::temp_dir().join(format!("pgmetal-ca-{}.crt", &suffix[..12]));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(&ca.0)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
 }
 
 #[cfg(test)]

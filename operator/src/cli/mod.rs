@@ -54,6 +54,8 @@ pub struct Loaded {
     pub secrets: ClusterSecrets,
     /// SSH settings.
     pub ssh: crate::exec::SshConfig,
+    /// The cluster's CA (`spec.tls` Managed), beside the secrets file.
+    pub ca: Option<crate::tls::CertKey>,
 }
 
 /// Reads and validates the manifest.
@@ -86,6 +88,22 @@ pub fn load(c: &Common) -> Result<Loaded, String> {
             c.secrets.display()
         );
     }
+    let ca = match cluster.spec.tls.enabled() {
+        true => {
+            let name = cluster.metadata.name.clone().unwrap_or_default();
+            let (ca, created) = secrets_file::load_or_create_ca(&c.secrets, &name)?;
+            if created {
+                let (crt, key) = secrets_file::ca_paths(&c.secrets);
+                eprintln!(
+                    "created the cluster's CA: {} (give it to clients: sslrootcert) and {} (mode 0600): keep it safe",
+                    crt.display(),
+                    key.display()
+                );
+            }
+            Some(ca)
+        }
+        false => None,
+    };
     let key = read(&c.ssh_key)?;
     let known = KnownHosts::parse(&read(&c.known_hosts)?);
     let ssh = connect::ssh_config(&cluster.spec.ssh, &key, known)
@@ -94,6 +112,7 @@ pub fn load(c: &Common) -> Result<Loaded, String> {
         cluster,
         secrets,
         ssh,
+        ca,
     })
 }
 
@@ -134,6 +153,7 @@ pub async fn apply(c: &Common, quiet: bool) -> Result<bool, String> {
     let asked = engine::requests::Asked::from_annotations(l.cluster.metadata.annotations.as_ref());
     let report = engine::Engine::new((owner(&l), spec), &l.secrets, conns, &*progress)
         .with_requests(asked)
+        .with_ca(l.ca.clone())
         .converge()
         .await;
     drop(progress);

@@ -1,12 +1,14 @@
-//! The CLI's secrets file: a YAML map of the cluster passwords, generated (mode 0600) when missing.
+//! The CLI's secrets file: a YAML map of the cluster passwords, generated (mode 0600) when
+//! missing; and beside it the cluster's CA (`<name>.ca.crt`, and `<name>.ca.key` mode 0600).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rand::distr::{Alphanumeric, SampleString};
 
 use crate::model::ClusterSecrets;
+use crate::tls::{CertKey, KeyPem};
 
 /// A strong random password: 32 alphanumeric characters (~190 bits).
 pub fn generate_password() -> String {
@@ -47,6 +49,64 @@ pub fn load_or_create(path: &Path) -> Result<(ClusterSecrets, bool), String> {
     }
 }
 
+/// The CA files beside the secrets file `secrets`: `<stem>.ca.crt` and `<stem>.ca.key`.
+pub fn ca_paths(secrets: &Path) -> (PathBuf, PathBuf) {
+    let stem = secrets
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "pgmetal-secrets".into());
+    let dir = secrets.parent().unwrap_or(Path::new(""));
+    (
+        dir.join(format!("{stem}.ca.crt")),
+        dir.join(format!("{stem}.ca.key")),
+    )
+}
+
+/// Reads the CA beside `secrets`, or creates it for `cluster` when neither file exists. One
+/// file without the other is refused: a new CA would invalidate what clients trust.
+pub fn load_or_create_ca(secrets: &Path, cluster: &str) -> Result<(CertKey, bool), String> {
+    let (crt, key) = ca_paths(secrets);
+    let read = |p: &Path| match std::fs::read_to_string(p) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", p.display())),
+    };
+    match (read(&crt)?, read(&key)?) {
+        (Some(cert), Some(k)) => Ok((
+            CertKey {
+                cert,
+                key: KeyPem(k),
+            },
+            false,
+        )),
+        (None, None) => {
+            let now = time::OffsetDateTime::now_utc();
+            let ca = crate::tls::new_ca(cluster, now, crate::tls::CA_LIFETIME)
+                .map_err(|e| e.to_string())?;
+            write_new(&key, &ca.key.0, 0o600)?;
+            write_new(&crt, &ca.cert, 0o644)?;
+            Ok((ca, true))
+        }
+        _ => Err(format!(
+            "{} and {} belong together and one is missing: restore it (a new CA would break \
+             every client that trusts the old one), or remove both to start a new CA",
+            crt.display(),
+            key.display()
+        )),
+    }
+}
+
+fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), String> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +124,23 @@ mod tests {
         );
         let (b, created) = load_or_create(&p).unwrap();
         assert!(!created && a == b);
+    }
+
+    #[test]
+    fn ca_is_created_once_beside_the_secrets_and_never_half() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.yaml");
+        let (a, created) = load_or_create_ca(&p, "pg").unwrap();
+        assert!(created && a.cert.contains("BEGIN CERTIFICATE"));
+        let (crt, key) = ca_paths(&p);
+        assert_eq!(crt, dir.path().join("s.ca.crt"));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&crt), mode(&key)), (0o644, 0o600));
+        let (b, created) = load_or_create_ca(&p, "pg").unwrap();
+        assert!(!created && a == b);
+        std::fs::remove_file(&key).unwrap();
+        let e = load_or_create_ca(&p, "pg").unwrap_err();
+        assert!(e.contains("one is missing"), "{e}");
+        assert!(crt.exists(), "nothing replaced");
     }
 }

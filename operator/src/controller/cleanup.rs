@@ -88,22 +88,29 @@ pub async fn cleanup(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Act
     Ok(Action::await_change())
 }
 
-/// With Retain the data outlives the resource, and so must the passwords in it: the generated
-/// `<cluster>-passwords` loses its owner reference (the garbage collector would delete it), so
-/// that a re-created cluster reads the passwords the kept data was made with.
+/// With Retain the data outlives the resource, and so must the passwords in it and the CA its
+/// clients trust: the generated `<cluster>-passwords` and `<cluster>-ca` lose their owner
+/// reference (the garbage collector would delete them), so that a re-created cluster reads the
+/// passwords the kept data was made with and keeps its CA.
 async fn keep_passwords(ctx: &Context, pgc: &PostgresCluster) -> Result<(), Error> {
     let ns = pgc.namespace().unwrap_or_default();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let name = dereference::passwords_secret_name(&pgc.name_any());
+    let cluster = pgc.name_any();
     let patch = serde_json::json!({"metadata": {"ownerReferences": null}});
-    match api
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(Error::Kube(e)),
+    for name in [
+        dereference::passwords_secret_name(&cluster),
+        dereference::ca_secret_name(&cluster),
+    ] {
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(Error::Kube(e)),
+        }
     }
+    Ok(())
 }
 
 /// Whether Wipe may delete data: asked for, and the data directories pass today's validation

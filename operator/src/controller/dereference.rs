@@ -1,5 +1,6 @@
 //! Dereference: read the Secrets a PostgresCluster names (SSH key, known_hosts, passwords) and
-//! generate the password Secret `<cluster>-passwords`, owned by the cluster, when it is missing.
+//! generate the password Secret `<cluster>-passwords` and the CA Secret `<cluster>-ca`, owned by
+//! the cluster, when they are missing.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,7 @@ use kube::{Api, Resource, ResourceExt};
 use crate::api::{PostgresCluster, SecretKeyRef};
 use crate::cli::secrets_file::generate_password;
 use crate::model::ClusterSecrets;
+use crate::tls::{CertKey, KeyPem};
 
 /// What the Secrets hold, ready for the engine. Never logged.
 pub struct Resolved {
@@ -20,6 +22,8 @@ pub struct Resolved {
     pub known_hosts: Option<String>,
     /// The passwords.
     pub secrets: ClusterSecrets,
+    /// The cluster's CA (`spec.tls` Managed).
+    pub ca: Option<CertKey>,
 }
 
 /// A Secret problem a person must fix; becomes the Ready condition's reason and message.
@@ -43,6 +47,9 @@ pub enum DerefError {
         key: String,
         field: String,
     },
+    /// The cluster's CA could not be made.
+    #[error("creating the CA for Secret {name}: {reason}")]
+    Ca { name: String, reason: String },
     /// The API call failed.
     #[error("reading Secret {name}: {source}")]
     Kube { name: String, source: kube::Error },
@@ -144,9 +151,14 @@ pub async fn resolve(client: &kube::Client, pgc: &PostgresCluster) -> Result<Res
             key: "*".into(),
             field: "passwords".into(),
         })?;
+    let ca = match s.tls.enabled() {
+        true => Some(cluster_ca(&api, pgc).await?),
+        false => None,
+    };
     Ok(Resolved {
         private_key,
         known_hosts,
+        ca,
         secrets: ClusterSecrets {
             superuser,
             replication,
@@ -163,23 +175,78 @@ async fn generated(
     pgc: &PostgresCluster,
 ) -> Result<BTreeMap<String, String>, DerefError> {
     let name = passwords_secret_name(&pgc.name_any());
+    let make = || {
+        Ok(ROLES
+            .iter()
+            .map(|r| (r.to_string(), generate_password()))
+            .collect())
+    };
+    let s = get_or_create(api, pgc, (&name, "Opaque"), make).await?;
+    Ok(ROLES
+        .iter()
+        .filter_map(|r| key(&s, r).map(|v| (r.to_string(), v)))
+        .collect())
+}
+
+/// The name of the Secret holding the cluster's CA (`spec.tls` Managed).
+pub fn ca_secret_name(cluster: &str) -> String {
+    format!("{cluster}-ca")
+}
+
+/// The cluster's CA from `<cluster>-ca`, created (owned by the cluster) on first use in the
+/// layout cert-manager reads for a CA issuer: `tls.crt` and `tls.key` the CA itself, `ca.crt`
+/// the certificate clients trust. An existing CA is never replaced.
+async fn cluster_ca(api: &Api<Secret>, pgc: &PostgresCluster) -> Result<CertKey, DerefError> {
+    let name = ca_secret_name(&pgc.name_any());
+    let make = || {
+        let now = time::OffsetDateTime::now_utc();
+        let ca =
+            crate::tls::new_ca(&pgc.name_any(), now, crate::tls::CA_LIFETIME).map_err(|e| {
+                DerefError::Ca {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        Ok(BTreeMap::from([
+            ("tls.crt".to_string(), ca.cert.clone()),
+            ("tls.key".to_string(), ca.key.0),
+            ("ca.crt".to_string(), ca.cert),
+        ]))
+    };
+    let s = get_or_create(api, pgc, (&name, "kubernetes.io/tls"), make).await?;
+    let ns = pgc.namespace().unwrap_or_else(|| "default".into());
+    let need = |k: &str| {
+        key(&s, k).ok_or_else(|| DerefError::NoKey {
+            namespace: ns.clone(),
+            name: name.clone(),
+            key: k.into(),
+            field: "spec.tls".into(),
+        })
+    };
+    Ok(CertKey {
+        cert: need("tls.crt")?,
+        key: KeyPem(need("tls.key")?),
+    })
+}
+
+/// The Secret `name` as stored, or created with `make()`'s values (labelled, owned by the
+/// cluster) when missing. When another reconcile created it first, that one is used.
+async fn get_or_create(
+    api: &Api<Secret>,
+    pgc: &PostgresCluster,
+    (name, type_): (&str, &str),
+    make: impl FnOnce() -> Result<BTreeMap<String, String>, DerefError>,
+) -> Result<Secret, DerefError> {
     let err = |source| DerefError::Kube {
-        name: name.clone(),
+        name: name.to_string(),
         source,
     };
-    if let Some(s) = api.get_opt(&name).await.map_err(err)? {
-        return Ok(ROLES
-            .iter()
-            .filter_map(|r| key(&s, r).map(|v| (r.to_string(), v)))
-            .collect());
+    if let Some(s) = api.get_opt(name).await.map_err(err)? {
+        return Ok(s);
     }
-    let values: BTreeMap<String, String> = ROLES
-        .iter()
-        .map(|r| (r.to_string(), generate_password()))
-        .collect();
     let secret = Secret {
         metadata: ObjectMeta {
-            name: Some(name.clone()),
+            name: Some(name.to_string()),
             owner_references: pgc.controller_owner_ref(&()).map(|o| vec![o]),
             labels: Some(BTreeMap::from([
                 ("app.kubernetes.io/managed-by".into(), "pgmetal".into()),
@@ -187,25 +254,18 @@ async fn generated(
             ])),
             ..Default::default()
         },
-        type_: Some("Opaque".into()),
+        type_: Some(type_.into()),
         data: Some(
-            values
-                .iter()
-                .map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes())))
+            make()?
+                .into_iter()
+                .map(|(k, v)| (k, ByteString(v.into_bytes())))
                 .collect(),
         ),
         ..Default::default()
     };
     match api.create(&PostParams::default(), &secret).await {
-        Ok(_) => Ok(values),
-        // Another reconcile created it first: use what is stored.
-        Err(kube::Error::Api(e)) if e.code == 409 => {
-            let s = api.get(&name).await.map_err(err)?;
-            Ok(ROLES
-                .iter()
-                .filter_map(|r| key(&s, r).map(|v| (r.to_string(), v)))
-                .collect())
-        }
+        Ok(s) => Ok(s),
+        Err(kube::Error::Api(e)) if e.code == 409 => api.get(name).await.map_err(err),
         Err(e) => Err(err(e)),
     }
 }

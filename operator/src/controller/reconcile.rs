@@ -251,6 +251,7 @@ async fn converge(
         let asked = engine::requests::Asked::from_annotations(pgc.metadata.annotations.as_ref());
         engine::Engine::verified((owner, spec), secrets, conns, &progress, verified)
             .with_requests(asked)
+            .with_ca(resolved.ca.clone())
             .converge()
             .await
     };

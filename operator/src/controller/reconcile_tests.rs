@@ -215,7 +215,21 @@ async fn generated_passwords_are_created_once_owned_by_the_cluster_and_then_kept
     let pgc: PostgresCluster = serde_json::from_value(stored(true)).unwrap();
     let first = dereference::resolve(&client, &pgc).await.unwrap();
     let created = api.sent(Method::POST, "/namespaces/db/secrets");
-    assert_eq!(created.len(), 1);
+    assert_eq!(created.len(), 2, "the passwords and the CA");
+    let ca = &created[1].body;
+    assert_eq!(
+        (ca["metadata"]["name"].as_str(), ca["type"].as_str()),
+        (Some("pg-ca"), Some("kubernetes.io/tls"))
+    );
+    assert_eq!(ca["metadata"]["ownerReferences"][0]["uid"], "u-1");
+    assert!(
+        first
+            .ca
+            .as_ref()
+            .unwrap()
+            .cert
+            .contains("BEGIN CERTIFICATE")
+    );
     let meta = &created[0].body["metadata"];
     assert_eq!(meta["name"], "pg-passwords");
     assert_eq!(meta["ownerReferences"][0]["uid"], "u-1");
@@ -232,6 +246,7 @@ async fn generated_passwords_are_created_once_owned_by_the_cluster_and_then_kept
         again.secrets, first.secrets,
         "the passwords of a running cluster stay"
     );
+    assert_eq!(again.ca, first.ca, "and its CA");
 }
 
 /// The deleted object: a deletion timestamp and the finalizer.

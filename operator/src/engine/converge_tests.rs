@@ -97,6 +97,16 @@ fn engine<'a>(
         (Arc::new(api.clone()), Arc::new(etcd.clone())),
     )
     .with_waits(waits)
+    .with_ca(Some(test_ca()))
+}
+
+/// One CA for every test (making a key pair each time would only slow them down).
+pub(super) fn test_ca() -> crate::tls::CertKey {
+    static CA: std::sync::LazyLock<crate::tls::CertKey> = std::sync::LazyLock::new(|| {
+        let now = time::OffsetDateTime::now_utc();
+        crate::tls::new_ca("test", now, crate::tls::CA_LIFETIME).unwrap()
+    });
+    CA.clone()
 }
 
 fn patroni(spec: &PostgresClusterSpec, leader: &str, replicas: &[&str]) -> FakePatroni {
@@ -131,6 +141,20 @@ async fn converges_a_healthy_cluster() {
             f.events().len(),
             "{h}: every command counted"
         );
+        let pem = f
+            .uploads()
+            .into_iter()
+            .find(|u| u.path == render::POSTGRES_PEM);
+        assert_eq!(
+            pem.map(|u| u.mode),
+            Some(0o600),
+            "{h}: a private certificate"
+        );
+        let step = r.hosts[h]
+            .steps
+            .iter()
+            .find(|s| s.step == "postgres certificate");
+        assert!(step.is_some_and(|s| s.changed), "{h}: issued");
     }
 }
 

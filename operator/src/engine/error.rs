@@ -33,6 +33,8 @@ pub enum HostErrorKind {
     Refused,
     /// A Kubernetes API call failed (the operator's own, e.g. publishing haproxy.cfg).
     Kubernetes,
+    /// A certificate could not be read or issued (see `spec.tls`).
+    Tls,
     /// Anything else: rendering, facts, I/O.
     Other,
 }
@@ -106,6 +108,12 @@ impl From<super::facts::FactsError> for Failure {
 impl From<super::patroni_api::ApiError> for Failure {
     fn from(e: super::patroni_api::ApiError) -> Self {
         Failure::new(HostErrorKind::Patroni, e.to_string())
+    }
+}
+
+impl From<crate::tls::TlsError> for Failure {
+    fn from(e: crate::tls::TlsError) -> Self {
+        Failure::new(HostErrorKind::Tls, e.to_string())
     }
 }
 

@@ -1,4 +1,5 @@
-//! Facts about a host: OS family and version (from /etc/os-release), installed packages, systemd.
+//! Facts about a host: OS family and version (from /etc/os-release), installed packages, systemd,
+//! and the PostgreSQL server certificate in place (public; its key is never read back).
 
 use std::collections::BTreeSet;
 
@@ -14,6 +15,8 @@ pub struct HostFacts {
     pub os_release: String,
     /// Names of installed packages.
     pub installed: BTreeSet<String>,
+    /// The PostgreSQL server certificate pgmetal issued earlier (PEM), if there is one.
+    pub postgres_cert: Option<String>,
 }
 
 /// Why facts could not be established.
@@ -32,22 +35,31 @@ pub enum FactsError {
     Exec(#[from] ExecError),
 }
 
-/// One round trip: os-release, whether systemd is PID 1, and the installed packages.
+/// One round trip: os-release, whether systemd is PID 1, the installed packages and the
+/// PostgreSQL server certificate (its path is the script's first argument; the key beside it in
+/// that file never leaves the host).
 const PROBE: &str = r#"cat /etc/os-release; echo '@@systemd'; test -d /run/systemd/system && echo yes || echo no
 echo '@@packages'
 if command -v dpkg-query >/dev/null 2>&1; then dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' 2>/dev/null | awk '$2 ~ /^ii/ {print $1}'
-elif command -v rpm >/dev/null 2>&1; then rpm -qa --qf '%{NAME}\n'; fi"#;
+elif command -v rpm >/dev/null 2>&1; then rpm -qa --qf '%{NAME}\n'; fi
+echo '@@postgres-cert'; sed -n '/-BEGIN CERTIFICATE-/,/-END CERTIFICATE-/p' -- "$1" 2>/dev/null || true"#;
 
 /// Reads the facts of the host behind `exec`.
 pub async fn gather(exec: &dyn Executor) -> Result<HostFacts, FactsError> {
-    let out = exec.run_ok(&Cmd::script(PROBE), "facts").await?;
+    let probe = Cmd::script(PROBE).args([crate::render::POSTGRES_PEM]);
+    let out = exec.run_ok(&probe, "facts").await?;
     parse(&out.stdout_str())
 }
 
 /// Parses the output of [`PROBE`].
 pub fn parse(text: &str) -> Result<HostFacts, FactsError> {
     let (os_release, rest) = text.split_once("@@systemd").unwrap_or((text, ""));
-    let (systemd, packages) = rest.split_once("@@packages").unwrap_or((rest, ""));
+    let (systemd, rest) = rest.split_once("@@packages").unwrap_or((rest, ""));
+    let (packages, cert) = rest.split_once("@@postgres-cert").unwrap_or((rest, ""));
+    let cert = cert.trim();
+    let postgres_cert = cert
+        .contains("BEGIN CERTIFICATE")
+        .then(|| format!("{cert}\n"));
     if systemd.trim() != "yes" {
         return Err(FactsError::NoSystemd);
     }
@@ -78,6 +90,7 @@ pub fn parse(text: &str) -> Result<HostFacts, FactsError> {
         os,
         os_release: format!("{id} {version}"),
         installed,
+        postgres_cert,
     })
 }
 
@@ -92,6 +105,12 @@ mod tests {
         assert_eq!(f.os, OsFamily::Debian);
         assert_eq!(f.os_release, "debian 12");
         assert!(f.installed.contains("patroni") && f.installed.len() == 2);
+        assert_eq!(f.postgres_cert, None);
+        let with_cert = format!(
+            "{text}@@postgres-cert\n-----BEGIN CERTIFICATE-----\nMII\n-----END CERTIFICATE-----\n"
+        );
+        let f = parse(&with_cert).unwrap();
+        assert!(f.installed.len() == 2 && f.postgres_cert.unwrap().starts_with("-----BEGIN"));
     }
 
     #[test]

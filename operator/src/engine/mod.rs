@@ -28,6 +28,7 @@ pub mod requests;
 pub mod split_brain;
 mod steps;
 pub mod teardown;
+mod tls;
 pub mod topology;
 mod units;
 
@@ -69,6 +70,8 @@ pub struct Engine<'a> {
     live: Mutex<Option<Vec<etcd_api::LiveMember>>>,
     /// Member operations the annotations ask for.
     asked: requests::Asked,
+    /// The cluster's CA, which signs the certificates (`spec.tls`).
+    ca: Option<crate::tls::CertKey>,
 }
 
 /// How long the engine waits for etcd quorum, a Patroni member and a healthy observation, and
@@ -181,7 +184,14 @@ impl<'a> Engine<'a> {
             waits: Waits::default(),
             live: Mutex::default(),
             asked: requests::Asked::default(),
+            ca: None,
         }
+    }
+
+    /// The same engine, issuing certificates from the cluster's CA `ca` (`spec.tls`).
+    pub fn with_ca(mut self, ca: Option<crate::tls::CertKey>) -> Self {
+        self.ca = ca;
+        self
     }
 
     /// The same engine, carrying out the member operations `asked` (see [`requests`]).

@@ -227,6 +227,9 @@ impl Engine<'_> {
             os,
             render::Roles { etcd: false, ..r },
         ));
+        let certificate = self.postgres_tls(host, &layout).await?;
+        let reissued = certificate.iter().any(|f| f.path == render::POSTGRES_PEM);
+        want.extend(certificate);
         let service = Service {
             data_dir: &layout.data_dir,
             owner: &layout.postgres_user,
@@ -264,6 +267,9 @@ impl Engine<'_> {
             })
         })
         .await?;
+        if reissued {
+            self.reload_postgres(host, &*ex, &layout).await?;
+        }
         if changed {
             self.wait_pg_hba(host, &*ex, &layout).await?;
         }

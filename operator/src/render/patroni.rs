@@ -169,10 +169,12 @@ pub fn patroni_config(
                 replication: cred(&pg.replication.name, &secrets.replication),
                 rewind: cred(&pg.rewind.name, &secrets.rewind),
             },
-            parameters: BTreeMap::from([(
+            parameters: std::iter::once((
                 "unix_socket_directories",
                 layout.unix_socket_dir.clone(),
-            )]),
+            ))
+            .chain(super::tls::postgres_parameters(spec))
+            .collect(),
             pg_hba: super::pg_hba::pg_hba(spec),
             pg_ident: super::monitoring::pg_ident(spec),
             create_replica_methods: vec!["basebackup"],

@@ -10,25 +10,30 @@ use crate::api::PostgresClusterSpec;
 /// reads a replica's timeline and LSN through it when the leader is gone: without it no replica
 /// counts as the healthiest, and a synchronous-mode cluster never fails over). Members:
 /// replication and all databases (pg_rewind).
-/// HAProxy hosts: all databases. Every TCP line requires scram-sha-256.
+/// HAProxy hosts: all databases. Every TCP line requires scram-sha-256, and TLS (`hostssl`)
+/// when `spec.tls` is on: libpq's default `sslmode=prefer` (Patroni's, pg_rewind's and most
+/// clients') then encrypts without any change on the client.
 pub(crate) fn pg_hba(spec: &PostgresClusterSpec) -> Vec<String> {
     let pg = &spec.postgres;
     let repl = hba_name(&pg.replication.name);
+    let host = if spec.tls.enabled() {
+        "hostssl"
+    } else {
+        "host"
+    };
     let mut lines = vec![
         "local all postgres peer".to_string(),
-        "host all all 127.0.0.1/32 scram-sha-256".to_string(),
-        format!("host replication {repl} 127.0.0.1/32 scram-sha-256"),
+        format!("{host} all all 127.0.0.1/32 scram-sha-256"),
+        format!("{host} replication {repl} 127.0.0.1/32 scram-sha-256"),
     ];
     lines.extend(super::monitoring::pg_hba(spec));
     for m in spec.postgres.hosts() {
-        lines.push(format!(
-            "host replication {repl} {} scram-sha-256",
-            hba_address(m)
-        ));
-        lines.push(format!("host all all {} scram-sha-256", hba_address(m)));
+        let a = hba_address(m);
+        lines.push(format!("{host} replication {repl} {a} scram-sha-256"));
+        lines.push(format!("{host} all all {a} scram-sha-256"));
     }
     for h in &spec.haproxy.hosts {
-        lines.push(format!("host all all {} scram-sha-256", hba_address(h)));
+        lines.push(format!("{host} all all {} scram-sha-256", hba_address(h)));
     }
     let mut out: Vec<String> = Vec::new();
     for l in lines.into_iter().chain(pg.pg_hba.iter().cloned()) {

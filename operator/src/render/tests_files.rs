@@ -35,11 +35,11 @@ fn pg_hba_order_and_user_lines_last() {
         hba[..2],
         [
             "local all postgres peer",
-            "host all all 127.0.0.1/32 scram-sha-256"
+            "hostssl all all 127.0.0.1/32 scram-sha-256"
         ]
     );
-    assert!(hba.contains(&"host replication \"all\" 192.168.10.72/32 scram-sha-256"));
-    assert!(hba.contains(&"host all all 192.168.10.69/32 scram-sha-256"));
+    assert!(hba.contains(&"hostssl replication \"all\" 192.168.10.72/32 scram-sha-256"));
+    assert!(hba.contains(&"hostssl all all 192.168.10.69/32 scram-sha-256"));
     assert_eq!(hba.last(), Some(&"host all all 10.0.0.0/8 scram-sha-256"));
 }
 
@@ -61,11 +61,11 @@ fn ipv6_and_dns_hosts() {
     assert_eq!(y["etcd3"]["hosts"][0], "[fd00::85]:2379");
     let hba = serde_saphyr::to_string(&y["postgresql"]["pg_hba"]).unwrap();
     assert!(
-        hba.contains("host replication replicator fd00::85/128 scram-sha-256"),
+        hba.contains("hostssl replication replicator fd00::85/128 scram-sha-256"),
         "{hba}"
     );
     assert!(
-        hba.contains("host all all db2.example.com scram-sha-256"),
+        hba.contains("hostssl all all db2.example.com scram-sha-256"),
         "{hba}"
     );
 

@@ -12,6 +12,9 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
+/// The lifetime of a CA pgmetal creates: ten years (its certificates are far shorter-lived).
+pub const CA_LIFETIME: Duration = Duration::from_secs(3650 * 86_400);
+
 /// A PEM private key. Its `Debug` prints only that it is one.
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyPem(pub String);
@@ -151,15 +154,25 @@ pub struct Seen {
     pub not_after: OffsetDateTime,
     /// Its DNS and IP subject alternative names, as text.
     pub names: Vec<String>,
+    /// Whether the CA it was checked against signed it.
+    pub by_ca: bool,
 }
 
-/// Reads the end of validity and the names of a PEM certificate.
-pub fn inspect(cert_pem: &str) -> Result<Seen, TlsError> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
-        .map_err(|e| TlsError::Parse(e.to_string()))?;
-    let cert = pem
-        .parse_x509()
-        .map_err(|e| TlsError::Parse(e.to_string()))?;
+fn parse_pem(pem: &str) -> Result<x509_parser::pem::Pem, TlsError> {
+    x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map(|(_, p)| p)
+        .map_err(|e| TlsError::Parse(e.to_string()))
+}
+
+/// Reads the end of validity and the names of a PEM certificate, and whether `ca_pem` signed it.
+pub fn inspect(cert_pem: &str, ca_pem: &str) -> Result<Seen, TlsError> {
+    let (pem, ca_pem) = (parse_pem(cert_pem)?, parse_pem(ca_pem)?);
+    let parse =
+        |e: x509_parser::nom::Err<x509_parser::error::X509Error>| TlsError::Parse(e.to_string());
+    let cert = pem.parse_x509().map_err(parse)?;
+    let ca = ca_pem.parse_x509().map_err(parse)?;
+    let by_ca =
+        cert.issuer() == ca.subject() && cert.verify_signature(Some(ca.public_key())).is_ok();
     let not_after = cert.validity().not_after.to_datetime();
     let mut names = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
@@ -178,17 +191,24 @@ pub fn inspect(cert_pem: &str) -> Result<Seen, TlsError> {
             }
         }
     }
-    Ok(Seen { not_after, names })
+    Ok(Seen {
+        not_after,
+        names,
+        by_ca,
+    })
 }
 
-/// Why a certificate must be reissued now, if it must: it expires within `renew_before`, or
-/// its names differ from `want` (a host or an HAProxy address changed).
+/// Why a certificate must be reissued now, if it must: another CA signed it, it expires within
+/// `renew_before`, or its names differ from `want` (a host or an HAProxy address changed).
 pub fn renewal_due(
     seen: &Seen,
     want: &[String],
     now: OffsetDateTime,
     renew_before: Duration,
 ) -> Option<String> {
+    if !seen.by_ca {
+        return Some("the cluster's CA did not sign it".into());
+    }
     if seen.not_after - renew_before <= now {
         return Some(format!("it expires at {}", seen.not_after));
     }

@@ -31,8 +31,9 @@ fn a_host_certificate_is_signed_by_the_cluster_ca_with_its_names() {
         .expect("signed by the CA");
     assert!(ca_x509.is_ca());
     assert_eq!(leaf_x509.issuer(), ca_x509.subject());
-    let seen = inspect(&leaf.cert).unwrap();
+    let seen = inspect(&leaf.cert, &ca.cert).unwrap();
     assert_eq!(seen.names, ["10.0.0.11", "db.example.com"]);
+    assert!(seen.by_ca);
     assert_eq!(seen.not_after, now() + 90 * DAY);
     let other = new_ca("ns/other", now(), 3650 * DAY).unwrap();
     let (_, other_pem) = x509_parser::pem::parse_x509_pem(other.cert.as_bytes()).unwrap();
@@ -42,13 +43,16 @@ fn a_host_certificate_is_signed_by_the_cluster_ca_with_its_names() {
             .is_err(),
         "another cluster's CA does not vouch for it"
     );
+    let seen = inspect(&leaf.cert, &other.cert).unwrap();
+    assert!(!seen.by_ca);
+    assert!(renewal_due(&seen, &seen.names.clone(), now(), DAY).is_some());
 }
 
 #[test]
 fn renewal_is_due_inside_the_margin_or_when_names_change() {
     let ca = new_ca("c", now(), 3650 * DAY).unwrap();
     let leaf = issue(&ca, &server("h1"), now(), 90 * DAY).unwrap();
-    let seen = inspect(&leaf.cert).unwrap();
+    let seen = inspect(&leaf.cert, &ca.cert).unwrap();
     let names = vec!["h1".to_string(), "db.example.com".to_string()];
     assert_eq!(renewal_due(&seen, &names, now(), 7 * DAY), None);
     assert_eq!(

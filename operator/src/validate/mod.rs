@@ -106,6 +106,9 @@ fn beyond_schema(obj: &PostgresCluster) -> Vec<Violation> {
             ),
         );
     }
+    if let Err((field, message)) = spec.tls.durations() {
+        v(field, message);
+    }
     // Two spellings of one machine would get two Patroni members with one data directory.
     let mut names = BTreeSet::new();
     for host in spec.postgres.hosts() {

@@ -9,7 +9,8 @@ use crate::k8s::Kube;
 use crate::operator::{condition, kubectl_pgmetal, wait_until};
 
 /// `kubectl pgmetal status` shows the members and Ready; `kubectl pgmetal psql` connects
-/// through HAProxy (read-write, then read-only) with the generated password.
+/// through HAProxy (read-write, then read-only) with the generated password, over TLS verified
+/// with the CA in `lab-ca` (`sslmode=verify-full`: a wrong name or CA would fail).
 pub fn kubectl_plugin_shows_and_connects(e: E2e) {
     let E2e { kube, ns, lab, .. } = e;
     let (ok, out, err) = kubectl_pgmetal(kube, &["status", "lab", "-n", ns]);
@@ -19,16 +20,16 @@ pub fn kubectl_plugin_shows_and_connects(e: E2e) {
     for h in &lab.hosts[..3] {
         assert!(out.contains(h.as_str()), "{h} missing:\n{out}");
     }
-    let sql = "SELECT pg_is_in_recovery(), count(*) FROM e2e";
+    let sql = "SELECT pg_is_in_recovery(), count(*), (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()) FROM e2e";
     let (ok, out, err) = kubectl_pgmetal(kube, &["psql", "lab", "-n", ns, "--", "-Atc", sql]);
     assert!(
-        ok && out.trim() == "f|1",
+        ok && out.trim() == "f|1|t",
         "kubectl pgmetal psql: {out} {err}"
     );
     let replica = ["psql", "lab", "-n", ns, "--replica", "--", "-Atc", sql];
     let (ok, out, err) = kubectl_pgmetal(kube, &replica);
     assert!(
-        ok && out.trim() == "t|1",
+        ok && out.trim() == "t|1|t",
         "kubectl pgmetal psql --replica: {out} {err}"
     );
 }

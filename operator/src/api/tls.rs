@@ -1,0 +1,147 @@
+//! `spec.tls`: encryption of the cluster's channels with certificates from a CA pgmetal keeps.
+
+use std::time::Duration;
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// How the cluster's channels are encrypted. PostgreSQL is the first channel covered: the
+/// server presents a certificate signed by the cluster's CA and every TCP `pg_hba` line is
+/// `hostssl`. etcd, Patroni's REST API and HAProxy's stats follow (see the README).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// `Managed` (default): pgmetal creates a CA for the cluster (the operator keeps it in the
+    /// Secret `<cluster>-ca`, the CLI beside its secrets file) and issues every certificate
+    /// from it. `Disabled`: plain text, for a cluster whose clients cannot do TLS yet.
+    #[serde(default)]
+    pub mode: TlsMode,
+    /// How long an issued server certificate is valid, as a duration such as `2160h` (90
+    /// days, the default) or `90m`.
+    #[serde(default = "default_lifetime")]
+    #[schemars(regex(pattern = r"^([0-9]+(h|m|s))+$"))]
+    pub certificate_lifetime: String,
+    /// How long before its expiry a certificate is issued again, such as `168h` (7 days, the
+    /// default). Must be shorter than `certificateLifetime`.
+    #[serde(default = "default_renew_before")]
+    #[schemars(regex(pattern = r"^([0-9]+(h|m|s))+$"))]
+    pub renew_before: String,
+    /// More DNS names or addresses every PostgreSQL server certificate carries, beside the
+    /// host's own and the HAProxy hosts': the names clients use to reach the cluster (a DNS
+    /// name in front of HAProxy), so that `sslmode=verify-full` works through them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_names: Vec<String>,
+}
+
+/// Where the cluster's certificates come from.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum TlsMode {
+    /// pgmetal's own CA for the cluster signs every certificate.
+    #[default]
+    Managed,
+    /// No encryption: every channel stays plain text.
+    Disabled,
+}
+
+impl Default for TlsSpec {
+    fn default() -> Self {
+        Self {
+            mode: TlsMode::default(),
+            certificate_lifetime: default_lifetime(),
+            renew_before: default_renew_before(),
+            service_names: Vec::new(),
+        }
+    }
+}
+
+impl TlsSpec {
+    /// Whether pgmetal encrypts the channels.
+    pub fn enabled(&self) -> bool {
+        self.mode != TlsMode::Disabled
+    }
+
+    /// `certificateLifetime` and `renewBefore` as durations, or which field is wrong and why.
+    pub fn durations(&self) -> Result<(Duration, Duration), (&'static str, String)> {
+        let lifetime = parse_duration(&self.certificate_lifetime)
+            .map_err(|e| ("spec.tls.certificateLifetime", e))?;
+        let renew = parse_duration(&self.renew_before).map_err(|e| ("spec.tls.renewBefore", e))?;
+        if renew >= lifetime {
+            return Err((
+                "spec.tls.renewBefore",
+                format!(
+                    "{} is not shorter than certificateLifetime {}",
+                    self.renew_before, self.certificate_lifetime
+                ),
+            ));
+        }
+        Ok((lifetime, renew))
+    }
+}
+
+/// A duration in hours, minutes and seconds, such as `2160h`, `1h30m` or `90s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration such as 2160h, 1h30m or 90s");
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(bad()),
+        };
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(bad)?;
+        digits.clear();
+    }
+    if !digits.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+fn default_lifetime() -> String {
+    "2160h".into()
+}
+fn default_renew_before() -> String {
+    "168h".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_name_the_field() {
+        assert_eq!(
+            parse_duration("2160h"),
+            Ok(Duration::from_secs(2160 * 3600))
+        );
+        assert_eq!(parse_duration("1h30m5s"), Ok(Duration::from_secs(5405)));
+        for bad in ["", "10", "h", "1d", "1.5h", "0s", "-1h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        let t = TlsSpec::default();
+        assert_eq!(
+            t.durations().unwrap(),
+            (
+                Duration::from_secs(2160 * 3600),
+                Duration::from_secs(168 * 3600)
+            )
+        );
+        let t = TlsSpec {
+            renew_before: "3000h".into(),
+            ..TlsSpec::default()
+        };
+        assert_eq!(t.durations().unwrap_err().0, "spec.tls.renewBefore");
+    }
+}

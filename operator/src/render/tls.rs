@@ -1,0 +1,68 @@
+//! Where the cluster's certificates live on a host, what names they carry, and the files that
+//! hold them. Issuing is in [`crate::tls`]; deciding when to issue is the engine's.
+
+use crate::api::PostgresClusterSpec;
+use crate::model::DesiredFile;
+use crate::tls::CertKey;
+
+/// The directory of pgmetal's certificates on every host.
+pub const TLS_DIR: &str = "/etc/pgmetal/tls";
+/// The cluster's CA certificate (public), as every host sees it.
+pub const CA_CERT: &str = "/etc/pgmetal/tls/ca.crt";
+/// The PostgreSQL server certificate followed by its private key, in one file (mode 0600,
+/// owned by the postgres user) so that they are replaced together, atomically: an interrupted
+/// renewal can never leave a certificate beside another certificate's key.
+pub const POSTGRES_PEM: &str = "/etc/pgmetal/tls/postgres.pem";
+
+/// The names a PostgreSQL server certificate for `host` carries: the host, every HAProxy host
+/// (clients reach the server through them, and `verify-full` checks the name they dialled) and
+/// `spec.tls.serviceNames`, each once.
+pub fn postgres_names(spec: &PostgresClusterSpec, host: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let all = std::iter::once(host)
+        .chain(spec.haproxy.hosts.iter().map(String::as_str))
+        .chain(spec.tls.service_names.iter().map(String::as_str));
+    for name in all {
+        if !out.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
+/// Patroni's local `postgresql.parameters` that turn TLS on with pgmetal's files (empty when
+/// `spec.tls` is disabled). Local parameters take precedence over the dynamic configuration.
+pub fn postgres_parameters(spec: &PostgresClusterSpec) -> Vec<(&'static str, String)> {
+    if !spec.tls.enabled() {
+        return Vec::new();
+    }
+    vec![
+        ("ssl", "on".into()),
+        ("ssl_ca_file", CA_CERT.into()),
+        ("ssl_cert_file", POSTGRES_PEM.into()),
+        ("ssl_key_file", POSTGRES_PEM.into()),
+    ]
+}
+
+/// The CA certificate file: public, readable by every service.
+pub fn ca_file(ca_cert: &str) -> DesiredFile {
+    DesiredFile {
+        path: CA_CERT.into(),
+        content: ca_cert.as_bytes().to_vec(),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+    }
+}
+
+/// A newly issued PostgreSQL server certificate and its key, owned by `user` (PostgreSQL
+/// refuses a key that others can read).
+pub fn postgres_file(issued: &CertKey, user: &str) -> DesiredFile {
+    DesiredFile {
+        path: POSTGRES_PEM.into(),
+        content: format!("{}{}", issued.cert, issued.key.0).into_bytes(),
+        mode: 0o600,
+        owner: user.into(),
+        group: user.into(),
+    }
+}

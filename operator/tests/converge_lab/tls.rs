@@ -1,0 +1,128 @@
+//! TLS on the PostgreSQL channel as a client sees it: `verify-full` through HAProxy with the CA
+//! the CLI wrote, plain text refused, the cluster's chain on every port, and certificates that
+//! renew (a name added, a short lifetime running out) by a reload, never a restart.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::{Lab, Run};
+
+/// psql with a full connection string as the superuser; trimmed stdout, or stderr on failure.
+fn psql_conninfo(conninfo: &str, password: &str, sql: &str) -> Result<String, String> {
+    let o = Command::new("timeout")
+        .args([
+            "-s", "KILL", "30", "psql", "-X", "-qAt", "-c", sql, conninfo,
+        ])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .map_err(|e| e.to_string())?;
+    match o.status.success() {
+        true => Ok(String::from_utf8_lossy(&o.stdout).trim().to_string()),
+        false => Err(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+    }
+}
+
+/// The serial of the certificate served on `addr:port`, verified against `ca` (panics when the
+/// chain does not verify).
+fn served_serial(addr: &str, port: u16, ca: &Path) -> String {
+    let script = format!(
+        "openssl s_client -starttls postgres -connect {addr}:{port} -CAfile {} -verify_return_error </dev/null 2>/dev/null \
+         | tee /dev/stderr | openssl x509 -noout -serial",
+        ca.display()
+    );
+    let o = Command::new("sh").args(["-c", &script]).output().unwrap();
+    let shown = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        shown.contains("Verify return code: 0 (ok)") && shown.contains("pgmetal CA"),
+        "{addr}:{port} does not present the cluster's chain: {shown}"
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// The `postgres certificate` step's detail on each host that reissued, from an apply report.
+fn reissued(run: &Run) -> Vec<String> {
+    let hosts = run.report["hosts"].as_object().unwrap();
+    hosts
+        .iter()
+        .flat_map(|(h, r)| r["steps"].as_array().unwrap().iter().map(move |s| (h, s)))
+        .filter(|(_, s)| s["step"] == "postgres certificate" && s["changed"] == true)
+        .map(|(h, s)| format!("{h}: {}", s["detail"]))
+        .collect()
+}
+
+/// Runs the checks against the converged cluster in `dir` (manifest `base`); `apply` converges
+/// a manifest. Leaves the cluster on `base` again.
+pub fn check(lab: &Lab, dir: &Path, base: &str, password: &str, apply: impl Fn(&str) -> Run) {
+    let ca = dir.join("secrets.ca.crt");
+    assert!(ca.exists(), "the CLI writes the CA beside its secrets file");
+    let lb = &lab.hosts[3];
+    let verified = |host: &str| {
+        format!(
+            "hostaddr={lb} host={host} port=5000 user=postgres dbname=postgres sslmode=verify-full sslrootcert={}",
+            ca.display()
+        )
+    };
+    let ssl = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    assert_eq!(psql_conninfo(&verified(lb), password, ssl), Ok("t".into()));
+    let plain = format!("host={lb} port=5000 user=postgres dbname=postgres sslmode=disable");
+    let refused = psql_conninfo(&plain, password, "SELECT 1").unwrap_err();
+    assert!(refused.contains("no encryption"), "{refused}");
+    for h in &lab.hosts[..3] {
+        served_serial(h, 5432, &ca);
+    }
+    let pg_start = |h: &str| {
+        lab.ssh_ok(
+            h,
+            "cd / && runuser -u postgres -- psql -Atc 'select pg_postmaster_start_time()'",
+        )
+    };
+    let started: Vec<String> = lab.hosts[..3].iter().map(|h| pg_start(h)).collect();
+    let mut serial = served_serial(lb, 5000, &ca);
+
+    // A service name and a one-minute lifetime: reissued for the name, then for the expiry.
+    let short = format!(
+        "{base}  tls:\n    serviceNames: [db.lab.example]\n    certificateLifetime: 60s\n    renewBefore: 50s\n"
+    );
+    let mut rounds = vec![("a service name", short.clone(), "names")];
+    rounds.push(("the lifetime running out", short, "expires"));
+    rounds.push(("the default lifetime", base.to_string(), "expires"));
+    for (i, (what, manifest, why)) in rounds.into_iter().enumerate() {
+        if i == 1 {
+            std::thread::sleep(Duration::from_secs(11)); // inside renewBefore now
+        }
+        let t = Instant::now();
+        let run = apply(&manifest);
+        assert_eq!(run.status, 0, "{what}: {:#}", run.report["problems"]);
+        let issued = reissued(&run);
+        assert!(
+            issued.len() == 3 && issued.iter().all(|d| d.contains(why)),
+            "{what}: reissued {issued:?}"
+        );
+        let now = served_serial(lb, 5000, &ca);
+        assert_ne!(
+            now, serial,
+            "{what}: the primary serves the new certificate"
+        );
+        serial = now;
+        if i == 0 {
+            let named = psql_conninfo(&verified("db.lab.example"), password, ssl);
+            assert_eq!(named, Ok("t".into()), "verify-full by the service name");
+        }
+        eprintln!(
+            "TLS renewal for {what}: apply {:.1}s, {issued:?}",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    let gone = psql_conninfo(&verified("db.lab.example"), password, ssl).unwrap_err();
+    assert!(
+        gone.contains("does not match"),
+        "the service name left with the spec: {gone}"
+    );
+    let now: Vec<String> = lab.hosts[..3].iter().map(|h| pg_start(h)).collect();
+    assert_eq!(
+        now, started,
+        "a renewal reloads PostgreSQL, never restarts it"
+    );
+}
