@@ -8,7 +8,7 @@ use super::error::{Failure, HostErrorKind};
 use super::{Engine, HostError};
 use crate::api::PostgresClusterSpec;
 use crate::exec::{Cmd, Executor};
-use crate::model::DesiredFile;
+use crate::model::{DesiredFile, OsFamily};
 use crate::render::{self, Layout};
 use crate::tls::{self, CertKey, Request, Usage};
 
@@ -16,38 +16,78 @@ use crate::tls::{self, CertKey, Request, Usage};
 const RELOAD: &str = r#"runuser -u postgres -- "$1/psql" -X -At -h "$2" -p "$3" -d postgres -c 'SELECT pg_reload_conf()' >/dev/null
 echo "PostgreSQL reloaded its certificate""#;
 
-/// The PostgreSQL certificate files `host` needs: the CA certificate always, and a new server
-/// certificate and key when the one in place (`seen`, PEM) must be replaced; with the reason.
+/// What the certificate step puts on a member.
+#[derive(Debug)]
+pub(super) struct PostgresTls {
+    /// The CA certificate always, and a new certificate with its key when one is issued.
+    pub files: Vec<DesiredFile>,
+    /// Why a new certificate was issued, if one was.
+    pub why: Option<String>,
+    /// When the certificate in place after the step expires.
+    pub not_after: OffsetDateTime,
+}
+
+/// The PostgreSQL certificate files `host` needs, given the certificate in place (`seen`, PEM):
+/// it is kept unless it must be replaced (see [`tls::renewal_due`]).
 pub(super) fn postgres_tls_files(
     spec: &PostgresClusterSpec,
     ca: &CertKey,
     host: &str,
     seen: Option<&str>,
     (now, user): (OffsetDateTime, &str),
-) -> Result<(Vec<DesiredFile>, Option<String>), Failure> {
+) -> Result<PostgresTls, Failure> {
     let (lifetime, renew_before) = spec
         .tls
         .durations()
         .map_err(|(field, why)| Failure::new(HostErrorKind::Tls, format!("{field}: {why}")))?;
     let names = render::postgres_names(spec, host);
     let mut files = vec![render::ca_file(&ca.cert)];
-    let why = match seen {
+    let seen = seen.map(|pem| tls::inspect(pem, &ca.cert));
+    let why = match &seen {
         None => Some("there is none".to_string()),
-        Some(pem) => match tls::inspect(pem, &ca.cert) {
-            Ok(seen) => tls::renewal_due(&seen, &names, now, renew_before),
-            Err(e) => Some(e.to_string()),
-        },
+        Some(Ok(seen)) => tls::renewal_due(seen, &names, now, renew_before),
+        Some(Err(e)) => Some(e.to_string()),
     };
-    if why.is_some() {
-        let req = Request {
-            common_name: host.to_string(),
-            names,
-            usage: Usage::Server,
-        };
-        let issued = tls::issue(ca, &req, now, lifetime)?;
-        files.push(render::postgres_file(&issued, user));
-    }
-    Ok((files, why))
+    let not_after = match (&why, seen) {
+        (None, Some(Ok(seen))) => seen.not_after,
+        _ => {
+            let req = Request {
+                common_name: host.to_string(),
+                names,
+                usage: Usage::Server,
+            };
+            let issued = tls::issue(ca, &req, now, lifetime)?;
+            files.push(render::postgres_file(&issued, user));
+            now + lifetime
+        }
+    };
+    Ok(PostgresTls {
+        files,
+        why,
+        not_after,
+    })
+}
+
+/// The node exporter's textfile for the certificates of a member: its server certificate
+/// (expiring at `not_after`) and the CA.
+fn expiry_metrics(
+    spec: &PostgresClusterSpec,
+    ca: &CertKey,
+    not_after: OffsetDateTime,
+) -> Result<DesiredFile, Failure> {
+    let ca_until = tls::inspect(&ca.cert, &ca.cert)?.not_after;
+    let (_, renew_before) = spec
+        .tls
+        .durations()
+        .map_err(|(field, why)| Failure::new(HostErrorKind::Tls, format!("{field}: {why}")))?;
+    let certificates = [
+        ("postgres", render::POSTGRES_PEM, not_after.unix_timestamp()),
+        ("ca", render::CA_CERT, ca_until.unix_timestamp()),
+    ];
+    Ok(render::expiry_metrics(
+        &certificates,
+        renew_before.as_secs(),
+    ))
 }
 
 impl Engine<'_> {
@@ -61,7 +101,8 @@ impl Engine<'_> {
         if !self.spec.tls.enabled() {
             return Ok(Vec::new());
         }
-        let seen = self.host_facts(host)?.postgres_cert;
+        let facts = self.host_facts(host)?;
+        let (seen, os) = (facts.postgres_cert, facts.os);
         self.step(host, "postgres certificate", async {
             let ca = self.ca.as_ref().ok_or_else(|| {
                 Failure::new(
@@ -70,9 +111,12 @@ impl Engine<'_> {
                 )
             })?;
             let now = (OffsetDateTime::now_utc(), layout.postgres_user.as_str());
-            let (files, why) = postgres_tls_files(self.spec, ca, host, seen.as_deref(), now)?;
-            let said = why.map(|w| format!("issued a new certificate: {w}"));
-            Ok((files, said.is_some(), said.into_iter().collect()))
+            let mut t = postgres_tls_files(self.spec, ca, host, seen.as_deref(), now)?;
+            if self.spec.monitoring.enabled && os == OsFamily::Debian {
+                t.files.push(expiry_metrics(self.spec, ca, t.not_after)?);
+            }
+            let said = t.why.map(|w| format!("issued a new certificate: {w}"));
+            Ok((t.files, said.is_some(), said.into_iter().collect()))
         })
         .await
     }
@@ -106,8 +150,10 @@ mod tests {
         let ca = tls::new_ca("c", now, tls::CA_LIFETIME).unwrap();
         let s = spec();
         let host = s.postgres.primary.clone();
-        let (files, why) = postgres_tls_files(&s, &ca, &host, None, (now, "postgres")).unwrap();
-        assert_eq!(why.as_deref(), Some("there is none"));
+        let first = postgres_tls_files(&s, &ca, &host, None, (now, "postgres")).unwrap();
+        assert_eq!(first.why.as_deref(), Some("there is none"));
+        assert_eq!(first.not_after, now + Duration::from_secs(2160 * 3600));
+        let files = first.files;
         let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, [render::CA_CERT, render::POSTGRES_PEM]);
         assert_eq!(
@@ -122,21 +168,35 @@ mod tests {
         let cert = pem[..pem.find("-----BEGIN PRIVATE").unwrap()].to_string();
         let seen = tls::inspect(&cert, &ca.cert).unwrap();
         assert!(seen.names.contains(&host) && seen.names.contains(&s.haproxy.hosts[0]));
-        let again = postgres_tls_files(&s, &ca, &host, Some(&cert), (now, "postgres")).unwrap();
+        let later = now + Duration::from_secs(3600);
+        let again = postgres_tls_files(&s, &ca, &host, Some(&cert), (later, "postgres")).unwrap();
         assert_eq!(
-            (again.0.len(), again.1),
+            (again.files.len(), again.why),
             (1, None),
-            "kept: only the CA file"
+            "kept: only the CA"
         );
+        assert_eq!(again.not_after, first.not_after, "the one in place");
         let late = now + Duration::from_secs(2100 * 3600);
         let due = postgres_tls_files(&s, &ca, &host, Some(&cert), (late, "postgres")).unwrap();
-        assert!(due.1.unwrap().contains("expires"));
+        assert!(due.why.unwrap().contains("expires"));
         let mut named = s.clone();
         named.tls.service_names = vec!["db.example.com".into()];
         let renamed = postgres_tls_files(&named, &ca, &host, Some(&cert), (now, "postgres"));
-        assert!(renamed.unwrap().1.unwrap().contains("names"));
+        assert!(renamed.unwrap().why.unwrap().contains("names"));
         let other = tls::new_ca("other", now, tls::CA_LIFETIME).unwrap();
         let foreign = postgres_tls_files(&s, &other, &host, Some(&cert), (now, "postgres"));
-        assert!(foreign.unwrap().1.unwrap().contains("CA"));
+        assert!(foreign.unwrap().why.unwrap().contains("CA"));
+        let m = expiry_metrics(&s, &ca, first.not_after).unwrap();
+        let text = String::from_utf8(m.content).unwrap();
+        let line = format!(
+            "pgmetal_certificate_expiry_timestamp_seconds{{certificate=\"postgres\",path=\"{}\"}} {}",
+            render::POSTGRES_PEM,
+            first.not_after.unix_timestamp()
+        );
+        assert!(text.contains(&line), "{text}");
+        assert!(
+            text.contains("pgmetal_certificate_renew_before_seconds 604800"),
+            "{text}"
+        );
     }
 }

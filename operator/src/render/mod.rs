@@ -34,7 +34,9 @@ pub fn pg_hba_lines(spec: &PostgresClusterSpec) -> Vec<String> {
     pg_hba::pg_hba(spec)
 }
 pub use systemd::systemd_units;
-pub use tls::{CA_CERT, POSTGRES_PEM, TLS_DIR, ca_file, postgres_file, postgres_names};
+pub use tls::{
+    CA_CERT, POSTGRES_PEM, TLS_DIR, ca_file, expiry_metrics, postgres_file, postgres_names,
+};
 
 use crate::api::PostgresClusterSpec;
 use crate::model::{ClusterSecrets, DesiredFile, OsFamily};

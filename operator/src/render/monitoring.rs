@@ -14,6 +14,8 @@ use crate::model::{DesiredFile, OsFamily};
 pub const MONITOR_ROLE: &str = "pgmetal_monitor";
 /// The pg_ident map from the exporter's OS user to [`MONITOR_ROLE`].
 const IDENT_MAP: &str = "pgmetal-monitor";
+/// The node exporter's textfile collector directory (Debian's default, set explicitly).
+pub const TEXTFILE_DIR: &str = "/var/lib/prometheus/node-exporter";
 /// The OS user of Debian's `prometheus-*-exporter` units.
 const EXPORTER_USER_DEBIAN: &str = "prometheus";
 
@@ -38,12 +40,12 @@ pub fn exporters(
         return Ok(Vec::new());
     }
     let listen = |port: u16| format!("--web.listen-address=:{port}");
+    let node_args = format!(
+        "{} --collector.textfile.directory={TEXTFILE_DIR}",
+        listen(m.node_exporter_port)
+    );
     let node = EnvFile {
-        vars: vec![(
-            "ARGS",
-            "monitoring.nodeExporterPort",
-            listen(m.node_exporter_port),
-        )],
+        vars: vec![("ARGS", "monitoring.nodeExporterPort", node_args)],
     };
     let mut out = vec![Exporter {
         unit: "prometheus-node-exporter",

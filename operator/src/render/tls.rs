@@ -66,3 +66,30 @@ pub fn postgres_file(issued: &CertKey, user: &str) -> DesiredFile {
         group: user.into(),
     }
 }
+
+/// The node exporter's textfile with the expiry of the certificates pgmetal keeps on a host
+/// (`(name, path, not after as Unix seconds)`) and the renewal margin, for the expiry alert.
+pub fn expiry_metrics(certificates: &[(&str, &str, i64)], renew_before_secs: u64) -> DesiredFile {
+    let mut text = String::from(
+        "# Managed by pgmetal.\n\
+         # HELP pgmetal_certificate_expiry_timestamp_seconds When a certificate pgmetal keeps expires.\n\
+         # TYPE pgmetal_certificate_expiry_timestamp_seconds gauge\n",
+    );
+    for (name, path, not_after) in certificates {
+        text.push_str(&format!(
+            "pgmetal_certificate_expiry_timestamp_seconds{{certificate=\"{name}\",path=\"{path}\"}} {not_after}\n"
+        ));
+    }
+    text.push_str(&format!(
+        "# HELP pgmetal_certificate_renew_before_seconds How long before expiry pgmetal reissues a certificate.\n\
+         # TYPE pgmetal_certificate_renew_before_seconds gauge\n\
+         pgmetal_certificate_renew_before_seconds {renew_before_secs}\n"
+    ));
+    DesiredFile {
+        path: format!("{}/pgmetal_tls.prom", super::monitoring::TEXTFILE_DIR),
+        content: text.into_bytes(),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+    }
+}

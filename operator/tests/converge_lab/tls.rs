@@ -120,6 +120,16 @@ pub fn check(lab: &Lab, dir: &Path, base: &str, password: &str, apply: impl Fn(&
         gone.contains("does not match"),
         "the service name left with the spec: {gone}"
     );
+    // The node exporter serves the expiry of the certificate in place (for the expiry alert).
+    let metrics = lab.ssh_ok(
+        &lab.hosts[0],
+        "python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:9100/metrics', timeout=5).read().decode())\" | grep '^pgmetal_certificate'",
+    );
+    assert!(
+        metrics.contains(r#"pgmetal_certificate_expiry_timestamp_seconds{certificate="postgres""#)
+            && metrics.contains("pgmetal_certificate_renew_before_seconds 604800"),
+        "{metrics}"
+    );
     let now: Vec<String> = lab.hosts[..3].iter().map(|h| pg_start(h)).collect();
     assert_eq!(
         now, started,
