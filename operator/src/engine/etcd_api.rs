@@ -1,6 +1,7 @@
 //! etcd through its client API (etcd-client): health and member list for observation, and the
 //! membership changes the planner's steps make (member add and remove, one at a time).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions, DeleteOptions};
@@ -104,18 +105,55 @@ fn options() -> Option<ConnectOptions> {
     )
 }
 
+/// One client per etcd endpoint for the whole process, reused by every converge and every
+/// observation (an operator watching many clusters would otherwise open a connection per
+/// endpoint per observation). A client whose request failed is dropped, and the next use
+/// connects again. pgmetal runs one tokio runtime per process, which the clients' channels
+/// live on.
+static CLIENTS: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, Client>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The process's client for endpoint `url`, connected now when there is none.
+async fn client(url: &str) -> Result<Client, etcd_client::Error> {
+    if let Some(c) = CLIENTS.lock().ok().and_then(|m| m.get(url).cloned()) {
+        return Ok(c);
+    }
+    let c = Client::connect([url], options()).await?;
+    if let Ok(mut m) = CLIENTS.lock() {
+        m.insert(url.to_string(), c.clone());
+    }
+    Ok(c)
+}
+
+/// Drops the client of `url` after a failed request: the next use connects again.
+fn forget(url: &str) {
+    if let Ok(mut m) = CLIENTS.lock() {
+        m.remove(url);
+    }
+}
+
+/// Whether the member behind `url` answers a status request, through the reused client.
+async fn status_of(url: &str) -> Option<(Client, etcd_client::StatusResponse)> {
+    let mut c = client(url).await.ok()?;
+    match c.status().await {
+        Ok(s) => Some((c, s)),
+        Err(_) => {
+            forget(url);
+            None
+        }
+    }
+}
+
 fn etcd_failure(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure::new(HostErrorKind::Etcd, format!("etcd {what}: {e}"))
 }
 
-/// A client to the first of `hosts` whose etcd answers a status request.
-async fn first_answering(spec: &PostgresClusterSpec, hosts: &[String]) -> Option<Client> {
+/// The endpoint and client of the first of `hosts` whose etcd answers a status request.
+async fn first_answering(spec: &PostgresClusterSpec, hosts: &[String]) -> Option<(String, Client)> {
     for host in hosts {
         let ep = etcd_url(host, spec.etcd.client_port);
-        if let Ok(mut c) = Client::connect([ep.as_str()], options()).await
-            && c.status().await.is_ok()
-        {
-            return Some(c);
+        if let Some((c, _)) = status_of(&ep).await {
+            return Some((ep, c));
         }
     }
     None
@@ -137,7 +175,7 @@ where
         if attempt > 0 {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let Some(c) = first_answering(spec, hosts).await else {
+        let Some((ep, c)) = first_answering(spec, hosts).await else {
             if attempt == 0 {
                 break;
             }
@@ -145,7 +183,10 @@ where
         };
         match op(c).await {
             Ok(v) => return Ok(v),
-            Err(e) => last = e,
+            Err(e) => {
+                forget(&ep);
+                last = e;
+            }
         }
     }
     Err(last)
@@ -161,9 +202,7 @@ fn connect_failure(hosts: &[String]) -> Failure {
 /// Whether an etcd member answers on one of `urls`.
 async fn answers(urls: &[String]) -> bool {
     for url in urls {
-        if let Ok(mut c) = Client::connect([url.as_str()], options()).await
-            && c.status().await.is_ok()
-        {
+        if status_of(url).await.is_some() {
             return true;
         }
     }
@@ -213,7 +252,7 @@ impl Etcd for EtcdClient {
         host: &'a str,
     ) -> BoxFuture<'a, Result<Vec<LiveMember>, Failure>> {
         Box::pin(async move {
-            let mut c = first_answering(spec, hosts)
+            let (_, mut c) = first_answering(spec, hosts)
                 .await
                 .ok_or_else(|| connect_failure(hosts))?;
             let url = etcd_url(host, spec.etcd.peer_port);
@@ -232,7 +271,7 @@ impl Etcd for EtcdClient {
         id: u64,
     ) -> BoxFuture<'a, Result<(), Failure>> {
         Box::pin(async move {
-            let mut c = first_answering(spec, hosts)
+            let (_, mut c) = first_answering(spec, hosts)
                 .await
                 .ok_or_else(|| connect_failure(hosts))?;
             c.member_remove(id)
@@ -296,37 +335,38 @@ impl Etcd for EtcdClient {
     }
 }
 
-/// etcd member list, leader and per-endpoint health through etcd-client.
+/// etcd member list, leader and per-endpoint health through etcd-client, every endpoint at
+/// once.
 pub async fn etcd(spec: &PostgresClusterSpec) -> EtcdStatus {
     let mut status = EtcdStatus {
         desired: spec.etcd.hosts.len() as i32,
         ..Default::default()
     };
+    let urls: Vec<String> = spec
+        .etcd
+        .hosts
+        .iter()
+        .map(|h| etcd_url(h, spec.etcd.client_port))
+        .collect();
+    let answers = futures::future::join_all(urls.iter().map(|u| status_of(u))).await;
     let mut leader_id = None;
-    let mut names = std::collections::BTreeMap::new();
-    for host in &spec.etcd.hosts {
-        let ep = etcd_url(host, spec.etcd.client_port);
+    let mut names = BTreeMap::new();
+    for ((host, ep), answer) in spec.etcd.hosts.iter().zip(urls).zip(answers) {
         let mut cluster_id = None;
-        let healthy = match Client::connect([ep.as_str()], options()).await {
-            Ok(mut c) => match c.status().await {
-                Ok(s) => {
-                    leader_id = Some(s.leader());
-                    cluster_id = s.header().map(|h| format!("{:x}", h.cluster_id()));
-                    if names.is_empty()
-                        && let Ok(list) = c.member_list().await
-                    {
-                        names = list
-                            .members()
-                            .iter()
-                            .map(|m| (m.id(), m.name().to_string()))
-                            .collect();
-                    }
-                    true
-                }
-                Err(_) => false,
-            },
-            Err(_) => false,
-        };
+        let healthy = answer.is_some();
+        if let Some((mut c, s)) = answer {
+            leader_id = Some(s.leader());
+            cluster_id = s.header().map(|h| format!("{:x}", h.cluster_id()));
+            if names.is_empty()
+                && let Ok(list) = c.member_list().await
+            {
+                names = list
+                    .members()
+                    .iter()
+                    .map(|m| (m.id(), m.name().to_string()))
+                    .collect();
+            }
+        }
         status.healthy += i32::from(healthy);
         status.cluster_id = status.cluster_id.or(cluster_id.clone());
         status.members.push(EtcdMemberStatus {
