@@ -1,10 +1,13 @@
 //! `e2e/bench`: where a cold converge's time goes on 4 bare lab hosts, against its floor
-//! measured in the same run, and what a no-op converge costs each host. Prints a markdown table
+//! measured in the same run, what a no-op converge costs each host, and what one observation
+//! round costs on the wire. Prints a markdown table
 //! and writes it to `$PGMETAL_BENCH_OUT` (default `target/bench.md`). Measures; asserts only what
 //! defines correct behaviour (both applies healthy, the second changes nothing).
 //! Ignored by a plain `cargo test`: e2e/bench runs it on a fresh lab with PGMETAL_LAB=1.
 
 mod common;
+#[path = "bench_lab/observation.rs"]
+mod observation;
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -158,6 +161,7 @@ fn cold_and_no_op_converge() {
         "| no-op `apply`: changes, restarts | {} |",
         noop["changed"]
     );
+    md.push_str(&observation::cost(&lab, dir.path(), 5));
     let mut phases = String::from("\nCold converge phases:\n\n| phase | s |\n|---|---|\n");
     for p in cold["phases"].as_array().into_iter().flatten() {
         let _ = writeln!(
