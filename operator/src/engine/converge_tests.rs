@@ -325,13 +325,19 @@ async fn a_host_claimed_by_another_cluster_is_refused_before_anything_runs_on_it
         uid: Some("u-9".into()),
     };
     hosts["c"].on_contains("/var/lib/pgmetal/claim", 0, &other.render());
+    hosts["c"].on_contains("/etc/os-release", 0, DEBIAN); // the facts probe names both
     let r = converge(&spec, &hosts, &api, &etcd).await;
     let err = r.hosts["c"].error.as_ref().expect("c refused");
     assert_eq!(err.kind, HostErrorKind::Claimed);
     let text = err.to_string();
     assert!(text.contains("db/other") && text.contains("u-9"), "{text}");
     let cmds = hosts["c"].commands();
-    assert_eq!(cmds.len(), 1, "only the claim was read on c: {cmds:?}");
+    assert_eq!(
+        cmds.len(),
+        2,
+        "only the facts and the claim were read on c: {cmds:?}"
+    );
+    assert!(cmds[0].contains("/etc/os-release") && cmds[1].contains("exit 0"));
     assert!(hosts["c"].uploads().is_empty());
     // The others are claimed for this cluster on first contact.
     for h in ["a", "b"] {
@@ -536,3 +542,6 @@ async fn monitoring_runs_the_exporters_and_creates_the_role_on_the_leader_only()
 fn ran_on(f: &FakeExecutor, what: &str) -> bool {
     f.commands().iter().any(|c| c.contains(what))
 }
+
+#[path = "snapshot_tests.rs"]
+mod snapshot_tests;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use super::snapshot::{Snapshot, Targets};
 use crate::exec::{Cmd, ExecError, Executor};
 use crate::model::OsFamily;
 
@@ -35,20 +36,45 @@ pub enum FactsError {
     Exec(#[from] ExecError),
 }
 
-/// One round trip: os-release, whether systemd is PID 1, the installed packages and the
+/// One round trip: os-release, whether systemd is PID 1, the installed packages, the
 /// PostgreSQL server certificate (its path is the script's first argument; the key beside it in
-/// that file never leaves the host).
+/// that file never leaves the host), then the [`Snapshot`] of the [`Targets`] that follow
+/// (`FILES... --units UNITS... --dirs DIRS...`): each file's hash, mode and owners, the units
+/// enabled and running, the directories that exist.
 const PROBE: &str = r#"cat /etc/os-release; echo '@@systemd'; test -d /run/systemd/system && echo yes || echo no
 echo '@@packages'
 if command -v dpkg-query >/dev/null 2>&1; then dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' 2>/dev/null | awk '$2 ~ /^ii/ {print $1}'
 elif command -v rpm >/dev/null 2>&1; then rpm -qa --qf '%{NAME}\n'; fi
-echo '@@postgres-cert'; sed -n '/-BEGIN CERTIFICATE-/,/-END CERTIFICATE-/p' -- "$1" 2>/dev/null || true"#;
+echo '@@postgres-cert'; sed -n '/-BEGIN CERTIFICATE-/,/-END CERTIFICATE-/p' -- "$1" 2>/dev/null || true
+shift
+echo '@@files'
+for a in "$@"; do
+  case "$a" in --units) m=u; echo '@@units'; continue;; --dirs) m=d; echo '@@dirs'; continue;; esac
+  case "${m:-f}" in
+    f) [ -f "$a" ] && printf '%s %s %s\n' "$(sha256sum < "$a" | cut -d' ' -f1)" "$(stat -c '%a %U %G' "$a")" "$a";;
+    u) systemctl is-enabled --quiet "$a" 2>/dev/null && systemctl is-active --quiet "$a" && echo "$a";;
+    d) [ -d "$a" ] && echo "$a";;
+  esac
+done
+true"#;
 
 /// Reads the facts of the host behind `exec`.
 pub async fn gather(exec: &dyn Executor) -> Result<HostFacts, FactsError> {
-    let probe = Cmd::script(PROBE).args([crate::render::POSTGRES_PEM]);
-    let out = exec.run_ok(&probe, "facts").await?;
-    parse(&out.stdout_str())
+    Ok(gather_with(exec, &Targets::default()).await?.0)
+}
+
+/// Reads the facts of the host behind `exec` and, in the same round trip, a [`Snapshot`] of
+/// `targets`.
+pub async fn gather_with(
+    exec: &dyn Executor,
+    targets: &Targets,
+) -> Result<(HostFacts, Snapshot), FactsError> {
+    let mut args = vec![crate::render::POSTGRES_PEM.to_string()];
+    args.extend(targets.args());
+    let out = exec.run_ok(&Cmd::script(PROBE).args(args), "facts").await?;
+    let text = out.stdout_str();
+    let (facts, seen) = text.split_once("@@files").unwrap_or((&text, ""));
+    Ok((parse(facts)?, Snapshot::parse(seen)))
 }
 
 /// Parses the output of [`PROBE`].

@@ -57,7 +57,11 @@ fn candidate_path(path: &str) -> String {
     }
 }
 
-fn differs(current: &BTreeMap<String, (String, String, String, String)>, f: &DesiredFile) -> bool {
+/// A file's state on a host: hex SHA-256, octal mode, owner, group.
+pub(super) type FileState = (String, String, String, String);
+
+/// Whether `f` differs from what `current` says is on the host (missing counts as different).
+pub(super) fn differs(current: &BTreeMap<String, FileState>, f: &DesiredFile) -> bool {
     let want = (
         f.sha256(),
         format!("{:o}", f.mode),
@@ -84,7 +88,7 @@ async fn make_parent(exec: &dyn Executor, path: &str) -> Result<(), ExecError> {
 async fn remote_state<'a>(
     exec: &dyn Executor,
     paths: impl Iterator<Item = &'a str>,
-) -> Result<BTreeMap<String, (String, String, String, String)>, ExecError> {
+) -> Result<BTreeMap<String, FileState>, ExecError> {
     let script = r#"for p in "$@"; do [ -f "$p" ] || continue; h=$(sha256sum < "$p" | cut -d' ' -f1); printf '%s %s\n' "$h $(stat -c '%a %U %G' "$p")" "$p"; done"#;
     let out = exec
         .run_ok(
@@ -95,7 +99,8 @@ async fn remote_state<'a>(
     Ok(parse_state(&out.stdout_str()))
 }
 
-fn parse_state(text: &str) -> BTreeMap<String, (String, String, String, String)> {
+/// Parses `SHA256 MODE OWNER GROUP PATH` lines.
+pub(super) fn parse_state(text: &str) -> BTreeMap<String, FileState> {
     text.lines()
         .filter_map(|l| {
             let mut it = l.splitn(5, ' ');

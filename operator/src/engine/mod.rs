@@ -25,6 +25,7 @@ mod passwords;
 pub mod patroni_api;
 pub mod report;
 pub mod requests;
+pub mod snapshot;
 pub mod split_brain;
 mod steps;
 pub mod teardown;
@@ -72,6 +73,8 @@ pub struct Engine<'a> {
     asked: requests::Asked,
     /// The cluster's CA, which signs the certificates (`spec.tls`).
     ca: Option<crate::tls::CertKey>,
+    /// What the facts probe saw on each host where nothing has changed yet.
+    snapshots: Mutex<BTreeMap<String, snapshot::Snapshot>>,
 }
 
 /// How long the engine waits for etcd quorum, a Patroni member and a healthy observation, and
@@ -185,6 +188,7 @@ impl<'a> Engine<'a> {
             live: Mutex::default(),
             asked: requests::Asked::default(),
             ca: None,
+            snapshots: Mutex::default(),
         }
     }
 
@@ -457,10 +461,16 @@ impl<'a> Engine<'a> {
         let t = Instant::now();
         match fut.await {
             Ok((v, changed, detail)) => {
+                if changed {
+                    self.drop_snapshot(host);
+                }
                 self.rec.step(host, name, changed, t, detail);
                 Ok(v)
             }
-            Err(f) => Err(HostError::new(host, Some(name), f)),
+            Err(f) => {
+                self.drop_snapshot(host);
+                Err(HostError::new(host, Some(name), f))
+            }
         }
     }
 
@@ -471,7 +481,11 @@ impl<'a> Engine<'a> {
         dir: &str,
         owner: &str,
     ) -> Result<bool, HostError> {
+        let present = self.dir_present(host, dir);
         self.step(host, &format!("directory {dir}"), async {
+            if present {
+                return Ok((false, false, vec![]));
+            }
             let out = ex
                 .run_ok(&Cmd::script(r#"[ -d "$1" ] && exit 0; install -d -m 0700 -o "$2" -g "$2" -- "$1" && echo created"#).args([dir, owner]), "create directory")
                 .await?;
@@ -488,7 +502,11 @@ impl<'a> Engine<'a> {
         want: &[DesiredFile],
     ) -> Result<Vec<String>, HostError> {
         self.rec.files(host, want);
+        let in_place = self.files_in_place(host, want);
         self.step(host, "write files", async {
+            if in_place {
+                return Ok((vec![], false, vec![]));
+            }
             let w = files::sync(ex, want).await?;
             if w.iter().any(|p| p.starts_with("/etc/systemd/system/")) {
                 let reload = Cmd::new("systemctl").arg("daemon-reload");

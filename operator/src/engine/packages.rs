@@ -133,11 +133,16 @@ DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confold 
 /// `venv`, a virtualenv that sees the distro's psycopg2. One virtualenv per release, marked
 /// complete only after `patroni --version` runs, so an interrupted install is redone and an
 /// upgrade never touches the release a running Patroni uses. Prints what it did.
+/// The file whose presence says that the virtualenv `venv` holds its Patroni release.
+pub fn installed_marker(venv: &str) -> String {
+    format!("{venv}/.pgmetal-installed")
+}
+
 pub fn install_patroni(p: &PatroniPackage, venv: &str) -> Cmd {
     Cmd::script(
         r#"set -e
-venv="$1"; version="$2"; index="$3"
-[ -f "$venv/.pgmetal-installed" ] && exit 0
+venv="$1"; version="$2"; index="$3"; marker="$4"
+[ -f "$marker" ] && exit 0
 mkdir -p "$(dirname "$venv")"
 python3 -m venv --clear --system-site-packages "$venv"
 set -- --disable-pip-version-check --no-input install -q --timeout 30 --retries 2
@@ -148,11 +153,12 @@ if [ -n "$index" ]; then
 fi
 "$venv/bin/pip" "$@" -- "patroni[etcd3]==$version"
 "$venv/bin/patroni" --version
-touch "$venv/.pgmetal-installed""#,
+touch "$marker""#,
     )
     .arg(venv.to_string())
     .arg(p.version.clone())
     .arg(p.index_url.clone().unwrap_or_default())
+    .arg(installed_marker(venv))
     .timeout(INSTALL_TIMEOUT)
 }
 
@@ -406,7 +412,8 @@ mod tests {
             [
                 "/opt/pgmetal/patroni-4.1.5",
                 "4.1.5",
-                "http://10.0.0.1/pypi/simple/"
+                "http://10.0.0.1/pypi/simple/",
+                "/opt/pgmetal/patroni-4.1.5/.pgmetal-installed"
             ]
         );
         assert!(

@@ -124,9 +124,14 @@ impl Engine<'_> {
         let os = self.host_facts(leader)?.os;
         let layout = Layout::new(self.spec, os);
         // Only passwords the members' configuration can carry are set (the same checks).
-        render::patroni_config(self.spec, self.secrets, leader, os)
+        let config = render::patroni_config(self.spec, self.secrets, leader, os)
             .map_err(|e| HostError::new(leader, Some("rotate passwords"), e))?;
+        // The leader's file as rendered now carries the passwords in effect: nothing to rotate.
+        let in_place = self.files_in_place(leader, std::slice::from_ref(&config));
         self.step(leader, "rotate passwords", async {
+            if in_place {
+                return Ok(((), false, vec![]));
+            }
             let read =
                 Cmd::script(r#"cat -- "$1" 2>/dev/null || true"#).arg(&layout.patroni_config);
             let live = ex.run_ok(&read, "read patroni.yml").await?;

@@ -13,19 +13,26 @@ use crate::render::{self, Layout, member_name, roles};
 impl Engine<'_> {
     pub(super) async fn prepare(&self, host: &str) -> Result<(), HostError> {
         let ex = self.exec(host)?;
-        self.claim(host, &*ex).await?;
-        let facts = self
+        // The facts probe only reads: the claim is still judged before anything is written.
+        let targets = super::snapshot::targets(self.spec, self.secrets, host);
+        let (facts, seen) = self
             .step(host, "facts", async {
-                Ok((facts::gather(&*ex).await?, false, vec![]))
+                Ok((facts::gather_with(&*ex, &targets).await?, false, vec![]))
             })
             .await?;
+        self.keep_snapshot(host, seen);
+        self.claim(host, &*ex).await?;
         let os = facts.os;
         let r = roles(self.spec, host);
         let repo: Vec<DesiredFile> = packages::repository_file(self.spec, os)
             .into_iter()
             .collect();
+        let repo_in_place = self.files_in_place(host, &repo);
         let repo_changed = self
             .step(host, "package source", async {
+                if repo_in_place {
+                    return Ok((false, false, vec![]));
+                }
                 let w = files::sync(&*ex, &repo).await?;
                 Ok((!w.is_empty(), !w.is_empty(), w))
             })
@@ -47,7 +54,9 @@ impl Engine<'_> {
             Ok(((), true, missing.clone()))
         })
         .await?;
-        if let (true, Some(venv)) = (r.postgres, Layout::new(self.spec, os).patroni_venv) {
+        let venv = Layout::new(self.spec, os).patroni_venv;
+        let venv = venv.filter(|v| !self.file_present(host, &packages::installed_marker(v)));
+        if let (true, Some(venv)) = (r.postgres, venv) {
             let cmd = packages::install_patroni(&self.spec.packages.patroni, &venv);
             self.script_step(host, &*ex, "install patroni", &cmd)
                 .await?;
@@ -65,17 +74,21 @@ impl Engine<'_> {
     /// Claims `host` for this cluster on first contact; refuses a host another cluster claims,
     /// before anything is installed or written on it.
     async fn claim(&self, host: &str, ex: &dyn crate::exec::Executor) -> Result<(), HostError> {
+        let file = DesiredFile {
+            path: claim::PATH.into(),
+            content: self.owner.render().into_bytes(),
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+        };
+        let ours = self.files_in_place(host, std::slice::from_ref(&file));
         self.step(host, "claim host", async {
+            if ours {
+                return Ok(((), false, vec![]));
+            }
             match claim::judge(&self.owner, claim::read(ex).await?) {
                 claim::Verdict::Ours => Ok(((), false, vec![])),
                 claim::Verdict::Write => {
-                    let file = DesiredFile {
-                        path: claim::PATH.into(),
-                        content: self.owner.render().into_bytes(),
-                        mode: 0o644,
-                        owner: "root".into(),
-                        group: "root".into(),
-                    };
                     let w = files::sync(ex, std::slice::from_ref(&file)).await?;
                     Ok(((), true, w))
                 }
@@ -323,8 +336,12 @@ for l in "$@"; do grep -qxF -- "$l" "$f" 2>/dev/null || { echo missing; exit 0; 
         self.rec.files(host, std::slice::from_ref(&cfg));
         // `haproxy -c` judges the new file before it replaces the live one.
         let check = |path: &str| Cmd::new("haproxy").args(["-c", "-q", "-f", path]);
+        let in_place = self.files_in_place(host, std::slice::from_ref(&cfg));
         let changed = self
             .step(host, "write haproxy.cfg (checked)", async {
+                if in_place {
+                    return Ok((false, false, vec![]));
+                }
                 let written = files::sync_checked(&*ex, &cfg, check).await?;
                 Ok((written, written, vec![]))
             })

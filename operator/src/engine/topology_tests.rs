@@ -11,8 +11,9 @@ fn claimed(names: &[&str]) -> BTreeMap<String, FakeExecutor> {
         .iter()
         .map(|h| {
             let f = FakeExecutor::new(h);
-            f.on_contains("/etc/os-release", 0, DEBIAN);
+            // The facts probe also names the claim's path: its rule comes last, so it wins.
             f.on_contains(claim::PATH, 0, &owner().render());
+            f.on_contains("/etc/os-release", 0, DEBIAN);
             (h.to_string(), f)
         })
         .collect()
@@ -231,12 +232,12 @@ async fn a_former_host_claimed_by_another_cluster_is_left_alone() {
     let spec = spec();
     let mut hosts = claimed(&["a", "b", "c"]);
     let other = FakeExecutor::new("d");
-    other.on_contains("/etc/os-release", 0, DEBIAN);
     let foreign = claim::Owner {
         name: "db/other".into(),
         uid: Some("u-2".into()),
     };
     other.on_contains(claim::PATH, 0, &foreign.render());
+    other.on_contains("/etc/os-release", 0, DEBIAN);
     hosts.insert("d".into(), other);
     let api = patroni(&spec, "a", &["b", "c"]);
     let etcd = FakeEtcd::new(true);

@@ -66,8 +66,12 @@ pub async fn ensure_all(
         1 => format!("unit {}", names[0]),
         _ => format!("units {}", names.join(", ")),
     };
+    let running = units.iter().all(|(_, changed)| !changed) && engine.units_running(host, &names);
     engine
         .step(host, &name, async {
+            if running {
+                return Ok(((), false, vec![]));
+            }
             let out = ex.run_ok(&Cmd::script(ENSURE).args(args), &name).await?;
             let did: Vec<String> = out.stdout_str().lines().map(String::from).collect();
             Ok(((), !did.is_empty(), did))

@@ -35,7 +35,8 @@ pub fn pg_hba_lines(spec: &PostgresClusterSpec) -> Vec<String> {
 }
 pub use systemd::systemd_units;
 pub use tls::{
-    CA_CERT, POSTGRES_PEM, TLS_DIR, ca_file, expiry_metrics, postgres_file, postgres_names,
+    CA_CERT, EXPIRY_METRICS, POSTGRES_PEM, TLS_DIR, ca_file, expiry_metrics, postgres_file,
+    postgres_names,
 };
 
 use crate::api::PostgresClusterSpec;

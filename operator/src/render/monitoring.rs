@@ -14,7 +14,8 @@ use crate::model::{DesiredFile, OsFamily};
 pub const MONITOR_ROLE: &str = "pgmetal_monitor";
 /// The pg_ident map from the exporter's OS user to [`MONITOR_ROLE`].
 const IDENT_MAP: &str = "pgmetal-monitor";
-/// The node exporter's textfile collector directory (Debian's default, set explicitly).
+/// The node exporter's textfile collector directory (Debian's default, set explicitly; see
+/// [`super::tls::EXPIRY_METRICS`], which lives there).
 pub const TEXTFILE_DIR: &str = "/var/lib/prometheus/node-exporter";
 /// The OS user of Debian's `prometheus-*-exporter` units.
 const EXPORTER_USER_DEBIAN: &str = "prometheus";

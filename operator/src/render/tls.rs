@@ -14,6 +14,9 @@ pub const CA_CERT: &str = "/etc/pgmetal/tls/ca.crt";
 /// renewal can never leave a certificate beside another certificate's key.
 pub const POSTGRES_PEM: &str = "/etc/pgmetal/tls/postgres.pem";
 
+/// The node exporter's textfile with the certificates' expiry.
+pub const EXPIRY_METRICS: &str = "/var/lib/prometheus/node-exporter/pgmetal_tls.prom";
+
 /// The names a PostgreSQL server certificate for `host` carries: the host, every HAProxy host
 /// (clients reach the server through them, and `verify-full` checks the name they dialled) and
 /// `spec.tls.serviceNames`, each once.
@@ -86,7 +89,7 @@ pub fn expiry_metrics(certificates: &[(&str, &str, i64)], renew_before_secs: u64
          pgmetal_certificate_renew_before_seconds {renew_before_secs}\n"
     ));
     DesiredFile {
-        path: format!("{}/pgmetal_tls.prom", super::monitoring::TEXTFILE_DIR),
+        path: EXPIRY_METRICS.into(),
         content: text.into_bytes(),
         mode: 0o644,
         owner: "root".into(),

@@ -1,0 +1,201 @@
+//! A host as the facts probe saw it before any step ran: the state of the files pgmetal keeps
+//! there, which of its units are enabled and running, which of its directories exist. On a host
+//! where nothing has changed yet, a step whose work is already in place skips its round trip.
+//! The first change on a host (or a failed step) drops its snapshot, and every later step asks
+//! the host again, as it did before snapshots existed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::Engine;
+use super::files::{FileState, differs, parse_state};
+use crate::api::PostgresClusterSpec;
+use crate::model::{ClusterSecrets, DesiredFile, OsFamily};
+use crate::render::{self, Layout};
+
+/// What the probe looks at: arguments `FILES... --units UNITS... --dirs DIRS...`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Targets {
+    /// Files pgmetal may write on the host (for every OS family: the probe runs before the
+    /// family is known).
+    pub files: BTreeSet<String>,
+    /// Units pgmetal keeps enabled and running there.
+    pub units: BTreeSet<String>,
+    /// Data directories it creates there.
+    pub dirs: BTreeSet<String>,
+}
+
+impl Targets {
+    /// The probe's arguments.
+    pub fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = self.files.iter().cloned().collect();
+        a.push("--units".into());
+        a.extend(self.units.iter().cloned());
+        a.push("--dirs".into());
+        a.extend(self.dirs.iter().cloned());
+        a
+    }
+}
+
+/// What the probe saw.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    files: BTreeMap<String, FileState>,
+    running: BTreeSet<String>,
+    dirs: BTreeSet<String>,
+}
+
+impl Snapshot {
+    /// Parses the facts probe's output from its `@@files` marker on (see `facts::PROBE`).
+    pub fn parse(text: &str) -> Self {
+        let (files, rest) = text.split_once("@@units").unwrap_or((text, ""));
+        let (units, dirs) = rest.split_once("@@dirs").unwrap_or((rest, ""));
+        let files = files.trim_start_matches("@@files");
+        let set = |t: &str| {
+            t.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        Snapshot {
+            files: parse_state(files),
+            running: set(units),
+            dirs: set(dirs),
+        }
+    }
+
+    /// `path` exists on the host (whatever its content).
+    pub fn has_file(&self, path: &str) -> bool {
+        self.files.contains_key(path)
+    }
+
+    /// Every file of `want` is on the host as wanted (content, mode, owner).
+    pub fn files_in_place(&self, want: &[DesiredFile]) -> bool {
+        want.iter().all(|f| !differs(&self.files, f))
+    }
+}
+
+/// The probe's targets for `host`: what any step of a converge may check there.
+pub fn targets(spec: &PostgresClusterSpec, secrets: &ClusterSecrets, host: &str) -> Targets {
+    let mut t = Targets::default();
+    for os in [OsFamily::Debian, OsFamily::RedHat] {
+        let layout = Layout::new(spec, os);
+        let mut files: Vec<DesiredFile> =
+            render::host_files(spec, secrets, host, os).unwrap_or_default();
+        files.extend(crate::engine::packages::repository_file(spec, os));
+        files.extend(
+            render::exporters(spec, host, os)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| e.file),
+        );
+        t.files.extend(files.into_iter().map(|f| f.path));
+        t.units
+            .extend([layout.etcd_unit, layout.patroni_unit, layout.haproxy_unit]);
+        t.dirs.insert(layout.data_dir);
+    }
+    t.files.insert(render::CA_CERT.into());
+    t.files.insert(super::claim::PATH.into());
+    t.files.insert(render::EXPIRY_METRICS.into());
+    t.units.extend(render::EXPORTER_UNITS.map(String::from));
+    t.dirs.insert(spec.etcd.data_dir.clone());
+    t
+}
+
+impl Engine<'_> {
+    fn snapshot_says(&self, host: &str, check: impl FnOnce(&Snapshot) -> bool) -> bool {
+        self.snapshots
+            .lock()
+            .ok()
+            .and_then(|s| s.get(host).map(check))
+            .unwrap_or(false)
+    }
+
+    /// `want` is in place on `host` as its unchanged snapshot shows: nothing to write or ask.
+    pub(super) fn files_in_place(&self, host: &str, want: &[DesiredFile]) -> bool {
+        self.snapshot_says(host, |s| s.files_in_place(want))
+    }
+
+    /// `path` exists on unchanged `host`.
+    pub(super) fn file_present(&self, host: &str, path: &str) -> bool {
+        self.snapshot_says(host, |s| s.has_file(path))
+    }
+
+    /// Every one of `units` is enabled and running on unchanged `host`.
+    pub(super) fn units_running(&self, host: &str, units: &[&str]) -> bool {
+        self.snapshot_says(host, |s| units.iter().all(|u| s.running.contains(*u)))
+    }
+
+    /// Directory `dir` exists on unchanged `host`.
+    pub(super) fn dir_present(&self, host: &str, dir: &str) -> bool {
+        self.snapshot_says(host, |s| s.dirs.contains(dir))
+    }
+
+    /// Keeps `host`'s snapshot for the steps to come.
+    pub(super) fn keep_snapshot(&self, host: &str, snapshot: Snapshot) {
+        if let Ok(mut s) = self.snapshots.lock() {
+            s.insert(host.to_string(), snapshot);
+        }
+    }
+
+    /// Something changed (or failed) on `host`: from now on its steps ask the host.
+    pub(super) fn drop_snapshot(&self, host: &str) {
+        if let Ok(mut s) = self.snapshots.lock() {
+            s.remove(host);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_probe_and_answers_what_is_in_place() {
+        let f = DesiredFile {
+            path: "/etc/a b.conf".into(),
+            content: b"x".to_vec(),
+            mode: 0o640,
+            owner: "postgres".into(),
+            group: "postgres".into(),
+        };
+        let text = format!(
+            "@@files\n{} 640 postgres postgres /etc/a b.conf\n@@units\netcd\npatroni\n@@dirs\n/data/pg\n",
+            f.sha256()
+        );
+        let s = Snapshot::parse(&text);
+        assert!(s.files_in_place(std::slice::from_ref(&f)));
+        let other = DesiredFile {
+            mode: 0o600,
+            ..f.clone()
+        };
+        assert!(!s.files_in_place(&[other]), "a mode change is a change");
+        let missing = DesiredFile {
+            path: "/etc/missing".into(),
+            ..f
+        };
+        assert!(!s.files_in_place(&[missing]));
+        assert!(s.running.contains("patroni") && s.dirs.contains("/data/pg"));
+    }
+
+    #[test]
+    fn targets_cover_both_families_and_every_service() {
+        let spec = crate::render::tests::spec();
+        let t = targets(
+            &spec,
+            &crate::render::tests::secrets(),
+            &spec.postgres.primary,
+        );
+        for path in [
+            "/etc/patroni/config.yml",
+            "/etc/patroni/patroni.yml",
+            "/etc/default/etcd",
+        ] {
+            assert!(t.files.contains(path), "{path}: {:?}", t.files);
+        }
+        assert!(t.units.contains("patroni") && t.units.contains("prometheus-node-exporter"));
+        assert!(t.dirs.contains(&spec.postgres.data_dir));
+        let args = t.args();
+        assert!(args.contains(&"--units".to_string()) && args.contains(&"--dirs".to_string()));
+    }
+}

@@ -1,0 +1,83 @@
+//! The facts probe's snapshot saves round trips only while nothing has changed on a host.
+
+use super::*;
+
+/// A file pgmetal keeps, and the facts probe's answer showing it in place.
+fn in_place() -> (DesiredFile, String) {
+    let f = DesiredFile {
+        path: "/etc/pgmetal/x.conf".into(),
+        content: b"x".to_vec(),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+    };
+    let probe = format!(
+        "{DEBIAN}@@postgres-cert\n@@files\n{} 644 root root {}\n@@units\npatroni\n@@dirs\n/data/pg\n",
+        f.sha256(),
+        f.path
+    );
+    (f, probe)
+}
+
+#[tokio::test]
+async fn what_is_in_place_is_not_asked_again_until_something_changes_on_the_host() {
+    let spec = spec();
+    let (file, probe) = in_place();
+    let host = FakeExecutor::new("a");
+    host.on_contains("/etc/os-release", 0, &probe);
+    let hosts = BTreeMap::from([("a".to_string(), host.clone())]);
+    let (api, etcd) = (patroni(&spec, "a", &[]), FakeEtcd::new(true));
+    let secrets = secrets();
+    let e = engine(&spec, &secrets, connected(&hosts), (&api, &etcd));
+    let targets = snapshot::Targets::default();
+    let (_, seen) = facts::gather_with(&host, &targets).await.unwrap();
+    e.keep_snapshot("a", seen);
+    let asked = || host.commands().len();
+    let before = asked();
+    e.write("a", &host, std::slice::from_ref(&file))
+        .await
+        .unwrap();
+    units::ensure(
+        &e,
+        "a",
+        &host,
+        "patroni",
+        false,
+        units::OnChange::Reload,
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(
+        e.ensure_dir("a", &host, "/data/pg", "postgres")
+            .await
+            .is_ok()
+    );
+    assert_eq!(asked(), before, "nothing asked: all in place");
+    units::ensure(
+        &e,
+        "a",
+        &host,
+        "patroni",
+        true,
+        units::OnChange::Reload,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(asked(), before + 1, "a changed input reloads the unit");
+    // A step that changes the host drops the snapshot: the next ones ask the host.
+    e.step("a", "something", async { Ok(((), true, vec![])) })
+        .await
+        .unwrap();
+    e.write("a", &host, std::slice::from_ref(&file))
+        .await
+        .unwrap();
+    assert!(
+        host.commands()[before + 1..]
+            .iter()
+            .any(|c| c.contains("sha256sum")),
+        "hashed on the host: {:?}",
+        host.commands()
+    );
+}
