@@ -190,6 +190,23 @@ pub fn takeover(os: OsFamily, spec: &PostgresClusterSpec, roles: Roles) -> Optio
     )
 }
 
+/// What the packages leave that [`takeover`] acts on, as the facts probe can see it: files,
+/// directories and units whose presence (or enablement) means the script has work to do. On a
+/// host with none of them the takeover step is skipped.
+pub fn takeover_signs(spec: &PostgresClusterSpec) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let v = spec.postgres.version;
+    let files = vec![
+        "/usr/sbin/policy-rc.d".to_string(),
+        format!("/etc/postgresql/{v}/main/postgresql.conf"),
+    ];
+    let dirs = vec!["/var/lib/etcd/default".to_string()];
+    let units = vec![
+        "postgresql.service".to_string(),
+        format!("postgresql@{v}-main.service"),
+    ];
+    (files, dirs, units)
+}
+
 /// The script of [`takeover`].
 static TAKEOVER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(

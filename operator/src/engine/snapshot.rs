@@ -20,8 +20,10 @@ pub struct Targets {
     pub files: BTreeSet<String>,
     /// Units pgmetal keeps enabled and running there.
     pub units: BTreeSet<String>,
-    /// Data directories it creates there.
+    /// Data directories it creates there, and the packages' directories it takes over.
     pub dirs: BTreeSet<String>,
+    /// Units whose mere enablement matters (the packages' own PostgreSQL units).
+    pub enabled: BTreeSet<String>,
 }
 
 impl Targets {
@@ -32,6 +34,8 @@ impl Targets {
         a.extend(self.units.iter().cloned());
         a.push("--dirs".into());
         a.extend(self.dirs.iter().cloned());
+        a.push("--enabled".into());
+        a.extend(self.enabled.iter().cloned());
         a
     }
 }
@@ -42,13 +46,15 @@ pub struct Snapshot {
     files: BTreeMap<String, FileState>,
     running: BTreeSet<String>,
     dirs: BTreeSet<String>,
+    enabled: BTreeSet<String>,
 }
 
 impl Snapshot {
     /// Parses the facts probe's output from its `@@files` marker on (see `facts::PROBE`).
     pub fn parse(text: &str) -> Self {
         let (files, rest) = text.split_once("@@units").unwrap_or((text, ""));
-        let (units, dirs) = rest.split_once("@@dirs").unwrap_or((rest, ""));
+        let (units, rest) = rest.split_once("@@dirs").unwrap_or((rest, ""));
+        let (dirs, enabled) = rest.split_once("@@enabled").unwrap_or((rest, ""));
         let files = files.trim_start_matches("@@files");
         let set = |t: &str| {
             t.lines()
@@ -61,6 +67,7 @@ impl Snapshot {
             files: parse_state(files),
             running: set(units),
             dirs: set(dirs),
+            enabled: set(enabled),
         }
     }
 
@@ -90,6 +97,11 @@ pub fn targets(spec: &PostgresClusterSpec, secrets: &ClusterSecrets, host: &str)
                 .map(|e| e.file),
         );
         t.files.extend(files.into_iter().map(|f| f.path));
+        let marker = layout
+            .patroni_venv
+            .as_deref()
+            .map(super::packages::installed_marker);
+        t.files.extend(marker);
         t.units
             .extend([layout.etcd_unit, layout.patroni_unit, layout.haproxy_unit]);
         t.dirs.insert(layout.data_dir);
@@ -98,6 +110,10 @@ pub fn targets(spec: &PostgresClusterSpec, secrets: &ClusterSecrets, host: &str)
     t.files.insert(super::claim::PATH.into());
     t.files.insert(render::EXPIRY_METRICS.into());
     t.units.extend(render::EXPORTER_UNITS.map(String::from));
+    let (files, dirs, units) = super::packages::takeover_signs(spec);
+    t.files.extend(files);
+    t.dirs.extend(dirs);
+    t.enabled.extend(units);
     t.dirs.insert(spec.etcd.data_dir.clone());
     t
 }
@@ -129,6 +145,17 @@ impl Engine<'_> {
     /// Directory `dir` exists on unchanged `host`.
     pub(super) fn dir_present(&self, host: &str, dir: &str) -> bool {
         self.snapshot_says(host, |s| s.dirs.contains(dir))
+    }
+
+    /// Nothing the packages leave for the takeover is on unchanged `host` (see
+    /// [`super::packages::takeover_signs`]).
+    pub(super) fn nothing_to_take_over(&self, host: &str) -> bool {
+        let (files, dirs, units) = super::packages::takeover_signs(self.spec);
+        self.snapshot_says(host, |s| {
+            !files.iter().any(|f| s.has_file(f))
+                && !dirs.iter().any(|d| s.dirs.contains(d))
+                && !units.iter().any(|u| s.enabled.contains(u))
+        })
     }
 
     /// Keeps `host`'s snapshot for the steps to come.
@@ -194,6 +221,13 @@ mod tests {
             assert!(t.files.contains(path), "{path}: {:?}", t.files);
         }
         assert!(t.units.contains("patroni") && t.units.contains("prometheus-node-exporter"));
+        assert!(
+            t.files
+                .contains("/opt/pgmetal/patroni-4.1.5/.pgmetal-installed"),
+            "{:?}",
+            t.files
+        );
+        assert!(t.files.contains(crate::engine::claim::PATH));
         assert!(t.dirs.contains(&spec.postgres.data_dir));
         let args = t.args();
         assert!(args.contains(&"--units".to_string()) && args.contains(&"--dirs".to_string()));

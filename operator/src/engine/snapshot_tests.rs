@@ -81,3 +81,33 @@ async fn what_is_in_place_is_not_asked_again_until_something_changes_on_the_host
         host.commands()
     );
 }
+
+#[tokio::test]
+async fn the_takeover_runs_while_the_packages_left_anything_it_acts_on() {
+    let spec = spec();
+    let host = FakeExecutor::new("a");
+    let hosts = BTreeMap::from([("a".to_string(), host.clone())]);
+    let (api, etcd) = (patroni(&spec, "a", &[]), FakeEtcd::new(true));
+    let secrets = secrets();
+    let e = engine(&spec, &secrets, connected(&hosts), (&api, &etcd));
+    let clean = format!("{DEBIAN}@@postgres-cert\n@@files\n@@units\n@@dirs\n@@enabled\n");
+    e.keep_snapshot(
+        "a",
+        snapshot::Snapshot::parse(&clean[clean.find("@@files").unwrap()..]),
+    );
+    assert!(e.nothing_to_take_over("a"));
+    let conf = format!(
+        "@@files\nabc 644 postgres postgres /etc/postgresql/{}/main/postgresql.conf\n@@units\n@@dirs\n@@enabled\n",
+        spec.postgres.version
+    );
+    e.keep_snapshot("a", snapshot::Snapshot::parse(&conf));
+    assert!(!e.nothing_to_take_over("a"), "the package's main cluster");
+    let enabled = "@@files\n@@units\n@@dirs\n@@enabled\npostgresql.service\n";
+    e.keep_snapshot("a", snapshot::Snapshot::parse(enabled));
+    assert!(
+        !e.nothing_to_take_over("a"),
+        "the package's unit still enabled"
+    );
+    e.drop_snapshot("a");
+    assert!(!e.nothing_to_take_over("a"), "no snapshot: ask the host");
+}

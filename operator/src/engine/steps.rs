@@ -61,7 +61,8 @@ impl Engine<'_> {
             self.script_step(host, &*ex, "install patroni", &cmd)
                 .await?;
         }
-        if let Some(cmd) = packages::takeover(os, self.spec, r) {
+        let takeover = packages::takeover(os, self.spec, r);
+        if let Some(cmd) = takeover.filter(|_| !self.nothing_to_take_over(host)) {
             self.script_step(host, &*ex, "take over package defaults", &cmd)
                 .await?;
         }
