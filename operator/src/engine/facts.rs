@@ -39,8 +39,9 @@ pub enum FactsError {
 /// One round trip: os-release, whether systemd is PID 1, the installed packages, the
 /// PostgreSQL server certificate (its path is the script's first argument; the key beside it in
 /// that file never leaves the host), then the [`Snapshot`] of the [`Targets`] that follow
-/// (`FILES... --units UNITS... --dirs DIRS... --enabled UNITS...`): each file's hash, mode and
-/// owners, the units enabled and running, the directories that exist, the units enabled.
+/// (`FILES... --units UNITS... --dirs DIRS... --enabled UNITS... --queries PSQL|SOCKET|PORT|SQL...`):
+/// each file's hash, mode and owners, the units enabled and running, the directories that
+/// exist, the units enabled, and `yes` for a read-only query that answered `1`.
 const PROBE: &str = r#"cat /etc/os-release; echo '@@systemd'; test -d /run/systemd/system && echo yes || echo no
 echo '@@packages'
 if command -v dpkg-query >/dev/null 2>&1; then dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' 2>/dev/null | awk '$2 ~ /^ii/ {print $1}'
@@ -50,12 +51,14 @@ shift
 echo '@@files'
 for a in "$@"; do
   case "$a" in --units) m=u; echo '@@units'; continue;; --dirs) m=d; echo '@@dirs'; continue;;
-    --enabled) m=e; echo '@@enabled'; continue;; esac
+    --enabled) m=e; echo '@@enabled'; continue;; --queries) m=q; echo '@@queries'; continue;; esac
   case "${m:-f}" in
     f) [ -f "$a" ] && printf '%s %s %s\n' "$(sha256sum < "$a" | cut -d' ' -f1)" "$(stat -c '%a %U %G' "$a")" "$a";;
     u) systemctl is-enabled --quiet "$a" 2>/dev/null && systemctl is-active --quiet "$a" && echo "$a";;
     d) [ -d "$a" ] && echo "$a";;
     e) systemctl is-enabled --quiet "$a" 2>/dev/null && echo "$a";;
+    q) psql=${a%%|*}; r=${a#*|}; sock=${r%%|*}; r=${r#*|}; port=${r%%|*}; sql=${r#*|}
+       [ -x "$psql" ] && [ -d "$sock" ] && [ "$(PGCONNECT_TIMEOUT=3 runuser -u postgres -- "$psql" -X -At -h "$sock" -p "$port" -d postgres -c "$sql" 2>/dev/null)" = 1 ] && echo yes;;
   esac
 done
 true"#;

@@ -24,6 +24,9 @@ pub struct Targets {
     pub dirs: BTreeSet<String>,
     /// Units whose mere enablement matters (the packages' own PostgreSQL units).
     pub enabled: BTreeSet<String>,
+    /// Read-only checks of the local PostgreSQL, `PSQL|SOCKET|PORT|SQL`, one per OS family:
+    /// whether the exporter's role is in place.
+    pub queries: Vec<String>,
 }
 
 impl Targets {
@@ -36,6 +39,8 @@ impl Targets {
         a.extend(self.dirs.iter().cloned());
         a.push("--enabled".into());
         a.extend(self.enabled.iter().cloned());
+        a.push("--queries".into());
+        a.extend(self.queries.iter().cloned());
         a
     }
 }
@@ -47,6 +52,8 @@ pub struct Snapshot {
     running: BTreeSet<String>,
     dirs: BTreeSet<String>,
     enabled: BTreeSet<String>,
+    /// A query of [`Targets::queries`] answered `1` (the exporter's role is in place).
+    role_in_place: bool,
 }
 
 impl Snapshot {
@@ -54,7 +61,8 @@ impl Snapshot {
     pub fn parse(text: &str) -> Self {
         let (files, rest) = text.split_once("@@units").unwrap_or((text, ""));
         let (units, rest) = rest.split_once("@@dirs").unwrap_or((rest, ""));
-        let (dirs, enabled) = rest.split_once("@@enabled").unwrap_or((rest, ""));
+        let (dirs, rest) = rest.split_once("@@enabled").unwrap_or((rest, ""));
+        let (enabled, queries) = rest.split_once("@@queries").unwrap_or((rest, ""));
         let files = files.trim_start_matches("@@files");
         let set = |t: &str| {
             t.lines()
@@ -68,6 +76,7 @@ impl Snapshot {
             running: set(units),
             dirs: set(dirs),
             enabled: set(enabled),
+            role_in_place: queries.lines().any(|l| l.trim() == "yes"),
         }
     }
 
@@ -104,6 +113,12 @@ pub fn targets(spec: &PostgresClusterSpec, secrets: &ClusterSecrets, host: &str)
         t.files.extend(marker);
         t.units
             .extend([layout.etcd_unit, layout.patroni_unit, layout.haproxy_unit]);
+        if spec.monitoring.enabled && render::roles(spec, host).postgres {
+            let sql = super::monitoring::monitor_role_in_place_sql();
+            let port = spec.postgres.port;
+            let (bin, sock) = (&layout.bin_dir, &layout.unix_socket_dir);
+            t.queries.push(format!("{bin}/psql|{sock}|{port}|{sql}"));
+        }
         t.dirs.insert(layout.data_dir);
     }
     t.files.insert(render::CA_CERT.into());
@@ -158,6 +173,11 @@ impl Engine<'_> {
         })
     }
 
+    /// The exporter's role was in place when unchanged `host` was probed.
+    pub(super) fn monitor_role_seen(&self, host: &str) -> bool {
+        self.snapshot_says(host, |s| s.role_in_place)
+    }
+
     /// Keeps `host`'s snapshot for the steps to come.
     pub(super) fn keep_snapshot(&self, host: &str, snapshot: Snapshot) {
         if let Ok(mut s) = self.snapshots.lock() {
@@ -203,6 +223,10 @@ mod tests {
         };
         assert!(!s.files_in_place(&[missing]));
         assert!(s.running.contains("patroni") && s.dirs.contains("/data/pg"));
+        assert!(!s.role_in_place);
+        assert!(
+            Snapshot::parse("@@files\n@@units\n@@dirs\n@@enabled\n@@queries\nyes\n").role_in_place
+        );
     }
 
     #[test]
@@ -229,6 +253,13 @@ mod tests {
         );
         assert!(t.files.contains(crate::engine::claim::PATH));
         assert!(t.dirs.contains(&spec.postgres.data_dir));
+        assert!(
+            t.queries
+                .iter()
+                .any(|q| q.contains("pgmetal_monitor") && q.ends_with("'MEMBER')")),
+            "{:?}",
+            t.queries
+        );
         let args = t.args();
         assert!(args.contains(&"--units".to_string()) && args.contains(&"--dirs".to_string()));
     }
