@@ -92,9 +92,18 @@ pub fn judge(me: &Owner, claimed: Option<Owner>) -> Verdict {
     }
 }
 
-/// Removes the claim (on deletion, after the services are stopped): the kept data may then be
-/// taken over by a new cluster.
+/// Removes the claim (on deletion or decommission, after the services are stopped): the kept
+/// data may then be taken over by a new cluster. The cluster's certificate files go first.
 pub async fn release(ex: &dyn Executor) -> Result<(), ExecError> {
+    // The cluster's server key goes first: a host that left must not be able to pose as it.
+    let keys = [
+        crate::render::POSTGRES_PEM,
+        crate::render::CA_CERT,
+        crate::render::EXPIRY_METRICS,
+    ];
+    let rm_keys = Cmd::new("rm").args(["-f", "--"]).args(keys);
+    ex.run_ok(&rm_keys, "remove the cluster's certificates")
+        .await?;
     let rm = Cmd::new("rm").args(["-f", "--", PATH]);
     ex.run_ok(&rm, "release the host's claim").await?;
     Ok(())

@@ -259,6 +259,12 @@ mod tests {
                 .unwrap()
                 .contains(&format!("rm -f -- {}", claim::PATH))
         );
+        let cmds = ours.commands();
+        let keys = &cmds[cmds.len() - 2];
+        assert!(
+            keys.starts_with("rm -f -- ") && keys.contains(crate::render::POSTGRES_PEM),
+            "the server key goes before the claim: {keys}"
+        );
 
         // Another PostgreSQL's data in the directory: kept, and said why.
         let foreign_data = host(&me, "9999");

@@ -446,8 +446,7 @@ impl Engine<'_> {
         ];
         self.retire(host, &*ex, &all).await?;
         let t = Instant::now();
-        let rm = Cmd::new("rm").args(["-f", "--", claim::PATH]);
-        ex.run_ok(&rm, "release the claim").await?;
+        claim::release(&*ex).await?;
         self.record(host, "release claim", t, vec![claim::PATH.into()]);
         self.rec.released(host);
         Ok(())
