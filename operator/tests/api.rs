@@ -108,6 +108,34 @@ fn base_is_valid() {
 }
 
 #[test]
+fn tls_durations_and_service_names_are_checked_naming_the_field() {
+    use serde_json::json;
+    let tls = |v: serde_json::Value| set("/spec/tls", v);
+    validate(
+        &tls(json!({"certificateLifetime": "90m", "renewBefore": "30m"})),
+        None,
+    )
+    .unwrap();
+    rejects(
+        tls(json!({"certificateLifetime": "1h", "renewBefore": "2h"})),
+        "tls.renewBefore must be shorter than tls.certificateLifetime",
+    );
+    rejects(
+        tls(json!({"certificateLifetime": "90d"})),
+        "spec.tls.certificateLifetime",
+    );
+    rejects(
+        tls(json!({"serviceNames": ["db example"]})),
+        "spec.tls.serviceNames",
+    );
+    validate(
+        &tls(json!({"serviceNames": ["db.example.com", "10.0.0.9", "fd00::9"]})),
+        None,
+    )
+    .unwrap();
+}
+
+#[test]
 fn cel_rules_reject_bad_input_with_their_messages() {
     use serde_json::json;
     rejects(

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 /// `hostssl`. etcd, Patroni's REST API and HAProxy's stats follow (see the README).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("duration(self.renewBefore) < duration(self.certificateLifetime)").message("tls.renewBefore must be shorter than tls.certificateLifetime"))]
 pub struct TlsSpec {
     /// `Managed` (default): pgmetal creates a CA for the cluster (the operator keeps it in the
     /// Secret `<cluster>-ca`, the CLI beside its secrets file) and issues every certificate
@@ -30,6 +31,10 @@ pub struct TlsSpec {
     /// host's own and the HAProxy hosts': the names clients use to reach the cluster (a DNS
     /// name in front of HAProxy), so that `sslmode=verify-full` works through them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 32),
+        inner(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,251}[A-Za-z0-9])?$"))
+    )]
     pub service_names: Vec<String>,
 }
 
