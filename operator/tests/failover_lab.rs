@@ -3,7 +3,8 @@
 //! acknowledged may be lost (none at all in synchronous mode); the old primary must come back
 //! as a streaming replica with no person involved (never take the cluster back); restarting the
 //! etcd leader must neither lose a write nor move the primary. Reports the client-seen write
-//! outage of each power cut.
+//! outage of each power cut. Before the asynchronous mode's cuts, its plain-text cluster moves
+//! to TLS under the writer (`sslmode=prefer`), losing and refusing nothing.
 //!
 //! Per mode: `PGMETAL_CUTS` (default 3) power cuts, `PGMETAL_PARTITIONS` (default 5)
 //! partitions, `PGMETAL_ETCD_RESTARTS` (default 1) etcd leader restarts; `PGMETAL_MODES`
@@ -23,7 +24,7 @@ use serde_json::Value;
 /// Writes the new primary must acknowledge before the partition is healed.
 const ACKS_BEFORE_HEAL: usize = 20;
 
-fn manifest(lab: &Lab, synchronous: bool) -> String {
+fn manifest(lab: &Lab, synchronous: bool, tls: &str) -> String {
     let h = &lab.hosts;
     format!(
         r#"apiVersion: pgmetal.io/v1alpha1
@@ -45,6 +46,8 @@ spec:
     hosts: [{a}, {b}, {c}]
   haproxy:
     hosts: [{d}]
+  tls:
+    mode: {tls}
 "#,
         apt = lab.var("LAB_APT_REPO"),
         pip = lab.var("LAB_PIP_INDEX"),
@@ -321,6 +324,42 @@ fn etcd_leader_restart(lab: &Lab, dir: &Path, writer: &Writer, n: usize) {
     );
 }
 
+/// A plain-text cluster moves to TLS by a spec change while the writer runs with libpq's
+/// default `sslmode=prefer`: its writes go on (the outage bound is generous; a reload is
+/// expected to cost none), the acknowledged ones are counted with the rest at the end, and its
+/// new connections are encrypted.
+fn tls_under_the_writer(lab: &Lab, dir: &Path, writer: &Writer) {
+    writer.wait_for("writes in plain text", Duration::from_secs(30), |a| {
+        a.len() >= 5
+    });
+    let (at, t) = (writer.now(), Instant::now());
+    std::fs::write(dir.join("cluster.yaml"), manifest(lab, false, "Managed")).unwrap();
+    let (code, report) = pgmetal(lab, dir, "apply");
+    assert_eq!(code, 0, "apply with TLS: {:#}", report["problems"]);
+    let applied = t.elapsed().as_secs_f64();
+    let n = writer.acks().len();
+    writer.wait_for("writes after TLS", Duration::from_secs(30), |a| {
+        a.len() >= n + 5
+    });
+    let t = &writer.target;
+    let sql = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    let ssl = common::psql(&t.host, t.port, &t.password, sql);
+    assert_eq!(
+        ssl.as_deref(),
+        Ok("t"),
+        "a new connection through HAProxy uses TLS"
+    );
+    let outage = outage(&writer.acks(), &writer.failure_times(), at).unwrap_or(0.0);
+    let failed = writer.failure_times().iter().filter(|f| **f > at).count();
+    eprintln!(
+        "TLS MIGRATION under the writer: apply {applied:.1}s, {failed} failed attempts, write outage {outage:.1}s"
+    );
+    assert!(
+        outage < 10.0,
+        "writes stopped for {outage:.1}s while TLS came on"
+    );
+}
+
 /// One mode: partitions, then etcd leader restarts, then the count of lost writes.
 fn run_mode(lab: &Lab, dir: &Path, synchronous: bool, first_id: u64) -> String {
     let mode = if synchronous {
@@ -328,7 +367,9 @@ fn run_mode(lab: &Lab, dir: &Path, synchronous: bool, first_id: u64) -> String {
     } else {
         "asynchronous"
     };
-    std::fs::write(dir.join("cluster.yaml"), manifest(lab, synchronous)).unwrap();
+    // The first mode's cluster starts in plain text and moves to TLS under the writer.
+    let tls = if synchronous { "Managed" } else { "Disabled" };
+    std::fs::write(dir.join("cluster.yaml"), manifest(lab, synchronous, tls)).unwrap();
     let (code, report) = pgmetal(lab, dir, "apply");
     assert_eq!(code, 0, "apply ({mode}): {:#}", report["problems"]);
     let secrets: Value =
@@ -341,6 +382,9 @@ fn run_mode(lab: &Lab, dir: &Path, synchronous: bool, first_id: u64) -> String {
     };
     Writer::create_table(&target);
     let writer = Writer::start(target.clone(), first_id);
+    if !synchronous {
+        tls_under_the_writer(lab, dir, &writer);
+    }
     let cuts: Vec<Cut> = (1..=count("PGMETAL_CUTS", 3))
         .map(|n| power_cut_round(lab, dir, &writer, n))
         .collect();
