@@ -18,6 +18,9 @@ pub struct HostFacts {
     pub installed: BTreeSet<String>,
     /// The PostgreSQL server certificate pgmetal issued earlier (PEM), if there is one.
     pub postgres_cert: Option<String>,
+    /// That certificate's file is newer than the running PostgreSQL's configuration: a renewal
+    /// was written but not loaded (a converge interrupted between the two).
+    pub postgres_cert_unloaded: bool,
 }
 
 /// Why facts could not be established.
@@ -39,9 +42,10 @@ pub enum FactsError {
 /// One round trip: os-release, whether systemd is PID 1, the installed packages, the
 /// PostgreSQL server certificate (its path is the script's first argument; the key beside it in
 /// that file never leaves the host), then the [`Snapshot`] of the [`Targets`] that follow
-/// (`FILES... --units UNITS... --dirs DIRS... --enabled UNITS... --queries PSQL|SOCKET|PORT|SQL...`):
-/// each file's hash, mode and owners, the units enabled and running, the directories that
-/// exist, the units enabled, and `yes` for a read-only query that answered `1`.
+/// (`FILES... --units UNITS... --dirs DIRS... --enabled UNITS... --queries
+/// NAME|PSQL|SOCKET|PORT|SQL...`): each file's hash, mode and owners, the units enabled and
+/// running, the directories that exist, the units enabled, and the name of each read-only
+/// query of the local PostgreSQL that answered `1`.
 const PROBE: &str = r#"cat /etc/os-release; echo '@@systemd'; test -d /run/systemd/system && echo yes || echo no
 echo '@@packages'
 if command -v dpkg-query >/dev/null 2>&1; then dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' 2>/dev/null | awk '$2 ~ /^ii/ {print $1}'
@@ -57,8 +61,8 @@ for a in "$@"; do
     u) systemctl is-enabled --quiet "$a" 2>/dev/null && systemctl is-active --quiet "$a" && echo "$a";;
     d) [ -d "$a" ] && echo "$a";;
     e) systemctl is-enabled --quiet "$a" 2>/dev/null && echo "$a";;
-    q) psql=${a%%|*}; r=${a#*|}; sock=${r%%|*}; r=${r#*|}; port=${r%%|*}; sql=${r#*|}
-       [ -x "$psql" ] && [ -d "$sock" ] && [ "$(PGCONNECT_TIMEOUT=3 runuser -u postgres -- "$psql" -X -At -h "$sock" -p "$port" -d postgres -c "$sql" 2>/dev/null)" = 1 ] && echo yes;;
+    q) name=${a%%|*}; r=${a#*|}; psql=${r%%|*}; r=${r#*|}; sock=${r%%|*}; r=${r#*|}; port=${r%%|*}; sql=${r#*|}
+       [ -x "$psql" ] && [ -d "$sock" ] && [ "$(PGCONNECT_TIMEOUT=3 runuser -u postgres -- "$psql" -X -At -h "$sock" -p "$port" -d postgres -c "$sql" 2>/dev/null)" = 1 ] && echo "$name";;
   esac
 done
 true"#;
@@ -79,7 +83,9 @@ pub async fn gather_with(
     let out = exec.run_ok(&Cmd::script(PROBE).args(args), "facts").await?;
     let text = out.stdout_str();
     let (facts, seen) = text.split_once("@@files").unwrap_or((&text, ""));
-    Ok((parse(facts)?, Snapshot::parse(seen)))
+    let (mut facts, seen) = (parse(facts)?, Snapshot::parse(seen));
+    facts.postgres_cert_unloaded = seen.answered(super::snapshot::CERT_UNLOADED);
+    Ok((facts, seen))
 }
 
 /// Parses the output of [`PROBE`].
@@ -122,6 +128,7 @@ pub fn parse(text: &str) -> Result<HostFacts, FactsError> {
         os_release: format!("{id} {version}"),
         installed,
         postgres_cert,
+        postgres_cert_unloaded: false,
     })
 }
 
@@ -142,6 +149,23 @@ mod tests {
         );
         let f = parse(&with_cert).unwrap();
         assert!(f.installed.len() == 2 && f.postgres_cert.unwrap().starts_with("-----BEGIN"));
+    }
+
+    #[tokio::test]
+    async fn a_certificate_written_but_not_loaded_is_a_fact() {
+        let host = crate::exec::FakeExecutor::new("a");
+        let out = "ID=debian\nVERSION_ID=12\n@@systemd\nyes\n@@packages\n@@postgres-cert\n\
+                   @@files\n@@units\n@@dirs\n@@enabled\n@@queries\ncert-unloaded\n";
+        host.on_contains("/etc/os-release", 0, out);
+        let (f, _) = gather_with(&host, &Targets::default()).await.unwrap();
+        assert!(f.postgres_cert_unloaded);
+        host.on_contains(
+            "/etc/os-release",
+            0,
+            &out.replace("cert-unloaded", "role-in-place"),
+        );
+        let (f, seen) = gather_with(&host, &Targets::default()).await.unwrap();
+        assert!(!f.postgres_cert_unloaded && seen.answered(super::super::snapshot::ROLE_IN_PLACE));
     }
 
     #[test]

@@ -24,8 +24,8 @@ pub struct Targets {
     pub dirs: BTreeSet<String>,
     /// Units whose mere enablement matters (the packages' own PostgreSQL units).
     pub enabled: BTreeSet<String>,
-    /// Read-only checks of the local PostgreSQL, `PSQL|SOCKET|PORT|SQL`, one per OS family:
-    /// whether the exporter's role is in place.
+    /// Read-only checks of the local PostgreSQL, `NAME|PSQL|SOCKET|PORT|SQL`, each once per OS
+    /// family (see [`ROLE_IN_PLACE`] and [`CERT_UNLOADED`]).
     pub queries: Vec<String>,
 }
 
@@ -45,6 +45,12 @@ impl Targets {
     }
 }
 
+/// The query that answers when the exporter's role is in place.
+pub const ROLE_IN_PLACE: &str = "role-in-place";
+/// The query that answers when the PostgreSQL certificate's file is newer than the running
+/// server's configuration (`pg_conf_load_time()`): written, not yet loaded.
+pub const CERT_UNLOADED: &str = "cert-unloaded";
+
 /// What the probe saw.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -52,8 +58,8 @@ pub struct Snapshot {
     running: BTreeSet<String>,
     dirs: BTreeSet<String>,
     enabled: BTreeSet<String>,
-    /// A query of [`Targets::queries`] answered `1` (the exporter's role is in place).
-    role_in_place: bool,
+    /// The names of the queries of [`Targets::queries`] that answered `1`.
+    answered: BTreeSet<String>,
 }
 
 impl Snapshot {
@@ -76,8 +82,13 @@ impl Snapshot {
             running: set(units),
             dirs: set(dirs),
             enabled: set(enabled),
-            role_in_place: queries.lines().any(|l| l.trim() == "yes"),
+            answered: set(queries),
         }
+    }
+
+    /// The query `name` answered `1`.
+    pub fn answered(&self, name: &str) -> bool {
+        self.answered.contains(name)
     }
 
     /// `path` exists on the host (whatever its content).
@@ -113,11 +124,20 @@ pub fn targets(spec: &PostgresClusterSpec, secrets: &ClusterSecrets, host: &str)
         t.files.extend(marker);
         t.units
             .extend([layout.etcd_unit, layout.patroni_unit, layout.haproxy_unit]);
-        if spec.monitoring.enabled && render::roles(spec, host).postgres {
-            let sql = super::monitoring::monitor_role_in_place_sql();
+        if render::roles(spec, host).postgres {
             let port = spec.postgres.port;
-            let (bin, sock) = (&layout.bin_dir, &layout.unix_socket_dir);
-            t.queries.push(format!("{bin}/psql|{sock}|{port}|{sql}"));
+            let psql = format!("{}/psql|{}|{port}", layout.bin_dir, layout.unix_socket_dir);
+            if spec.monitoring.enabled {
+                let sql = super::monitoring::monitor_role_in_place_sql();
+                t.queries.push(format!("{ROLE_IN_PLACE}|{psql}|{sql}"));
+            }
+            if spec.tls.enabled() {
+                let sql = format!(
+                    "SELECT 1 WHERE (pg_stat_file('{}', true)).modification > pg_conf_load_time()",
+                    render::POSTGRES_PEM
+                );
+                t.queries.push(format!("{CERT_UNLOADED}|{psql}|{sql}"));
+            }
         }
         t.dirs.insert(layout.data_dir);
     }
@@ -175,7 +195,7 @@ impl Engine<'_> {
 
     /// The exporter's role was in place when unchanged `host` was probed.
     pub(super) fn monitor_role_seen(&self, host: &str) -> bool {
-        self.snapshot_says(host, |s| s.role_in_place)
+        self.snapshot_says(host, |s| s.answered(ROLE_IN_PLACE))
     }
 
     /// Keeps `host`'s snapshot for the steps to come.
@@ -223,10 +243,9 @@ mod tests {
         };
         assert!(!s.files_in_place(&[missing]));
         assert!(s.running.contains("patroni") && s.dirs.contains("/data/pg"));
-        assert!(!s.role_in_place);
-        assert!(
-            Snapshot::parse("@@files\n@@units\n@@dirs\n@@enabled\n@@queries\nyes\n").role_in_place
-        );
+        assert!(!s.answered(ROLE_IN_PLACE));
+        let q = Snapshot::parse("@@files\n@@units\n@@dirs\n@@enabled\n@@queries\nrole-in-place\n");
+        assert!(q.answered(ROLE_IN_PLACE) && !q.answered(CERT_UNLOADED));
     }
 
     #[test]

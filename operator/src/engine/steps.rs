@@ -242,7 +242,9 @@ impl Engine<'_> {
             render::Roles { etcd: false, ..r },
         ));
         let certificate = self.postgres_tls(host, &layout).await?;
-        let reissued = certificate.iter().any(|f| f.path == render::POSTGRES_PEM);
+        // A renewal an interrupted converge wrote but never loaded is loaded now.
+        let reissued = certificate.iter().any(|f| f.path == render::POSTGRES_PEM)
+            || self.host_facts(host)?.postgres_cert_unloaded;
         want.extend(certificate);
         let service = Service {
             data_dir: &layout.data_dir,

@@ -1,6 +1,7 @@
 //! TLS on the PostgreSQL channel as a client sees it: `verify-full` through HAProxy with the CA
-//! the CLI wrote, plain text refused, the cluster's chain on every port, and certificates that
-//! renew (a name added, a short lifetime running out) by a reload, never a restart.
+//! the CLI wrote, plain text refused, the cluster's chain on every port, certificates that
+//! renew (a name added, a short lifetime running out) by a reload, never a restart, and a
+//! renewal written but not loaded that the next converge loads.
 
 use std::path::Path;
 use std::process::Command;
@@ -120,6 +121,31 @@ pub fn check(lab: &Lab, dir: &Path, base: &str, password: &str, apply: impl Fn(&
         gone.contains("does not match"),
         "the service name left with the spec: {gone}"
     );
+    // A renewal written but never loaded (a converge killed between the two) is loaded by the
+    // next converge, on that host only, and only once.
+    let a = &lab.hosts[0];
+    lab.ssh_ok(
+        a,
+        &format!("sleep 1; touch {}", "/etc/pgmetal/tls/postgres.pem"),
+    );
+    let reloads = |run: &Run| -> Vec<String> {
+        let hosts = run.report["hosts"].as_object().unwrap();
+        hosts
+            .iter()
+            .filter(|(_, r)| {
+                r["steps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["step"] == "reload postgres" && s["changed"] == true)
+            })
+            .map(|(h, _)| h.clone())
+            .collect()
+    };
+    let run = apply(base);
+    assert_eq!(reloads(&run), [a.clone()], "{:#}", run.report["hosts"]);
+    assert!(reloads(&apply(base)).is_empty(), "loaded once");
+
     // The node exporter serves the expiry of the certificate in place (for the expiry alert).
     let metrics = lab.ssh_ok(
         &lab.hosts[0],
