@@ -361,16 +361,26 @@ async fn superuser_password(client: kube::Client, pgc: &PostgresCluster) -> Resu
             "superuser".to_string(),
         ),
     };
-    let secrets: Api<Secret> = Api::namespaced(client, &ns);
+    let bytes = secret_key(client, &ns, &secret, &key).await?;
+    String::from_utf8(bytes).map_err(|_| format!("secret {ns}/{secret} key {key}: not UTF-8"))
+}
+
+/// The value of `key` in the Secret `ns/name`.
+async fn secret_key(
+    client: kube::Client,
+    ns: &str,
+    name: &str,
+    key: &str,
+) -> Result<Vec<u8>, String> {
+    let secrets: Api<Secret> = Api::namespaced(client, ns);
     let s = secrets
-        .get(&secret)
+        .get(name)
         .await
-        .map_err(|e| format!("secret {ns}/{secret}: {}", said(&e)))?;
-    let bytes = s
-        .data
-        .and_then(|mut d| d.remove(&key))
-        .ok_or_else(|| format!("secret {ns}/{secret} has no key {key}"))?;
-    String::from_utf8(bytes.0).map_err(|_| format!("secret {ns}/{secret} key {key}: not UTF-8"))
+        .map_err(|e| format!("secret {ns}/{name}: {}", said(&e)))?;
+    s.data
+        .and_then(|mut d| d.remove(key))
+        .map(|b| b.0)
+        .ok_or_else(|| format!("secret {ns}/{name} has no key {key}"))
 }
 
 async fn psql(
@@ -422,15 +432,7 @@ async fn ca_file(
     let name = crate::controller::dereference::ca_secret_name(
         &pgc.metadata.name.clone().unwrap_or_default(),
     );
-    let secrets: Api<Secret> = Api::namespaced(client, &ns);
-    let s = secrets
-        .get(&name)
-        .await
-        .map_err(|e| format!("secret {ns}/{name}: {}", said(&e)))?;
-    let ca = s
-        .data
-        .and_then(|mut d| d.remove("ca.crt"))
-        .ok_or_else(|| format!("secret {ns}/{name} has no key ca.crt"))?;
+    let ca = secret_key(client, &ns, &name, "ca.crt").await?;
     let suffix = crate::cli::secrets_file::generate_password();
     let path = std::env::temp_dir().join(format!("pgmetal-ca-{}.crt", &suffix[..12]));
     let mut f = std::fs::OpenOptions::new()
@@ -439,7 +441,7 @@ async fn ca_file(
         .mode(0o600)
         .open(&path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(&ca.0)
+    f.write_all(&ca)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
 }
