@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// `hostssl`. etcd, Patroni's REST API and HAProxy's stats follow (see the README).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("duration(self.renewBefore) < duration(self.certificateLifetime)").message("tls.renewBefore must be shorter than tls.certificateLifetime"))]
+#[x_kube(validation = Rule::new("!self.renewBefore.matches('^([0-9]+(h|m|s))+$') || !self.certificateLifetime.matches('^([0-9]+(h|m|s))+$') || duration(self.renewBefore) < duration(self.certificateLifetime)").message("tls.renewBefore must be shorter than tls.certificateLifetime"))]
 pub struct TlsSpec {
     /// `Managed` (default): pgmetal creates a CA for the cluster (the operator keeps it in the
     /// Secret `<cluster>-ca`, the CLI beside its secrets file) and issues every certificate
