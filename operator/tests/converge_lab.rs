@@ -1,8 +1,10 @@
 //! `pgmetal apply` on real lab hosts, from bare images: a cold converge, a no-change converge,
-//! TLS as a client sees it, a parameter change, hostile strings that must execute nothing, and a host-key mismatch.
+//! TLS as a client sees it (PostgreSQL and Patroni's REST API), a parameter change, hostile strings that must execute nothing, and a host-key mismatch.
 //! Ignored by a plain `cargo test`: e2e/test runs them with PGMETAL_LAB=1 and `--include-ignored`.
 
 mod common;
+#[path = "converge_lab/rest.rs"]
+mod rest;
 #[path = "converge_lab/tls.rs"]
 mod tls;
 
@@ -200,6 +202,8 @@ fn apply_converges_real_hosts_idempotently() {
     tls::check(&lab, dir.path(), &base, HOSTILE_PASSWORD, |m| {
         apply(&lab, dir.path(), m, &known)
     });
+    // Patroni's REST API: HTTPS, a client certificate for unsafe calls.
+    rest::check(&lab, dir.path(), "a'b\"c");
 
     // 3. Parameters: work_mem applies by reload everywhere; max_connections needs a restart.
     let patroni_pids: Vec<String> = lab.hosts[..3]

@@ -129,11 +129,12 @@ fn diagnostics(lab: &Lab, dir: &Path, down: &str) -> String {
     for h in lab.hosts[..3].iter().filter(|h| *h != down) {
         let o = lab.ssh(
             h,
-            "python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:8008/cluster', timeout=3).read().decode())\"; journalctl -u patroni --no-pager -n 40; \
+            "journalctl -u patroni --no-pager -n 40; \
              ETCDCTL_API=3 etcdctl endpoint status --cluster -w table 2>&1 | tail -5",
         );
         out.push_str(&format!(
-            "--- {h}\n{}{}\n",
+            "--- {h}\n{:#?}\n{}{}\n",
+            lab.patroni_get(h, "/cluster"),
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr)
         ));

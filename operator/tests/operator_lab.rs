@@ -370,11 +370,7 @@ fn pause_and_resume(e: E2e) {
     } = e;
     // Pause (patronictl pause): Patroni goes into maintenance mode and the condition says so; then resume.
     let api_pause = |h: &str| -> Option<bool> {
-        let out = Command::new("curl")
-            .args(["-s", "--max-time", "2", &format!("http://{h}:8008/cluster")])
-            .output()
-            .ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let v = lab.patroni_get(h, "/cluster")?;
         Some(v["pause"].as_bool().unwrap_or(false))
     };
     kube.run(
@@ -414,13 +410,8 @@ fn power_cut_failover_and_failback(e: E2e, op: &Operator, mark: i64) {
         lab, kube, ns, h2, ..
     } = e;
     // 4. Power cut of the primary: Patroni fails over; status follows within 15 s; Degraded names the host.
-    let api = format!("http://{}:8008/cluster", lab.hosts[2]);
     let leader = || -> Option<String> {
-        let out = Command::new("curl")
-            .args(["-s", "--max-time", "2", &api])
-            .output()
-            .ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let v = lab.patroni_get(&lab.hosts[2], "/cluster")?;
         v["members"]
             .as_array()?
             .iter()

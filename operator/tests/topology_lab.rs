@@ -127,17 +127,8 @@ fn etcd_members(lab: &Lab, via: &str) -> BTreeSet<String> {
 }
 
 /// The hosts of Patroni's members, from `/cluster` on `via`.
-fn patroni_members(via: &str) -> BTreeSet<String> {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "--max-time",
-            "5",
-            &format!("http://{via}:8008/cluster"),
-        ])
-        .output()
-        .unwrap();
-    let view: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+fn patroni_members(lab: &Lab, via: &str) -> BTreeSet<String> {
+    let view = lab.patroni_get(via, "/cluster").unwrap_or_default();
     let members = view["members"].as_array().cloned().unwrap_or_default();
     members
         .iter()
@@ -173,7 +164,11 @@ fn assert_topology(lab: &Lab, what: &str, pg: &[&str], etcd: &[&str]) {
         set(etcd),
         "{what}: etcd members"
     );
-    assert_eq!(patroni_members(pg[0]), set(pg), "{what}: Patroni members");
+    assert_eq!(
+        patroni_members(lab, pg[0]),
+        set(pg),
+        "{what}: Patroni members"
+    );
 }
 
 #[test]
@@ -320,7 +315,7 @@ fn topology_changes_keep_quorum_and_data_and_a_replaced_host_rejoins_nothing() {
             set(&etcd),
             "etcd took the removed member back"
         );
-        if patroni_back.is_none() && patroni_members(h[0]).contains(dead) {
+        if patroni_back.is_none() && patroni_members(&lab, h[0]).contains(dead) {
             patroni_back = Some(back.elapsed().as_secs_f64());
         }
         std::thread::sleep(Duration::from_secs(2));

@@ -204,7 +204,8 @@ pub async fn plan(c: &Common) -> Result<bool, String> {
 pub async fn status(c: &Common) -> Result<bool, String> {
     let l = load(c)?;
     let spec = &l.cluster.spec;
-    let api = PatroniApi::new(spec.patroni.rest_api_port, l.secrets.restapi.clone());
+    let api =
+        PatroniApi::for_cluster(spec, &l.secrets, l.ca.as_ref()).map_err(|e| e.to_string())?;
     let obs = observe::observe(spec, &api).await;
     let problems = observe::problems(spec, &obs);
     let status = crate::status::from_observation(spec, &obs);

@@ -56,12 +56,23 @@ async fn publish_scrape_targets(ctx: &Context, pgc: &PostgresCluster) -> Result<
             "labels": {"app.kubernetes.io/managed-by": MANAGER, "pgmetal.io/cluster": pgc.name_any()},
             "ownerReferences": pgc.controller_owner_ref(&()).map(|o| vec![o]),
         },
-        "spec": {"staticConfigs": groups},
+        "spec": scrape_config_spec(pgc, &groups),
     });
     let applied = scrape_configs
         .patch(&pgc.name_any(), &apply_params(), &Patch::Apply(obj))
         .await;
     forget(applied.map(|_| ()))
+}
+
+/// The ScrapeConfig's spec: the targets, and with `spec.tls` the cluster's CA from its Secret,
+/// which Patroni's HTTPS metrics endpoint is verified against.
+fn scrape_config_spec(pgc: &PostgresCluster, groups: &[render::TargetGroup]) -> serde_json::Value {
+    let mut spec = json!({"staticConfigs": groups});
+    if pgc.spec.tls.enabled() {
+        let ca = super::dereference::ca_secret_name(&pgc.name_any());
+        spec["tlsConfig"] = json!({"ca": {"secret": {"name": ca, "key": "ca.crt"}}});
+    }
+    spec
 }
 
 /// `<namespace>/<name>`: the `pgmetal_cluster` label of every target.

@@ -51,7 +51,11 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
             return Ok(action);
         }
     };
-    let api = PatroniApi::new(spec.patroni.rest_api_port, resolved.secrets.restapi.clone())
+    let api = PatroniApi::for_cluster(spec, &resolved.secrets, resolved.ca.as_ref())
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no client certificate for Patroni: reading over HTTP");
+            PatroniApi::new(spec.patroni.rest_api_port, resolved.secrets.restapi.clone())
+        })
         .trusting(verified_hosts(spec, &old.hosts));
     let key = key(&pgc);
     let finished = ctx.converges.take_finished(&key);

@@ -545,3 +545,46 @@ fn ran_on(f: &FakeExecutor, what: &str) -> bool {
 
 #[path = "snapshot_tests.rs"]
 mod snapshot_tests;
+
+#[tokio::test]
+async fn while_members_move_to_https_haproxy_checks_both_schemes_then_only_https() {
+    let mut spec = spec();
+    spec.haproxy.hosts = vec!["d".into()];
+    let mut hosts = hosts();
+    let lb = FakeExecutor::new("d");
+    lb.on_contains("/etc/os-release", 0, DEBIAN);
+    hosts.insert("d".into(), lb.clone());
+    let (api, etcd) = (patroni(&spec, "a", &["b", "c"]), FakeEtcd::new(true));
+    api.other_scheme("a").other_scheme("b");
+    // (The observation cannot read HAProxy's statistics from a fake host: only host errors count.)
+    let no_host_error = |r: &Report| r.hosts.values().all(|h| h.error.is_none());
+    let r = converge(&spec, &hosts, &api, &etcd).await;
+    assert!(no_host_error(&r), "{:?}", r.hosts);
+    let configs: Vec<String> = lb
+        .uploads()
+        .iter()
+        .map(|u| String::from_utf8_lossy(&u.content).into_owned())
+        .filter(|c| c.contains("listen primary"))
+        .collect();
+    assert_eq!(configs.len(), 2, "{configs:?}");
+    assert!(configs[0].contains("server a-plain a:5432 maxconn 100 check port 8008\n"));
+    assert!(!configs[1].contains("-plain"), "{}", configs[1]);
+    assert!(lb.uploads().iter().any(|u| u.path == render::CA_CERT));
+    let asked = |h: &str| {
+        api.calls()
+            .iter()
+            .filter(|c| **c == format!("scheme {h}"))
+            .count()
+    };
+    assert!(asked("a") >= 2 && asked("b") >= 2, "{:?}", api.calls());
+
+    // Once every member serves HTTPS, the next converge writes no haproxy.cfg.
+    let before = lb.uploads().len();
+    let r = converge(&spec, &hosts, &api, &etcd).await;
+    assert!(no_host_error(&r), "{:?}", r.hosts);
+    let again = lb.uploads()[before..]
+        .iter()
+        .filter(|u| String::from_utf8_lossy(&u.content).contains("-plain"))
+        .count();
+    assert_eq!(again, 0);
+}

@@ -52,6 +52,8 @@ struct PatroniState {
     no_view: bool,
     /// Restarts and reinits carried out per host (each changes its postmaster start time).
     starts: std::collections::BTreeMap<String, u32>,
+    /// Hosts whose REST API still serves the scheme the spec does not ask for.
+    other_scheme: BTreeSet<String>,
     /// Every call, e.g. `cluster h1`, `switchover h1 a->b`.
     calls: Vec<String>,
 }
@@ -84,6 +86,13 @@ impl FakePatroni {
     /// After the views queued so far, `view` is answered (from then on, if last).
     pub fn then(&self, view: ClusterView) -> &Self {
         self.st().views.push_back(view);
+        self
+    }
+
+    /// `host`'s REST API serves the scheme the spec does not ask for, until asked twice (the
+    /// converge's first look, then its wait after the new configuration).
+    pub fn other_scheme(&self, host: &str) -> &Self {
+        self.st().other_scheme.insert(host.into());
         self
     }
 
@@ -143,6 +152,21 @@ impl FakePatroni {
 }
 
 impl Patroni for FakePatroni {
+    /// Recorded as `scheme h`; a host in the other scheme moves over once asked twice.
+    fn serves_wanted_scheme<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<bool, ApiError>> {
+        Box::pin(async move {
+            let mut st = self.call(host, format!("scheme {host}"))?;
+            let asked = st
+                .calls
+                .iter()
+                .filter(|c| **c == format!("scheme {host}"))
+                .count();
+            if asked >= 2 {
+                st.other_scheme.remove(host);
+            }
+            Ok(!st.other_scheme.contains(host))
+        })
+    }
     fn cluster<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<ClusterView, ApiError>> {
         Box::pin(async move {
             let mut st = self.call(host, format!("cluster {host}"))?;

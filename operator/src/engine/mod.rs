@@ -25,6 +25,7 @@ mod passwords;
 pub mod patroni_api;
 pub mod report;
 pub mod requests;
+pub mod rest_tls;
 pub mod snapshot;
 pub mod split_brain;
 mod steps;
@@ -73,6 +74,9 @@ pub struct Engine<'a> {
     asked: requests::Asked,
     /// The cluster's CA, which signs the certificates (`spec.tls`).
     ca: Option<crate::tls::CertKey>,
+    /// The hosts trusted with the REST password, when the engine made its own Patroni client
+    /// (so that [`Engine::with_ca`] can remake it with TLS); `None` with given clients.
+    rest_trusted: Option<Vec<String>>,
     /// What the facts probe saw on each host where nothing has changed yet.
     snapshots: Mutex<BTreeMap<String, snapshot::Snapshot>>,
 }
@@ -146,11 +150,13 @@ impl<'a> Engine<'a> {
     ) -> Self {
         let connected = conns.iter().filter(|(_, c)| c.is_ok()).map(|(h, _)| h);
         let trusted: Vec<String> = connected.cloned().chain(verified).collect();
-        let api =
-            PatroniApi::new(spec.patroni.rest_api_port, secrets.restapi.clone()).trusting(trusted);
+        let api = PatroniApi::new(spec.patroni.rest_api_port, secrets.restapi.clone())
+            .trusting(trusted.clone());
         let clients: (Arc<dyn Patroni>, Arc<dyn Etcd>) =
             (Arc::new(api), Arc::new(etcd_api::EtcdClient));
-        Self::with_clients((owner, spec), secrets, conns, progress, clients)
+        let mut engine = Self::with_clients((owner, spec), secrets, conns, progress, clients);
+        engine.rest_trusted = Some(trusted);
+        engine
     }
 
     /// An engine that talks to Patroni and etcd through `clients` (fakes in tests).
@@ -188,12 +194,21 @@ impl<'a> Engine<'a> {
             live: Mutex::default(),
             asked: requests::Asked::default(),
             ca: None,
+            rest_trusted: None,
             snapshots: Mutex::default(),
         }
     }
 
     /// The same engine, issuing certificates from the cluster's CA `ca` (`spec.tls`).
+    /// An engine made by [`Engine::verified`] also reaches Patroni's REST API with it (HTTPS,
+    /// pgmetal's client certificate).
     pub fn with_ca(mut self, ca: Option<crate::tls::CertKey>) -> Self {
+        if let Some(trusted) = self.rest_trusted.clone() {
+            match PatroniApi::for_cluster(self.spec, self.secrets, ca.as_ref()) {
+                Ok(api) => self.api = Arc::new(api.trusting(trusted)),
+                Err(e) => tracing::warn!(error = %e, "no client certificate for Patroni"),
+            }
+        }
         self.ca = ca;
         self
     }
@@ -280,7 +295,8 @@ impl<'a> Engine<'a> {
         self.run_steps(steps, |s| matches!(s, S::RemoveReplica { .. }))
             .await?;
         let lbs = self.spec.haproxy.hosts.clone();
-        self.phase("haproxy", &lbs, |h| self.haproxy(h)).await;
+        let spec_checks = |h| self.haproxy(h, render::RestChecks::Spec);
+        self.phase("haproxy", &lbs, spec_checks).await;
         self.run_steps(steps, |s| matches!(s, S::Decommission { .. }))
             .await?;
         let leader = self
@@ -331,6 +347,13 @@ impl<'a> Engine<'a> {
     /// first (it bootstraps), then the replicas.
     async fn patroni_members(&self) {
         let members: Vec<String> = self.spec.postgres.hosts().cloned().collect();
+        if self.rest_scheme_moves(&members).await {
+            // Until every member serves the new scheme, HAProxy checks each in both.
+            let lbs = self.spec.haproxy.hosts.clone();
+            let both = |h| self.haproxy(h, render::RestChecks::Both);
+            self.phase("haproxy (REST checks in both schemes)", &lbs, both)
+                .await;
+        }
         let view = self.api.cluster_any(&members).await;
         let leader = view.ok().and_then(|v| v.leader_host(&members));
         if let Some(leader) = leader {

@@ -7,7 +7,24 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::capped;
+use super::rest_tls::{self, ClientTls, Scheme};
+use crate::api::PostgresClusterSpec;
+use crate::model::ClusterSecrets;
 use crate::render::host_port;
+use crate::tls::{CertKey, TlsError};
+
+/// `e` and its causes, one after the other (reqwest's own text leaves out why a TLS handshake
+/// or a connection failed).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}
 
 /// One member as Patroni's `GET /cluster` reports it.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -255,26 +272,45 @@ pub struct PatroniApi {
     http: reqwest::Client,
     port: u16,
     password: String,
+    /// The scheme the cluster's spec asks for: HTTPS when `spec.tls` is on.
+    scheme: Scheme,
     /// The hosts the password may be sent to (see [`PatroniApi::trusting`]).
     trusted: std::collections::BTreeSet<String>,
 }
 
 impl PatroniApi {
-    /// A client using `port` and the REST password (user `patroni`) for unsafe calls, which it
-    /// makes to no host until told which ones to trust.
+    /// A plain-HTTP client using `port` and the REST password (user `patroni`) for unsafe
+    /// calls, which it makes to no host until told which ones to trust.
     pub fn new(port: u16, password: String) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(15))
-            .no_proxy()
-            .build()
-            .unwrap_or_default();
         Self {
-            http,
+            http: rest_tls::client(None),
             port,
             password,
+            scheme: Scheme::Http,
             trusted: Default::default(),
         }
+    }
+
+    /// The client for a cluster: HTTPS with pgmetal's client certificate from `ca` when
+    /// `spec.tls` is on, plain HTTP when it is off. The CA is kept as the root either way, so
+    /// that reads still reach members that have not moved back to plain text yet.
+    pub fn for_cluster(
+        spec: &PostgresClusterSpec,
+        secrets: &ClusterSecrets,
+        ca: Option<&CertKey>,
+    ) -> Result<Self, TlsError> {
+        let tls = ca
+            .map(|ca| ClientTls::issue(ca, time::OffsetDateTime::now_utc()))
+            .transpose()?;
+        let scheme = match (spec.tls.enabled(), &tls) {
+            (true, Some(_)) => Scheme::Https,
+            _ => Scheme::Http,
+        };
+        Ok(Self {
+            http: rest_tls::client(tls.as_ref()),
+            scheme,
+            ..Self::new(spec.patroni.rest_api_port, secrets.restapi.clone())
+        })
     }
 
     /// The hosts whose SSH host key has been verified: the only ones the password is sent to.
@@ -285,8 +321,8 @@ impl PatroniApi {
         self
     }
 
-    fn url(&self, host: &str, path: &str) -> String {
-        format!("http://{}{path}", host_port(host, self.port))
+    fn url(&self, scheme: Scheme, host: &str, path: &str) -> String {
+        format!("{}://{}{path}", scheme.as_str(), host_port(host, self.port))
     }
 
     pub(crate) fn err(host: &str, e: impl std::fmt::Display) -> ApiError {
@@ -296,23 +332,45 @@ impl PatroniApi {
         }
     }
 
+    /// `GET path` from `host`, decoded from JSON, and the scheme that answered: the cluster's,
+    /// or the other one when the member does not speak the cluster's (not moved yet, or moved
+    /// back; see [`rest_tls::speaks_other_scheme`]). A read sends no password, so it may.
+    async fn get_from<T: serde::de::DeserializeOwned>(
+        &self,
+        host: &str,
+        path: &str,
+    ) -> Result<(T, Scheme), ApiError> {
+        let mut scheme = self.scheme;
+        let mut sent = self.http.get(self.url(scheme, host, path)).send().await;
+        if let Err(e) = &sent
+            && rest_tls::speaks_other_scheme(e, scheme)
+        {
+            scheme = scheme.other();
+            sent = self.http.get(self.url(scheme, host, path)).send().await;
+        }
+        let r = sent
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| Self::err(host, chain(&e)))?;
+        let bytes = capped::body(r, capped::MAX_BODY)
+            .await
+            .map_err(|e| Self::err(host, e))?;
+        let value = serde_json::from_slice(&bytes).map_err(|e| Self::err(host, e))?;
+        Ok((value, scheme))
+    }
+
     /// `GET path` from `host`, decoded from JSON.
     async fn get<T: serde::de::DeserializeOwned>(
         &self,
         host: &str,
         path: &str,
     ) -> Result<T, ApiError> {
-        let r = self
-            .http
-            .get(self.url(host, path))
-            .send()
-            .await
-            .map_err(|e| Self::err(host, e))?;
-        let r = r.error_for_status().map_err(|e| Self::err(host, e))?;
-        let bytes = capped::body(r, capped::MAX_BODY)
-            .await
-            .map_err(|e| Self::err(host, e))?;
-        serde_json::from_slice(&bytes).map_err(|e| Self::err(host, e))
+        self.get_from(host, path).await.map(|(v, _)| v)
+    }
+
+    /// Whether the member on `host` serves its REST API in the scheme the spec asks for.
+    pub async fn serves_wanted_scheme(&self, host: &str) -> Result<bool, ApiError> {
+        let (_, scheme): (Value, Scheme) = self.get_from(host, "/patroni").await?;
+        Ok(scheme == self.scheme)
     }
 
     /// `GET /cluster` from `host`.
@@ -355,13 +413,13 @@ impl PatroniApi {
         }
         let r = self
             .http
-            .request(method, self.url(host, path))
+            .request(method, self.url(self.scheme, host, path))
             .basic_auth("patroni", Some(&self.password))
             .json(body)
             .timeout(Duration::from_secs(120))
             .send()
             .await
-            .map_err(|e| Self::err(host, e))?;
+            .map_err(|e| Self::err(host, chain(&e)))?;
         let status = r.status();
         let text = capped::body(r, capped::MAX_BODY).await.unwrap_or_default();
         let text = String::from_utf8_lossy(&text).into_owned();
@@ -429,6 +487,10 @@ pub trait Patroni: Send + Sync {
         candidate: &'a str,
     ) -> BoxFuture<'a, Result<String, ApiError>>;
 
+    /// Whether the member on `host` serves its REST API in the scheme the spec asks for
+    /// (HTTPS with `spec.tls` on); false while it still serves the other one.
+    fn serves_wanted_scheme<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<bool, ApiError>>;
+
     /// The cluster view from the first of `hosts` that answers.
     fn cluster_any<'a>(
         &'a self,
@@ -448,6 +510,9 @@ pub trait Patroni: Send + Sync {
 }
 
 impl Patroni for PatroniApi {
+    fn serves_wanted_scheme<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<bool, ApiError>> {
+        Box::pin(PatroniApi::serves_wanted_scheme(self, host))
+    }
     fn cluster<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<ClusterView, ApiError>> {
         Box::pin(PatroniApi::cluster(self, host))
     }

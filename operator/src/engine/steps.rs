@@ -283,6 +283,9 @@ impl Engine<'_> {
             })
         })
         .await?;
+        if changed {
+            self.wait_rest_scheme(host).await?;
+        }
         if reissued {
             self.reload_postgres(host, &*ex, &layout).await?;
         }
@@ -331,11 +334,21 @@ for l in "$@"; do grep -qxF -- "$l" "$f" 2>/dev/null || { echo missing; exit 0; 
         .await
     }
 
-    pub(super) async fn haproxy(&self, host: &str) -> Result<(), HostError> {
+    /// haproxy.cfg on `host`, checking the members' REST API as `checks` says (and the CA
+    /// file HTTPS checks verify against), reloaded when it changed.
+    pub(super) async fn haproxy(
+        &self,
+        host: &str,
+        checks: render::RestChecks,
+    ) -> Result<(), HostError> {
         let ex = self.exec(host)?;
         let os = self.host_facts(host)?.os;
         let layout = Layout::new(self.spec, os);
-        let cfg = render::haproxy_config(self.spec).map_err(|e| HostError::new(host, None, e))?;
+        if self.spec.tls.enabled() || checks == render::RestChecks::Both {
+            self.ca_file(host, &*ex).await?;
+        }
+        let cfg = render::haproxy_config_with(self.spec, checks)
+            .map_err(|e| HostError::new(host, None, e))?;
         self.rec.files(host, std::slice::from_ref(&cfg));
         // `haproxy -c` judges the new file before it replaces the live one.
         let check = |path: &str| Cmd::new("haproxy").args(["-c", "-q", "-f", path]);

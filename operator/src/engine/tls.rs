@@ -1,6 +1,7 @@
-//! PostgreSQL's server certificate on each member: issued from the cluster's CA when missing,
-//! signed by another CA, due for renewal or naming other hosts; otherwise left as it is (a
-//! converge with nothing to renew writes nothing and reloads nothing).
+//! PostgreSQL's server certificate on each member (Patroni's REST API serves it too): issued
+//! from the cluster's CA when missing, signed by another CA, due for renewal or naming other
+//! hosts; otherwise left as it is (a converge with nothing to renew writes nothing and reloads
+//! nothing). Also the CA file HAProxy checks with, and the move of the REST API's scheme.
 
 use time::OffsetDateTime;
 
@@ -90,7 +91,57 @@ fn expiry_metrics(
     ))
 }
 
+/// Why a step that needs the cluster's CA cannot run.
+fn no_ca() -> Failure {
+    let why = "spec.tls is Managed but no CA was given to the converge";
+    Failure::new(HostErrorKind::Tls, why)
+}
+
 impl Engine<'_> {
+    /// The cluster's CA certificate on `host` (HAProxy verifies the members' REST API with it).
+    pub(super) async fn ca_file(&self, host: &str, ex: &dyn Executor) -> Result<(), HostError> {
+        let ca = self
+            .ca
+            .as_ref()
+            .ok_or_else(|| HostError::new(host, Some("ca certificate"), no_ca()))?;
+        self.write(host, ex, &[render::ca_file(&ca.cert)])
+            .await
+            .map(drop)
+    }
+
+    /// Whether any member's REST API answers in the scheme the spec does not ask for: the
+    /// cluster moves between plain text and TLS.
+    pub(super) async fn rest_scheme_moves(&self, members: &[String]) -> bool {
+        let looks = members.iter().map(|h| self.api.serves_wanted_scheme(h));
+        let seen = futures::future::join_all(looks).await;
+        seen.into_iter().any(|r| matches!(r, Ok(false)))
+    }
+
+    /// After Patroni's configuration changed: waits until its REST API serves the scheme the
+    /// spec asks for (Patroni applies a changed `restapi` section at its next loop, up to
+    /// `loopWait` later), so that HAProxy's checks can follow it.
+    pub(super) async fn wait_rest_scheme(&self, host: &str) -> Result<(), HostError> {
+        self.step(host, "wait for the REST API's scheme", async {
+            let (limit, every) = (self.waits.patroni, self.waits.every);
+            super::poll(limit, every, || async move {
+                match self.api.serves_wanted_scheme(host).await {
+                    Ok(true) => Ok(((), false, vec![])),
+                    _ => Err(()),
+                }
+            })
+            .await
+            .map_err(|()| {
+                let why = format!(
+                    "Patroni's REST API on {host} did not move to the scheme spec.tls asks for \
+                     within {} s: check `journalctl -u patroni` on {host}",
+                    limit.as_secs()
+                );
+                Failure::new(HostErrorKind::Patroni, why)
+            })
+        })
+        .await
+    }
+
     /// The certificate files of PostgreSQL member `host` (nothing when `spec.tls` is off).
     /// Reissuing is reported as a change of the step `postgres certificate`.
     pub(super) async fn postgres_tls(
@@ -104,12 +155,7 @@ impl Engine<'_> {
         let facts = self.host_facts(host)?;
         let (seen, os) = (facts.postgres_cert, facts.os);
         self.step(host, "postgres certificate", async {
-            let ca = self.ca.as_ref().ok_or_else(|| {
-                Failure::new(
-                    HostErrorKind::Tls,
-                    "spec.tls is Managed but no CA was given to the converge",
-                )
-            })?;
+            let ca = self.ca.as_ref().ok_or_else(no_ca)?;
             let now = (OffsetDateTime::now_utc(), layout.postgres_user.as_str());
             let mut t = postgres_tls_files(self.spec, ca, host, seen.as_deref(), now)?;
             if self.spec.monitoring.enabled && os == OsFamily::Debian {

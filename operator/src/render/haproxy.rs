@@ -1,7 +1,9 @@
 //! haproxy.cfg (HAProxy 2.6): a read-write port following the Patroni leader, a read-only
-//! port balancing over replicas, and a stats page; built from typed sections and tokens.
+//! port balancing over replicas, and a stats page; built from typed sections and tokens. The
+//! leader is found by checking each member's Patroni REST API (over HTTPS with `spec.tls`).
 
 use super::layout::HAPROXY_CONFIG;
+use super::tls::CA_CERT;
 use super::{RenderError, check_all_hosts, host_port, member_name};
 use crate::api::PostgresClusterSpec;
 use crate::model::DesiredFile;
@@ -76,33 +78,62 @@ fn stats(spec: &PostgresClusterSpec) -> Section {
     }
 }
 
+/// How HAProxy checks the members' Patroni REST API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestChecks {
+    /// In the scheme the spec asks for: HTTPS, verified against the cluster's CA, when
+    /// `spec.tls` is on; plain HTTP when it is off.
+    Spec,
+    /// Both, while members move from one scheme to the other: each member is listed twice, once
+    /// per scheme, and whichever entry's check passes routes to it. The entry in the scheme the
+    /// spec does not ask for is named `<member>-plain` or `<member>-tls`.
+    Both,
+}
+
+/// The check options of a server line: HTTPS checks verify the cluster's CA.
+fn check(spec: &PostgresClusterSpec, tls: bool) -> Vec<Token> {
+    let mut out = kw("maxconn 100 check port");
+    out.push(Token::Num(spec.patroni.rest_api_port.into()));
+    if tls {
+        out.extend(kw("check-ssl verify required ca-file"));
+        out.push(Token::Kw(CA_CERT));
+    }
+    out
+}
+
 /// A `listen` section routing to the members whose Patroni answers 200 on `check_uri`.
 fn backend(
     spec: &PostgresClusterSpec,
-    header: &'static str,
-    port: u16,
-    check: &'static str,
+    (header, port, check_uri): (&'static str, u16, &'static str),
+    checks: RestChecks,
 ) -> Section {
     let mut lines = vec![vec![Token::Kw("bind"), Token::AnyPort(port)]];
     if header == "listen replicas" {
         lines.push(kw("balance roundrobin"));
     }
-    lines.push(kw(check));
+    lines.push(kw(check_uri));
     lines.push(kw("http-check expect status 200"));
     // Checked every second (every 500 ms while a server changes state): the write port follows
     // a promotion within about a second, and sessions to a server marked down are cut.
     lines.push(kw(
         "default-server inter 1s fastinter 500ms downinter 1s fall 2 rise 1 on-marked-down shutdown-sessions",
     ));
+    let tls = spec.tls.enabled();
     for h in spec.postgres.hosts() {
-        let mut line = vec![
-            Token::Kw("server"),
-            Token::Name(member_name(h)),
-            Token::Endpoint(h.clone(), spec.postgres.port),
-        ];
-        line.extend(kw("maxconn 100 check port"));
-        line.push(Token::Num(spec.patroni.rest_api_port.into()));
-        lines.push(line);
+        let server = |name: String, tls: bool| {
+            let mut line = vec![
+                Token::Kw("server"),
+                Token::Name(name),
+                Token::Endpoint(h.clone(), spec.postgres.port),
+            ];
+            line.extend(check(spec, tls));
+            line
+        };
+        lines.push(server(member_name(h), tls));
+        if checks == RestChecks::Both {
+            let suffix = if tls { "-plain" } else { "-tls" };
+            lines.push(server(format!("{}{suffix}", member_name(h)), !tls));
+        }
     }
     Section { header, lines }
 }
@@ -110,6 +141,14 @@ fn backend(
 /// The haproxy.cfg shared by every HAProxy host (mode 0644, root-owned). Rejects any host
 /// that is not a plain DNS name or IP address (whitespace, `#`, quotes, ...).
 pub fn haproxy_config(spec: &PostgresClusterSpec) -> Result<DesiredFile, RenderError> {
+    haproxy_config_with(spec, RestChecks::Spec)
+}
+
+/// [`haproxy_config`], checking the members' REST API as `checks` says.
+pub fn haproxy_config_with(
+    spec: &PostgresClusterSpec,
+    checks: RestChecks,
+) -> Result<DesiredFile, RenderError> {
     check_all_hosts(spec, "*")?;
     let hp = &spec.haproxy;
     let sections = [
@@ -137,15 +176,21 @@ pub fn haproxy_config(spec: &PostgresClusterSpec) -> Result<DesiredFile, RenderE
         stats(spec),
         backend(
             spec,
-            "listen primary",
-            hp.primary_port,
-            "option httpchk GET /primary",
+            (
+                "listen primary",
+                hp.primary_port,
+                "option httpchk GET /primary",
+            ),
+            checks,
         ),
         backend(
             spec,
-            "listen replicas",
-            hp.replica_port,
-            "option httpchk GET /replica",
+            (
+                "listen replicas",
+                hp.replica_port,
+                "option httpchk GET /replica",
+            ),
+            checks,
         ),
     ];
     Ok(DesiredFile {

@@ -21,7 +21,7 @@ mod yaml;
 pub use etcd::{
     InitialCluster, InitialClusterState, etcd_config, etcd_initial_config, etcd_url, url_host,
 };
-pub use haproxy::haproxy_config;
+pub use haproxy::{RestChecks, haproxy_config, haproxy_config_with};
 pub use layout::Layout;
 pub use monitoring::{
     EXPORTER_UNITS, Exporter, Job, MONITOR_ROLE, TargetGroup, exporters, file_sd, pg_ident,

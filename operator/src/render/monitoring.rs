@@ -172,13 +172,18 @@ pub fn scrape_targets(spec: &PostgresClusterSpec, cluster: &str) -> Vec<TargetGr
             (haproxy, Job::PgmetalHaproxy, spec.haproxy.stats_port),
         ];
         for (_, job, port) in jobs.into_iter().filter(|(on, _, _)| *on) {
+            let mut labels = BTreeMap::from([
+                ("job", job.as_str().to_string()),
+                ("pgmetal_cluster", cluster.to_string()),
+                ("host", host.clone()),
+            ]);
+            if job == Job::PgmetalPatroni && spec.tls.enabled() {
+                // Patroni serves its metrics over HTTPS: the scrape verifies the cluster's CA.
+                labels.insert("__scheme__", "https".into());
+            }
             out.push(TargetGroup {
                 targets: vec![host_port(&host, port)],
-                labels: BTreeMap::from([
-                    ("job", job.as_str().to_string()),
-                    ("pgmetal_cluster", cluster.to_string()),
-                    ("host", host.clone()),
-                ]),
+                labels,
             });
         }
     }

@@ -41,6 +41,31 @@ struct RestApi {
     listen: String,
     connect_address: String,
     authentication: Credentials,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    tls: Option<RestTls>,
+}
+
+/// HTTPS for the REST API (`spec.tls`): the member's server certificate (the one PostgreSQL
+/// serves, with its key in the same file), the cluster's CA for clients' certificates, and a
+/// client certificate required for unsafe methods (switchover, restart, config changes).
+/// Reads (`GET`: HAProxy's checks, the members' leader race, metrics) need none.
+#[derive(Serialize)]
+struct RestTls {
+    certfile: &'static str,
+    keyfile: &'static str,
+    cafile: &'static str,
+    verify_client: &'static str,
+}
+
+impl RestTls {
+    fn of(spec: &PostgresClusterSpec) -> Option<Self> {
+        spec.tls.enabled().then_some(Self {
+            certfile: super::tls::POSTGRES_PEM,
+            keyfile: super::tls::POSTGRES_PEM,
+            cafile: super::tls::CA_CERT,
+            verify_client: "optional",
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -145,6 +170,7 @@ pub fn patroni_config(
             listen: format!("0.0.0.0:{}", pa.rest_api_port),
             connect_address: host_port(host, pa.rest_api_port),
             authentication: cred("patroni", &secrets.restapi),
+            tls: RestTls::of(spec),
         },
         etcd3: Etcd3 {
             hosts: spec

@@ -108,8 +108,68 @@ fn ipv6_and_dns_hosts() {
 
     let h = text(&haproxy_config(&s).unwrap());
     assert!(
-        h.contains("    server fd00--85 [fd00::85]:5432 maxconn 100 check port 8008\n"),
+        h.contains("    server fd00--85 [fd00::85]:5432 maxconn 100 check port 8008 check-ssl verify required ca-file /etc/pgmetal/tls/ca.crt\n"),
         "{h}"
+    );
+}
+
+#[test]
+fn haproxy_checks_patroni_in_the_specs_scheme_or_in_both_while_it_moves() {
+    let mut s = spec();
+    let servers = |h: &str| -> Vec<String> {
+        h.lines()
+            .filter(|l| l.trim_start().starts_with("server "))
+            .map(|l| l.trim().to_string())
+            .collect()
+    };
+    let https = "check port 8008 check-ssl verify required ca-file /etc/pgmetal/tls/ca.crt";
+    let tls = servers(&text(&haproxy_config(&s).unwrap()));
+    assert_eq!(tls.len(), 6, "{tls:?}");
+    assert!(tls.iter().all(|l| l.ends_with(https)), "{tls:?}");
+    let both = servers(&text(&haproxy_config_with(&s, RestChecks::Both).unwrap()));
+    assert_eq!(both.len(), 12, "{both:?}");
+    assert!(both.contains(&format!(
+        "server 192-168-10-85 192.168.10.85:5432 maxconn 100 {https}"
+    )));
+    assert!(both.contains(
+        &"server 192-168-10-85-plain 192.168.10.85:5432 maxconn 100 check port 8008".to_string()
+    ));
+
+    s.tls.mode = crate::api::TlsMode::Disabled;
+    let plain = servers(&text(&haproxy_config(&s).unwrap()));
+    assert!(
+        plain.iter().all(|l| l.ends_with("check port 8008")),
+        "{plain:?}"
+    );
+    let back = servers(&text(&haproxy_config_with(&s, RestChecks::Both).unwrap()));
+    assert!(back.contains(&format!(
+        "server 192-168-10-85-tls 192.168.10.85:5432 maxconn 100 {https}"
+    )));
+    assert!(back.contains(
+        &"server 192-168-10-85 192.168.10.85:5432 maxconn 100 check port 8008".to_string()
+    ));
+}
+
+#[test]
+fn patroni_serves_https_with_a_client_certificate_for_unsafe_methods_only_with_tls() {
+    let mut s = spec();
+    let yml = |s: &PostgresClusterSpec| {
+        text(&patroni_config(s, &secrets(), "192.168.10.85", OsFamily::Debian).unwrap())
+    };
+    let on = yml(&s);
+    for line in [
+        "  certfile: \"/etc/pgmetal/tls/postgres.pem\"\n",
+        "  keyfile: \"/etc/pgmetal/tls/postgres.pem\"\n",
+        "  cafile: \"/etc/pgmetal/tls/ca.crt\"\n",
+        "  verify_client: \"optional\"\n",
+    ] {
+        assert!(on.contains(line), "{line} in {on}");
+    }
+    s.tls.mode = crate::api::TlsMode::Disabled;
+    let off = yml(&s);
+    assert!(
+        !off.contains("certfile") && !off.contains("verify_client"),
+        "{off}"
     );
 }
 

@@ -86,6 +86,27 @@ impl Lab {
         (out.status.code().unwrap_or(-1), doc, stderr)
     }
 
+    /// `GET path` from the Patroni REST API on `host`, read on the host itself: over HTTPS
+    /// verified with the cluster's CA file there, or plain HTTP when the member serves that
+    /// (`spec.tls` off, or not moved yet). `None` when neither answers with JSON.
+    pub fn patroni_get(&self, host: &str, path: &str) -> Option<serde_json::Value> {
+        let script = format!(
+            "python3 - <<'EOF'\n\
+             import ssl, urllib.request as u\n\
+             try:\n    ctx = ssl.create_default_context(cafile='/etc/pgmetal/tls/ca.crt')\n    \
+             print(u.urlopen('https://{h}:8008{path}', timeout=3, context=ctx).read().decode())\n\
+             except Exception:\n    print(u.urlopen('http://{h}:8008{path}', timeout=3).read().decode())\n\
+             EOF",
+            h = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.to_string()
+            },
+        );
+        let out = self.ssh(host, &script);
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
     /// stdout of a command that must succeed on `host`.
     pub fn ssh_ok(&self, host: &str, script: &str) -> String {
         let o = self.ssh(host, script);

@@ -28,8 +28,14 @@ fn psql_conninfo(conninfo: &str, password: &str, sql: &str) -> Result<String, St
 /// The serial of the certificate served on `addr:port`, verified against `ca` (panics when the
 /// chain does not verify).
 fn served_serial(addr: &str, port: u16, ca: &Path) -> String {
+    // PostgreSQL starts TLS inside its protocol; Patroni's REST API (8008) is plain HTTPS.
+    let starttls = if port == 8008 {
+        ""
+    } else {
+        "-starttls postgres"
+    };
     let script = format!(
-        "openssl s_client -starttls postgres -connect {addr}:{port} -CAfile {} -verify_return_error </dev/null 2>/dev/null \
+        "openssl s_client {starttls} -connect {addr}:{port} -CAfile {} -verify_return_error </dev/null 2>/dev/null \
          | tee /dev/stderr | openssl x509 -noout -serial",
         ca.display()
     );
@@ -116,6 +122,21 @@ pub fn check(lab: &Lab, dir: &Path, base: &str, password: &str, apply: impl Fn(&
             t.elapsed().as_secs_f64()
         );
     }
+    // Patroni's REST API serves the renewed certificate too (Patroni reloads it at its next
+    // loop after the converge's reload).
+    let a = &lab.hosts[0];
+    let t = Instant::now();
+    while served_serial(a, 8008, &ca) != served_serial(a, 5432, &ca) {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the REST API on {a} still serves the old certificate"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    eprintln!(
+        "TLS renewal: the REST API served the new certificate {:.1}s after the apply",
+        t.elapsed().as_secs_f64()
+    );
     let gone = psql_conninfo(&verified("db.lab.example"), password, ssl).unwrap_err();
     assert!(
         gone.contains("does not match"),
@@ -123,7 +144,6 @@ pub fn check(lab: &Lab, dir: &Path, base: &str, password: &str, apply: impl Fn(&
     );
     // A renewal written but never loaded (a converge killed between the two) is loaded by the
     // next converge, on that host only, and only once.
-    let a = &lab.hosts[0];
     lab.ssh_ok(
         a,
         &format!("sleep 1; touch {}", "/etc/pgmetal/tls/postgres.pem"),

@@ -115,6 +115,11 @@ fn prometheus_from_published_targets(lab: &Lab, kube: &Kube, ns: &str, prom_host
         groups.len(),
         "the ScrapeConfig has every target"
     );
+    assert_eq!(
+        kube.jsonpath(ns, "scrapeconfig/lab", ".spec.tlsConfig.ca.secret.name"),
+        "lab-ca",
+        "the ScrapeConfig verifies HTTPS targets with the cluster's CA"
+    );
 
     let t = Instant::now();
     lab.ssh_ok(
@@ -124,10 +129,18 @@ fn prometheus_from_published_targets(lab: &Lab, kube: &Kube, ns: &str, prom_host
     let alerts = std::fs::read_to_string(repo().join("charts/pgmetal/files/alerts.yaml")).unwrap();
     put(prom_host, "/etc/prometheus/pgmetal-alerts.yaml", &alerts);
     put(prom_host, "/etc/prometheus/pgmetal/lab.json", &targets);
+    // Patroni's metrics are served over HTTPS (`__scheme__` in the targets), verified with the
+    // cluster's CA from its Secret.
+    let ca = kube.jsonpath(ns, "secret/lab-ca", ".data.ca\\.crt");
+    lab.ssh_ok(
+        prom_host,
+        &format!("echo {ca} | base64 -d > /etc/prometheus/pgmetal/lab-ca.crt"),
+    );
     let config = format!(
         "global: {{scrape_interval: {INTERVAL_S}s, evaluation_interval: {INTERVAL_S}s, scrape_timeout: 4s}}\n\
          rule_files: [/etc/prometheus/pgmetal-alerts.yaml]\n\
-         scrape_configs:\n  - job_name: pgmetal\n    file_sd_configs: [{{files: [/etc/prometheus/pgmetal/*.json], refresh_interval: 5s}}]\n"
+         scrape_configs:\n  - job_name: pgmetal\n    tls_config: {{ca_file: /etc/prometheus/pgmetal/lab-ca.crt}}\n    \
+         file_sd_configs: [{{files: [/etc/prometheus/pgmetal/*.json], refresh_interval: 5s}}]\n"
     );
     put(prom_host, "/etc/prometheus/prometheus.yml", &config);
     lab.ssh_ok(prom_host, "promtool check config /etc/prometheus/prometheus.yml >/dev/null && systemctl restart prometheus");

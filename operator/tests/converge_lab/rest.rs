@@ -1,0 +1,101 @@
+//! Patroni's REST API under `spec.tls` as a client sees it: HTTPS with the cluster's chain on
+//! every member, plain HTTP unanswered, an unsafe request (a switchover) refused without a
+//! client certificate, accepted with one the cluster's CA signed, and refused with one another
+//! CA signed.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::Lab;
+
+/// `curl` with `args`: the HTTP status (`000` when no HTTP answer came) and the body.
+fn curl(args: &[&str]) -> (String, String) {
+    let o = Command::new("curl")
+        .args(["-s", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().to_string(), body.to_string())
+}
+
+/// A client key and certificate in `dir` named `name`, signed by `ca`/`ca_key`, or
+/// self-signed when `ca` is `None`.
+fn client_cert(dir: &Path, name: &str, ca: Option<(&Path, &Path)>) -> (String, String) {
+    let (key, crt) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.crt")),
+    );
+    let sign = match ca {
+        Some((crt, key)) => format!("-CA {} -CAkey {}", crt.display(), key.display()),
+        None => format!("-key {}", key.display()),
+    };
+    let script = format!(
+        "set -e; openssl ecparam -name prime256v1 -genkey -noout -out {k}; \
+         openssl req -new -key {k} -subj /CN={name} \
+         | openssl x509 -req -days 1 {sign} -out {c} \
+           -extfile /dev/stdin 2>/dev/null <<'EOF'\nextendedKeyUsage=clientAuth\nEOF",
+        k = key.display(),
+        c = crt.display(),
+    );
+    let o = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (crt.display().to_string(), key.display().to_string())
+}
+
+/// The checks, against the converged cluster whose CLI files are in `dir`.
+pub fn check(lab: &Lab, dir: &Path, restapi_password: &str) {
+    let ca = dir.join("secrets.ca.crt");
+    let ca_key = dir.join("secrets.ca.key");
+    let ca_arg = ca.display().to_string();
+    for h in &lab.hosts[..3] {
+        let script = format!(
+            "openssl s_client -connect {h}:8008 -CAfile {ca_arg} -verify_return_error </dev/null 2>&1"
+        );
+        let o = Command::new("sh").args(["-c", &script]).output().unwrap();
+        let shown = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            shown.contains("Verify return code: 0 (ok)") && shown.contains("pgmetal CA"),
+            "{h}:8008 does not present the cluster's chain: {shown}"
+        );
+    }
+    let h = &lab.hosts[0];
+    let url = |path: &str| format!("https://{h}:8008{path}");
+    let (code, body) = curl(&["--cacert", &ca_arg, &url("/patroni")]);
+    assert!(
+        code == "200" && body.contains("\"role\""),
+        "GET over HTTPS: {code} {body}"
+    );
+    let (code, _) = curl(&[&format!("http://{h}:8008/patroni")]);
+    assert_eq!(code, "000", "plain HTTP gets no answer");
+
+    let auth = format!("patroni:{restapi_password}");
+    let switchover = r#"{"leader": "nobody", "candidate": "nobody-else"}"#;
+    let unsafe_call = |method: &str, path: &str, body: &str, cert: Option<&(String, String)>| {
+        let mut args = vec!["--cacert", &ca_arg, "-u", &auth, "-X", method, "-d", body];
+        if let Some((crt, key)) = cert {
+            args.extend(["--cert", crt.as_str(), "--key", key.as_str()]);
+        }
+        let u = url(path);
+        args.push(&u);
+        curl(&args)
+    };
+    let (code, body) = unsafe_call("POST", "/switchover", switchover, None);
+    assert!(
+        code == "403" && body.contains("client certificate required"),
+        "a switchover without a client certificate: {code} {body}"
+    );
+    let ours = client_cert(dir, "client", Some((&ca, &ca_key)));
+    let (code, body) = unsafe_call("PATCH", "/config", "{}", Some(&ours));
+    assert_eq!(
+        code, "200",
+        "an unsafe call with the cluster's client certificate: {body}"
+    );
+    let theirs = client_cert(dir, "stranger", None);
+    let (code, body) = unsafe_call("POST", "/switchover", switchover, Some(&theirs));
+    assert_eq!(
+        code, "000",
+        "a client certificate from another CA fails the handshake: {body}"
+    );
+}
