@@ -344,9 +344,10 @@ for l in "$@"; do grep -qxF -- "$l" "$f" 2>/dev/null || { echo missing; exit 0; 
         let ex = self.exec(host)?;
         let os = self.host_facts(host)?.os;
         let layout = Layout::new(self.spec, os);
-        if self.spec.tls.enabled() || checks == render::RestChecks::Both {
-            self.ca_file(host, &*ex).await?;
-        }
+        let new_ca = match self.spec.tls.enabled() || checks == render::RestChecks::Both {
+            true => self.ca_file(host, &*ex).await?,
+            false => false,
+        };
         let cfg = render::haproxy_config_with(self.spec, checks)
             .map_err(|e| HostError::new(host, None, e))?;
         self.rec.files(host, std::slice::from_ref(&cfg));
@@ -361,7 +362,8 @@ for l in "$@"; do grep -qxF -- "$l" "$f" 2>/dev/null || { echo missing; exit 0; 
                 let written = files::sync_checked(&*ex, &cfg, check).await?;
                 Ok((written, written, vec![]))
             })
-            .await?;
+            .await?
+            || new_ca;
         units::ensure(
             self,
             host,

@@ -98,15 +98,15 @@ fn no_ca() -> Failure {
 }
 
 impl Engine<'_> {
-    /// The cluster's CA certificate on `host` (HAProxy verifies the members' REST API with it).
-    pub(super) async fn ca_file(&self, host: &str, ex: &dyn Executor) -> Result<(), HostError> {
+    /// The cluster's CA certificate on `host` (HAProxy verifies the members' REST API with
+    /// it). True when it was written: HAProxy reads it only when it (re)loads.
+    pub(super) async fn ca_file(&self, host: &str, ex: &dyn Executor) -> Result<bool, HostError> {
         let ca = self
             .ca
             .as_ref()
             .ok_or_else(|| HostError::new(host, Some("ca certificate"), no_ca()))?;
-        self.write(host, ex, &[render::ca_file(&ca.cert)])
-            .await
-            .map(drop)
+        let written = self.write(host, ex, &[render::ca_file(&ca.cert)]).await?;
+        Ok(!written.is_empty())
     }
 
     /// Whether any member's REST API answers in the scheme the spec does not ask for: the

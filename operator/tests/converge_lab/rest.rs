@@ -1,6 +1,6 @@
 //! Patroni's REST API under `spec.tls` as a client sees it: HTTPS with the cluster's chain on
 //! every member, plain HTTP unanswered, an unsafe request (a switchover) refused without a
-//! client certificate, accepted with one the cluster's CA signed, and refused with one another
+//! client certificate, accepted (a reload) with one the cluster's CA signed, and refused with one another
 //! CA signed.
 
 use std::path::Path;
@@ -29,15 +29,17 @@ fn client_cert(dir: &Path, name: &str, ca: Option<(&Path, &Path)>) -> (String, S
     );
     let sign = match ca {
         Some((crt, key)) => format!("-CA {} -CAkey {}", crt.display(), key.display()),
-        None => format!("-key {}", key.display()),
+        None => format!("-signkey {}", key.display()),
     };
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(&ext, "extendedKeyUsage=clientAuth\n").unwrap();
     let script = format!(
         "set -e; openssl ecparam -name prime256v1 -genkey -noout -out {k}; \
          openssl req -new -key {k} -subj /CN={name} \
-         | openssl x509 -req -days 1 {sign} -out {c} \
-           -extfile /dev/stdin 2>/dev/null <<'EOF'\nextendedKeyUsage=clientAuth\nEOF",
+         | openssl x509 -req -days 1 {sign} -extfile {e} -out {c}",
         k = key.display(),
         c = crt.display(),
+        e = ext.display(),
     );
     let o = Command::new("sh").args(["-c", &script]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -87,9 +89,9 @@ pub fn check(lab: &Lab, dir: &Path, restapi_password: &str) {
         "a switchover without a client certificate: {code} {body}"
     );
     let ours = client_cert(dir, "client", Some((&ca, &ca_key)));
-    let (code, body) = unsafe_call("PATCH", "/config", "{}", Some(&ours));
+    let (code, body) = unsafe_call("POST", "/reload", "", Some(&ours));
     assert_eq!(
-        code, "200",
+        code, "202",
         "an unsafe call with the cluster's client certificate: {body}"
     );
     let theirs = client_cert(dir, "stranger", None);
