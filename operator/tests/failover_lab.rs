@@ -338,6 +338,19 @@ fn tls_under_the_writer(lab: &Lab, dir: &Path, writer: &Writer) {
     let (code, report) = pgmetal(lab, dir, "apply");
     assert_eq!(code, 0, "apply with TLS: {:#}", report["problems"]);
     let applied = t.elapsed().as_secs_f64();
+    // Patroni's REST API moved to HTTPS too, with HAProxy checking both schemes meanwhile.
+    let both = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["phase"] == "haproxy (REST checks in both schemes)");
+    assert!(both, "{:#}", report["phases"]);
+    let m = &lab.hosts[0];
+    let https = lab.ssh_ok(
+        m,
+        &format!("python3 -c \"import ssl,urllib.request as u; print(u.urlopen('https://{m}:8008/patroni', context=ssl.create_default_context(cafile='/etc/pgmetal/tls/ca.crt')).status)\""),
+    );
+    assert_eq!(https, "200", "the REST API on {m} serves HTTPS");
     let n = writer.acks().len();
     writer.wait_for("writes after TLS", Duration::from_secs(30), |a| {
         a.len() >= n + 5
