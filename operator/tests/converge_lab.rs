@@ -204,6 +204,9 @@ fn apply_converges_real_hosts_idempotently() {
     });
     // Patroni's REST API: HTTPS, a client certificate for unsafe calls.
     rest::check(&lab, dir.path(), "a'b\"c");
+    rest::off_and_on(&lab, &base, HOSTILE_PASSWORD, |m| {
+        apply(&lab, dir.path(), m, &known)
+    });
 
     // 3. Parameters: work_mem applies by reload everywhere; max_connections needs a restart.
     let patroni_pids: Vec<String> = lab.hosts[..3]

@@ -102,7 +102,7 @@ pub fn load(c: &Common) -> Result<Loaded, String> {
             }
             Some(ca)
         }
-        false => None,
+        false => secrets_file::load_ca(&c.secrets),
     };
     let key = read(&c.ssh_key)?;
     let known = KnownHosts::parse(&read(&c.known_hosts)?);

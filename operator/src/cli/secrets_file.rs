@@ -62,6 +62,16 @@ pub fn ca_paths(secrets: &Path) -> (PathBuf, PathBuf) {
     )
 }
 
+/// Reads the CA beside `secrets` when both files are there (`spec.tls` off: a cluster moving
+/// back to plain text is still read over HTTPS until it has moved).
+pub fn load_ca(secrets: &Path) -> Option<CertKey> {
+    let (crt, key) = ca_paths(secrets);
+    Some(CertKey {
+        cert: std::fs::read_to_string(crt).ok()?,
+        key: KeyPem(std::fs::read_to_string(key).ok()?),
+    })
+}
+
 /// Reads the CA beside `secrets`, or creates it for `cluster` when neither file exists. One
 /// file without the other is refused: a new CA would invalidate what clients trust.
 pub fn load_or_create_ca(secrets: &Path, cluster: &str) -> Result<(CertKey, bool), String> {

@@ -153,7 +153,9 @@ pub async fn resolve(client: &kube::Client, pgc: &PostgresCluster) -> Result<Res
         })?;
     let ca = match s.tls.enabled() {
         true => Some(cluster_ca(&api, pgc).await?),
-        false => None,
+        // Not created, but read when there: a cluster moving back to plain text is read over
+        // HTTPS until it has moved.
+        false => existing_ca(&api, pgc).await,
     };
     Ok(Resolved {
         private_key,
@@ -226,6 +228,15 @@ async fn cluster_ca(api: &Api<Secret>, pgc: &PostgresCluster) -> Result<CertKey,
     Ok(CertKey {
         cert: need("tls.crt")?,
         key: KeyPem(need("tls.key")?),
+    })
+}
+
+/// The cluster's CA when its Secret exists and holds it.
+async fn existing_ca(api: &Api<Secret>, pgc: &PostgresCluster) -> Option<CertKey> {
+    let s = api.get_opt(&ca_secret_name(&pgc.name_any())).await.ok()??;
+    Some(CertKey {
+        cert: key(&s, "tls.crt")?,
+        key: KeyPem(key(&s, "tls.key")?),
     })
 }
 

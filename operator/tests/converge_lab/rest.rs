@@ -101,3 +101,38 @@ pub fn check(lab: &Lab, dir: &Path, restapi_password: &str) {
         "a client certificate from another CA fails the handshake: {body}"
     );
 }
+
+/// Turns TLS off and on again (`base` has it on): each way, HAProxy checks the members in both
+/// schemes while they move, then the REST API and new connections through HAProxy are in the
+/// new mode. Leaves the cluster on `base`.
+pub fn off_and_on(lab: &Lab, base: &str, password: &str, apply: impl Fn(&str) -> super::Run) {
+    let (lb, m) = (&lab.hosts[3], &lab.hosts[0]);
+    let ssl = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    let off = format!("{base}  tls:\n    mode: Disabled\n");
+    for (what, manifest, scheme, encrypted) in [
+        ("off", off.as_str(), "http", "f"),
+        ("on", base, "https", "t"),
+    ] {
+        let run = apply(manifest);
+        assert_eq!(run.status, 0, "TLS {what}: {:#}", run.report["problems"]);
+        let phases = run.report["phases"].as_array().unwrap();
+        assert!(
+            phases
+                .iter()
+                .any(|p| p["phase"] == "haproxy (REST checks in both schemes)"),
+            "TLS {what}: {phases:?}"
+        );
+        let (code, _) = curl(&["-k", &format!("{scheme}://{m}:8008/patroni")]);
+        assert_eq!(code, "200", "TLS {what}: the REST API serves {scheme}");
+        let through = super::psql(lb, 5000, password, ssl);
+        assert_eq!(
+            through.as_deref(),
+            Ok(encrypted),
+            "TLS {what}: a new connection"
+        );
+        eprintln!(
+            "TLS turned {what} (REST API and PostgreSQL): apply {:.1}s",
+            run.secs
+        );
+    }
+}
