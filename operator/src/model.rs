@@ -16,6 +16,10 @@ pub struct ClusterSecrets {
     pub rewind: String,
     /// Patroni REST API password (user `patroni`).
     pub restapi: String,
+    /// HAProxy's statistics page password (user `pgmetal`). Files written before it existed
+    /// have none; the CLI then adds one.
+    #[serde(rename = "haproxyStats", default)]
+    pub haproxy_stats: String,
 }
 
 impl fmt::Debug for ClusterSecrets {

@@ -204,6 +204,7 @@ fn apply_converges_real_hosts_idempotently() {
     });
     // Patroni's REST API: HTTPS, a client certificate for unsafe calls.
     rest::check(&lab, dir.path(), "a'b\"c");
+    rest::stats_page(&lab, dir.path());
     rest::off_and_on(&lab, &base, HOSTILE_PASSWORD, |m| {
         apply(&lab, dir.path(), m, &known)
     });

@@ -25,6 +25,7 @@ fn secrets() -> ClusterSecrets {
         replication: "replication-password".into(),
         rewind: "rewind-password".into(),
         restapi: "restapi-password".into(),
+        haproxy_stats: "stats".into(),
     }
 }
 
@@ -76,7 +77,7 @@ fn etcd_member_debian() {
 
 #[test]
 fn haproxy_cfg() {
-    let f = render::haproxy_config(&reference_spec()).unwrap();
+    let f = render::haproxy_config(&reference_spec(), &secrets()).unwrap();
     assert_eq!(f.path, "/etc/haproxy/haproxy.cfg");
     check_golden("haproxy.cfg", &f);
 }

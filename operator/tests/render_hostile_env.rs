@@ -94,7 +94,7 @@ fn hostile_hosts_are_rejected_everywhere() {
     for bad in bad_hosts {
         let mut sp = spec();
         sp.haproxy.hosts = vec![bad.to_string()];
-        let err = render::haproxy_config(&sp).unwrap_err();
+        let err = render::haproxy_config(&sp, &secrets("x")).unwrap_err();
         assert!(
             err.to_string().starts_with("haproxy.hosts (for host *)"),
             "{err}"
@@ -102,7 +102,7 @@ fn hostile_hosts_are_rejected_everywhere() {
 
         let mut sp = spec();
         sp.postgres.replicas[1] = bad.to_string();
-        let err = render::haproxy_config(&sp).unwrap_err();
+        let err = render::haproxy_config(&sp, &secrets("x")).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("postgres.replicas (for host *)"),

@@ -206,7 +206,7 @@ pub async fn status(c: &Common) -> Result<bool, String> {
     let spec = &l.cluster.spec;
     let api =
         PatroniApi::for_cluster(spec, &l.secrets, l.ca.as_ref()).map_err(|e| e.to_string())?;
-    let obs = observe::observe(spec, &api).await;
+    let obs = observe::observe(spec, &api, &l.secrets.haproxy_stats).await;
     let problems = observe::problems(spec, &obs);
     let status = crate::status::from_observation(spec, &obs);
     let out =

@@ -19,12 +19,23 @@ pub fn generate_password() -> String {
 pub fn load_or_create(path: &Path) -> Result<(ClusterSecrets, bool), String> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let s: ClusterSecrets = serde_saphyr::from_str(&text).map_err(|e| {
+            let mut s: ClusterSecrets = serde_saphyr::from_str(&text).map_err(|e| {
                 format!(
-                    "{}: expected keys superuser, replication, rewind, restapi: {e}",
+                    "{}: expected keys superuser, replication, rewind, restapi (and \
+                     haproxyStats): {e}",
                     path.display()
                 )
             })?;
+            if s.haproxy_stats.is_empty() {
+                // A file from before the statistics page had a password: one is added, and
+                // the file replaced in one step (the other passwords are kept as they are).
+                s.haproxy_stats = generate_password();
+                replace(path, &s)?;
+                eprintln!(
+                    "added a password for HAProxy's statistics page (haproxyStats) to {}",
+                    path.display()
+                );
+            }
             Ok((s, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -33,6 +44,7 @@ pub fn load_or_create(path: &Path) -> Result<(ClusterSecrets, bool), String> {
                 replication: generate_password(),
                 rewind: generate_password(),
                 restapi: generate_password(),
+                haproxy_stats: generate_password(),
             };
             let text = crate::to_yaml(&s).map_err(|e| e.to_string())?;
             let mut f = std::fs::OpenOptions::new()
@@ -106,6 +118,18 @@ pub fn load_or_create_ca(secrets: &Path, cluster: &str) -> Result<(CertKey, bool
     }
 }
 
+/// Replaces the secrets file `path` with `s`: written beside it (mode 0600), then renamed over
+/// it, so that an interruption leaves the old file or the new one, never half of one.
+fn replace(path: &Path, s: &ClusterSecrets) -> Result<(), String> {
+    let text = crate::to_yaml(s).map_err(|e| e.to_string())?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".pgmetal-new");
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    write_new(&tmp, &text, 0o600)?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), String> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -134,6 +158,22 @@ mod tests {
         );
         let (b, created) = load_or_create(&p).unwrap();
         assert!(!created && a == b);
+    }
+
+    #[test]
+    fn a_file_without_the_stats_password_gets_one_and_keeps_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.yaml");
+        std::fs::write(&p, "superuser: su\nreplication: r\nrewind: w\nrestapi: a\n").unwrap();
+        let (a, created) = load_or_create(&p).unwrap();
+        assert!(!created && a.superuser == "su" && a.restapi == "a");
+        assert_eq!(a.haproxy_stats.len(), 32);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let (b, _) = load_or_create(&p).unwrap();
+        assert_eq!(a, b, "added once, then read back");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 
 use crate::api::{PostgresCluster, SecretKeyRef};
@@ -60,8 +60,16 @@ pub fn passwords_secret_name(cluster: &str) -> String {
     format!("{cluster}-passwords")
 }
 
-/// The password roles and their keys in the generated Secret.
-const ROLES: [&str; 4] = ["superuser", "replication", "rewind", "restapi"];
+/// The password roles and their keys in the generated Secret: the first four may instead
+/// come from Secrets the spec names; `haproxyStats` (HAProxy's statistics page) is always
+/// generated.
+const ROLES: [&str; 5] = [
+    "superuser",
+    "replication",
+    "rewind",
+    "restapi",
+    "haproxyStats",
+];
 
 async fn read(
     api: &Api<Secret>,
@@ -122,12 +130,9 @@ pub async fn resolve(client: &kube::Client, pgc: &PostgresCluster) -> Result<Res
         &s.postgres.replication.password_secret,
         &s.postgres.rewind.password_secret,
         &s.patroni.rest_api_password_secret,
+        &None,
     ];
-    let generated = if refs.iter().any(|r| r.is_none()) {
-        Some(generated(&api, pgc).await?)
-    } else {
-        None
-    };
+    let generated = Some(generated(&api, pgc).await?);
     let mut values = Vec::new();
     for (role, r) in ROLES.iter().zip(refs) {
         let v = match r {
@@ -144,7 +149,7 @@ pub async fn resolve(client: &kube::Client, pgc: &PostgresCluster) -> Result<Res
         };
         values.push(v);
     }
-    let [superuser, replication, rewind, restapi]: [String; 4] =
+    let [superuser, replication, rewind, restapi, haproxy_stats]: [String; 5] =
         values.try_into().map_err(|_| DerefError::NoKey {
             namespace: ns.clone(),
             name: passwords_secret_name(&pgc.name_any()),
@@ -166,6 +171,7 @@ pub async fn resolve(client: &kube::Client, pgc: &PostgresCluster) -> Result<Res
             replication,
             rewind,
             restapi,
+            haproxy_stats,
         },
     })
 }
@@ -183,11 +189,46 @@ async fn generated(
             .map(|r| (r.to_string(), generate_password()))
             .collect())
     };
-    let s = get_or_create(api, pgc, (&name, "Opaque"), make).await?;
+    let mut s = get_or_create(api, pgc, (&name, "Opaque"), make).await?;
+    let missing: Vec<&str> = ROLES
+        .iter()
+        .copied()
+        .filter(|r| key(&s, r).is_none())
+        .collect();
+    if !missing.is_empty() {
+        s = add_keys(api, &s, &missing).await?;
+    }
     Ok(ROLES
         .iter()
         .filter_map(|r| key(&s, r).map(|v| (r.to_string(), v)))
         .collect())
+}
+
+/// Adds a generated password for each of `missing` (roles a newer pgmetal knows) to the
+/// generated Secret `s`. The patch carries the resourceVersion it read: if anyone changed the
+/// Secret since, it is refused (409) and the Secret is read again, so no key is ever replaced.
+async fn add_keys(api: &Api<Secret>, s: &Secret, missing: &[&str]) -> Result<Secret, DerefError> {
+    let name = s.name_any();
+    let err = |source| DerefError::Kube {
+        name: name.clone(),
+        source,
+    };
+    let data: BTreeMap<&str, ByteString> = missing
+        .iter()
+        .map(|r| (*r, ByteString(generate_password().into_bytes())))
+        .collect();
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": s.metadata.resource_version},
+        "data": data,
+    });
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        Ok(s) => Ok(s),
+        Err(kube::Error::Api(e)) if e.code == 409 => api.get(&name).await.map_err(err),
+        Err(e) => Err(err(e)),
+    }
 }
 
 /// The name of the Secret holding the cluster's CA (`spec.tls` Managed).

@@ -52,7 +52,7 @@ impl FakeApi {
             .map(|(k, v)| (k.to_string(), json!(base64(v.as_bytes()))))
             .collect();
         let s = json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": name}, "data": data});
+            "metadata": {"name": name, "resourceVersion": "1"}, "data": data});
         self.secrets.lock().unwrap().insert(name.into(), s);
     }
 
@@ -131,6 +131,11 @@ impl FakeApi {
                 let mut secrets = self.secrets.lock().unwrap();
                 match secrets.get_mut(*name) {
                     Some(s) => {
+                        if let Some(data) = body["data"].as_object() {
+                            for (k, v) in data {
+                                s["data"][k] = v.clone();
+                            }
+                        }
                         if body["metadata"]["ownerReferences"].is_null() {
                             s["metadata"]
                                 .as_object_mut()

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::{Context, Error, MANAGER};
 use crate::api::PostgresCluster;
+use crate::model::ClusterSecrets;
 use crate::render;
 
 /// The key of the file_sd document in the ConfigMap `<cluster>-scrape-targets`.
@@ -15,16 +16,24 @@ const TARGETS_KEY: &str = "targets.json";
 
 /// Everything the converge publishes: haproxy.cfg when the cluster has no HAProxy hosts, and
 /// the scrape targets (removed when monitoring is off).
-pub async fn publish_all(ctx: &Context, pgc: &PostgresCluster) -> Result<(), Error> {
+pub async fn publish_all(
+    ctx: &Context,
+    pgc: &PostgresCluster,
+    secrets: &ClusterSecrets,
+) -> Result<(), Error> {
     if pgc.spec.haproxy.hosts.is_empty() {
-        publish_haproxy_cfg(ctx, pgc).await?;
+        publish_haproxy_cfg(ctx, pgc, secrets).await?;
     }
     publish_scrape_targets(ctx, pgc).await
 }
 
 /// With no HAProxy hosts, the rendered haproxy.cfg goes to the ConfigMap `<cluster>-haproxy`.
-async fn publish_haproxy_cfg(ctx: &Context, pgc: &PostgresCluster) -> Result<(), Error> {
-    let Ok(file) = render::haproxy_config(&pgc.spec) else {
+async fn publish_haproxy_cfg(
+    ctx: &Context,
+    pgc: &PostgresCluster,
+    secrets: &ClusterSecrets,
+) -> Result<(), Error> {
+    let Ok(file) = render::haproxy_config(&pgc.spec, secrets) else {
         return Ok(());
     };
     let name = format!("{}-haproxy", pgc.name_any());

@@ -66,13 +66,21 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
         // What the last converge left stays Degraded until the next one.
         (facts.host_errors, facts.converge_failure) = (m.host_errors, m.failure);
     }
+    let stats = resolved.secrets.haproxy_stats.clone();
     let strays = strays(spec, &old);
     start_if_due(&ctx, &pgc, resolved, &key, (&status.hosts, strays));
     let running = ctx.converges.running(&key);
     facts.converging = announced(running.as_ref());
     let busy = running.is_some();
-    let observed =
-        observe_and_switch(&ctx, &pgc, &api, (&old, busy), &mut status, &mut facts).await;
+    let observed = observe_and_switch(
+        &ctx,
+        &pgc,
+        (&api, &stats),
+        (&old, busy),
+        &mut status,
+        &mut facts,
+    )
+    .await;
     status = over(status, observed);
     status.plan = running.map(|r| r.plan).unwrap_or_default();
     ctx.metrics
@@ -267,7 +275,7 @@ async fn converge(
     }
     tracing::info!(cluster = %key(&pgc), changed = report.changed, healthy = report.healthy, duration_ms = report.duration_ms, problems = ?report.problems, "converged");
     let host_errors = record_hosts(&report, start.paused, &mut hosts);
-    let published = super::publish::publish_all(&ctx, &pgc).await;
+    let published = super::publish::publish_all(&ctx, &pgc, secrets).await;
     if let Err(e) = &published {
         tracing::warn!(cluster = %key(&pgc), error = %e, "could not publish haproxy.cfg or the scrape targets; retrying with backoff");
         ctx.metrics
@@ -298,14 +306,14 @@ async fn converge(
 async fn observe_and_switch(
     ctx: &Context,
     pgc: &PostgresCluster,
-    api: &PatroniApi,
+    (api, stats): (&PatroniApi, &str),
     (old, converging): (&PostgresClusterStatus, bool),
     status: &mut PostgresClusterStatus,
     facts: &mut Facts,
 ) -> PostgresClusterStatus {
     let spec = &pgc.spec;
     let t = Instant::now();
-    let mut obs = observe::observe(spec, api).await;
+    let mut obs = observe::observe(spec, api, stats).await;
     ctx.metrics.observe(t.elapsed().as_secs_f64());
     let mut observed = crate::status::from_observation(spec, &obs);
     let now = Timestamp::now();
@@ -327,7 +335,7 @@ async fn observe_and_switch(
                 });
             }
             switch(ctx, pgc, api, (&from, &to, &why), status, facts).await;
-            obs = observe::observe(spec, api).await;
+            obs = observe::observe(spec, api, stats).await;
             observed = crate::status::from_observation(spec, &obs);
         }
         Decision::Wait(msg) => facts.switchover = Some(msg),

@@ -249,6 +249,40 @@ async fn generated_passwords_are_created_once_owned_by_the_cluster_and_then_kept
     assert_eq!(again.ca, first.ca, "and its CA");
 }
 
+#[tokio::test]
+async fn a_password_secret_from_before_the_stats_password_gets_it_added_and_keeps_the_rest() {
+    let (api, client) = FakeApi::start(stored(true), NS);
+    api.add_secret("pg-ssh", &[("id_ed25519", "KEY")]);
+    let old = [
+        ("superuser", "a"),
+        ("replication", "b"),
+        ("rewind", "c"),
+        ("restapi", "d"),
+    ];
+    api.add_secret("pg-passwords", &old);
+    let pgc: PostgresCluster = serde_json::from_value(stored(true)).unwrap();
+    let r = dereference::resolve(&client, &pgc).await.unwrap();
+    let s = &r.secrets;
+    assert_eq!(
+        [&s.superuser, &s.replication, &s.rewind, &s.restapi],
+        ["a", "b", "c", "d"]
+    );
+    assert_eq!(s.haproxy_stats.len(), 32);
+    let patched = api.sent(Method::PATCH, "/secrets/pg-passwords");
+    assert_eq!(patched.len(), 1);
+    let sent = &patched[0].body;
+    let keys: Vec<&String> = sent["data"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["haproxyStats"], "only the missing key is sent");
+    assert_eq!(
+        sent["metadata"]["resourceVersion"], "1",
+        "the patch is conditional on what was read"
+    );
+    api.clear();
+    let again = dereference::resolve(&client, &pgc).await.unwrap();
+    assert!(api.sent(Method::PATCH, "/secrets").is_empty(), "added once");
+    assert_eq!(again.secrets, r.secrets);
+}
+
 /// The deleted object: a deletion timestamp and the finalizer.
 fn deleted() -> Value {
     let mut obj = stored(true);
@@ -289,6 +323,7 @@ async fn deletion_keeps_the_finalizer_while_a_host_cannot_be_reached() {
             ("replication", "b"),
             ("rewind", "c"),
             ("restapi", "d"),
+            ("haproxyStats", "e"),
         ],
     );
     let ctx = context(client);

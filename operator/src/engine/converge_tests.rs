@@ -31,6 +31,7 @@ fn secrets() -> ClusterSecrets {
         replication: "rep".into(),
         rewind: "rw".into(),
         restapi: "api".into(),
+        haproxy_stats: "stats".into(),
     }
 }
 

@@ -388,7 +388,12 @@ impl<'a> Engine<'a> {
         let this = &self;
         let failed = failure.is_some();
         let obs = poll(self.waits.observe, self.waits.every * 2, || async move {
-            let obs = observe::observe_with(this.spec, &*this.api, &*this.etcd).await;
+            let obs = observe::observe_with(
+                this.spec,
+                (&*this.api, &*this.etcd),
+                &this.secrets.haproxy_stats,
+            )
+            .await;
             let done = observe::problems(this.spec, &obs).is_empty()
                 || failed
                 || !this.rec.failed().is_empty();

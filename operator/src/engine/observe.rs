@@ -49,7 +49,10 @@ pub struct StatsError {
 }
 
 /// Routing of one HAProxy host from its CSV statistics.
-pub async fn haproxy(spec: &PostgresClusterSpec, host: &str) -> Result<HaproxyStatus, StatsError> {
+pub async fn haproxy(
+    spec: &PostgresClusterSpec,
+    (host, password): (&str, &str),
+) -> Result<HaproxyStatus, StatsError> {
     let url = format!(
         "http://{}/stats;csv",
         host_port(host, spec.haproxy.stats_port)
@@ -59,7 +62,12 @@ pub async fn haproxy(spec: &PostgresClusterSpec, host: &str) -> Result<HaproxySt
             .timeout(Duration::from_secs(3))
             .no_proxy()
             .build()?;
-        let r = client.get(url).send().await?.error_for_status()?;
+        let r = client
+            .get(url)
+            .basic_auth(crate::render::STATS_USER, Some(password))
+            .send()
+            .await?
+            .error_for_status()?;
         capped::body(r, capped::MAX_BODY).await
     };
     let bytes = read.await.map_err(|e| StatsError {
@@ -107,21 +115,23 @@ pub fn parse_haproxy_csv(host: &str, csv: &str) -> HaproxyStatus {
 }
 
 /// Observe everything once.
-pub async fn observe(spec: &PostgresClusterSpec, api: &dyn Patroni) -> Observation {
-    observe_with(spec, api, &EtcdClient).await
+/// `stats` is the password of HAProxy's statistics page.
+pub async fn observe(spec: &PostgresClusterSpec, api: &dyn Patroni, stats: &str) -> Observation {
+    observe_with(spec, (api, &EtcdClient), stats).await
 }
 
 /// Observe everything once, through the given Patroni and etcd clients.
 pub async fn observe_with(
     spec: &PostgresClusterSpec,
-    api: &dyn Patroni,
-    etcd: &dyn Etcd,
+    (api, etcd): (&dyn Patroni, &dyn Etcd),
+    stats: &str,
 ) -> Observation {
     let pg_hosts: Vec<String> = spec.postgres.hosts().cloned().collect();
     let nodes = futures::future::join_all(pg_hosts.iter().map(|h| api.node(h)));
     let (etcd, patroni, nodes) = tokio::join!(etcd.status(spec), api.cluster_any(&pg_hosts), nodes);
     let haproxy =
-        futures::future::join_all(spec.haproxy.hosts.iter().map(|h| haproxy(spec, h))).await;
+        futures::future::join_all(spec.haproxy.hosts.iter().map(|h| haproxy(spec, (h, stats))))
+            .await;
     let answered: Vec<(String, NodeStatus)> = pg_hosts
         .into_iter()
         .zip(nodes)

@@ -170,6 +170,7 @@ mod tests {
             replication: "repl".into(),
             rewind: "rw".into(),
             restapi: "api".into(),
+            haproxy_stats: "stats".into(),
         }
     }
 

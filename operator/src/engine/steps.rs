@@ -348,7 +348,7 @@ for l in "$@"; do grep -qxF -- "$l" "$f" 2>/dev/null || { echo missing; exit 0; 
             true => self.ca_file(host, &*ex).await?,
             false => false,
         };
-        let cfg = render::haproxy_config_with(self.spec, checks)
+        let cfg = render::haproxy_config_with(self.spec, self.secrets, checks)
             .map_err(|e| HostError::new(host, None, e))?;
         self.rec.files(host, std::slice::from_ref(&cfg));
         // `haproxy -c` judges the new file before it replaces the live one.

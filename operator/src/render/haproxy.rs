@@ -6,7 +6,7 @@ use super::layout::HAPROXY_CONFIG;
 use super::tls::CA_CERT;
 use super::{RenderError, check_all_hosts, host_port, member_name};
 use crate::api::PostgresClusterSpec;
-use crate::model::DesiredFile;
+use crate::model::{ClusterSecrets, DesiredFile};
 
 /// One word of a configuration line. Only `Endpoint` and `Name` carry spec-derived text:
 /// hosts are checked by [`check_all_hosts`], names come from [`member_name`].
@@ -21,6 +21,8 @@ enum Token {
     Endpoint(String, u16),
     /// A server name (`[a-z0-9-]` only).
     Name(String),
+    /// A crypt(3) hash (`[./0-9A-Za-z$=]` only).
+    Hash(String),
 }
 
 /// A section header (`global`, `listen primary`, ...) and its lines.
@@ -43,7 +45,7 @@ fn render(sections: &[Section]) -> String {
                     Token::Num(n) => n.to_string(),
                     Token::AnyPort(p) => format!("*:{p}"),
                     Token::Endpoint(h, p) => host_port(h, *p),
-                    Token::Name(n) => n.clone(),
+                    Token::Name(n) | Token::Hash(n) => n.clone(),
                 })
                 .collect();
             out.push_str("    ");
@@ -59,23 +61,57 @@ fn kw(words: &'static str) -> Vec<Token> {
     words.split(' ').map(Token::Kw).collect()
 }
 
-/// The stats page, and (monitoring on) HAProxy's built-in Prometheus exporter at `/metrics`.
-fn stats(spec: &PostgresClusterSpec) -> Section {
+/// The user of HAProxy's statistics page; its password is the cluster's `haproxyStats`.
+pub const STATS_USER: &str = "pgmetal";
+
+/// The SHA-512 crypt(3) hash of the statistics password, which haproxy.cfg holds instead of
+/// the password (the file is world-readable and published in a ConfigMap). Its salt comes
+/// from the password itself, so the same password always renders the same file.
+pub fn stats_hash(password: &str) -> Result<String, RenderError> {
+    use sha_crypt::{PasswordHasher, ShaCrypt};
+    use sha2::Digest;
+    if password.is_empty() {
+        let why = "the haproxyStats password is empty".to_string();
+        return Err(super::invalid("haproxy", "*", why));
+    }
+    let salt = sha2::Sha256::digest(format!("pgmetal haproxy stats {password}"));
+    ShaCrypt::SHA512
+        .hash_password_with_salt(password.as_bytes(), &salt[..12])
+        .map(|h| h.to_string())
+        .map_err(|e| super::invalid("haproxy", "*", format!("hashing the stats password: {e}")))
+}
+
+/// The statistics page at `/stats` (and the CSV form pgmetal reads), for user [`STATS_USER`]
+/// only; with monitoring on, HAProxy's built-in Prometheus exporter at `/metrics`, open like
+/// the other exporters.
+fn stats(spec: &PostgresClusterSpec, hash: &str) -> [Section; 2] {
+    let users = Section {
+        header: "userlist pgmetal_stats",
+        lines: vec![vec![
+            Token::Kw("user"),
+            Token::Kw(STATS_USER),
+            Token::Kw("password"),
+            Token::Hash(hash.to_string()),
+        ]],
+    };
     let mut lines = vec![
         kw("mode http"),
         vec![Token::Kw("bind"), Token::AnyPort(spec.haproxy.stats_port)],
-        kw("stats enable"),
-        kw("stats uri /stats"),
     ];
     if spec.monitoring.enabled {
         lines.push(kw(
             "http-request use-service prometheus-exporter if { path /metrics }",
         ));
     }
-    Section {
+    lines.push(kw(
+        "http-request auth realm pgmetal unless { http_auth(pgmetal_stats) }",
+    ));
+    lines.extend([kw("stats enable"), kw("stats uri /stats")]);
+    let page = Section {
         header: "listen stats",
         lines,
-    }
+    };
+    [users, page]
 }
 
 /// How HAProxy checks the members' Patroni REST API.
@@ -140,17 +176,22 @@ fn backend(
 
 /// The haproxy.cfg shared by every HAProxy host (mode 0644, root-owned). Rejects any host
 /// that is not a plain DNS name or IP address (whitespace, `#`, quotes, ...).
-pub fn haproxy_config(spec: &PostgresClusterSpec) -> Result<DesiredFile, RenderError> {
-    haproxy_config_with(spec, RestChecks::Spec)
+pub fn haproxy_config(
+    spec: &PostgresClusterSpec,
+    secrets: &ClusterSecrets,
+) -> Result<DesiredFile, RenderError> {
+    haproxy_config_with(spec, secrets, RestChecks::Spec)
 }
 
 /// [`haproxy_config`], checking the members' REST API as `checks` says.
 pub fn haproxy_config_with(
     spec: &PostgresClusterSpec,
+    secrets: &ClusterSecrets,
     checks: RestChecks,
 ) -> Result<DesiredFile, RenderError> {
     check_all_hosts(spec, "*")?;
     let hp = &spec.haproxy;
+    let [users, page] = stats(spec, &stats_hash(&secrets.haproxy_stats)?);
     let sections = [
         Section {
             header: "global",
@@ -173,7 +214,8 @@ pub fn haproxy_config_with(
                 kw("timeout check 5s"),
             ],
         },
-        stats(spec),
+        users,
+        page,
         backend(
             spec,
             (

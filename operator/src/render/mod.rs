@@ -21,7 +21,7 @@ mod yaml;
 pub use etcd::{
     InitialCluster, InitialClusterState, etcd_config, etcd_initial_config, etcd_url, url_host,
 };
-pub use haproxy::{RestChecks, haproxy_config, haproxy_config_with};
+pub use haproxy::{RestChecks, STATS_USER, haproxy_config, haproxy_config_with, stats_hash};
 pub use layout::Layout;
 pub use monitoring::{
     EXPORTER_UNITS, Exporter, Job, MONITOR_ROLE, TargetGroup, exporters, file_sd, pg_ident,
@@ -147,7 +147,7 @@ pub fn host_files(
         files.push(etcd_initial_config(spec, host, os, &initial)?);
     }
     if r.haproxy {
-        files.push(haproxy_config(spec)?);
+        files.push(haproxy_config(spec, secrets)?);
     }
     files.extend(systemd_units(spec, os, r));
     Ok(files)

@@ -280,7 +280,7 @@ mod tests {
         assert!(scrape_targets(&off, "ns/c").is_empty());
         assert!(pg_ident(&off).is_empty());
         assert!(pg_hba(&off).is_none());
-        let cfg = crate::render::haproxy_config(&off).unwrap();
+        let cfg = crate::render::haproxy_config(&off, &crate::render::tests::secrets()).unwrap();
         assert!(!String::from_utf8_lossy(&cfg.content).contains("prometheus-exporter"));
     }
 }

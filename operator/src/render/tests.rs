@@ -17,6 +17,7 @@ pub(crate) fn secrets() -> ClusterSecrets {
         replication: "re".into(),
         rewind: "rw".into(),
         restapi: "ra".into(),
+        haproxy_stats: "stats".into(),
     }
 }
 
@@ -187,7 +188,7 @@ fn file_modes_and_owners() {
         (e.mode, e.owner.as_str(), e.group.as_str()),
         (0o644, "root", "root")
     );
-    let h = haproxy_config(&s).unwrap();
+    let h = haproxy_config(&s, &secrets()).unwrap();
     assert_eq!(
         (h.mode, h.owner.as_str(), h.group.as_str()),
         (0o644, "root", "root")

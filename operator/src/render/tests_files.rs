@@ -106,7 +106,7 @@ fn ipv6_and_dns_hosts() {
     assert!(e.contains("ETCD_INITIAL_CLUSTER_STATE=\"new\"\n"), "{e}");
     assert!(e.contains("ETCD_INITIAL_CLUSTER=\"fd00--85=http://[fd00::85]:2380,db2-example-com=http://db2.example.com:2380,192-168-10-72=http://192.168.10.72:2380\"\n"), "{e}");
 
-    let h = text(&haproxy_config(&s).unwrap());
+    let h = text(&haproxy_config(&s, &secrets()).unwrap());
     assert!(
         h.contains("    server fd00--85 [fd00::85]:5432 maxconn 100 check port 8008 check-ssl verify required ca-file /etc/pgmetal/tls/ca.crt\n"),
         "{h}"
@@ -123,10 +123,12 @@ fn haproxy_checks_patroni_in_the_specs_scheme_or_in_both_while_it_moves() {
             .collect()
     };
     let https = "check port 8008 check-ssl verify required ca-file /etc/pgmetal/tls/ca.crt";
-    let tls = servers(&text(&haproxy_config(&s).unwrap()));
+    let tls = servers(&text(&haproxy_config(&s, &secrets()).unwrap()));
     assert_eq!(tls.len(), 6, "{tls:?}");
     assert!(tls.iter().all(|l| l.ends_with(https)), "{tls:?}");
-    let both = servers(&text(&haproxy_config_with(&s, RestChecks::Both).unwrap()));
+    let both = servers(&text(
+        &haproxy_config_with(&s, &secrets(), RestChecks::Both).unwrap(),
+    ));
     assert_eq!(both.len(), 12, "{both:?}");
     assert!(both.contains(&format!(
         "server 192-168-10-85 192.168.10.85:5432 maxconn 100 {https}"
@@ -136,12 +138,14 @@ fn haproxy_checks_patroni_in_the_specs_scheme_or_in_both_while_it_moves() {
     ));
 
     s.tls.mode = crate::api::TlsMode::Disabled;
-    let plain = servers(&text(&haproxy_config(&s).unwrap()));
+    let plain = servers(&text(&haproxy_config(&s, &secrets()).unwrap()));
     assert!(
         plain.iter().all(|l| l.ends_with("check port 8008")),
         "{plain:?}"
     );
-    let back = servers(&text(&haproxy_config_with(&s, RestChecks::Both).unwrap()));
+    let back = servers(&text(
+        &haproxy_config_with(&s, &secrets(), RestChecks::Both).unwrap(),
+    ));
     assert!(back.contains(&format!(
         "server 192-168-10-85-tls 192.168.10.85:5432 maxconn 100 {https}"
     )));

@@ -136,3 +136,35 @@ pub fn off_and_on(lab: &Lab, base: &str, password: &str, apply: impl Fn(&str) ->
         );
     }
 }
+
+/// HAProxy's statistics page asks for the `haproxyStats` password the CLI added to the
+/// secrets file in `dir` (written without one); `/metrics` stays open like the other exporters.
+pub fn stats_page(lab: &Lab, dir: &Path) {
+    let text = std::fs::read_to_string(dir.join("secrets.yaml")).unwrap();
+    let secrets: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let password = secrets["haproxyStats"]
+        .as_str()
+        .expect("haproxyStats added");
+    assert_eq!(password.len(), 32);
+    let lb = &lab.hosts[3];
+    let page = format!("http://{lb}:7000/stats;csv");
+    let (code, _) = curl(&[&page]);
+    assert_eq!(code, "401", "the statistics page without a password");
+    let (code, _) = curl(&["-u", "pgmetal:wrong", &page]);
+    assert_eq!(code, "401", "the statistics page with a wrong password");
+    let (code, body) = curl(&["-u", &format!("pgmetal:{password}"), &page]);
+    assert!(
+        code == "200" && body.contains("primary,"),
+        "the statistics page with the password: {code} {body}"
+    );
+    let (code, body) = curl(&[&format!("http://{lb}:7000/metrics")]);
+    assert!(
+        code == "200" && body.contains("haproxy_"),
+        "/metrics: {code}"
+    );
+    let cfg = lab.ssh_ok(lb, "cat /etc/haproxy/haproxy.cfg");
+    assert!(
+        !cfg.contains(password) && cfg.contains("password $6$"),
+        "haproxy.cfg holds a hash, not the password"
+    );
+}

@@ -24,6 +24,7 @@ pub fn secrets(s: &str) -> ClusterSecrets {
         replication: s.into(),
         rewind: s.into(),
         restapi: s.into(),
+        haproxy_stats: "stats".into(),
     }
 }
 
