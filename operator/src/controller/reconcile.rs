@@ -478,7 +478,8 @@ pub fn owner(pgc: &PostgresCluster) -> engine::claim::Owner {
     }
 }
 
-/// What decides whether a converge is due: the spec and the Secrets' content.
+/// What decides whether a converge is due: the spec and the Secrets' content (the CA's
+/// certificate included: HAProxy and every certificate follow a changed CA).
 fn inputs_hash(pgc: &PostgresCluster, r: &Resolved) -> String {
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(&pgc.spec).unwrap_or_default());
@@ -488,12 +489,14 @@ fn inputs_hash(pgc: &PostgresCluster, r: &Resolved) -> String {
         h.update([0]);
     }
     for part in [
-        &r.private_key,
+        r.private_key.as_str(),
         r.known_hosts.as_deref().unwrap_or(""),
         &r.secrets.superuser,
         &r.secrets.replication,
         &r.secrets.rewind,
         &r.secrets.restapi,
+        &r.secrets.haproxy_stats,
+        r.ca.as_ref().map_or("", |ca| ca.cert.as_str()),
     ] {
         h.update(part.as_bytes());
         h.update([0]);

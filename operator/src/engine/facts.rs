@@ -21,6 +21,10 @@ pub struct HostFacts {
     /// That certificate's file is newer than the running PostgreSQL's configuration: a renewal
     /// was written but not loaded (a converge interrupted between the two).
     pub postgres_cert_unloaded: bool,
+    /// Units whose new configuration was written but not yet loaded: a converge interrupted
+    /// between the write and the restart or reload left their marker (see
+    /// [`super::units::pending_marker`]).
+    pub pending: BTreeSet<String>,
 }
 
 /// Why facts could not be established.
@@ -85,6 +89,12 @@ pub async fn gather_with(
     let (facts, seen) = text.split_once("@@files").unwrap_or((&text, ""));
     let (mut facts, seen) = (parse(facts)?, Snapshot::parse(seen));
     facts.postgres_cert_unloaded = seen.answered(super::snapshot::CERT_UNLOADED);
+    facts.pending = targets
+        .units
+        .iter()
+        .filter(|u| seen.has_file(&super::units::pending_marker(u)))
+        .cloned()
+        .collect();
     Ok((facts, seen))
 }
 
@@ -129,6 +139,7 @@ pub fn parse(text: &str) -> Result<HostFacts, FactsError> {
         installed,
         postgres_cert,
         postgres_cert_unloaded: false,
+        pending: BTreeSet::new(),
     })
 }
 

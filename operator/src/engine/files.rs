@@ -8,12 +8,26 @@ use crate::model::DesiredFile;
 
 /// Uploads every file whose content (or mode/owner) differs; returns the paths written.
 pub async fn sync(exec: &dyn Executor, files: &[DesiredFile]) -> Result<Vec<String>, ExecError> {
+    sync_for(exec, files, None).await
+}
+
+/// [`sync`] for the files of a unit: before the first file is replaced, the unit's `marker`
+/// is written (see [`super::units::pending_marker`]).
+pub async fn sync_for(
+    exec: &dyn Executor,
+    files: &[DesiredFile],
+    marker: Option<&str>,
+) -> Result<Vec<String>, ExecError> {
     if files.is_empty() {
         return Ok(Vec::new());
     }
     let current = remote_state(exec, files.iter().map(|f| f.path.as_str())).await?;
     let mut written = Vec::new();
-    for f in files.iter().filter(|f| differs(&current, f)) {
+    let changing: Vec<&DesiredFile> = files.iter().filter(|f| differs(&current, f)).collect();
+    if let (Some(m), false) = (marker, changing.is_empty()) {
+        mark(exec, m).await?;
+    }
+    for f in changing {
         make_parent(exec, &f.path).await?;
         exec.upload(&f.path, &f.content, f.mode, &f.owner, &f.group)
             .await?;
@@ -22,18 +36,29 @@ pub async fn sync(exec: &dyn Executor, files: &[DesiredFile]) -> Result<Vec<Stri
     Ok(written)
 }
 
+/// Writes the pending marker `path` (empty, in a directory made on the way).
+async fn mark(exec: &dyn Executor, path: &str) -> Result<(), ExecError> {
+    let cmd = Cmd::script(r#"mkdir -p "$(dirname "$1")" && : > "$1""#).arg(path);
+    exec.run_ok(&cmd, "mark the unit's new configuration")
+        .await
+        .map(drop)
+}
+
 /// Like [`sync`] for one file that `check` must accept before it replaces the live one: the
 /// new content goes to a candidate next to it, `check(candidate path)` runs, and only then is
 /// the candidate renamed over the live file. A refused candidate is removed and the live file
 /// stays as it was (so the next converge tries, and reports, again). True when written.
 pub async fn sync_checked(
     exec: &dyn Executor,
-    f: &DesiredFile,
+    (f, marker): (&DesiredFile, Option<&str>),
     check: impl Fn(&str) -> Cmd,
 ) -> Result<bool, ExecError> {
     let current = remote_state(exec, std::iter::once(f.path.as_str())).await?;
     if !differs(&current, f) {
         return Ok(false);
+    }
+    if let Some(m) = marker {
+        mark(exec, m).await?;
     }
     make_parent(exec, &f.path).await?;
     let candidate = candidate_path(&f.path);
@@ -158,7 +183,7 @@ mod tests {
             1,
             "[ALERT] parsing [haproxy.cfg:3]: unknown keyword",
         );
-        let e = sync_checked(&fake, &cfg, check).await.unwrap_err();
+        let e = sync_checked(&fake, (&cfg, None), check).await.unwrap_err();
         assert!(e.to_string().contains("unknown keyword"), "{e}");
         let uploads: Vec<String> = fake.uploads().into_iter().map(|u| u.path).collect();
         assert_eq!(
@@ -175,7 +200,15 @@ mod tests {
         assert!(!cmds.iter().any(|c| c.starts_with("mv")), "{cmds:?}");
 
         let good = FakeExecutor::new("lb");
-        assert!(sync_checked(&good, &cfg, check).await.unwrap());
+        assert!(
+            sync_checked(
+                &good,
+                (&cfg, Some("/var/lib/pgmetal/pending/haproxy")),
+                check
+            )
+            .await
+            .unwrap()
+        );
         let cmds = good.commands();
         let checked = cmds
             .iter()
@@ -192,7 +225,7 @@ mod tests {
         );
         same.on_contains("sha256sum", 0, &line);
         assert!(
-            !sync_checked(&same, &cfg, check).await.unwrap(),
+            !sync_checked(&same, (&cfg, None), check).await.unwrap(),
             "nothing to write"
         );
         assert!(same.uploads().is_empty());

@@ -529,13 +529,26 @@ impl<'a> Engine<'a> {
         ex: &dyn Executor,
         want: &[DesiredFile],
     ) -> Result<Vec<String>, HostError> {
+        self.write_for(host, ex, want, None).await
+    }
+
+    /// [`Engine::write`] of the configuration of `unit`, whose pending marker is written first
+    /// when anything changes (see [`units::pending_marker`]).
+    async fn write_for(
+        &self,
+        host: &str,
+        ex: &dyn Executor,
+        want: &[DesiredFile],
+        unit: Option<&str>,
+    ) -> Result<Vec<String>, HostError> {
         self.rec.files(host, want);
         let in_place = self.files_in_place(host, want);
+        let marker = unit.map(units::pending_marker);
         self.step(host, "write files", async {
             if in_place {
                 return Ok((vec![], false, vec![]));
             }
-            let w = files::sync(ex, want).await?;
+            let w = files::sync_for(ex, want, marker.as_deref()).await?;
             if w.iter().any(|p| p.starts_with("/etc/systemd/system/")) {
                 let reload = Cmd::new("systemctl").arg("daemon-reload");
                 ex.run_ok(&reload, "systemctl daemon-reload").await?;

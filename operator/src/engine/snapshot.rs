@@ -145,6 +145,12 @@ pub fn targets(spec: &PostgresClusterSpec, secrets: &ClusterSecrets, host: &str)
     t.files.insert(super::claim::PATH.into());
     t.files.insert(render::EXPIRY_METRICS.into());
     t.units.extend(render::EXPORTER_UNITS.map(String::from));
+    let markers: Vec<String> = t
+        .units
+        .iter()
+        .map(|u| super::units::pending_marker(u))
+        .collect();
+    t.files.extend(markers);
     let (files, dirs, units) = super::packages::takeover_signs(spec);
     t.files.extend(files);
     t.dirs.extend(dirs);

@@ -111,3 +111,70 @@ async fn the_takeover_runs_while_the_packages_left_anything_it_acts_on() {
     e.drop_snapshot("a");
     assert!(!e.nothing_to_take_over("a"), "no snapshot: ask the host");
 }
+
+#[tokio::test]
+async fn a_configuration_written_but_never_loaded_is_loaded_by_the_next_converge() {
+    let spec = spec();
+    let (file, probe) = in_place();
+    let marker = units::pending_marker("patroni");
+    let probe = probe.replace("@@units", &format!("abc 644 root root {marker}\n@@units"));
+    let host = FakeExecutor::new("a");
+    host.on_contains("/etc/os-release", 0, &probe);
+    let hosts = BTreeMap::from([("a".to_string(), host.clone())]);
+    let (api, etcd) = (patroni(&spec, "a", &[]), FakeEtcd::new(true));
+    let secrets = secrets();
+    let e = engine(&spec, &secrets, connected(&hosts), (&api, &etcd));
+    let targets = snapshot::targets(&spec, &secrets, "a");
+    let (facts, seen) = facts::gather_with(&host, &targets).await.unwrap();
+    assert_eq!(facts.pending, ["patroni".to_string()].into());
+    e.facts.lock().unwrap().insert("a".into(), facts);
+    e.keep_snapshot("a", seen);
+    let before = host.commands().len();
+    e.write_for("a", &host, std::slice::from_ref(&file), Some("patroni"))
+        .await
+        .unwrap();
+    assert_eq!(host.commands().len(), before, "the files are in place");
+    units::ensure(
+        &e,
+        "a",
+        &host,
+        "patroni",
+        false,
+        units::OnChange::Reload,
+        false,
+    )
+    .await
+    .unwrap();
+    let ran = host.commands()[before..].join("\n");
+    assert!(
+        ran.contains("reload --quiet patroni yes"),
+        "the unit is reloaded all the same: {ran}"
+    );
+    assert!(
+        ran.contains("rm -f \"/var/lib/pgmetal/pending/$unit\""),
+        "{ran}"
+    );
+}
+
+#[tokio::test]
+async fn the_marker_is_written_before_a_unit_configuration_changes() {
+    let (file, _) = in_place();
+    let host = FakeExecutor::new("a");
+    let marker = units::pending_marker("haproxy");
+    files::sync_for(&host, std::slice::from_ref(&file), Some(&marker))
+        .await
+        .unwrap();
+    let cmds = host.commands();
+    let marked = cmds.iter().position(|c| c.contains(&marker));
+    assert!(marked.is_some(), "{cmds:?}");
+    let uploaded = host.uploads();
+    assert_eq!(uploaded.len(), 1);
+    // Nothing to change: no marker.
+    let same = FakeExecutor::new("a");
+    let line = format!("{} 644 root root {}\n", file.sha256(), file.path);
+    same.on_contains("sha256sum", 0, &line);
+    files::sync_for(&same, std::slice::from_ref(&file), Some(&marker))
+        .await
+        .unwrap();
+    assert!(!same.commands().iter().any(|c| c.contains(&marker)));
+}

@@ -133,10 +133,15 @@ impl Engine<'_> {
     ) -> Result<bool, HostError> {
         self.ensure_dir(host, ex, service.data_dir, service.owner)
             .await?;
-        let written = self.write(host, ex, files).await?;
-        let changed = written
-            .iter()
-            .any(|p| Some(p.as_str()) != service.read_at_first_start);
+        let written = self.write_for(host, ex, files, Some(service.unit)).await?;
+        // A configuration an interrupted converge wrote but never loaded counts as changed.
+        let pending = self
+            .host_facts(host)
+            .is_ok_and(|f| f.pending.contains(service.unit));
+        let changed = pending
+            || written
+                .iter()
+                .any(|p| Some(p.as_str()) != service.read_at_first_start);
         units::ensure(
             self,
             host,
@@ -345,7 +350,7 @@ for l in "$@"; do grep -qxF -- "$l" "$f" 2>/dev/null || { echo missing; exit 0; 
         let os = self.host_facts(host)?.os;
         let layout = Layout::new(self.spec, os);
         let new_ca = match self.spec.tls.enabled() || checks == render::RestChecks::Both {
-            true => self.ca_file(host, &*ex).await?,
+            true => self.ca_file(host, &*ex, &layout.haproxy_unit).await?,
             false => false,
         };
         let cfg = render::haproxy_config_with(self.spec, self.secrets, checks)
@@ -359,7 +364,8 @@ for l in "$@"; do grep -qxF -- "$l" "$f" 2>/dev/null || { echo missing; exit 0; 
                 if in_place {
                     return Ok((false, false, vec![]));
                 }
-                let written = files::sync_checked(&*ex, &cfg, check).await?;
+                let marker = units::pending_marker(&layout.haproxy_unit);
+                let written = files::sync_checked(&*ex, (&cfg, Some(&marker)), check).await?;
                 Ok((written, written, vec![]))
             })
             .await?

@@ -99,13 +99,19 @@ fn no_ca() -> Failure {
 
 impl Engine<'_> {
     /// The cluster's CA certificate on `host` (HAProxy verifies the members' REST API with
-    /// it). True when it was written: HAProxy reads it only when it (re)loads.
-    pub(super) async fn ca_file(&self, host: &str, ex: &dyn Executor) -> Result<bool, HostError> {
+    /// it). True when it was written: `unit` (HAProxy) reads it only when it (re)loads.
+    pub(super) async fn ca_file(
+        &self,
+        host: &str,
+        ex: &dyn Executor,
+        unit: &str,
+    ) -> Result<bool, HostError> {
         let ca = self
             .ca
             .as_ref()
             .ok_or_else(|| HostError::new(host, Some("ca certificate"), no_ca()))?;
-        let written = self.write(host, ex, &[render::ca_file(&ca.cert)]).await?;
+        let file = render::ca_file(&ca.cert);
+        let written = self.write_for(host, ex, &[file], Some(unit)).await?;
         Ok(!written.is_empty())
     }
 

@@ -12,15 +12,26 @@ pub enum OnChange {
     Reload,
 }
 
-/// Arguments: the action on change, `--no-block` or `--quiet`, then `UNIT CHANGED` pairs.
+/// Where a unit's "written, not loaded yet" marker lives (see [`pending_marker`]).
+pub const PENDING_DIR: &str = "/var/lib/pgmetal/pending";
+
+/// The marker written before a unit's new configuration and removed once the unit was
+/// restarted or reloaded: a converge interrupted between the two leaves it, and the next one
+/// (which finds the files already in place) restarts or reloads the unit all the same.
+pub fn pending_marker(unit: &str) -> String {
+    format!("{PENDING_DIR}/{unit}")
+}
+
+/// Arguments: the action on change, `--no-block` or `--quiet`, then `UNIT CHANGED` pairs. A
+/// unit started or restarted/reloaded loses its pending marker.
 const ENSURE: &str = r#"action="$1"; noblock="$2"; shift 2
 while [ $# -ge 2 ]; do
   unit="$1"; changed="$2"; shift 2
   systemctl is-enabled --quiet "$unit" 2>/dev/null || { systemctl enable --quiet "$unit" && echo "$unit enabled"; }
   if ! systemctl is-active --quiet "$unit"; then
-    systemctl start $noblock "$unit" && echo "$unit started"
+    systemctl start $noblock "$unit" && echo "$unit started" && rm -f "/var/lib/pgmetal/pending/$unit"
   elif [ "$changed" = yes ]; then
-    systemctl "$action" $noblock "$unit" && echo "$unit ${action}ed"
+    systemctl "$action" $noblock "$unit" && echo "$unit ${action}ed" && rm -f "/var/lib/pgmetal/pending/$unit"
   fi
 done"#;
 
@@ -57,7 +68,15 @@ pub async fn ensure_all(
         action.to_string(),
         if no_block { "--no-block" } else { "--quiet" }.to_string(),
     ];
-    for (unit, changed) in units {
+    let pending = engine
+        .host_facts(host)
+        .map(|f| f.pending)
+        .unwrap_or_default();
+    let units: Vec<(&str, bool)> = units
+        .iter()
+        .map(|(u, changed)| (*u, *changed || pending.contains(*u)))
+        .collect();
+    for (unit, changed) in &units {
         args.push(unit.to_string());
         args.push(if *changed { "yes" } else { "no" }.to_string());
     }
