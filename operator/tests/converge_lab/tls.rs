@@ -180,6 +180,29 @@ pub fn check(lab: &Lab, dir: &Path, base: &str, password: &str, apply: impl Fn(&
     );
     assert!(reloads(&apply(base)).is_empty(), "loaded once");
 
+    // The same for a unit: HAProxy's pending marker (left by a converge killed between writing
+    // its configuration and reloading it) makes the next converge reload it, once.
+    lab.ssh_ok(
+        lb,
+        "mkdir -p /var/lib/pgmetal/pending && : > /var/lib/pgmetal/pending/haproxy",
+    );
+    let reloaded = |run: &Run| -> bool {
+        run.report["hosts"][lb.as_str()]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["step"] == "unit haproxy" && s["changed"] == true)
+    };
+    let run = apply(base);
+    assert!(reloaded(&run), "{:#}", run.report["hosts"][lb.as_str()]);
+    assert!(
+        lab.ssh(lb, "test ! -e /var/lib/pgmetal/pending/haproxy")
+            .status
+            .success(),
+        "the marker is gone once HAProxy reloaded"
+    );
+    assert!(!reloaded(&apply(base)), "reloaded once");
+
     // The node exporter serves the expiry of the certificate in place (for the expiry alert).
     let metrics = lab.ssh_ok(
         &lab.hosts[0],
