@@ -337,7 +337,8 @@ pub struct PgUser {
     pub name: String,
     /// Secret key holding the password. When unset, the operator generates a strong password
     /// into the Secret `<cluster>-passwords` (keys `superuser`, `replication`, `rewind`,
-    /// `restapi`), which the PostgresCluster owns; the CLI uses its `--secrets` file instead.
+    /// `restapi`; `haproxyStats` is always there), which the PostgresCluster owns; the CLI uses
+    /// its `--secrets` file instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret: Option<SecretKeyRef>,
 }
@@ -397,7 +398,9 @@ pub struct PatroniSpec {
     #[schemars(range(min = 0, max = 604800))]
     pub failback_min_interval_seconds: u32,
     /// Secret key with the password for Patroni's REST API (user `patroni`), needed for
-    /// switchover, restart and reload. Generated into `<cluster>-passwords` (key `restapi`) when unset.
+    /// switchover, restart and reload (with `spec.tls`, Patroni also asks for a client
+    /// certificate the cluster's CA signed). Generated into `<cluster>-passwords` (key
+    /// `restapi`) when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rest_api_password_secret: Option<SecretKeyRef>,
 }

@@ -151,11 +151,15 @@ pub async fn apply(c: &Common, quiet: bool) -> Result<bool, String> {
     let connected = connect::connect_all(&hosts, &l.ssh, &Default::default()).await;
     let conns = connected.into_iter().map(|(h, c)| (h, c.conn)).collect();
     let asked = engine::requests::Asked::from_annotations(l.cluster.metadata.annotations.as_ref());
-    let report = engine::Engine::new((owner(&l), spec), &l.secrets, conns, &*progress)
-        .with_requests(asked)
-        .with_ca(l.ca.clone())
-        .converge()
-        .await;
+    let report = engine::Engine::new(
+        (owner(&l), spec),
+        (&l.secrets, l.ca.clone()),
+        conns,
+        &*progress,
+    )
+    .with_requests(asked)
+    .converge()
+    .await;
     drop(progress);
     match c.output {
         Format::Json => println!(
@@ -182,9 +186,14 @@ pub async fn plan(c: &Common) -> Result<bool, String> {
     let connected = connect::connect_all(&former, &l.ssh, &Default::default()).await;
     let conns = connected.into_iter().map(|(h, c)| (h, c.conn)).collect();
     let progress = engine::Quiet;
-    let planned = engine::Engine::new((owner(&l), spec), &l.secrets, conns, &progress)
-        .plan()
-        .await;
+    let planned = engine::Engine::new(
+        (owner(&l), spec),
+        (&l.secrets, l.ca.clone()),
+        conns,
+        &progress,
+    )
+    .plan()
+    .await;
     let out = match &planned {
         Ok(steps) => serde_json::json!({"steps": steps}),
         Err(refused) => serde_json::json!({"refused": refused.to_string()}),
@@ -204,8 +213,7 @@ pub async fn plan(c: &Common) -> Result<bool, String> {
 pub async fn status(c: &Common) -> Result<bool, String> {
     let l = load(c)?;
     let spec = &l.cluster.spec;
-    let api =
-        PatroniApi::for_cluster(spec, &l.secrets, l.ca.as_ref()).map_err(|e| e.to_string())?;
+    let api = PatroniApi::for_cluster(spec, &l.secrets, l.ca.as_ref());
     let obs = observe::observe(spec, &api, &l.secrets.haproxy_stats).await;
     let problems = observe::problems(spec, &obs);
     let status = crate::status::from_observation(spec, &obs);

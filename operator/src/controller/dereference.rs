@@ -132,14 +132,20 @@ pub async fn resolve(client: &kube::Client, pgc: &PostgresCluster) -> Result<Res
         &s.patroni.rest_api_password_secret,
         &None,
     ];
-    let generated = Some(generated(&api, pgc).await?);
+    let needed: Vec<&str> = ROLES
+        .iter()
+        .zip(refs)
+        .filter(|(_, r)| r.is_none())
+        .map(|(role, _)| *role)
+        .collect();
+    let generated = generated(&api, pgc, &needed).await?;
     let mut values = Vec::new();
     for (role, r) in ROLES.iter().zip(refs) {
         let v = match r {
             Some(r) => read(&api, &ns, r, &format!("password of {role}")).await?,
             None => generated
-                .as_ref()
-                .and_then(|g| g.get(*role).cloned())
+                .get(*role)
+                .cloned()
                 .ok_or_else(|| DerefError::NoKey {
                     namespace: ns.clone(),
                     name: passwords_secret_name(&pgc.name_any()),
@@ -176,21 +182,23 @@ pub async fn resolve(client: &kube::Client, pgc: &PostgresCluster) -> Result<Res
     })
 }
 
-/// The generated password Secret, created (owned by the cluster) on first use. Existing keys
-/// are never replaced: the passwords of a running cluster stay.
+/// The generated password Secret with the `needed` roles (those the spec names no Secret for,
+/// and `haproxyStats`), created (owned by the cluster) on first use; a needed key it lacks is
+/// added. Existing keys are never replaced: the passwords of a running cluster stay.
 async fn generated(
     api: &Api<Secret>,
     pgc: &PostgresCluster,
+    needed: &[&str],
 ) -> Result<BTreeMap<String, String>, DerefError> {
     let name = passwords_secret_name(&pgc.name_any());
     let make = || {
-        Ok(ROLES
+        Ok(needed
             .iter()
             .map(|r| (r.to_string(), generate_password()))
             .collect())
     };
     let mut s = get_or_create(api, pgc, (&name, "Opaque"), make).await?;
-    let missing: Vec<&str> = ROLES
+    let missing: Vec<&str> = needed
         .iter()
         .copied()
         .filter(|r| key(&s, r).is_none())
@@ -198,7 +206,7 @@ async fn generated(
     if !missing.is_empty() {
         s = add_keys(api, &s, &missing).await?;
     }
-    Ok(ROLES
+    Ok(needed
         .iter()
         .filter_map(|r| key(&s, r).map(|v| (r.to_string(), v)))
         .collect())

@@ -52,10 +52,6 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
         }
     };
     let api = PatroniApi::for_cluster(spec, &resolved.secrets, resolved.ca.as_ref())
-        .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "no client certificate for Patroni: reading over HTTP");
-            PatroniApi::new(spec.patroni.rest_api_port, resolved.secrets.restapi.clone())
-        })
         .trusting(verified_hosts(spec, &old.hosts));
     let key = key(&pgc);
     let finished = ctx.converges.take_finished(&key);
@@ -261,9 +257,9 @@ async fn converge(
     let run = async {
         let progress = StepEvents { live: &live, tx };
         let asked = engine::requests::Asked::from_annotations(pgc.metadata.annotations.as_ref());
-        engine::Engine::verified((owner, spec), secrets, conns, &progress, verified)
+        let with_ca = (secrets, resolved.ca.clone());
+        engine::Engine::verified((owner, spec), with_ca, conns, &progress, verified)
             .with_requests(asked)
-            .with_ca(resolved.ca.clone())
             .converge()
             .await
     };

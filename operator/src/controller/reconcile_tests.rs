@@ -283,6 +283,38 @@ async fn a_password_secret_from_before_the_stats_password_gets_it_added_and_keep
     assert_eq!(again.secrets, r.secrets);
 }
 
+#[tokio::test]
+async fn with_every_password_in_named_secrets_only_the_stats_password_is_generated() {
+    let mut obj = stored(true);
+    let mine = json!({"name": "mine", "key": "pw"});
+    for (role, name) in [
+        ("superuser", "postgres"),
+        ("replication", "replicator"),
+        ("rewind", "rewinder"),
+    ] {
+        obj["spec"]["postgres"][role] = json!({"name": name, "passwordSecret": mine.clone()});
+    }
+    obj["spec"]["patroni"]["restApiPasswordSecret"] = mine;
+    let (api, client) = FakeApi::start(obj.clone(), NS);
+    api.add_secret("pg-ssh", &[("id_ed25519", "KEY")]);
+    api.add_secret("mine", &[("pw", "given")]);
+    let pgc: PostgresCluster = serde_json::from_value(obj).unwrap();
+    let r = dereference::resolve(&client, &pgc).await.unwrap();
+    assert_eq!(r.secrets.superuser, "given");
+    assert_eq!(r.secrets.restapi, "given");
+    let created = api.sent(Method::POST, "/namespaces/db/secrets");
+    let passwords = created
+        .iter()
+        .find(|c| c.body["metadata"]["name"] == "pg-passwords")
+        .expect("the generated Secret");
+    let keys: Vec<&String> = passwords.body["data"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["haproxyStats"],
+        "no unused passwords beside the given ones"
+    );
+}
+
 /// The deleted object: a deletion timestamp and the finalizer.
 fn deleted() -> Value {
     let mut obj = stored(true);

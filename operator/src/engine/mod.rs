@@ -74,9 +74,6 @@ pub struct Engine<'a> {
     asked: requests::Asked,
     /// The cluster's CA, which signs the certificates (`spec.tls`).
     ca: Option<crate::tls::CertKey>,
-    /// The hosts trusted with the REST password, when the engine made its own Patroni client
-    /// (so that [`Engine::with_ca`] can remake it with TLS); `None` with given clients.
-    rest_trusted: Option<Vec<String>>,
     /// What the facts probe saw on each host where nothing has changed yet.
     snapshots: Mutex<BTreeMap<String, snapshot::Snapshot>>,
 }
@@ -129,34 +126,34 @@ impl<'a> Engine<'a> {
     /// An engine for `owner`'s cluster `spec` using one connection per host (see
     /// [`Connection`]); it converges only hosts that `owner` claims or can claim. The Patroni
     /// REST password goes only to the hosts connected: a connection exists only to a host whose
-    /// SSH key was verified (connect fails closed).
+    /// SSH key was verified (connect fails closed). `ca` is the cluster's CA: it signs the
+    /// certificates (`spec.tls`), and pgmetal reaches Patroni's REST API with it.
     pub fn new(
         (owner, spec): (claim::Owner, &'a PostgresClusterSpec),
-        secrets: &'a ClusterSecrets,
+        (secrets, ca): (&'a ClusterSecrets, Option<crate::tls::CertKey>),
         conns: BTreeMap<String, Connection>,
         progress: &'a dyn Progress,
     ) -> Self {
-        Self::verified((owner, spec), secrets, conns, progress, Vec::new())
+        Self::verified((owner, spec), (secrets, ca), conns, progress, Vec::new())
     }
 
     /// [`Engine::new`], also trusting `verified` with the REST password: hosts whose key an
     /// earlier connection verified, for a paused cluster's pass that opens no connection.
     pub fn verified(
         (owner, spec): (claim::Owner, &'a PostgresClusterSpec),
-        secrets: &'a ClusterSecrets,
+        (secrets, ca): (&'a ClusterSecrets, Option<crate::tls::CertKey>),
         conns: BTreeMap<String, Connection>,
         progress: &'a dyn Progress,
         verified: Vec<String>,
     ) -> Self {
         let connected = conns.iter().filter(|(_, c)| c.is_ok()).map(|(h, _)| h);
         let trusted: Vec<String> = connected.cloned().chain(verified).collect();
-        let api = PatroniApi::new(spec.patroni.rest_api_port, secrets.restapi.clone())
-            .trusting(trusted.clone());
-        let clients: (Arc<dyn Patroni>, Arc<dyn Etcd>) =
-            (Arc::new(api), Arc::new(etcd_api::EtcdClient));
-        let mut engine = Self::with_clients((owner, spec), secrets, conns, progress, clients);
-        engine.rest_trusted = Some(trusted);
-        engine
+        let api = PatroniApi::for_cluster(spec, secrets, ca.as_ref());
+        let clients: (Arc<dyn Patroni>, Arc<dyn Etcd>) = (
+            Arc::new(api.trusting(trusted)),
+            Arc::new(etcd_api::EtcdClient),
+        );
+        Self::with_clients((owner, spec), secrets, conns, progress, clients).with_ca(ca)
     }
 
     /// An engine that talks to Patroni and etcd through `clients` (fakes in tests).
@@ -194,21 +191,13 @@ impl<'a> Engine<'a> {
             live: Mutex::default(),
             asked: requests::Asked::default(),
             ca: None,
-            rest_trusted: None,
             snapshots: Mutex::default(),
         }
     }
 
-    /// The same engine, issuing certificates from the cluster's CA `ca` (`spec.tls`).
-    /// An engine made by [`Engine::verified`] also reaches Patroni's REST API with it (HTTPS,
-    /// pgmetal's client certificate).
+    /// The same engine, issuing certificates from the cluster's CA `ca` (`spec.tls`); for an
+    /// engine with given clients (tests), since [`Engine::new`] takes the CA itself.
     pub fn with_ca(mut self, ca: Option<crate::tls::CertKey>) -> Self {
-        if let Some(trusted) = self.rest_trusted.clone() {
-            match PatroniApi::for_cluster(self.spec, self.secrets, ca.as_ref()) {
-                Ok(api) => self.api = Arc::new(api.trusting(trusted)),
-                Err(e) => tracing::warn!(error = %e, "no client certificate for Patroni"),
-            }
-        }
         self.ca = ca;
         self
     }

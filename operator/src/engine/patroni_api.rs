@@ -11,7 +11,7 @@ use super::rest_tls::{self, ClientTls, Scheme};
 use crate::api::PostgresClusterSpec;
 use crate::model::ClusterSecrets;
 use crate::render::host_port;
-use crate::tls::{CertKey, TlsError};
+use crate::tls::CertKey;
 
 /// `e` and its causes, one after the other (reqwest's own text leaves out why a TLS handshake
 /// or a connection failed).
@@ -293,24 +293,31 @@ impl PatroniApi {
 
     /// The client for a cluster: HTTPS with pgmetal's client certificate from `ca` when
     /// `spec.tls` is on, plain HTTP when it is off. The CA is kept as the root either way, so
-    /// that reads still reach members that have not moved back to plain text yet.
+    /// that reads still reach members that have not moved back to plain text yet. A CA that
+    /// cannot sign (a damaged Secret) is logged, and the client is plain: its calls to HTTPS
+    /// members then fail and say why.
     pub fn for_cluster(
         spec: &PostgresClusterSpec,
         secrets: &ClusterSecrets,
         ca: Option<&CertKey>,
-    ) -> Result<Self, TlsError> {
-        let tls = ca
-            .map(|ca| ClientTls::issue(ca, time::OffsetDateTime::now_utc()))
-            .transpose()?;
+    ) -> Self {
+        let issued = ca.map(|ca| ClientTls::issue(ca, time::OffsetDateTime::now_utc()));
+        let tls = match issued.transpose() {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::warn!(error = %e, "no client certificate for Patroni: plain HTTP");
+                None
+            }
+        };
         let scheme = match (spec.tls.enabled(), &tls) {
             (true, Some(_)) => Scheme::Https,
             _ => Scheme::Http,
         };
-        Ok(Self {
+        Self {
             http: rest_tls::client(tls.as_ref()),
             scheme,
             ..Self::new(spec.patroni.rest_api_port, secrets.restapi.clone())
-        })
+        }
     }
 
     /// The hosts whose SSH host key has been verified: the only ones the password is sent to.
