@@ -17,6 +17,8 @@ mod k8s;
 mod monitoring;
 #[path = "common/operator.rs"]
 mod operator;
+#[path = "operator_lab/provided.rs"]
+mod provided;
 #[path = "operator_lab/side_clusters.rs"]
 mod side_clusters;
 #[path = "operator_lab/topology.rs"]
@@ -144,16 +146,18 @@ fn operator_runs_a_cluster_from_kubectl() {
     // 5. A restarted operator converges the unchanged resource with zero changes.
     drop(op);
     let op = restarted_operator_changes_nothing(e, &identity, dir.path().join("operator2.log"));
-    // 6. Password rotation through the Secret.
+    // 6. Certificates from a CA in a Secret someone else keeps, rotated, then pgmetal's again.
+    provided::certificates_from_a_provided_ca(e, &pw);
+    // 7. Password rotation through the Secret.
     passwords_rotate_through_the_leader(&lab, &kube, &ns, &pw);
-    // 7. A replica leaves the spec and comes back.
+    // 8. A replica leaves the spec and comes back.
     let replicas = (
         lab.hosts[1].as_str(),
         lab.hosts[0].as_str(),
         lab.hosts[2].as_str(),
     );
     topology::a_replica_leaves_and_returns_through_the_spec(&lab, &kube, &ns, replicas);
-    // 8. Deletion (Retain) completes the finalizer, stops the services, keeps data and passwords.
+    // 9. Deletion (Retain) completes the finalizer, stops the services, keeps data and passwords.
     deletion::keeps_data_and_releases_claims(&lab, &kube, &ns, (e.h1, e.lb));
     eprintln!("operator RSS at the end: {} KiB", op.rss_kib());
     let _ = kube.kubectl(&["delete", "namespace", &ns, "--wait=false"]);

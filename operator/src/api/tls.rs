@@ -1,22 +1,34 @@
-//! `spec.tls`: encryption of the cluster's channels with certificates from a CA pgmetal keeps.
+//! `spec.tls`: encryption of the cluster's channels with certificates from a CA pgmetal keeps
+//! (or one someone else keeps, `Provided`).
 
 use std::time::Duration;
 
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
-/// How the cluster's channels are encrypted. PostgreSQL is the first channel covered: the
-/// server presents a certificate signed by the cluster's CA and every TCP `pg_hba` line is
-/// `hostssl`. etcd, Patroni's REST API and HAProxy's stats follow (see the README).
+/// How the cluster's channels are encrypted: PostgreSQL (the server presents a certificate
+/// signed by the cluster's CA and every TCP `pg_hba` line is `hostssl`) and Patroni's REST API
+/// (HTTPS, a client certificate for unsafe methods). etcd follows (see the README).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!self.renewBefore.matches('^([0-9]+(h|m|s))+$') || !self.certificateLifetime.matches('^([0-9]+(h|m|s))+$') || duration(self.renewBefore) < duration(self.certificateLifetime)").message("tls.renewBefore must be shorter than tls.certificateLifetime"))]
+#[x_kube(validation = Rule::new("(has(self.mode) && self.mode == 'Provided') == has(self.caSecret)").message("tls.caSecret names the CA's Secret when, and only when, tls.mode is Provided"))]
 pub struct TlsSpec {
     /// `Managed` (default): pgmetal creates a CA for the cluster (the operator keeps it in the
     /// Secret `<cluster>-ca`, the CLI beside its secrets file) and issues every certificate
-    /// from it. `Disabled`: plain text, for a cluster whose clients cannot do TLS yet.
+    /// from it. `Provided`: the same, from a CA someone else keeps (`caSecret`, e.g. one
+    /// cert-manager writes and rotates). `Disabled`: plain text, for a cluster whose clients
+    /// cannot do TLS yet.
     #[serde(default)]
     pub mode: TlsMode,
+    /// With `mode: Provided`: the Secret, in the cluster's namespace, holding the CA pgmetal
+    /// issues the cluster's certificates from, in the layout cert-manager writes for a CA
+    /// certificate: `tls.crt` (a self-signed CA certificate) and `tls.key`. When it changes,
+    /// the next converge reissues every certificate and reloads the services. The CLI reads
+    /// the CA from the files beside its secrets file instead, and never creates them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub ca_secret: Option<String>,
     /// How long an issued server certificate is valid, as a duration such as `2160h` (90
     /// days, the default) or `90m`.
     #[serde(default = "default_lifetime")]
@@ -46,6 +58,8 @@ pub enum TlsMode {
     /// pgmetal's own CA for the cluster signs every certificate.
     #[default]
     Managed,
+    /// A CA from the Secret `caSecret` signs every certificate.
+    Provided,
     /// No encryption: every channel stays plain text.
     Disabled,
 }
@@ -57,6 +71,7 @@ impl Default for TlsSpec {
             certificate_lifetime: default_lifetime(),
             renew_before: default_renew_before(),
             service_names: Vec::new(),
+            ca_secret: None,
         }
     }
 }
@@ -65,6 +80,23 @@ impl TlsSpec {
     /// Whether pgmetal encrypts the channels.
     pub fn enabled(&self) -> bool {
         self.mode != TlsMode::Disabled
+    }
+
+    /// The Secret of a `Provided` CA, or which field is wrong and why.
+    pub fn provided_ca(&self) -> Result<Option<&str>, (&'static str, String)> {
+        match (self.mode, self.ca_secret.as_deref()) {
+            (TlsMode::Provided, Some(name)) => Ok(Some(name)),
+            (TlsMode::Provided, None) => Err((
+                "spec.tls.caSecret",
+                "is required with mode Provided: name the Secret holding the CA (tls.crt, tls.key)"
+                    .into(),
+            )),
+            (_, Some(_)) => Err((
+                "spec.tls.caSecret",
+                "is only read with mode Provided: remove it, or set mode: Provided".into(),
+            )),
+            (_, None) => Ok(None),
+        }
     }
 
     /// `certificateLifetime` and `renewBefore` as durations, or which field is wrong and why.

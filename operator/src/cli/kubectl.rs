@@ -420,8 +420,9 @@ async fn psql(
     Ok(status?.success())
 }
 
-/// The cluster's CA certificate (`<cluster>-ca`, key `ca.crt`) in a new private temporary file,
-/// for psql's `sslrootcert`: the server is verified by name, through HAProxy.
+/// The cluster's CA certificate (`<cluster>-ca`, key `ca.crt`; with `tls.mode: Provided` the
+/// `tls.crt` of `tls.caSecret`) in a new private temporary file, for psql's `sslrootcert`: the
+/// server is verified by name, through HAProxy.
 async fn ca_file(
     client: kube::Client,
     pgc: &PostgresCluster,
@@ -429,10 +430,15 @@ async fn ca_file(
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let ns = pgc.metadata.namespace.clone().unwrap_or_default();
-    let name = crate::controller::dereference::ca_secret_name(
-        &pgc.metadata.name.clone().unwrap_or_default(),
-    );
-    let ca = secret_key(client, &ns, &name, "ca.crt").await?;
+    let (name, key) = match &pgc.spec.tls.ca_secret {
+        Some(provided) => (provided.clone(), "tls.crt"),
+        None => {
+            let cluster = pgc.metadata.name.clone().unwrap_or_default();
+            let name = crate::controller::dereference::ca_secret_name(&cluster);
+            (name, "ca.crt")
+        }
+    };
+    let ca = secret_key(client, &ns, &name, key).await?;
     let suffix = crate::cli::secrets_file::generate_password();
     let path = std::env::temp_dir().join(format!("pgmetal-ca-{}.crt", &suffix[..12]));
     let mut f = std::fs::OpenOptions::new()

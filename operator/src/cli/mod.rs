@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
-use crate::api::PostgresCluster;
+use crate::api::{PostgresCluster, TlsMode};
 use crate::engine::{self, connect, etcd_api::EtcdClient, observe, patroni_api::PatroniApi};
 use crate::exec::KnownHosts;
 use crate::model::ClusterSecrets;
@@ -79,6 +79,21 @@ pub fn targets(file: &Path) -> Result<bool, String> {
 }
 
 /// Reads and validates the manifest, secrets and SSH material.
+/// The CA someone else keeps (`spec.tls.mode: Provided`), from the files beside the secrets
+/// file, which the CLI never creates in this mode.
+fn provided_ca(secrets: &Path) -> Result<crate::tls::CertKey, String> {
+    let (crt, key) = secrets_file::ca_paths(secrets);
+    let ca = secrets_file::load_ca(secrets).ok_or_else(|| {
+        format!(
+            "spec.tls.mode is Provided: put the CA's certificate at {} and its key at {}",
+            crt.display(),
+            key.display()
+        )
+    })?;
+    crate::tls::check_ca(&ca).map_err(|e| format!("{}: {e}", crt.display()))?;
+    Ok(ca)
+}
+
 pub fn load(c: &Common) -> Result<Loaded, String> {
     let cluster = manifest(&c.file)?;
     let (secrets, created) = secrets_file::load_or_create(&c.secrets)?;
@@ -88,8 +103,9 @@ pub fn load(c: &Common) -> Result<Loaded, String> {
             c.secrets.display()
         );
     }
-    let ca = match cluster.spec.tls.enabled() {
-        true => {
+    let ca = match cluster.spec.tls.mode {
+        TlsMode::Provided => Some(provided_ca(&c.secrets)?),
+        TlsMode::Managed => {
             let name = cluster.metadata.name.clone().unwrap_or_default();
             let (ca, created) = secrets_file::load_or_create_ca(&c.secrets, &name)?;
             if created {
@@ -102,7 +118,7 @@ pub fn load(c: &Common) -> Result<Loaded, String> {
             }
             Some(ca)
         }
-        false => secrets_file::load_ca(&c.secrets),
+        TlsMode::Disabled => secrets_file::load_ca(&c.secrets),
     };
     let key = read(&c.ssh_key)?;
     let known = KnownHosts::parse(&read(&c.known_hosts)?);

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 
-use crate::api::{PostgresCluster, SecretKeyRef};
+use crate::api::{PostgresCluster, SecretKeyRef, TlsMode};
 use crate::cli::secrets_file::generate_password;
 use crate::model::ClusterSecrets;
 use crate::tls::{CertKey, KeyPem};
@@ -47,8 +47,8 @@ pub enum DerefError {
         key: String,
         field: String,
     },
-    /// The cluster's CA could not be made.
-    #[error("creating the CA for Secret {name}: {reason}")]
+    /// The cluster's CA could not be made, or the one given cannot issue certificates.
+    #[error("the CA of Secret {name}: {reason}")]
     Ca { name: String, reason: String },
     /// The API call failed.
     #[error("reading Secret {name}: {source}")]
@@ -162,11 +162,14 @@ pub async fn resolve(client: &kube::Client, pgc: &PostgresCluster) -> Result<Res
             key: "*".into(),
             field: "passwords".into(),
         })?;
-    let ca = match s.tls.enabled() {
-        true => Some(cluster_ca(&api, pgc).await?),
-        // Not created, but read when there: a cluster moving back to plain text is read over
-        // HTTPS until it has moved.
-        false => existing_ca(&api, pgc).await,
+    let ca = match (s.tls.mode, s.tls.ca_secret.as_deref()) {
+        (TlsMode::Provided, Some(name)) => Some(provided_ca(&api, &ns, name).await?),
+        (TlsMode::Disabled, _) => {
+            // Not created, but read when there: a cluster moving back to plain text is read
+            // over HTTPS until it has moved.
+            existing_ca(&api, pgc).await
+        }
+        _ => Some(cluster_ca(&api, pgc).await?),
     };
     Ok(Resolved {
         private_key,
@@ -278,6 +281,25 @@ async fn cluster_ca(api: &Api<Secret>, pgc: &PostgresCluster) -> Result<CertKey,
         cert: need("tls.crt")?,
         key: KeyPem(need("tls.key")?),
     })
+}
+
+/// The CA someone else keeps in the Secret `name` (`spec.tls.mode: Provided`): `tls.crt` and
+/// `tls.key`, checked to be a self-signed CA and its key.
+async fn provided_ca(api: &Api<Secret>, ns: &str, name: &str) -> Result<CertKey, DerefError> {
+    const FIELD: &str = "spec.tls.caSecret";
+    let r = |key: &str| SecretKeyRef {
+        name: name.into(),
+        key: key.into(),
+    };
+    let ca = CertKey {
+        cert: read(api, ns, &r("tls.crt"), FIELD).await?,
+        key: KeyPem(read(api, ns, &r("tls.key"), FIELD).await?),
+    };
+    crate::tls::check_ca(&ca).map_err(|e| DerefError::Ca {
+        name: name.into(),
+        reason: e.to_string(),
+    })?;
+    Ok(ca)
 }
 
 /// The cluster's CA when its Secret exists and holds it.

@@ -315,6 +315,57 @@ async fn with_every_password_in_named_secrets_only_the_stats_password_is_generat
     );
 }
 
+#[tokio::test]
+async fn a_provided_ca_is_read_from_its_secret_and_checked_never_created() {
+    let mut obj = stored(true);
+    obj["spec"]["tls"] = json!({"mode": "Provided", "caSecret": "given-ca"});
+    let (api, client) = FakeApi::start(obj.clone(), NS);
+    api.add_secret("pg-ssh", &[("id_ed25519", "KEY")]);
+    let pgc: PostgresCluster = serde_json::from_value(obj).unwrap();
+    let Err(e) = dereference::resolve(&client, &pgc).await else {
+        panic!("resolved without the CA's Secret");
+    };
+    assert!(
+        e.to_string().contains("given-ca") && e.to_string().contains("spec.tls.caSecret"),
+        "{e}"
+    );
+    let now = time::OffsetDateTime::now_utc();
+    let given = crate::tls::new_ca("given", now, crate::tls::CA_LIFETIME).unwrap();
+    api.add_secret(
+        "given-ca",
+        &[("tls.crt", &given.cert), ("tls.key", &given.key.0)],
+    );
+    let r = dereference::resolve(&client, &pgc).await.unwrap();
+    assert_eq!(r.ca, Some(given.clone()));
+    let created = api.sent(Method::POST, "/namespaces/db/secrets");
+    assert!(
+        !created
+            .iter()
+            .any(|c| c.body["metadata"]["name"] == "pg-ca"),
+        "pgmetal makes no CA of its own"
+    );
+    // A certificate that is not a CA is refused with the reason.
+    let leaf = crate::tls::issue(
+        &given,
+        &crate::tls::Request {
+            common_name: "x".into(),
+            names: vec!["x".into()],
+            usage: crate::tls::Usage::Server,
+        },
+        now,
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    api.add_secret(
+        "given-ca",
+        &[("tls.crt", &leaf.cert), ("tls.key", &leaf.key.0)],
+    );
+    let Err(e) = dereference::resolve(&client, &pgc).await else {
+        panic!("a leaf accepted as the CA");
+    };
+    assert!(e.to_string().contains("not a CA certificate"), "{e}");
+}
+
 /// The deleted object: a deletion timestamp and the finalizer.
 fn deleted() -> Value {
     let mut obj = stored(true);

@@ -18,6 +18,9 @@ pub struct HostFacts {
     pub installed: BTreeSet<String>,
     /// The PostgreSQL server certificate pgmetal issued earlier (PEM), if there is one.
     pub postgres_cert: Option<String>,
+    /// The CA certificate pgmetal put on the host earlier (PEM), if there is one: the CA the
+    /// host's services still trust and serve certificates from until the converge replaces it.
+    pub ca_cert: Option<String>,
     /// That certificate's file is newer than the running PostgreSQL's configuration: a renewal
     /// was written but not loaded (a converge interrupted between the two).
     pub postgres_cert_unloaded: bool,
@@ -55,7 +58,8 @@ echo '@@packages'
 if command -v dpkg-query >/dev/null 2>&1; then dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' 2>/dev/null | awk '$2 ~ /^ii/ {print $1}'
 elif command -v rpm >/dev/null 2>&1; then rpm -qa --qf '%{NAME}\n'; fi
 echo '@@postgres-cert'; sed -n '/-BEGIN CERTIFICATE-/,/-END CERTIFICATE-/p' -- "$1" 2>/dev/null || true
-shift
+echo '@@ca'; sed -n '/-BEGIN CERTIFICATE-/,/-END CERTIFICATE-/p' -- "$2" 2>/dev/null || true
+shift 2
 echo '@@files'
 for a in "$@"; do
   case "$a" in --units) m=u; echo '@@units'; continue;; --dirs) m=d; echo '@@dirs'; continue;;
@@ -82,7 +86,10 @@ pub async fn gather_with(
     exec: &dyn Executor,
     targets: &Targets,
 ) -> Result<(HostFacts, Snapshot), FactsError> {
-    let mut args = vec![crate::render::POSTGRES_PEM.to_string()];
+    let mut args = vec![
+        crate::render::POSTGRES_PEM.to_string(),
+        crate::render::CA_CERT.to_string(),
+    ];
     args.extend(targets.args());
     let out = exec.run_ok(&Cmd::script(PROBE).args(args), "facts").await?;
     let text = out.stdout_str();
@@ -102,11 +109,14 @@ pub async fn gather_with(
 pub fn parse(text: &str) -> Result<HostFacts, FactsError> {
     let (os_release, rest) = text.split_once("@@systemd").unwrap_or((text, ""));
     let (systemd, rest) = rest.split_once("@@packages").unwrap_or((rest, ""));
-    let (packages, cert) = rest.split_once("@@postgres-cert").unwrap_or((rest, ""));
-    let cert = cert.trim();
-    let postgres_cert = cert
-        .contains("BEGIN CERTIFICATE")
-        .then(|| format!("{cert}\n"));
+    let (packages, certs) = rest.split_once("@@postgres-cert").unwrap_or((rest, ""));
+    let (cert, ca) = certs.split_once("@@ca").unwrap_or((certs, ""));
+    let pem = |text: &str| {
+        let text = text.trim();
+        text.contains("BEGIN CERTIFICATE")
+            .then(|| format!("{text}\n"))
+    };
+    let (postgres_cert, ca_cert) = (pem(cert), pem(ca));
     if systemd.trim() != "yes" {
         return Err(FactsError::NoSystemd);
     }
@@ -138,6 +148,7 @@ pub fn parse(text: &str) -> Result<HostFacts, FactsError> {
         os_release: format!("{id} {version}"),
         installed,
         postgres_cert,
+        ca_cert,
         postgres_cert_unloaded: false,
         pending: BTreeSet::new(),
     })
@@ -160,6 +171,13 @@ mod tests {
         );
         let f = parse(&with_cert).unwrap();
         assert!(f.installed.len() == 2 && f.postgres_cert.unwrap().starts_with("-----BEGIN"));
+        assert_eq!(f.ca_cert, None);
+        let with_ca = format!(
+            "{with_cert}@@ca\n-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n"
+        );
+        let f = parse(&with_ca).unwrap();
+        assert!(f.postgres_cert.unwrap().contains("MII"));
+        assert!(f.ca_cert.unwrap().contains("\nCA\n"));
     }
 
     #[tokio::test]

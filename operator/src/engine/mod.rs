@@ -262,6 +262,7 @@ impl<'a> Engine<'a> {
         let bootstrap = self.live_etcd().is_none();
         let all = render::all_hosts(self.spec);
         self.phase("prepare hosts", &all, |h| self.prepare(h)).await;
+        self.trust_the_hosts_cas();
         let etcd_change = |s: &S| matches!(s, S::AddEtcdMember { .. } | S::RemoveEtcdMember { .. });
         self.run_steps(steps, etcd_change).await?;
         self.etcd_members().await;

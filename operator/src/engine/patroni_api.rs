@@ -1,5 +1,6 @@
 //! A small client for Patroni's REST API: cluster view, dynamic configuration, restart, switchover.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -269,7 +270,9 @@ impl MemberAction {
 /// A client for the REST API of every member of one cluster.
 #[derive(Clone)]
 pub struct PatroniApi {
-    http: reqwest::Client,
+    http: Arc<RwLock<reqwest::Client>>,
+    /// pgmetal's CA and client identity, when `spec.tls` gave a CA.
+    tls: Option<ClientTls>,
     port: u16,
     password: String,
     /// The scheme the cluster's spec asks for: HTTPS when `spec.tls` is on.
@@ -283,7 +286,8 @@ impl PatroniApi {
     /// calls, which it makes to no host until told which ones to trust.
     pub fn new(port: u16, password: String) -> Self {
         Self {
-            http: rest_tls::client(None),
+            http: Arc::new(RwLock::new(rest_tls::client(None, &[]))),
+            tls: None,
             port,
             password,
             scheme: Scheme::Http,
@@ -314,7 +318,8 @@ impl PatroniApi {
             _ => Scheme::Http,
         };
         Self {
-            http: rest_tls::client(tls.as_ref()),
+            http: Arc::new(RwLock::new(rest_tls::client(tls.as_ref(), &[]))),
+            tls,
             scheme,
             ..Self::new(spec.patroni.rest_api_port, secrets.restapi.clone())
         }
@@ -326,6 +331,21 @@ impl PatroniApi {
     pub fn trusting(mut self, hosts: impl IntoIterator<Item = String>) -> Self {
         self.trusted = hosts.into_iter().collect();
         self
+    }
+
+    /// Also trusts the CA certificates `roots` (PEM): those the hosts still serve certificates
+    /// from while a converge replaces the cluster's CA (a `Provided` CA rotated), so that the
+    /// members stay readable until each has its new certificate.
+    pub fn trust_also(&self, roots: &[String]) {
+        let client = rest_tls::client(self.tls.as_ref(), roots);
+        if let Ok(mut http) = self.http.write() {
+            *http = client;
+        }
+    }
+
+    /// The HTTP client in use.
+    fn http(&self) -> reqwest::Client {
+        self.http.read().map(|h| h.clone()).unwrap_or_default()
     }
 
     fn url(&self, scheme: Scheme, host: &str, path: &str) -> String {
@@ -348,12 +368,12 @@ impl PatroniApi {
         path: &str,
     ) -> Result<(T, Scheme), ApiError> {
         let mut scheme = self.scheme;
-        let mut sent = self.http.get(self.url(scheme, host, path)).send().await;
+        let mut sent = self.http().get(self.url(scheme, host, path)).send().await;
         if let Err(e) = &sent
             && rest_tls::speaks_other_scheme(e, scheme)
         {
             scheme = scheme.other();
-            sent = self.http.get(self.url(scheme, host, path)).send().await;
+            sent = self.http().get(self.url(scheme, host, path)).send().await;
         }
         let r = sent
             .and_then(reqwest::Response::error_for_status)
@@ -419,7 +439,7 @@ impl PatroniApi {
             return Err(Self::err(host, why));
         }
         let r = self
-            .http
+            .http()
             .request(method, self.url(self.scheme, host, path))
             .basic_auth("patroni", Some(&self.password))
             .json(body)
@@ -498,6 +518,10 @@ pub trait Patroni: Send + Sync {
     /// (HTTPS with `spec.tls` on); false while it still serves the other one.
     fn serves_wanted_scheme<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<bool, ApiError>>;
 
+    /// Also trusts the CA certificates `roots` the hosts still serve from (see
+    /// [`PatroniApi::trust_also`]); fakes have nothing to verify.
+    fn trust_also(&self, _roots: &[String]) {}
+
     /// The cluster view from the first of `hosts` that answers.
     fn cluster_any<'a>(
         &'a self,
@@ -517,6 +541,9 @@ pub trait Patroni: Send + Sync {
 }
 
 impl Patroni for PatroniApi {
+    fn trust_also(&self, roots: &[String]) {
+        PatroniApi::trust_also(self, roots)
+    }
     fn serves_wanted_scheme<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<bool, ApiError>> {
         Box::pin(PatroniApi::serves_wanted_scheme(self, host))
     }

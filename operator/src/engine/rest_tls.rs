@@ -78,8 +78,9 @@ impl ClientTls {
 }
 
 /// The HTTP client for Patroni: the cluster's CA as its only root and pgmetal's identity when
-/// `tls` is given (plain HTTP needs neither).
-pub fn client(tls: Option<&ClientTls>) -> reqwest::Client {
+/// `tls` is given (plain HTTP needs neither), and `also`: CA certificates (PEM) the hosts
+/// still serve certificates from while a converge replaces their CA.
+pub fn client(tls: Option<&ClientTls>, also: &[String]) -> reqwest::Client {
     let mut b = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(15))
@@ -89,6 +90,11 @@ pub fn client(tls: Option<&ClientTls>) -> reqwest::Client {
             .tls_built_in_root_certs(false)
             .add_root_certificate(t.ca.clone())
             .identity(t.identity.clone());
+        for pem in also {
+            if let Ok(c) = reqwest::Certificate::from_pem(pem.as_bytes()) {
+                b = b.add_root_certificate(c);
+            }
+        }
     }
     b.build().unwrap_or_default()
 }

@@ -86,7 +86,7 @@ async fn the_client_trusts_only_the_clusters_ca_and_presents_its_certificate() {
     let cluster = ca("c");
     let tls = ClientTls::issue(&cluster, OffsetDateTime::now_utc()).unwrap();
     let (port, seen) = https_server(&server_cert(&cluster), &cluster);
-    let got = client(Some(&tls))
+    let got = client(Some(&tls), &[])
         .get(format!("https://127.0.0.1:{port}/patroni"))
         .send()
         .await
@@ -97,7 +97,7 @@ async fn the_client_trusts_only_the_clusters_ca_and_presents_its_certificate() {
     // A server whose certificate another CA signed is refused, and no fallback is offered.
     let other = ca("other");
     let (port, _) = https_server(&server_cert(&other), &cluster);
-    let e = client(Some(&tls))
+    let e = client(Some(&tls), &[])
         .get(format!("https://127.0.0.1:{port}/patroni"))
         .send()
         .await
@@ -110,7 +110,7 @@ async fn a_plain_member_is_told_apart_from_a_refused_connection() {
     let cluster = ca("c");
     let tls = ClientTls::issue(&cluster, OffsetDateTime::now_utc()).unwrap();
     let port = plain_server();
-    let e = client(Some(&tls))
+    let e = client(Some(&tls), &[])
         .get(format!("https://127.0.0.1:{port}/patroni"))
         .send()
         .await
@@ -121,7 +121,7 @@ async fn a_plain_member_is_told_apart_from_a_refused_connection() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     for scheme in [Scheme::Https, Scheme::Http] {
-        let e = client(Some(&tls))
+        let e = client(Some(&tls), &[])
             .get(format!("{}://127.0.0.1:{port}/patroni", scheme.as_str()))
             .send()
             .await
@@ -134,4 +134,24 @@ async fn a_plain_member_is_told_apart_from_a_refused_connection() {
 fn the_client_identity_never_shows_its_key() {
     let tls = ClientTls::issue(&ca("c"), OffsetDateTime::now_utc()).unwrap();
     assert_eq!(format!("{tls:?}"), "ClientTls(<CA and client identity>)");
+}
+
+#[tokio::test]
+async fn a_ca_the_hosts_still_serve_from_is_trusted_when_given() {
+    let (cluster, former) = (ca("new"), ca("former"));
+    let tls = ClientTls::issue(&cluster, OffsetDateTime::now_utc()).unwrap();
+    // A member still serving its certificate from the former CA (and verifying clients with it
+    // too would refuse ours, so this server asks for the new one).
+    let (port, _) = https_server(&server_cert(&former), &cluster);
+    let url = format!("https://127.0.0.1:{port}/patroni");
+    let e = client(Some(&tls), &[]).get(&url).send().await.unwrap_err();
+    assert!(!speaks_other_scheme(&e, Scheme::Https));
+    let (port, _) = https_server(&server_cert(&former), &cluster);
+    let url = format!("https://127.0.0.1:{port}/patroni");
+    let got = client(Some(&tls), std::slice::from_ref(&former.cert))
+        .get(&url)
+        .send()
+        .await
+        .expect("the former CA is trusted while it is replaced");
+    assert_eq!(got.status(), 200);
 }

@@ -115,6 +115,28 @@ impl Engine<'_> {
         Ok(!written.is_empty())
     }
 
+    /// While the cluster's CA is being replaced (a `Provided` CA rotated, or moved to or from
+    /// one): the CA certificates the hosts still hold (the facts probe read them) are trusted
+    /// too for this converge, so that the members' REST APIs stay readable until each serves
+    /// its new certificate.
+    pub(super) fn trust_the_hosts_cas(&self) {
+        let Some(ca) = &self.ca else { return };
+        let held: std::collections::BTreeSet<String> = self
+            .facts
+            .lock()
+            .map(|f| {
+                f.values()
+                    .filter_map(|h| h.ca_cert.clone())
+                    .filter(|c| c.trim() != ca.cert.trim())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !held.is_empty() {
+            let held: Vec<String> = held.into_iter().collect();
+            self.api.trust_also(&held);
+        }
+    }
+
     /// Whether any member's REST API answers in the scheme the spec does not ask for: the
     /// cluster moves between plain text and TLS.
     pub(super) async fn rest_scheme_moves(&self, members: &[String]) -> bool {

@@ -198,6 +198,36 @@ pub fn inspect(cert_pem: &str, ca_pem: &str) -> Result<Seen, TlsError> {
     })
 }
 
+/// Checks that `ca` (a CA someone else keeps, `spec.tls.mode: Provided`) can issue the
+/// cluster's certificates: a self-signed CA certificate, and the key that belongs to it.
+pub fn check_ca(ca: &CertKey) -> Result<(), TlsError> {
+    let bad = |why: &str| TlsError::Parse(format!("not a CA pgmetal can issue from: {why}"));
+    let pem = parse_pem(&ca.cert)?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| TlsError::Parse(e.to_string()))?;
+    let is_ca = cert
+        .basic_constraints()
+        .ok()
+        .flatten()
+        .is_some_and(|b| b.value.ca);
+    if !is_ca {
+        return Err(bad(
+            "tls.crt is not a CA certificate (basicConstraints CA:TRUE)",
+        ));
+    }
+    if cert.issuer() != cert.subject() || cert.verify_signature(None).is_err() {
+        return Err(bad(
+            "tls.crt is not self-signed (an intermediate CA is not supported yet)",
+        ));
+    }
+    let key = KeyPair::from_pem(&ca.key.0).map_err(|_| bad("tls.key is not a private key"))?;
+    if key.public_key_raw() != cert.public_key().subject_public_key.data.as_ref() {
+        return Err(bad("tls.key is not the key of tls.crt"));
+    }
+    Ok(())
+}
+
 /// Why a certificate must be reissued now, if it must: another CA signed it, it expires within
 /// `renew_before`, or its names differ from `want` (a host or an HAProxy address changed).
 pub fn renewal_due(

@@ -88,3 +88,25 @@ fn usages_and_secrets() {
     );
     assert!(c.key.0.contains("PRIVATE KEY"));
 }
+
+#[test]
+fn a_provided_ca_must_be_a_self_signed_ca_with_its_own_key() {
+    let ca = new_ca("given", now(), 3650 * DAY).unwrap();
+    check_ca(&ca).expect("a CA pgmetal made passes");
+    let other = new_ca("other", now(), 3650 * DAY).unwrap();
+    let wrong_key = CertKey {
+        cert: ca.cert.clone(),
+        key: other.key.clone(),
+    };
+    let e = check_ca(&wrong_key).unwrap_err().to_string();
+    assert!(e.contains("not the key of tls.crt"), "{e}");
+    let leaf = issue(&ca, &server("10.0.0.11"), now(), 90 * DAY).unwrap();
+    let e = check_ca(&leaf).unwrap_err().to_string();
+    assert!(e.contains("not a CA certificate"), "{e}");
+    let e = check_ca(&CertKey {
+        cert: "junk".into(),
+        key: ca.key.clone(),
+    })
+    .unwrap_err();
+    assert!(matches!(e, TlsError::Parse(_)), "{e}");
+}

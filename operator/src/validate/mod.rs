@@ -109,6 +109,9 @@ fn beyond_schema(obj: &PostgresCluster) -> Vec<Violation> {
     if let Err((field, message)) = spec.tls.durations() {
         v(field, message);
     }
+    if let Err((field, message)) = spec.tls.provided_ca() {
+        v(field, message);
+    }
     // Two spellings of one machine would get two Patroni members with one data directory.
     let mut names = BTreeSet::new();
     for host in spec.postgres.hosts() {
@@ -152,5 +155,30 @@ mod patroni_release_tests {
         ] {
             assert!(!super::safe_patroni_release(bad), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use crate::api::TlsMode;
+
+    #[test]
+    fn a_provided_ca_is_named_exactly_when_the_mode_is_provided() {
+        let mut tls = crate::api::TlsSpec::default();
+        assert_eq!(tls.provided_ca(), Ok(None));
+        tls.mode = TlsMode::Provided;
+        let (field, why) = tls.provided_ca().unwrap_err();
+        assert!(
+            field == "spec.tls.caSecret" && why.contains("required"),
+            "{why}"
+        );
+        tls.ca_secret = Some("issuer-ca".into());
+        assert_eq!(tls.provided_ca(), Ok(Some("issuer-ca")));
+        tls.mode = TlsMode::Managed;
+        let (field, why) = tls.provided_ca().unwrap_err();
+        assert!(
+            field == "spec.tls.caSecret" && why.contains("only read"),
+            "{why}"
+        );
     }
 }

@@ -45,6 +45,18 @@ pub fn invalid_cases() -> Vec<Invalid> {
             "tls.renewBefore must be shorter than tls.certificateLifetime",
         ),
         bad(
+            "a provided CA without its Secret",
+            vec![("tls.mode", json!("Provided"))],
+            "spec.tls",
+            "tls.caSecret names the CA's Secret when, and only when, tls.mode is Provided",
+        ),
+        bad(
+            "a CA Secret named while pgmetal manages the CA",
+            vec![("tls.caSecret", json!("issuer-ca"))],
+            "spec.tls",
+            "tls.caSecret names the CA's Secret when, and only when, tls.mode is Provided",
+        ),
+        bad(
             "certificate lifetime in days",
             vec![("tls.certificateLifetime", json!("90d"))],
             "spec.tls.certificateLifetime",
