@@ -85,15 +85,17 @@ pub fn client(tls: Option<&ClientTls>, also: &[String]) -> reqwest::Client {
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(15))
         .no_proxy();
+    if tls.is_some() || !also.is_empty() {
+        b = b.tls_built_in_root_certs(false);
+    }
     if let Some(t) = tls {
         b = b
-            .tls_built_in_root_certs(false)
             .add_root_certificate(t.ca.clone())
             .identity(t.identity.clone());
-        for pem in also {
-            if let Ok(c) = reqwest::Certificate::from_pem(pem.as_bytes()) {
-                b = b.add_root_certificate(c);
-            }
+    }
+    for pem in also {
+        if let Ok(c) = reqwest::Certificate::from_pem(pem.as_bytes()) {
+            b = b.add_root_certificate(c);
         }
     }
     b.build().unwrap_or_default()

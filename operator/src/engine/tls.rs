@@ -116,18 +116,18 @@ impl Engine<'_> {
     }
 
     /// While the cluster's CA is being replaced (a `Provided` CA rotated, or moved to or from
-    /// one): the CA certificates the hosts still hold (the facts probe read them) are trusted
-    /// too for this converge, so that the members' REST APIs stay readable until each serves
-    /// its new certificate.
+    /// one), or TLS is turned off without a CA of pgmetal's: the CA certificates the hosts
+    /// still hold (the facts probe read them) are trusted too for this converge, so that the
+    /// members' REST APIs stay readable until each serves its new certificate or plain HTTP.
     pub(super) fn trust_the_hosts_cas(&self) {
-        let Some(ca) = &self.ca else { return };
+        let ours = self.ca.as_ref().map(|ca| ca.cert.trim());
         let held: std::collections::BTreeSet<String> = self
             .facts
             .lock()
             .map(|f| {
                 f.values()
                     .filter_map(|h| h.ca_cert.clone())
-                    .filter(|c| c.trim() != ca.cert.trim())
+                    .filter(|c| Some(c.trim()) != ours)
                     .collect()
             })
             .unwrap_or_default();
