@@ -482,6 +482,17 @@ fn ready(f: &Facts, problems: &[Problem], g: Option<i64>) -> Condition {
     {
         return cond(t, false, reason::CONVERGING, msg.clone(), g);
     }
+    // The status that reports a converge's changes still says Progressing (see
+    // `progressing`): a generation not Ready yet waits for the next look, so that it first
+    // turns Ready with Reconciling=False (kstatus: InProgress until Ready, then Current). A
+    // Ready generation stays Ready through a drift repair.
+    if f.changed > 0 && !f.settled && f.healthy() {
+        let why = format!(
+            "{} changes applied to the hosts by the last converge; looking again.",
+            f.changed
+        );
+        return cond(t, false, reason::CONVERGING, why, g);
+    }
     if f.healthy() {
         return cond(
             t,

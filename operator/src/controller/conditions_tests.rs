@@ -24,6 +24,34 @@ fn healthy_cluster_is_ready_and_not_degraded() {
 }
 
 #[test]
+fn ready_never_comes_with_reconciling() {
+    // The status that picks up a converge's changes on a healthy cluster: Progressing and
+    // Reconciling say what changed, so Ready waits for the next look (kstatus: InProgress,
+    // never Ready and InProgress at once).
+    let healthy = Facts {
+        verdict: Some(Verdict::default()),
+        ..Default::default()
+    };
+    let picked_up = Facts {
+        changed: 60,
+        ..healthy.clone()
+    };
+    let cs = compute(&picked_up, Some(3));
+    assert_eq!(get(&cs, "Reconciling").status, "True");
+    assert_eq!(get(&cs, "Ready").status, "False");
+    assert_eq!(get(&cs, "Ready").reason, "Converging");
+    assert!(get(&cs, "Ready").message.contains("60 changes"));
+    let cs = compute(&healthy, Some(3));
+    assert_eq!(
+        (
+            get(&cs, "Ready").status.as_str(),
+            get(&cs, "Reconciling").status.as_str()
+        ),
+        ("True", "False")
+    );
+}
+
+#[test]
 fn reconciling_mirrors_progressing() {
     for f in [
         Facts {
