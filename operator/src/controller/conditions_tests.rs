@@ -49,6 +49,12 @@ fn ready_never_comes_with_reconciling() {
         ),
         ("True", "False")
     );
+    // A generation already Ready stays Ready through a drift repair's changes.
+    let repaired = Facts {
+        settled: true,
+        ..picked_up
+    };
+    assert_eq!(get(&compute(&repaired, Some(3)), "Ready").status, "True");
 }
 
 #[test]
