@@ -543,12 +543,13 @@ fn restarted_operator_changes_nothing(e: E2e, identity: &Path, log: PathBuf) -> 
     } = e;
     // 5. A restarted operator converges the unchanged resource with zero changes on the hosts.
     let op = Operator::start(identity, ns, log);
+    let t = Instant::now();
     kube.run(&["-n", ns, "apply", "-f", "-"], Some(&manifest(lab, h2)))
         .expect_ok();
-    wait_until(
+    op.wait_log(
         "the restarted operator to converge",
         Duration::from_secs(120),
-        || op.log().contains("\"converged\""),
+        |log| log.contains("\"converged\""),
     );
     let line = op
         .log()
@@ -556,6 +557,10 @@ fn restarted_operator_changes_nothing(e: E2e, identity: &Path, log: PathBuf) -> 
         .find(|l| l.contains("\"converged\""))
         .unwrap_or_default()
         .to_string();
+    eprintln!(
+        "TIMING restarted operator converged {:.1}s after the apply",
+        t.elapsed().as_secs_f64()
+    );
     assert!(
         line.contains("\"changed\":0"),
         "re-apply must change nothing: {line}"

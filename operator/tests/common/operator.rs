@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::Lab;
@@ -29,9 +30,13 @@ impl Operator {
             .open(&log)
             .unwrap();
         let image = std::env::var("PGMETAL_OPERATOR_IMAGE").ok();
+        // A name per start: a killed container's `--rm` clean-up runs asynchronously, so a
+        // restarted operator must not need its predecessor's name to be free.
+        static STARTS: AtomicU32 = AtomicU32::new(0);
+        let n = STARTS.fetch_add(1, Ordering::Relaxed);
         let container = image
             .as_ref()
-            .map(|_| format!("pgmetal-e2e-{}", std::process::id()));
+            .map(|_| format!("pgmetal-e2e-{}-{n}", std::process::id()));
         let mut cmd = match (&image, &container) {
             (Some(image), Some(name)) => {
                 let mut c = Command::new("podman");
@@ -106,6 +111,28 @@ impl Operator {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Polls the operator's log every 500 ms until `f` holds for it; after `timeout`, panics
+    /// naming `what` and showing the log's last lines (a wait on the operator fails with what it
+    /// was doing).
+    pub fn wait_log(&self, what: &str, timeout: Duration, f: impl Fn(&str) -> bool) {
+        let t = Instant::now();
+        loop {
+            let log = self.log();
+            if f(&log) {
+                return;
+            }
+            if t.elapsed() > timeout {
+                let last: Vec<&str> = log.lines().rev().take(40).collect();
+                let last: Vec<&str> = last.into_iter().rev().collect();
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; the operator's log ends:\n{}",
+                    last.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// Resident memory of the operator process, KiB.
     pub fn rss_kib(&self) -> u64 {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
@@ -129,6 +156,8 @@ impl Drop for Operator {
                 name.as_str(),
             ];
             let _ = Command::new("podman").args(kill).output();
+            let rm = ["--runtime", "runc", "rm", "--force", name.as_str()];
+            let _ = Command::new("podman").args(rm).output();
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
