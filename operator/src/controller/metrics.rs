@@ -1,6 +1,5 @@
 //! Prometheus metrics (`pgmetal_*`) and the `/metrics`, `/healthz`, `/readyz` HTTP endpoints.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -281,13 +280,12 @@ fn flag(ok: bool) -> (StatusCode, &'static str) {
 }
 
 /// Serves GET /metrics (text), /healthz (200 while live, see [`Health`]), /readyz (200 once ready)
-/// until the future is dropped.
+/// on `listener` until the future is dropped.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, router(metrics, health)).await
 }
 
@@ -377,11 +375,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn serve_reports_bind_errors() -> Result<(), Box<dyn std::error::Error>> {
+    async fn a_taken_metrics_address_stops_the_start() -> Result<(), Box<dyn std::error::Error>> {
         let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let (metrics, health) = (Arc::new(Metrics::new()), Arc::new(Health::new()));
-        let err = serve(taken.local_addr()?, metrics, health).await.err();
-        assert_eq!(err.map(|e| e.kind()), Some(std::io::ErrorKind::AddrInUse));
+        let addr = taken.local_addr()?;
+        let opts = super::super::Options {
+            metrics_addr: addr,
+            lease_namespace: "default".into(),
+            lease_name: "pgmetal-leader".into(),
+            identity: None,
+            namespace: None,
+            log_format: crate::telemetry::LogFormat::Json,
+        };
+        let err = super::super::run(opts).await.err();
+        let Some(super::super::StartError::Metrics { addr: a, source }) = err else {
+            panic!("not a metrics error: {err:?}");
+        };
+        assert_eq!((a, source.kind()), (addr, std::io::ErrorKind::AddrInUse));
         Ok(())
     }
 }

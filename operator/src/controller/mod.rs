@@ -188,21 +188,31 @@ pub enum StartError {
     /// Leader election failed (not: lost later, which ends the run normally).
     #[error("leader election: {0}")]
     Lease(#[source] kube::Error),
+    /// The address of /metrics, /healthz and /readyz cannot be bound (an operator whose probes
+    /// are not served would be restarted by its liveness probe, or worse, run unseen).
+    #[error("--metrics-addr {addr}: {source}")]
+    Metrics {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why it could not be bound.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Runs the operator until a signal arrives or leadership is lost.
 pub async fn run(opts: Options) -> Result<(), StartError> {
     crate::telemetry::init(opts.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let addr = opts.metrics_addr;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Metrics { addr, source })?;
     let client = Client::try_default().await.map_err(StartError::Client)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let health = Arc::new(metrics::Health::default());
     health.live.store(true, Ordering::SeqCst);
-    let server = tokio::spawn(metrics::serve(
-        opts.metrics_addr,
-        metrics.clone(),
-        health.clone(),
-    ));
+    let server = tokio::spawn(metrics::serve(listener, metrics.clone(), health.clone()));
     let identity = opts
         .identity
         .clone()

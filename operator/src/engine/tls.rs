@@ -37,10 +37,7 @@ pub(super) fn postgres_tls_files(
     seen: Option<&str>,
     (now, user): (OffsetDateTime, &str),
 ) -> Result<PostgresTls, Failure> {
-    let (lifetime, renew_before) = spec
-        .tls
-        .durations()
-        .map_err(|(field, why)| Failure::new(HostErrorKind::Tls, format!("{field}: {why}")))?;
+    let (lifetime, renew_before) = durations(spec)?;
     let names = render::postgres_names(spec, host);
     let mut files = vec![render::ca_file(&ca.cert)];
     let seen = seen.map(|pem| tls::inspect(pem, &ca.cert));
@@ -77,10 +74,7 @@ fn expiry_metrics(
     not_after: OffsetDateTime,
 ) -> Result<DesiredFile, Failure> {
     let ca_until = tls::inspect(&ca.cert, &ca.cert)?.not_after;
-    let (_, renew_before) = spec
-        .tls
-        .durations()
-        .map_err(|(field, why)| Failure::new(HostErrorKind::Tls, format!("{field}: {why}")))?;
+    let (_, renew_before) = durations(spec)?;
     let certificates = [
         ("postgres", render::POSTGRES_PEM, not_after.unix_timestamp()),
         ("ca", render::CA_CERT, ca_until.unix_timestamp()),
@@ -89,6 +83,16 @@ fn expiry_metrics(
         &certificates,
         renew_before.as_secs(),
     ))
+}
+
+/// `spec.tls`'s certificate lifetime and renew-before margin; a bad one fails the host's TLS
+/// step naming the field.
+fn durations(
+    spec: &PostgresClusterSpec,
+) -> Result<(std::time::Duration, std::time::Duration), Failure> {
+    spec.tls
+        .durations()
+        .map_err(|(field, why)| Failure::new(HostErrorKind::Tls, format!("{field}: {why}")))
 }
 
 /// Why a step that needs the cluster's CA cannot run.

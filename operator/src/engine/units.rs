@@ -22,16 +22,16 @@ pub fn pending_marker(unit: &str) -> String {
     format!("{PENDING_DIR}/{unit}")
 }
 
-/// Arguments: the action on change, `--no-block` or `--quiet`, then `UNIT CHANGED` pairs. A
-/// unit started or restarted/reloaded loses its pending marker.
-const ENSURE: &str = r#"action="$1"; noblock="$2"; shift 2
+/// Arguments: the action on change, `--no-block` or `--quiet`, [`PENDING_DIR`], then
+/// `UNIT CHANGED` pairs. A unit started or restarted/reloaded loses its pending marker.
+const ENSURE: &str = r#"action="$1"; noblock="$2"; pending="$3"; shift 3
 while [ $# -ge 2 ]; do
   unit="$1"; changed="$2"; shift 2
   systemctl is-enabled --quiet "$unit" 2>/dev/null || { systemctl enable --quiet "$unit" && echo "$unit enabled"; }
   if ! systemctl is-active --quiet "$unit"; then
-    systemctl start $noblock "$unit" && echo "$unit started" && rm -f "/var/lib/pgmetal/pending/$unit"
+    systemctl start $noblock "$unit" && echo "$unit started" && rm -f "$pending/$unit"
   elif [ "$changed" = yes ]; then
-    systemctl "$action" $noblock "$unit" && echo "$unit ${action}ed" && rm -f "/var/lib/pgmetal/pending/$unit"
+    systemctl "$action" $noblock "$unit" && echo "$unit ${action}ed" && rm -f "$pending/$unit"
   fi
 done"#;
 
@@ -67,6 +67,7 @@ pub async fn ensure_all(
     let mut args = vec![
         action.to_string(),
         if no_block { "--no-block" } else { "--quiet" }.to_string(),
+        PENDING_DIR.to_string(),
     ];
     let pending = engine
         .host_facts(host)
