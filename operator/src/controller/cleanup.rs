@@ -14,7 +14,7 @@ use super::reconcile::publish;
 use super::{Context, Error, dereference};
 use crate::api::{DeletionPolicy, PostgresCluster};
 use crate::engine::HostError;
-use crate::engine::connect::{Connected, Connector, connect_cluster, over_ssh};
+use crate::engine::connect::{Connected, Connector, connect_cluster};
 use crate::engine::teardown::{Done, Teardown};
 
 /// The hosts a cleanup could not clean, each with why.
@@ -59,7 +59,8 @@ pub async fn cleanup(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Act
         }
         Err(e) => return Err(Error::Secrets(e)),
     };
-    let connected = connect(&pgc, &r.private_key, r.known_hosts.as_deref(), over_ssh).await;
+    let via = ctx.backend.connector();
+    let connected = connect(&pgc, &r.private_key, r.known_hosts.as_deref(), via).await;
     let owner = super::reconcile::owner(&pgc);
     let (wipe, refused) = wipe_allowed(&pgc);
     let status = pgc.status.as_ref();

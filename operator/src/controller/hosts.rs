@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::backend::Backend;
 use super::dereference::Resolved;
 use crate::api::{HostStatus, PostgresCluster, PostgresClusterSpec};
 use crate::engine::{self, Connection, connect};
@@ -15,13 +16,13 @@ use crate::engine::{self, Connection, connect};
 /// which hosts answered and the key each presented, so that a key seen first is pinned from
 /// then on.
 pub async fn connect_hosts(
-    pgc: &PostgresCluster,
-    r: &Resolved,
+    backend: &dyn Backend,
+    (pgc, r): (&PostgresCluster, &Resolved),
     hosts: &mut Vec<HostStatus>,
 ) -> BTreeMap<String, Connection> {
     let mut all = crate::render::all_hosts(&pgc.spec);
-    let etcd = engine::etcd_api::EtcdClient;
-    for h in engine::topology::recorded_hosts(&etcd, &pgc.spec).await {
+    let etcd = backend.etcd(&pgc.spec);
+    for h in engine::topology::recorded_hosts(&*etcd, &pgc.spec).await {
         if !all.contains(&h) {
             all.push(h);
         }
@@ -41,7 +42,7 @@ pub async fn connect_hosts(
         r.known_hosts.as_deref(),
         hosts,
         &all,
-        connect::over_ssh,
+        backend.connector(),
     )
     .await;
     for hs in hosts.iter_mut() {

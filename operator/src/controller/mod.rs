@@ -1,6 +1,7 @@
 //! The Kubernetes operator: a kube-runtime Controller for PostgresCluster with a finalizer,
 //! leader election, metrics and health endpoints.
 
+pub mod backend;
 pub mod cleanup;
 pub mod conditions;
 pub mod converge_task;
@@ -131,6 +132,8 @@ pub struct Context {
     sightings: Mutex<HashMap<String, failover::Sighting>>,
     /// The converge tasks: running, or finished and not yet picked up.
     pub converges: Arc<converge_task::Converges>,
+    /// How hosts, Patroni and etcd are reached.
+    pub backend: Arc<dyn backend::Backend>,
 }
 
 impl Context {
@@ -202,6 +205,12 @@ pub enum StartError {
 
 /// Runs the operator until a signal arrives or leadership is lost.
 pub async fn run(opts: Options) -> Result<(), StartError> {
+    run_with(opts, Arc::new(backend::Network)).await
+}
+
+/// [`run`], reaching hosts, Patroni and etcd through `backend` (simulated hosts in the
+/// many-clusters benchmark).
+pub async fn run_with(opts: Options, backend: Arc<dyn backend::Backend>) -> Result<(), StartError> {
     crate::telemetry::init(opts.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let addr = opts.metrics_addr;
@@ -227,6 +236,7 @@ pub async fn run(opts: Options) -> Result<(), StartError> {
         memos: Mutex::default(),
         sightings: Mutex::default(),
         converges: Arc::default(),
+        backend,
     });
     let converges = ctx.converges.clone();
     let controller = control(client, opts.namespace.as_deref(), ctx);

@@ -22,7 +22,8 @@ use super::step_events::{StepEvents, publish_steps};
 use super::switchover::{self, Decision};
 use super::{Context, Error, Memo, failover};
 use crate::api::{FailbackStatus, HostStatus, PostgresCluster, PostgresClusterStatus};
-use crate::engine::patroni_api::PatroniApi;
+use crate::engine::etcd_api::Etcd;
+use crate::engine::patroni_api::Patroni;
 use crate::engine::{self, observe, split_brain};
 
 /// Observation interval: status follows a failover within this plus one observation.
@@ -51,8 +52,10 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
             return Ok(action);
         }
     };
-    let api = PatroniApi::for_cluster(spec, &resolved.secrets, resolved.ca.as_ref())
-        .trusting(verified_hosts(spec, &old.hosts));
+    let api = ctx
+        .backend
+        .patroni(spec, &resolved, verified_hosts(spec, &old.hosts));
+    let etcd = ctx.backend.etcd(spec);
     let key = key(&pgc);
     let finished = ctx.converges.take_finished(&key);
     if let Some(done) = &finished {
@@ -71,7 +74,7 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
     let observed = observe_and_switch(
         &ctx,
         &pgc,
-        (&api, &stats),
+        (&*api, &*etcd, &stats),
         (&old, busy),
         &mut status,
         &mut facts,
@@ -249,7 +252,8 @@ async fn converge(
     let (conns, verified) = if start.paused {
         (BTreeMap::new(), verified_hosts(spec, &hosts))
     } else {
-        (connect_hosts(&pgc, &resolved, &mut hosts).await, Vec::new())
+        let conns = connect_hosts(&*ctx.backend, (&pgc, &resolved), &mut hosts).await;
+        (conns, Vec::new())
     };
     let owner = owner(&pgc);
     let secrets = &resolved.secrets;
@@ -257,8 +261,11 @@ async fn converge(
     let run = async {
         let progress = StepEvents { live: &live, tx };
         let asked = engine::requests::Asked::from_annotations(pgc.metadata.annotations.as_ref());
-        let with_ca = (secrets, resolved.ca.clone());
-        engine::Engine::verified((owner, spec), with_ca, conns, &progress, verified)
+        let trusted = engine::trusted(&conns, verified);
+        let api = ctx.backend.patroni(spec, &resolved, trusted);
+        let clients = (api, ctx.backend.etcd(spec));
+        engine::Engine::with_clients((owner, spec), secrets, conns, &progress, clients)
+            .with_ca(resolved.ca.clone())
             .with_requests(asked)
             .converge()
             .await
@@ -302,14 +309,14 @@ async fn converge(
 async fn observe_and_switch(
     ctx: &Context,
     pgc: &PostgresCluster,
-    (api, stats): (&PatroniApi, &str),
+    (api, etcd, stats): (&dyn Patroni, &dyn Etcd, &str),
     (old, converging): (&PostgresClusterStatus, bool),
     status: &mut PostgresClusterStatus,
     facts: &mut Facts,
 ) -> PostgresClusterStatus {
     let spec = &pgc.spec;
     let t = Instant::now();
-    let mut obs = observe::observe(spec, api, stats).await;
+    let mut obs = observe::observe_with(spec, (api, etcd), stats).await;
     ctx.metrics.observe(t.elapsed().as_secs_f64());
     let mut observed = crate::status::from_observation(spec, &obs);
     let now = Timestamp::now();
@@ -331,7 +338,7 @@ async fn observe_and_switch(
                 });
             }
             switch(ctx, pgc, api, (&from, &to, &why), status, facts).await;
-            obs = observe::observe(spec, api, stats).await;
+            obs = observe::observe_with(spec, (api, etcd), stats).await;
             observed = crate::status::from_observation(spec, &obs);
         }
         Decision::Wait(msg) => facts.switchover = Some(msg),
@@ -413,7 +420,7 @@ fn decide(
 async fn switch(
     ctx: &Context,
     pgc: &PostgresCluster,
-    api: &PatroniApi,
+    api: &dyn Patroni,
     (from, to, why): (&str, &str, &str),
     status: &mut PostgresClusterStatus,
     facts: &mut Facts,

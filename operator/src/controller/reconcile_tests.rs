@@ -59,6 +59,7 @@ fn context(client: kube::Client) -> Arc<Context> {
         memos: Mutex::default(),
         sightings: Mutex::default(),
         converges: Arc::default(),
+        backend: Arc::new(super::backend::Network),
     })
 }
 

@@ -1,5 +1,6 @@
 //! Test fakes for the engine's clients: `FakePatroni` (a scripted cluster view, recorded calls)
-//! and `FakeEtcd` (a scripted health), to drive the engine and the switchover without hosts.
+//! and `FakeEtcd` (a scripted health), to drive the engine and the switchover without hosts,
+//! and the simulated clusters of the many-clusters benchmark (feature `sim`).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -57,6 +58,9 @@ struct PatroniState {
     /// Every call, e.g. `cluster h1`, `switchover h1 a->b`.
     calls: Vec<String>,
 }
+
+/// How many calls a [`FakePatroni`] keeps (the older half goes when full).
+const MAX_CALLS: usize = 4096;
 
 /// The etcd cluster ID a healthy [`FakeEtcd`] reports.
 pub const FAKE_ETCD_CLUSTER_ID: &str = "cdf818194e3a8c32";
@@ -140,6 +144,10 @@ impl FakePatroni {
     /// Records the call; errors when `host` is down.
     fn call(&self, host: &str, what: String) -> Result<MutexGuard<'_, PatroniState>, ApiError> {
         let mut st = self.st();
+        // Bounded: the many-clusters simulation asks for hours.
+        if st.calls.len() >= MAX_CALLS {
+            st.calls.drain(..MAX_CALLS / 2);
+        }
         st.calls.push(what);
         if st.down.contains(host) {
             return Err(ApiError {

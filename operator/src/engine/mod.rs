@@ -14,7 +14,7 @@ pub mod connect;
 pub mod error;
 pub mod etcd_api;
 pub mod facts;
-#[cfg(test)]
+#[cfg(any(test, feature = "sim"))]
 pub mod fake;
 pub mod files;
 pub mod identity;
@@ -103,6 +103,13 @@ impl Default for Waits {
     }
 }
 
+/// The hosts the REST password and pgmetal's client certificate may go to: those connected
+/// now (their keys verified), and `verified` (verified by an earlier connection).
+pub fn trusted(conns: &BTreeMap<String, Connection>, verified: Vec<String>) -> Vec<String> {
+    let connected = conns.iter().filter(|(_, c)| c.is_ok()).map(|(h, _)| h);
+    connected.cloned().chain(verified).collect()
+}
+
 type StepResult<T> = Result<(T, bool, Vec<String>), Failure>;
 
 /// Runs `attempt` until it returns `Ok`, every `every`; once `limit` has passed, returns its
@@ -146,8 +153,7 @@ impl<'a> Engine<'a> {
         progress: &'a dyn Progress,
         verified: Vec<String>,
     ) -> Self {
-        let connected = conns.iter().filter(|(_, c)| c.is_ok()).map(|(h, _)| h);
-        let trusted: Vec<String> = connected.cloned().chain(verified).collect();
+        let trusted = trusted(&conns, verified);
         let api = PatroniApi::for_cluster(spec, secrets, ca.as_ref());
         let clients: (Arc<dyn Patroni>, Arc<dyn Etcd>) = (
             Arc::new(api.trusting(trusted)),
