@@ -26,7 +26,7 @@ pub struct HostFacts {
     pub postgres_cert_unloaded: bool,
     /// Units whose new configuration was written but not yet loaded: a converge interrupted
     /// between the write and the restart or reload left their marker (see
-    /// [`super::units::pending_marker`]).
+    /// `units::pending_marker`).
     pub pending: BTreeSet<String>,
 }
 
@@ -105,7 +105,7 @@ pub async fn gather_with(
     Ok((facts, seen))
 }
 
-/// Parses the output of [`PROBE`].
+/// Parses the output of `PROBE`.
 pub fn parse(text: &str) -> Result<HostFacts, FactsError> {
     let (os_release, rest) = text.split_once("@@systemd").unwrap_or((text, ""));
     let (systemd, rest) = rest.split_once("@@packages").unwrap_or((rest, ""));

@@ -12,7 +12,7 @@ pub async fn sync(exec: &dyn Executor, files: &[DesiredFile]) -> Result<Vec<Stri
 }
 
 /// [`sync`] for the files of a unit: before the first file is replaced, the unit's `marker`
-/// is written (see [`super::units::pending_marker`]).
+/// is written (see `units::pending_marker`).
 pub async fn sync_for(
     exec: &dyn Executor,
     files: &[DesiredFile],

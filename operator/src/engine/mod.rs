@@ -23,6 +23,7 @@ pub mod observe;
 pub mod packages;
 mod passwords;
 pub mod patroni_api;
+pub mod patroni_view;
 pub mod report;
 pub mod requests;
 pub mod rest_tls;

@@ -165,7 +165,7 @@ touch "$marker""#,
 /// Take over what the packages set up on their own, safely and idempotently; prints what it did.
 ///
 /// - PostgreSQL: Debian's `<version>/main` cluster is dropped only when it is provably the
-///   pristine cluster the package created ([`DROP_PRISTINE_MAIN`]), and the `postgresql` units
+///   pristine cluster the package created (`DROP_PRISTINE_MAIN`), and the `postgresql` units
 ///   are disabled so that Patroni alone starts PostgreSQL. Anything else is refused with what
 ///   to do.
 /// - etcd: a running package-default single-node etcd is stopped and its data directory moved
