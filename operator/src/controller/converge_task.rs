@@ -70,8 +70,8 @@ pub struct Live {
 }
 
 impl Live {
-    /// For the conditions: "step <i>/<n>: <what> (<host>: <step>)" while a planned step runs,
-    /// else "converging the hosts: phase <name> (<host>: <step>)".
+    /// For the conditions: `step <i>/<n>: <what> (<host>: <step>)` while a planned step runs,
+    /// else `converging the hosts: phase <name> (<host>: <step>)`.
     pub fn message(&self) -> String {
         let now = self.now.lock().unwrap_or_else(|e| e.into_inner());
         let phase = if now.0.is_empty() { "connect" } else { &now.0 };
