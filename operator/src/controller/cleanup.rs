@@ -55,6 +55,7 @@ pub async fn cleanup(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Act
             let msg = format!("services on the hosts were NOT stopped: {e}");
             publish(&ctx, &pgc, EventType::Warning, "CleanupSkipped", &msg).await;
             tracing::warn!(cluster = %pgc.name_any(), "{msg}");
+            ctx.forget(&super::reconcile::key(&pgc), &pgc.name_any());
             return Ok(Action::await_change());
         }
         Err(e) => return Err(Error::Secrets(e)),
@@ -86,6 +87,7 @@ pub async fn cleanup(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Act
         return Err(Error::Cleanup(Unclean(failed)));
     }
     report(&ctx, &pgc, &done, refused).await;
+    ctx.forget(&super::reconcile::key(&pgc), &pgc.name_any());
     Ok(Action::await_change())
 }
 

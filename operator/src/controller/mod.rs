@@ -35,6 +35,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
 use crate::api::PostgresCluster;
+use crate::engine::patroni_api::Patroni;
 
 /// Field manager for server-side apply, and the events' reporting controller.
 pub const MANAGER: &str = "pgmetal";
@@ -134,7 +135,21 @@ pub struct Context {
     pub converges: Arc<converge_task::Converges>,
     /// How hosts, Patroni and etcd are reached.
     pub backend: Arc<dyn backend::Backend>,
+    /// Each cluster's Patroni client for observation, kept across reconciles (its connections
+    /// and TLS sessions with them) while the cluster's inputs stay the same.
+    observers: Mutex<HashMap<String, Observer>>,
 }
+
+/// A cluster's Patroni client for observation, and what it was made for.
+struct Observer {
+    /// The inputs it was made from (spec, Secrets, CA, trusted hosts).
+    made_for: String,
+    made_at: Instant,
+    api: Arc<dyn Patroni>,
+}
+
+/// A kept observation client is made anew after this long (its client certificate lasts a day).
+const OBSERVER_MAX_AGE: Duration = Duration::from_secs(3600);
 
 impl Context {
     /// The memo of a cluster (`namespace/name`).
@@ -156,6 +171,47 @@ impl Context {
         if let Ok(mut m) = self.memos.lock() {
             m.insert(key.to_string(), memo);
         }
+    }
+
+    /// The Patroni client that observes cluster `key`: the one kept for it when it was made for
+    /// the same inputs `made_for` less than [`OBSERVER_MAX_AGE`] ago, else `make()`'s (kept).
+    pub fn observer(
+        &self,
+        key: &str,
+        made_for: &str,
+        make: impl FnOnce() -> Arc<dyn Patroni>,
+    ) -> Arc<dyn Patroni> {
+        let Ok(mut kept) = self.observers.lock() else {
+            return make();
+        };
+        if let Some(o) = kept.get(key)
+            && o.made_for == made_for
+            && o.made_at.elapsed() < OBSERVER_MAX_AGE
+        {
+            return o.api.clone();
+        }
+        let api = make();
+        let o = Observer {
+            made_for: made_for.to_string(),
+            made_at: Instant::now(),
+            api: api.clone(),
+        };
+        kept.insert(key.to_string(), o);
+        api
+    }
+
+    /// Forgets everything kept for cluster `key` (named `name` in the metrics): it is gone.
+    pub fn forget(&self, key: &str, name: &str) {
+        if let Ok(mut m) = self.memos.lock() {
+            m.remove(key);
+        }
+        if let Ok(mut m) = self.sightings.lock() {
+            m.remove(key);
+        }
+        if let Ok(mut m) = self.observers.lock() {
+            m.remove(key);
+        }
+        self.metrics.forget_cluster(name);
     }
 }
 
@@ -237,6 +293,7 @@ pub async fn run_with(opts: Options, backend: Arc<dyn backend::Backend>) -> Resu
         sightings: Mutex::default(),
         converges: Arc::default(),
         backend,
+        observers: Mutex::default(),
     });
     let converges = ctx.converges.clone();
     let controller = control(client, opts.namespace.as_deref(), ctx);

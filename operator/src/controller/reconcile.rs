@@ -52,11 +52,14 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
             return Ok(action);
         }
     };
-    let api = ctx
-        .backend
-        .patroni(spec, &resolved, verified_hosts(spec, &old.hosts));
-    let etcd = ctx.backend.etcd(spec);
     let key = key(&pgc);
+    let inputs = inputs_hash(&pgc, &resolved);
+    let verified = verified_hosts(spec, &old.hosts);
+    let made_for = format!("{inputs} {}", verified.join(","));
+    let api = ctx.observer(&key, &made_for, || {
+        ctx.backend.patroni(spec, &resolved, verified)
+    });
+    let etcd = ctx.backend.etcd(spec);
     let finished = ctx.converges.take_finished(&key);
     if let Some(done) = &finished {
         pick_up(&ctx, &key, done, &mut status, &mut facts);
@@ -67,7 +70,13 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
     }
     let stats = resolved.secrets.haproxy_stats.clone();
     let strays = strays(spec, &old);
-    start_if_due(&ctx, &pgc, resolved, &key, (&status.hosts, strays));
+    start_if_due(
+        &ctx,
+        &pgc,
+        (resolved, inputs),
+        &key,
+        (&status.hosts, strays),
+    );
     let running = ctx.converges.running(&key);
     facts.converging = announced(running.as_ref());
     let busy = running.is_some();
@@ -188,11 +197,10 @@ fn pick_up(
 fn start_if_due(
     ctx: &Arc<Context>,
     pgc: &Arc<PostgresCluster>,
-    resolved: Resolved,
+    (resolved, inputs): (Resolved, String),
     key: &str,
     (hosts, strays): (&[HostStatus], bool),
 ) {
-    let inputs = inputs_hash(pgc, &resolved);
     let memo = ctx.memo(key);
     let stray_due = strays
         && memo

@@ -60,6 +60,7 @@ fn context(client: kube::Client) -> Arc<Context> {
         sightings: Mutex::default(),
         converges: Arc::default(),
         backend: Arc::new(super::backend::Network),
+        observers: Mutex::default(),
     })
 }
 
@@ -449,4 +450,37 @@ async fn retain_keeps_the_generated_passwords_by_dropping_their_owner() {
     let (api, client) = FakeApi::start(obj, NS);
     reconcile_stored(&api, &context(client)).await.unwrap();
     assert!(api.sent(Method::PATCH, "/secrets/pg-passwords").is_empty());
+}
+
+/// The observation's Patroni client is kept while the cluster's inputs stay the same (its
+/// connections and TLS sessions with it), made anew when they change or the cluster is gone.
+#[tokio::test]
+async fn the_observation_client_is_kept_while_the_inputs_stay() {
+    let (_api, client) = FakeApi::start(stored(false), NS);
+    let ctx = context(client);
+    let made = std::sync::atomic::AtomicUsize::new(0);
+    let make = || {
+        made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let view = crate::engine::fake::view("a", &[]);
+        let api = crate::engine::fake::FakePatroni::new(view, Value::Null);
+        Arc::new(api) as Arc<dyn crate::engine::patroni_api::Patroni>
+    };
+    let first = ctx.observer("ns/pg", "inputs-1", make);
+    let again = ctx.observer("ns/pg", "inputs-1", make);
+    assert!(Arc::ptr_eq(&first, &again), "kept for the same inputs");
+    assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let other = ctx.observer("ns/other", "inputs-1", make);
+    assert!(!Arc::ptr_eq(&first, &other), "one per cluster");
+    let changed = ctx.observer("ns/pg", "inputs-2", make);
+    assert!(
+        !Arc::ptr_eq(&first, &changed),
+        "made anew when the inputs change"
+    );
+    ctx.forget("ns/pg", "pg");
+    let after = ctx.observer("ns/pg", "inputs-2", make);
+    assert!(
+        !Arc::ptr_eq(&changed, &after),
+        "made anew once the cluster was forgotten"
+    );
+    assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 4);
 }
