@@ -1,12 +1,14 @@
 //! TLS on the PostgreSQL channel as a client sees it: `verify-full` through HAProxy with the CA
 //! the CLI wrote, plain text refused, the cluster's chain on every port, certificates that
-//! renew (a name added, a short lifetime running out) by a reload, never a restart, and a
-//! renewal written but not loaded that the next converge loads.
+//! renew (a name added, a short lifetime running out) by a reload, never a restart, under a
+//! writer that loses no acknowledged write, and a renewal written but not loaded that the next
+//! converge loads.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::common::writer::{Target, Writer, lost_by_server};
 use super::{Lab, Run};
 
 /// psql with a full connection string as the superuser; trimmed stdout, or stderr on failure.
@@ -93,6 +95,14 @@ pub fn check(lab: &Lab, dir: &Path, base: &str, password: &str, apply: impl Fn(&
     };
     let started: Vec<String> = lab.hosts[..3].iter().map(|h| pg_start(h)).collect();
     let mut serial = served_serial(lb, 5000, &ca);
+    // A client writing through HAProxy the whole time: no renewal may lose an acknowledged write.
+    let target = Target {
+        host: lb.clone(),
+        port: 5000,
+        password: password.to_string(),
+    };
+    Writer::create_table(&target);
+    let writer = Writer::start(target.clone(), 1);
 
     // A service name and a one-minute lifetime: reissued for the name, then for the expiry.
     let short = format!(
@@ -145,6 +155,23 @@ pub fn check(lab: &Lab, dir: &Path, base: &str, password: &str, apply: impl Fn(&
     eprintln!(
         "TLS renewal: the REST API served the new certificate {:.1}s after the apply",
         t.elapsed().as_secs_f64()
+    );
+    let failed = writer.failures();
+    let acks = writer.stop();
+    let stored = target.stored_ids().expect("read the writer's ids back");
+    let lost = lost_by_server(&acks, &stored);
+    assert!(
+        lost.is_empty(),
+        "acknowledged writes lost during the renewals: {lost:?}"
+    );
+    assert!(
+        acks.len() >= 50,
+        "the writer kept writing through the renewals: {} acknowledged, {failed} failed",
+        acks.len()
+    );
+    eprintln!(
+        "TIMING three TLS renewals under a writer: {} writes acknowledged, {failed} failed, 0 lost",
+        acks.len()
     );
     let gone = psql_conninfo(&verified("db.lab.example"), password, ssl).unwrap_err();
     assert!(
