@@ -1,6 +1,7 @@
 //! The reconciler driven through a fake API server ([`super::fake_api`]): the finalizer, the
 //! status patch, events only on transitions, the invalid-spec and missing-Secret paths, and
-//! deletion. Nothing here reaches a host: hosts are loopback addresses with a closed SSH port.
+//! deletion, and a cluster over simulated hosts turning Ready. Nothing here reaches a host: hosts
+//! are loopback addresses with a closed SSH port, or simulated (`backend::sim`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,6 +49,11 @@ fn closed_port() -> u16 {
 }
 
 fn context(client: kube::Client) -> Arc<Context> {
+    context_with(client, Arc::new(super::backend::Network))
+}
+
+/// A context whose hosts, Patroni and etcd are reached through `backend`.
+fn context_with(client: kube::Client, backend: Arc<dyn super::backend::Backend>) -> Arc<Context> {
     let reporter = Reporter {
         controller: super::MANAGER.into(),
         instance: None,
@@ -59,7 +65,7 @@ fn context(client: kube::Client) -> Arc<Context> {
         memos: Mutex::default(),
         sightings: Mutex::default(),
         converges: Arc::default(),
-        backend: Arc::new(super::backend::Network),
+        backend,
         observers: Mutex::default(),
     })
 }
@@ -483,4 +489,55 @@ async fn the_observation_client_is_kept_while_the_inputs_stay() {
         "made anew once the cluster was forgotten"
     );
     assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 4);
+}
+
+/// The stored status once it has `Ready` True, reconciling every 100 ms (a converge runs in the
+/// background between looks); None after `looks`.
+async fn reconcile_until_ready(api: &FakeApi, ctx: &Arc<Context>, looks: usize) -> Option<Value> {
+    for _ in 0..looks {
+        reconcile_stored(api, ctx).await.unwrap();
+        let status = api.cluster.lock().unwrap()["status"].clone();
+        let conds = status["conditions"].as_array().cloned().unwrap_or_default();
+        if conds
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        {
+            return Some(status);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// The whole reconciler over simulated hosts (the backend seam): a new cluster converges, turns
+/// Ready, and its status follows a failover at the next look.
+#[tokio::test]
+async fn over_simulated_hosts_a_cluster_turns_ready_and_status_follows_a_failover() {
+    let mut obj = stored(true);
+    obj["spec"]["haproxy"]["hosts"] = json!([]);
+    let (api, client) = FakeApi::start(obj, NS);
+    let key = crate::engine::connect::tests::TEST_KEY.as_str();
+    api.add_secret("pg-ssh", &[("id_ed25519", key)]);
+    let sim = Arc::new(super::backend::sim::Simulated::default());
+    let ctx = context_with(client, sim.clone());
+    let status = reconcile_until_ready(&api, &ctx, 100).await;
+    let status =
+        status.unwrap_or_else(|| panic!("never Ready: {}", api.cluster.lock().unwrap()["status"]));
+    assert_eq!(status["primary"], "127.0.0.11", "{status}");
+    let hosts = status["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 3, "{status}");
+    assert!(
+        hosts
+            .iter()
+            .all(|h| h["hostKeyFingerprint"] == super::backend::sim::FINGERPRINT),
+        "each host's key pinned at its first connection: {status}"
+    );
+
+    assert!(sim.fail_over("127.0.0.11", "127.0.0.12"));
+    // The first look may still read the view queued before the failover.
+    for _ in 0..2 {
+        reconcile_stored(&api, &ctx).await.unwrap();
+    }
+    let status = api.cluster.lock().unwrap()["status"].clone();
+    assert_eq!(status["primary"], "127.0.0.12", "{status}");
 }
