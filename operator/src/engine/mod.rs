@@ -142,19 +142,7 @@ impl<'a> Engine<'a> {
         conns: BTreeMap<String, Connection>,
         progress: &'a dyn Progress,
     ) -> Self {
-        Self::verified((owner, spec), (secrets, ca), conns, progress, Vec::new())
-    }
-
-    /// [`Engine::new`], also trusting `verified` with the REST password: hosts whose key an
-    /// earlier connection verified, for a paused cluster's pass that opens no connection.
-    pub fn verified(
-        (owner, spec): (claim::Owner, &'a PostgresClusterSpec),
-        (secrets, ca): (&'a ClusterSecrets, Option<crate::tls::CertKey>),
-        conns: BTreeMap<String, Connection>,
-        progress: &'a dyn Progress,
-        verified: Vec<String>,
-    ) -> Self {
-        let trusted = trusted(&conns, verified);
+        let trusted = trusted(&conns, Vec::new());
         let api = PatroniApi::for_cluster(spec, secrets, ca.as_ref());
         let clients: (Arc<dyn Patroni>, Arc<dyn Etcd>) = (
             Arc::new(api.trusting(trusted)),

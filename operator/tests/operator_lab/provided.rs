@@ -87,23 +87,15 @@ pub fn certificates_from_a_provided_ca(e: E2e, password: &str) {
         kube.run(&["-n", ns, "apply", "-f", "-"], Some(&made))
             .expect_ok();
     };
+    let patch_tls = |tls: &str| {
+        let p = format!(r#"{{"spec":{{"tls":{tls}}}}}"#);
+        let args = ["-n", ns, "patch", "pgc/lab", "--type", "merge", "-p", &p];
+        kube.run(&args, None).expect_ok();
+    };
     let first = new_ca(dir.path(), "first");
     secret(&first);
     let t = Instant::now();
-    kube.run(
-        &[
-            "-n",
-            ns,
-            "patch",
-            "pgc/lab",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"tls":{"mode":"Provided","caSecret":"lab-provided-ca"}}}"#,
-        ],
-        None,
-    )
-    .expect_ok();
+    patch_tls(r#"{"mode":"Provided","caSecret":"lab-provided-ca"}"#);
     let limit = Duration::from_secs(120);
     wait_until("verify-full with the provided CA", limit, || {
         verifies(lb, password, &first.0)
@@ -128,20 +120,7 @@ pub fn certificates_from_a_provided_ca(e: E2e, password: &str) {
         t.elapsed().as_secs_f64()
     );
 
-    kube.run(
-        &[
-            "-n",
-            ns,
-            "patch",
-            "pgc/lab",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"tls":{"mode":"Managed","caSecret":null}}}"#,
-        ],
-        None,
-    )
-    .expect_ok();
+    patch_tls(r#"{"mode":"Managed","caSecret":null}"#);
     let own = dir.path().join("lab-ca.crt");
     let ca = kube.jsonpath(ns, "secret/lab-ca", ".data.ca\\.crt");
     let o = Command::new("sh")
