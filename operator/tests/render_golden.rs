@@ -91,6 +91,7 @@ fn etcd_unit_rhel_and_pip_patroni_unit() {
             postgres: true,
             etcd: true,
             haproxy: false,
+            backup: false,
         },
     );
     assert_eq!(units.len(), 2);

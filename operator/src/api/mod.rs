@@ -1,11 +1,16 @@
 //! The `pgmetal.io/v1alpha1` API: the PostgresCluster custom resource, its spec and status.
 
+pub mod backup;
 mod defaults;
 pub mod monitoring;
 pub mod spec;
 pub mod status;
 pub mod tls;
 
+pub use backup::{
+    ArchiveStatus, BackupRecord, BackupRepository, BackupRetention, BackupSchedule, BackupSpec,
+    BackupStatus, BackupType, BootstrapSpec, RecoverySpec, RecoveryWindow,
+};
 pub use monitoring::MonitoringSpec;
 pub use spec::*;
 pub use status::*;

@@ -40,6 +40,10 @@ pub const NAME_RE: &str = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$";
     validation = Rule::new("!self.etcd.hosts.exists(h, h == self.postgres.primary || h in self.postgres.replicas) || !(self.etcd.clientPort in [self.postgres.port, self.patroni.restApiPort] || self.etcd.peerPort in [self.postgres.port, self.patroni.restApiPort])").message("etcd shares hosts with PostgreSQL: etcd.clientPort and etcd.peerPort must differ from postgres.port and patroni.restApiPort").field_path(".etcd"),
     validation = Rule::new("!self.haproxy.hosts.exists(h, h == self.postgres.primary || h in self.postgres.replicas) || !([self.haproxy.primaryPort, self.haproxy.replicaPort, self.haproxy.statsPort].exists(p, p in [self.postgres.port, self.patroni.restApiPort]))").message("HAProxy shares hosts with PostgreSQL: haproxy.primaryPort, replicaPort and statsPort must differ from postgres.port and patroni.restApiPort").field_path(".haproxy"),
     validation = Rule::new("!self.monitoring.enabled || ![self.monitoring.nodeExporterPort, self.monitoring.postgresExporterPort].exists(p, p in [self.postgres.port, self.patroni.restApiPort, self.etcd.clientPort, self.etcd.peerPort, self.haproxy.primaryPort, self.haproxy.replicaPort, self.haproxy.statsPort])").message("monitoring.nodeExporterPort and postgresExporterPort must differ from every PostgreSQL, Patroni, etcd and HAProxy port").field_path(".monitoring"),
+    validation = Rule::new("!has(self.bootstrap) || !has(self.bootstrap.recovery) || self.tls.mode != 'Disabled'").message("bootstrap.recovery needs tls.mode Managed or Provided: the source's pgBackRest server authenticates the restore with the CA both clusters share").field_path(".bootstrap.recovery"),
+    validation = Rule::new("!has(self.backup) || self.tls.mode != 'Disabled'").message("backup needs tls.mode Managed or Provided: pgBackRest's TLS server authenticates every exchange with the cluster's CA").field_path(".backup"),
+    validation = Rule::new("!has(self.backup) || !(self.backup.repository.host == self.postgres.primary || self.backup.repository.host in self.postgres.replicas)").message("backup.repository.host must not run PostgreSQL for this cluster: a backup kept beside the data it protects is lost with it").field_path(".backup.repository.host"),
+    validation = Rule::new("!has(self.backup) || !(self.backup.port in [self.postgres.port, self.patroni.restApiPort, self.etcd.clientPort, self.etcd.peerPort, self.haproxy.primaryPort, self.haproxy.replicaPort, self.haproxy.statsPort])").message("backup.port must differ from every PostgreSQL, Patroni, etcd and HAProxy port").field_path(".backup.port"),
     validation = Rule::new("!self.haproxy.hosts.exists(h, h in self.etcd.hosts) || !([self.haproxy.primaryPort, self.haproxy.replicaPort, self.haproxy.statsPort].exists(p, p in [self.etcd.clientPort, self.etcd.peerPort]))").message("HAProxy shares hosts with etcd: haproxy.primaryPort, replicaPort and statsPort must differ from etcd.clientPort and etcd.peerPort").field_path(".haproxy")
 )]
 #[serde(rename_all = "camelCase")]
@@ -65,6 +69,12 @@ pub struct PostgresClusterSpec {
     /// Encryption: the cluster's CA and the certificates it signs (PostgreSQL first).
     #[serde(default)]
     pub tls: super::TlsSpec,
+    /// How the cluster starts: an empty database (default), or another cluster's backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<super::BootstrapSpec>,
+    /// Backups and WAL archiving with pgBackRest. Unset: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<super::BackupSpec>,
     /// Maintenance mode: when true pgmetal stops converging the hosts and puts Patroni in pause
     /// (no automatic failover), like `patronictl pause`. Set back to false to resume.
     #[serde(default)]
@@ -478,7 +488,7 @@ pub struct HaproxySpec {
     pub stats_port: u16,
 }
 
-fn host_rule() -> String {
+pub(crate) fn host_rule() -> String {
     format!(
         "self.matches('{HOST_RE}') && (!self.matches('^[0-9.]+$') || self.matches('{IPV4_RE}'))"
     )

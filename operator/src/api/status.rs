@@ -72,9 +72,13 @@ pub struct PostgresClusterStatus {
     /// The member operations asked for by annotation that were carried out, and when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests: Option<RequestsStatus>,
+    /// Backups and WAL archiving (`spec.backup`), as last looked at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<super::backup::BackupStatus>,
 }
 
-/// Member operations asked for by annotation (`pgmetal.io/restart-at`, `pgmetal.io/reinit`),
+/// Operations asked for by annotation (`pgmetal.io/restart-at`, `pgmetal.io/reinit`,
+/// `pgmetal.io/backup-now`),
 /// as last carried out. A value is carried out once; re-applying it does nothing.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -91,6 +95,12 @@ pub struct RequestsStatus {
     /// When that reinitialization finished (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reinitialized_at: Option<String>,
+    /// The `pgmetal.io/backup-now` value whose backup was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_now: Option<String>,
+    /// When that backup finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backed_up_at: Option<String>,
 }
 
 /// One step of the running converge's plan.

@@ -10,7 +10,7 @@ use kube::api::{Api, Patch, PatchParams};
 
 use super::{Format, table};
 use crate::api::{PostgresCluster, PostgresClusterStatus};
-use crate::engine::requests::{REINIT, RESTART_AT};
+use crate::engine::requests::{BACKUP_NOW, BACKUP_TYPE, REINIT, RESTART_AT};
 
 /// The field manager of the plugin's edits (shown in managedFields).
 const MANAGER: &str = "kubectl-pgmetal";
@@ -98,6 +98,17 @@ pub enum PluginCommand {
         /// The replica's host (one of spec.postgres.replicas).
         host: String,
     },
+    /// A backup now (spec.backup): sets the annotation pgmetal.io/backup-now to now, and
+    /// pgmetal.io/backup-type; status.requests.backedUpAt says when it was taken.
+    #[command(after_help = "Examples:\n  kubectl pgmetal backup pg-ha -n db\n  \
+                            kubectl pgmetal backup pg-ha -n db --type diff")]
+    Backup {
+        /// The PostgresCluster.
+        name: String,
+        /// `full` (default) or `diff` (the changes since the last full backup).
+        #[arg(long = "type", default_value = "full", value_parser = ["full", "diff"])]
+        kind: String,
+    },
     /// The topology steps of the running converge (status.plan), disruptive ones marked, and
     /// why a change was refused (Stalled TopologyRefused).
     #[command(after_help = "Example:\n  kubectl pgmetal plan pg-ha -n db")]
@@ -147,7 +158,7 @@ pub async fn run(p: Plugin) -> Result<bool, String> {
         PluginCommand::Status { name, output } => status(&get(name).await?, output),
         PluginCommand::Restart { name } => {
             let now = k8s_openapi::jiff::Timestamp::now().to_string();
-            request(&clusters, &get(name).await?, RESTART_AT, &now).await
+            request(&clusters, &get(name).await?, &[(RESTART_AT, &now)]).await
         }
         PluginCommand::Reinit { name, host } => {
             let pgc = get(name).await?;
@@ -157,7 +168,15 @@ pub async fn run(p: Plugin) -> Result<bool, String> {
                     "{host} is not one of spec.postgres.replicas [{replicas}]"
                 ));
             }
-            request(&clusters, &pgc, REINIT, &host).await
+            request(&clusters, &pgc, &[(REINIT, &host)]).await
+        }
+        PluginCommand::Backup { name, kind } => {
+            let pgc = get(name).await?;
+            if pgc.spec.backup.is_none() {
+                return Err("spec.backup is not set: this cluster takes no backups".into());
+            }
+            let now = k8s_openapi::jiff::Timestamp::now().to_string();
+            request(&clusters, &pgc, &[(BACKUP_TYPE, &kind), (BACKUP_NOW, &now)]).await
         }
         PluginCommand::Plan { name } => {
             let st = get(name).await?.status.unwrap_or_default();
@@ -310,21 +329,28 @@ async fn merge(
 async fn request(
     clusters: &Api<PostgresCluster>,
     pgc: &PostgresCluster,
-    key: &str,
-    value: &str,
+    annotations: &[(&str, &str)],
 ) -> Result<bool, String> {
     let name = pgc.metadata.name.clone().unwrap_or_default();
+    let keys: Vec<&str> = annotations.iter().map(|(k, _)| *k).collect();
     if let Some(tool) = gitops_manager(pgc) {
         eprintln!(
-            "warning: {name} is managed by {tool}: put the annotation {key} in its repository \
-             too, or a sync that prunes annotations removes it"
+            "warning: {name} is managed by {tool}: put the annotations {} in its repository \
+             too, or a sync that prunes annotations removes them",
+            keys.join(", ")
         );
     }
-    let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+    let map: serde_json::Map<String, serde_json::Value> = annotations
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+        .collect();
+    let patch = serde_json::json!({"metadata": {"annotations": map}});
     merge(clusters, &name, &patch).await?;
+    for (key, value) in annotations {
+        println!("{key}: {value}");
+    }
     println!(
-        "{key}: {value} requested: status.requests says when it is carried out \
-         (watch: kubectl get pgc {name} -w)"
+        "requested: status.requests says when it is carried out (watch: kubectl get pgc {name} -w)"
     );
     Ok(true)
 }

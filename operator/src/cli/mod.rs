@@ -225,6 +225,35 @@ pub async fn plan(c: &Common) -> Result<bool, String> {
     Ok(planned.is_ok())
 }
 
+/// `status.backup`: a look at the repository host and the primary over SSH, when backups
+/// are on.
+async fn backups(
+    l: &Loaded,
+    status: &crate::api::PostgresClusterStatus,
+) -> Option<crate::api::BackupStatus> {
+    let spec = &l.cluster.spec;
+    let repo = crate::render::backup::repository_host(spec)?.to_string();
+    let hosts: Vec<String> = std::iter::once(repo.clone())
+        .chain(status.primary.clone())
+        .collect();
+    let mut conns = connect::connect_all(&hosts, &l.ssh, &Default::default()).await;
+    let repo_conn = conns.remove(&repo).map(|c| c.conn);
+    let repo_ex = match &repo_conn {
+        Some(Ok(ex)) => Ok(&**ex),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err("no connection".to_string()),
+    };
+    let leader = status
+        .primary
+        .as_ref()
+        .and_then(|p| conns.remove(p))
+        .and_then(|c| c.conn.ok());
+    let layout = crate::render::Layout::new(spec, crate::model::OsFamily::Debian);
+    let leader = leader.as_ref().map(|ex| (&**ex, &layout));
+    let id = status.system_identifier.as_deref();
+    engine::backup_look::look(spec, repo_ex, leader, id).await
+}
+
 /// `pgmetal status`: what `patronictl list` and `etcdctl member list` show, plus routing.
 pub async fn status(c: &Common) -> Result<bool, String> {
     let l = load(c)?;
@@ -232,7 +261,8 @@ pub async fn status(c: &Common) -> Result<bool, String> {
     let api = PatroniApi::for_cluster(spec, &l.secrets, l.ca.as_ref());
     let obs = observe::observe(spec, &api, &l.secrets.haproxy_stats).await;
     let problems = observe::problems(spec, &obs);
-    let status = crate::status::from_observation(spec, &obs);
+    let mut status = crate::status::from_observation(spec, &obs);
+    status.backup = backups(&l, &status).await;
     let out =
         serde_json::json!({"healthy": problems.is_empty(), "problems": problems, "status": status});
     match c.output {

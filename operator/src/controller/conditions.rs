@@ -27,6 +27,9 @@ pub enum ConditionType {
     Degraded,
     /// The cluster is healthy.
     Ready,
+    /// Backups are in order (`spec.backup` only): the repository answers, WAL is archived, no
+    /// scheduled backup is overdue.
+    BackupReady,
     /// `Progressing` again, under the name kstatus reads.
     Reconciling,
     /// An invalid spec or missing Secret stops all work (kstatus).
@@ -35,7 +38,7 @@ pub enum ConditionType {
 
 impl ConditionType {
     /// All types, in the order [`compute`] writes them.
-    pub const ALL: [ConditionType; 9] = [
+    pub const ALL: [ConditionType; 10] = [
         Self::ReconciliationPaused,
         Self::EtcdHealthy,
         Self::PatroniHealthy,
@@ -43,6 +46,7 @@ impl ConditionType {
         Self::Progressing,
         Self::Degraded,
         Self::Ready,
+        Self::BackupReady,
         Self::Reconciling,
         Self::Stalled,
     ];
@@ -57,6 +61,7 @@ impl ConditionType {
             Self::Progressing => "Progressing",
             Self::Degraded => "Degraded",
             Self::Ready => "Ready",
+            Self::BackupReady => "BackupReady",
             Self::Reconciling => "Reconciling",
             Self::Stalled => "Stalled",
         }
@@ -99,6 +104,10 @@ pub mod reason {
     pub const SPEC_PAUSED: &str = "SpecPaused";
     /// ReconciliationPaused=False.
     pub const ACTIVE: &str = "Active";
+    /// BackupReady=True.
+    pub const BACKUPS_IN_ORDER: &str = "BackupsInOrder";
+    /// BackupReady=False (the message says why).
+    pub const BACKUPS_NOT_IN_ORDER: &str = "BackupsNotInOrder";
     /// EtcdHealthy=True.
     pub const ALL_MEMBERS_HEALTHY: &str = "AllMembersHealthy";
     /// EtcdHealthy or PatroniHealthy False; a Degraded problem from the observation.
@@ -197,6 +206,8 @@ pub struct Facts {
     /// This generation has been Ready once (see [`settled`]): a later problem is Degraded, not
     /// Reconciling.
     pub settled: bool,
+    /// Whether backups are in order, and what `status.backup` says (None without backups).
+    pub backup: Option<(bool, String)>,
 }
 
 impl Facts {
@@ -232,7 +243,7 @@ fn cond(
     }
 }
 
-/// The nine conditions for these facts: pgmetal's own, plus `Reconciling` and `Stalled`, which
+/// The conditions for these facts (nine, and BackupReady with backups): pgmetal's own, plus `Reconciling` and `Stalled`, which
 /// mirror `Progressing` and a blocked `Ready` for GitOps tools (Flux, Argo CD: kstatus).
 pub fn compute(f: &Facts, generation: Option<i64>) -> Vec<Condition> {
     let g = generation;
@@ -240,7 +251,15 @@ pub fn compute(f: &Facts, generation: Option<i64>) -> Vec<Condition> {
     let problems = problems(f);
     let progressing = progressing(f, g);
     let reconciling = reconciling(f, &progressing, &problems, g);
-    vec![
+    let backup = f.backup.as_ref().map(|(ok, message)| {
+        let why = if *ok {
+            reason::BACKUPS_IN_ORDER
+        } else {
+            reason::BACKUPS_NOT_IN_ORDER
+        };
+        cond(ConditionType::BackupReady, *ok, why, message.clone(), g)
+    });
+    let mut out = vec![
         paused(f, g),
         health(
             ConditionType::EtcdHealthy,
@@ -264,9 +283,10 @@ pub fn compute(f: &Facts, generation: Option<i64>) -> Vec<Condition> {
         progressing,
         degraded(f, &problems, g),
         ready(f, &problems, g),
-        reconciling,
-        stalled(f, g),
-    ]
+    ];
+    out.extend(backup);
+    out.extend([reconciling, stalled(f, g)]);
+    out
 }
 
 fn paused(f: &Facts, g: Option<i64>) -> Condition {
@@ -558,7 +578,7 @@ pub fn is_bad(c: &Condition) -> bool {
     match ConditionType::of(c) {
         Some(Degraded | Stalled) => c.status == Status::True.as_str(),
         Some(Ready) if c.reason == reason::CONVERGING => false,
-        Some(Ready | EtcdHealthy | PatroniHealthy | RoutingReady) => {
+        Some(Ready | EtcdHealthy | PatroniHealthy | RoutingReady | BackupReady) => {
             c.status == Status::False.as_str()
         }
         _ => false,

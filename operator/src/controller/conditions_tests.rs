@@ -210,7 +210,11 @@ fn merge_keeps_transition_time_when_status_is_unchanged() {
 
 #[test]
 fn compute_writes_every_type_once_in_order() {
-    let types: Vec<_> = compute(&Facts::default(), None)
+    let with_backups = Facts {
+        backup: Some((true, String::new())),
+        ..Facts::default()
+    };
+    let types: Vec<_> = compute(&with_backups, None)
         .iter()
         .map(|c| ConditionType::of(c).unwrap())
         .collect();
@@ -396,4 +400,41 @@ fn a_failed_converge_is_not_progressing_and_degraded_names_the_host_first() {
     let later = compute(&Facts { settled: true, ..f }, Some(3));
     assert_eq!(get(&later, "Reconciling").status, "False");
     assert!(settled(&later, Some(3)));
+}
+
+#[test]
+fn backup_ready_appears_only_with_backups_and_says_why() {
+    let healthy = Facts {
+        verdict: Some(Verdict::default()),
+        haproxy_hosts: 1,
+        ..Default::default()
+    };
+    assert!(
+        !compute(&healthy, None)
+            .iter()
+            .any(|c| c.type_ == "BackupReady")
+    );
+    let why = "WAL archiving is behind: 1 segment(s) waiting since 2026-11-30T15:19:16Z";
+    let f = Facts {
+        backup: Some((false, why.into())),
+        ..healthy.clone()
+    };
+    let cs = compute(&f, Some(2));
+    assert_eq!(cs.len(), 10);
+    let b = get(&cs, "BackupReady");
+    assert_eq!((b.status.as_str(), b.message.as_str()), ("False", why));
+    assert!(is_bad(b), "a backup problem is news");
+    assert_eq!(
+        get(&cs, "Ready").status,
+        "True",
+        "the cluster serves all the same"
+    );
+    let ok = Facts {
+        backup: Some((true, "2 backups".into())),
+        ..healthy
+    };
+    assert_eq!(
+        get(&compute(&ok, None), "BackupReady").reason,
+        reason::BACKUPS_IN_ORDER
+    );
 }

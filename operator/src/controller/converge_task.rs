@@ -21,6 +21,8 @@ pub struct Outcome {
     pub changed: usize,
     /// The member operations carried out, as recorded (None when not read).
     pub requests: Option<crate::api::RequestsStatus>,
+    /// `status.backup` as the converge looked at it (None without `spec.backup`).
+    pub backup: Option<crate::api::BackupStatus>,
     /// The memo to remember (inputs converged, backoff, the hosts that failed).
     pub memo: Memo,
 }
@@ -48,6 +50,7 @@ impl Start {
         Outcome {
             hosts: self.hosts,
             requests: None,
+            backup: None,
             changed: 0,
             memo: Memo::after(self.inputs, self.failures, vec![], Some(lost())),
         }
@@ -138,7 +141,7 @@ enum Slot {
         live: Arc<Live>,
         start: Start,
     },
-    Finished(Outcome),
+    Finished(Box<Outcome>),
 }
 
 /// The converges of every cluster: running, or finished and not yet picked up.
@@ -186,7 +189,7 @@ impl Converges {
     fn finish(&self, key: &str, id: u64, outcome: Outcome) {
         let mut slots = self.slots();
         if matches!(slots.get(key), Some(Slot::Running { id: i, .. }) if *i == id) {
-            slots.insert(key.to_string(), Slot::Finished(outcome));
+            slots.insert(key.to_string(), Slot::Finished(Box::new(outcome)));
         }
     }
 
@@ -200,7 +203,7 @@ impl Converges {
             Slot::Running { .. } => return None,
         }
         match slots.remove(key)? {
-            Slot::Finished(outcome) => Some(outcome),
+            Slot::Finished(outcome) => Some(*outcome),
             Slot::Running { start, .. } => {
                 tracing::error!(cluster = %key, "the converge task ended without a report");
                 Some(start.lost())
@@ -212,7 +215,7 @@ impl Converges {
     pub fn restore(&self, key: &str, outcome: Outcome) {
         self.slots()
             .entry(key.to_string())
-            .or_insert(Slot::Finished(outcome));
+            .or_insert(Slot::Finished(Box::new(outcome)));
     }
 
     /// The running converge of `key`, if any.

@@ -25,6 +25,7 @@ fn outcome(start: Start, changed: usize) -> Outcome {
     Outcome {
         hosts: start.hosts,
         requests: None,
+        backup: None,
         changed,
         memo: Memo::after(start.inputs, start.failures, vec![], None),
     }

@@ -114,6 +114,7 @@ fn remembered(s: &PostgresClusterStatus) -> PostgresClusterStatus {
         system_identifier: s.system_identifier.clone(),
         etcd_cluster_id: s.etcd_cluster_id.clone(),
         requests: s.requests.clone(),
+        backup: s.backup.clone(),
         ..Default::default()
     }
 }
@@ -132,6 +133,7 @@ fn over(kept: PostgresClusterStatus, observed: PostgresClusterStatus) -> Postgre
         failback: kept.failback,
         last_failover: kept.last_failover,
         requests: kept.requests,
+        backup: kept.backup,
         ..observed
     }
 }
@@ -189,6 +191,7 @@ fn pick_up(
     if done.requests.is_some() {
         status.requests = done.requests.clone();
     }
+    status.backup = done.backup.clone();
     facts.changed = done.changed;
 }
 
@@ -306,6 +309,7 @@ async fn converge(
     Outcome {
         hosts,
         requests: report.requests.clone(),
+        backup: report.status.backup.clone(),
         changed: report.changed,
         memo: Memo::after(start.inputs, start.failures, host_errors, failure),
     }
@@ -495,7 +499,8 @@ fn inputs_hash(pgc: &PostgresCluster, r: &Resolved) -> String {
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(&pgc.spec).unwrap_or_default());
     let asked = engine::requests::Asked::from_annotations(pgc.metadata.annotations.as_ref());
-    for part in [asked.restart_at, asked.reinit] {
+    let backup = asked.backup_now.map(|(v, t)| format!("{v} {}", t.as_str()));
+    for part in [asked.restart_at, asked.reinit, backup] {
         h.update(part.unwrap_or_default().as_bytes());
         h.update([0]);
     }
@@ -525,7 +530,9 @@ async fn write_status(
     facts: &Facts,
 ) -> Result<(), Error> {
     let generation = pgc.metadata.generation;
-    let conds = conditions::merge(&old.conditions, conditions::compute(facts, generation));
+    let mut facts = facts.clone();
+    facts.backup = status.backup.as_ref().map(|b| (b.ready, b.message.clone()));
+    let conds = conditions::merge(&old.conditions, conditions::compute(&facts, generation));
     for c in conditions::transitions(&old.conditions, &conds) {
         if conditions::is_mirror(&c) {
             continue;

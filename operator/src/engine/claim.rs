@@ -98,6 +98,7 @@ pub async fn release(ex: &dyn Executor) -> Result<(), ExecError> {
     // The cluster's server key goes first: a host that left must not be able to pose as it.
     let keys = [
         crate::render::POSTGRES_PEM,
+        crate::render::backup::RESTORE_PEM,
         crate::render::CA_CERT,
         crate::render::EXPIRY_METRICS,
     ];

@@ -8,6 +8,8 @@
 //! former hosts decommissioned → Patroni dynamic configuration (parameters, pause, pending
 //! restarts) → observe until healthy.
 
+mod backup;
+pub mod backup_look;
 pub mod capped;
 pub mod claim;
 pub mod connect;
@@ -77,6 +79,8 @@ pub struct Engine<'a> {
     ca: Option<crate::tls::CertKey>,
     /// What the facts probe saw on each host where nothing has changed yet.
     snapshots: Mutex<BTreeMap<String, snapshot::Snapshot>>,
+    /// Hosts whose certificate this converge issued anew (their pgBackRest server reloads it).
+    reissued: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// How long the engine waits for etcd quorum, a Patroni member and a healthy observation, and
@@ -187,6 +191,7 @@ impl<'a> Engine<'a> {
             asked: requests::Asked::default(),
             ca: None,
             snapshots: Mutex::default(),
+            reissued: Mutex::default(),
         }
     }
 
@@ -287,6 +292,19 @@ impl<'a> Engine<'a> {
         let leader = self
             .timed("patroni dynamic configuration", self.dynamic_config())
             .await?;
+        if self.spec.backup.is_some() {
+            let hosts: Vec<String> = self
+                .spec
+                .postgres
+                .hosts()
+                .cloned()
+                .chain(backup::repository(self.spec))
+                .collect();
+            self.phase("backup", &hosts, |h| self.backup_host(h)).await;
+            let repo = backup::repository(self.spec);
+            self.phase("backup stanza", &repo, |h| self.backup_stanza(h))
+                .await;
+        }
         self.phase("monitoring", &all, |h| self.monitoring(h)).await;
         if self.spec.monitoring.enabled {
             let leader = vec![leader];
@@ -394,13 +412,15 @@ impl<'a> Engine<'a> {
                 format!("host {host} did not converge (see hosts.{host}.error)"),
             );
         }
+        let mut status = crate::status::from_observation(self.spec, &obs);
+        status.backup = self.look_at_backups(&status).await;
         let mut report = self.rec.finish();
         for (host, c) in &self.counters {
             if c.round_trips() > 0 {
                 report.hosts.entry(host.clone()).or_default().round_trips = c.round_trips();
             }
         }
-        report.status = crate::status::from_observation(self.spec, &obs);
+        report.status = status;
         report.healthy = problems.is_empty();
         report.problems = problems;
         report.failure = failure;

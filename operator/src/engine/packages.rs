@@ -54,6 +54,11 @@ pub fn wanted(spec: &PostgresClusterSpec, os: OsFamily, roles: Roles) -> Vec<Str
     if roles.haproxy {
         out.extend(pick(&names.haproxy, s(&["haproxy"]), s(&["haproxy"])));
     }
+    // pgBackRest: the same package name in Debian and PGDG.
+    let restores = roles.postgres && crate::render::backup::recovery(spec).is_some();
+    if (spec.backup.is_some() && (roles.postgres || roles.backup)) || restores {
+        out.push("pgbackrest".into());
+    }
     // Exporters: Debian's packages (their units and settings files are what pgmetal knows).
     if spec.monitoring.enabled && os == OsFamily::Debian {
         out.push("prometheus-node-exporter".into());
@@ -272,6 +277,7 @@ mod tests {
             postgres: true,
             etcd: true,
             haproxy: true,
+            backup: false,
         };
         assert_eq!(
             wanted(&spec(), OsFamily::Debian, all),
@@ -409,6 +415,7 @@ mod tests {
             postgres: true,
             etcd: true,
             haproxy: false,
+            backup: false,
         };
         let t = takeover(OsFamily::Debian, &spec(), all).unwrap();
         assert_eq!(

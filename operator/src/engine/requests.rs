@@ -1,6 +1,8 @@
 //! Member operations asked for declaratively, by annotations on the resource (or on the CLI's
 //! manifest): a rolling restart (`pgmetal.io/restart-at: <any new value, e.g. a timestamp>`)
-//! and a replica's reinitialization (`pgmetal.io/reinit: <host>`). Each value is carried out
+//! a replica's reinitialization (`pgmetal.io/reinit: <host>`) and a backup
+//! (`pgmetal.io/backup-now: <any new value>`, of the type `pgmetal.io/backup-type` names:
+//! `full`, the default, or `diff`). Each value is carried out
 //! once: what was done is recorded in etcd (and mirrored in `status.requests`), so re-applying
 //! the same manifest does nothing. Removing an annotation forgets its record, so the same value
 //! can be asked again later.
@@ -18,6 +20,10 @@ use crate::render::member_name;
 pub const RESTART_AT: &str = "pgmetal.io/restart-at";
 /// Annotation asking to reinitialize one replica (its host).
 pub const REINIT: &str = "pgmetal.io/reinit";
+/// Annotation asking for a backup now (any new value, e.g. a timestamp).
+pub const BACKUP_NOW: &str = "pgmetal.io/backup-now";
+/// Annotation naming the type of that backup: `full` (default) or `diff`.
+pub const BACKUP_TYPE: &str = "pgmetal.io/backup-type";
 
 /// What the annotations ask for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,6 +32,8 @@ pub struct Asked {
     pub restart_at: Option<String>,
     /// `pgmetal.io/reinit`.
     pub reinit: Option<String>,
+    /// `pgmetal.io/backup-now`, and the type `pgmetal.io/backup-type` names.
+    pub backup_now: Option<(String, crate::api::BackupType)>,
 }
 
 impl Asked {
@@ -35,9 +43,14 @@ impl Asked {
             let v = annotations?.get(k)?.trim();
             (!v.is_empty()).then(|| v.to_string())
         };
+        let kind = match get(BACKUP_TYPE).as_deref() {
+            Some("diff" | "differential") => crate::api::BackupType::Differential,
+            _ => crate::api::BackupType::Full,
+        };
         Asked {
             restart_at: get(RESTART_AT),
             reinit: get(REINIT),
+            backup_now: get(BACKUP_NOW).map(|v| (v, kind)),
         }
     }
 }
@@ -72,6 +85,9 @@ impl Engine<'_> {
         if asked.reinit.is_none() {
             (done.reinit, done.reinitialized_at) = (None, None);
         }
+        if asked.backup_now.is_none() {
+            (done.backup_now, done.backed_up_at) = (None, None);
+        }
         if let Some(at) = asked
             .restart_at
             .filter(|a| done.restart_at.as_ref() != Some(a))
@@ -85,6 +101,15 @@ impl Engine<'_> {
             let name = format!("reinitialize {host} ({REINIT})");
             self.timed(&name, self.reinitialize(&host)).await?;
             (done.reinit, done.reinitialized_at) = (Some(host), Some(now()));
+            self.save_requests(&done).await?;
+        }
+        if let Some((value, kind)) = asked
+            .backup_now
+            .filter(|(v, _)| done.backup_now.as_ref() != Some(v))
+        {
+            let name = format!("{} backup ({BACKUP_NOW}: {value})", kind.as_str());
+            self.timed(&name, self.backup_now(kind)).await?;
+            (done.backup_now, done.backed_up_at) = (Some(value), Some(now()));
             self.save_requests(&done).await?;
         }
         if done != before {

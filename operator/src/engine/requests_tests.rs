@@ -2,7 +2,7 @@
 //! a switchover, the old primary, the primary back), a replica's reinit, each carried out once.
 
 use super::*;
-use crate::engine::requests::Asked;
+use crate::engine::requests::{Asked, BACKUP_NOW, BACKUP_TYPE};
 
 async fn converge_asking(
     spec: &PostgresClusterSpec,
@@ -31,6 +31,7 @@ fn restart_at(at: &str) -> Asked {
     Asked {
         restart_at: Some(at.into()),
         reinit: None,
+        backup_now: None,
     }
 }
 
@@ -81,6 +82,7 @@ async fn a_reinit_replaces_a_replica_once_and_is_refused_for_the_primary() {
     let asked = |h: &str| Asked {
         restart_at: None,
         reinit: Some(h.into()),
+        backup_now: None,
     };
     let r = converge_asking(&spec, &api, &etcd, asked("c")).await;
     assert!(r.healthy, "{:?}", r.problems);
@@ -102,4 +104,27 @@ async fn a_reinit_replaces_a_replica_once_and_is_refused_for_the_primary() {
     assert_eq!(r.requests.unwrap().reinit, None);
     converge_asking(&spec, &api, &etcd, asked("c")).await;
     assert_eq!(actions(&api), ["reinitialize c", "reinitialize c"]);
+}
+
+#[tokio::test]
+async fn a_backup_asked_without_backups_is_refused_and_the_type_comes_from_its_annotation() {
+    let notes = |kv: &[(&str, &str)]| {
+        let m: BTreeMap<String, String> = kv
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Asked::from_annotations(Some(&m))
+    };
+    use crate::api::BackupType::{Differential, Full};
+    let full = notes(&[(BACKUP_NOW, "n1")]);
+    assert_eq!(full.backup_now, Some(("n1".into(), Full)));
+    let diff = notes(&[(BACKUP_NOW, "n2"), (BACKUP_TYPE, "diff")]);
+    assert_eq!(diff.backup_now, Some(("n2".into(), Differential)));
+    assert_eq!(notes(&[(BACKUP_TYPE, "diff")]).backup_now, None);
+    let spec = spec();
+    let (api, etcd) = (patroni(&spec, "a", &["b", "c"]), FakeEtcd::new(true));
+    let r = converge_asking(&spec, &api, &etcd, full).await;
+    assert!(!r.healthy);
+    let why = r.failure.map(|f| f.message).unwrap_or_default();
+    assert!(why.contains("spec.backup is not set"), "{why}");
 }

@@ -50,6 +50,9 @@ pub const ROLE_IN_PLACE: &str = "role-in-place";
 /// The query that answers when the PostgreSQL certificate's file is newer than the running
 /// server's configuration (`pg_conf_load_time()`): written, not yet loaded.
 pub const CERT_UNLOADED: &str = "cert-unloaded";
+/// The query that answers when a restore's recovery settings are still in
+/// `postgresql.auto.conf` (see [`super::backup`]).
+pub const RESTORE_LEFT: &str = "restore-left";
 
 /// What the probe saw.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -124,6 +127,21 @@ pub fn targets(spec: &PostgresClusterSpec, secrets: &ClusterSecrets, host: &str)
         t.files.extend(marker);
         t.units
             .extend([layout.etcd_unit, layout.patroni_unit, layout.haproxy_unit]);
+        if render::backup::recovery(spec).is_some() {
+            t.files.insert(render::backup::RESTORE_PEM.into());
+        }
+        if let Some(b) = &spec.backup {
+            t.units.insert(render::backup::SERVER_UNIT.into());
+            t.units.extend(
+                render::backup::schedules(b)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(kind, _)| render::backup::timer_name(kind)),
+            );
+            let marker = render::backup::stanza_marker(b, render::backup::stanza(spec));
+            t.files.insert(marker);
+            t.dirs.insert(b.repository.path.clone());
+        }
         if render::roles(spec, host).postgres {
             let port = spec.postgres.port;
             let psql = format!("{}/psql|{}|{port}", layout.bin_dir, layout.unix_socket_dir);
@@ -137,6 +155,10 @@ pub fn targets(spec: &PostgresClusterSpec, secrets: &ClusterSecrets, host: &str)
                     render::POSTGRES_PEM
                 );
                 t.queries.push(format!("{CERT_UNLOADED}|{psql}|{sql}"));
+            }
+            if render::backup::recovery(spec).is_some() {
+                let sql = super::backup::RESTORE_LEFT_SQL;
+                t.queries.push(format!("{RESTORE_LEFT}|{psql}|{sql}"));
             }
         }
         t.dirs.insert(layout.data_dir);
@@ -200,6 +222,10 @@ impl Engine<'_> {
     }
 
     /// The exporter's role was in place when unchanged `host` was probed.
+    pub(super) fn restore_settings_seen(&self, host: &str) -> bool {
+        self.snapshot_says(host, |s| s.answered(RESTORE_LEFT))
+    }
+
     pub(super) fn monitor_role_seen(&self, host: &str) -> bool {
         self.snapshot_says(host, |s| s.answered(ROLE_IN_PLACE))
     }

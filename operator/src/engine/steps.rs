@@ -246,6 +246,7 @@ impl Engine<'_> {
             os,
             render::Roles { etcd: false, ..r },
         ));
+        want.extend(self.restore_files(host, &layout).await?);
         let certificate = self.postgres_tls(host, &layout).await?;
         // A renewal an interrupted converge wrote but never loaded is loaded now.
         let reissued = certificate.iter().any(|f| f.path == render::POSTGRES_PEM)
@@ -294,6 +295,7 @@ impl Engine<'_> {
         if reissued {
             self.reload_postgres(host, &*ex, &layout).await?;
         }
+        self.clear_restore_settings(host, bootstrap).await?;
         if changed {
             self.wait_pg_hba(host, &*ex, &layout).await?;
         }

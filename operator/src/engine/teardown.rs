@@ -89,10 +89,21 @@ impl Teardown<'_> {
             true => Some(self.etcd_is_ours(host, ex).await),
             false => None,
         };
+        // pgBackRest's server and the backup timers stop too; the repository is kept, even
+        // with Wipe: backups outlive the cluster they protect.
+        let backup = self.spec.backup.as_ref().map(|b| {
+            let timers = crate::render::backup::schedules(b).unwrap_or_default();
+            let timers = timers
+                .into_iter()
+                .map(|(t, _)| crate::render::backup::timer_name(t));
+            let server = format!("{}.service", crate::render::backup::SERVER_UNIT);
+            std::iter::once(server).chain(timers).collect::<Vec<_>>()
+        });
         let units = units
             .into_iter()
             .filter(|(on, _)| *on)
-            .map(|(_, u)| u.to_string());
+            .map(|(_, u)| u.to_string())
+            .chain(backup.into_iter().flatten());
         ex.run_ok(&Cmd::script(STOP).args(units), "stop services")
             .await
             .map_err(fail("stop services"))?;

@@ -52,7 +52,7 @@ pub(super) fn postgres_tls_files(
             let req = Request {
                 common_name: host.to_string(),
                 names,
-                usage: Usage::Server,
+                usage: Usage::Peer,
             };
             let issued = tls::issue(ca, &req, now, lifetime)?;
             files.push(render::postgres_file(&issued, user));
@@ -87,7 +87,7 @@ fn expiry_metrics(
 
 /// `spec.tls`'s certificate lifetime and renew-before margin; a bad one fails the host's TLS
 /// step naming the field.
-fn durations(
+pub(super) fn durations(
     spec: &PostgresClusterSpec,
 ) -> Result<(std::time::Duration, std::time::Duration), Failure> {
     spec.tls
@@ -193,10 +193,20 @@ impl Engine<'_> {
             if self.spec.monitoring.enabled && os == OsFamily::Debian {
                 t.files.push(expiry_metrics(self.spec, ca, t.not_after)?);
             }
+            if t.why.is_some()
+                && let Ok(mut r) = self.reissued.lock()
+            {
+                r.insert(host.to_string());
+            }
             let said = t.why.map(|w| format!("issued a new certificate: {w}"));
             Ok((t.files, said.is_some(), said.into_iter().collect()))
         })
         .await
+    }
+
+    /// Whether this converge issued `host` a new certificate.
+    pub(super) fn reissued(&self, host: &str) -> bool {
+        self.reissued.lock().is_ok_and(|r| r.contains(host))
     }
 
     /// After a certificate was written to a running member: PostgreSQL re-reads it.

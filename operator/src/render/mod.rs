@@ -7,7 +7,9 @@
 //! [`RenderError`] naming the field, since none of the target formats (postgresql.conf via
 //! Patroni, pgpass, pg_hba.conf, systemd EnvironmentFile) can carry them safely.
 
+pub mod backup;
 mod check;
+pub mod cron;
 mod etcd;
 mod haproxy;
 mod layout;
@@ -64,7 +66,7 @@ pub enum RenderError {
     },
 }
 
-/// The roles a host plays in the cluster; a host may play all three.
+/// The roles a host plays in the cluster; a host may play several.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Roles {
     /// PostgreSQL + Patroni member (the primary or a replica).
@@ -73,12 +75,14 @@ pub struct Roles {
     pub etcd: bool,
     /// HAProxy entry point.
     pub haproxy: bool,
+    /// The backup repository host (`spec.backup.repository.host`).
+    pub backup: bool,
 }
 
 impl Roles {
     /// True when the host plays no role at all.
     pub fn is_empty(&self) -> bool {
-        !(self.postgres || self.etcd || self.haproxy)
+        !(self.postgres || self.etcd || self.haproxy || self.backup)
     }
 }
 
@@ -103,17 +107,20 @@ pub fn roles(spec: &PostgresClusterSpec, host: &str) -> Roles {
         postgres: spec.postgres.hosts().any(|h| h == host),
         etcd: spec.etcd.hosts.iter().any(|h| h == host),
         haproxy: spec.haproxy.hosts.iter().any(|h| h == host),
+        backup: backup::repository_host(spec) == Some(host),
     }
 }
 
-/// Every host of the cluster once, in a stable order: primary, replicas, etcd, HAProxy.
+/// Every host of the cluster once, in a stable order: primary, replicas, etcd, HAProxy, the
+/// backup repository.
 pub fn all_hosts(spec: &PostgresClusterSpec) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let candidates = spec
         .postgres
         .hosts()
         .chain(&spec.etcd.hosts)
-        .chain(&spec.haproxy.hosts);
+        .chain(&spec.haproxy.hosts)
+        .chain(spec.backup.iter().map(|b| &b.repository.host));
     for h in candidates {
         if !out.iter().any(|o| o == h) {
             out.push(h.clone());
@@ -150,6 +157,7 @@ pub fn host_files(
         files.push(haproxy_config(spec, secrets)?);
     }
     files.extend(systemd_units(spec, os, r));
+    files.extend(backup::host_files(spec, host, &Layout::new(spec, os))?);
     Ok(files)
 }
 

@@ -163,6 +163,7 @@ pub fn scrape_targets(spec: &PostgresClusterSpec, cluster: &str) -> Vec<TargetGr
             postgres,
             etcd,
             haproxy,
+            ..
         } = roles(spec, &host);
         let jobs = [
             (true, Job::PgmetalNode, m.node_exporter_port),

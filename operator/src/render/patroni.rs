@@ -83,6 +83,20 @@ struct Etcd3 {
 struct Bootstrap {
     dcs: Dcs,
     initdb: Vec<InitdbOption>,
+    /// `pgbackrest` when the cluster starts from another's backup (`spec.bootstrap.recovery`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pgbackrest: Option<CustomBootstrap>,
+}
+
+/// A bootstrap method that restores a backup: Patroni runs `command` on the first member and
+/// keeps the recovery settings it wrote (pgBackRest's, with the target and the promotion).
+#[derive(Serialize)]
+struct CustomBootstrap {
+    command: String,
+    keep_existing_recovery_conf: bool,
+    no_params: bool,
 }
 
 #[derive(Serialize)]
@@ -183,6 +197,12 @@ pub fn patroni_config(
         bootstrap: Bootstrap {
             dcs: dcs(spec),
             initdb: initdb_options(spec),
+            method: super::backup::restore_command(spec).map(|_| "pgbackrest"),
+            pgbackrest: super::backup::restore_command(spec).map(|command| CustomBootstrap {
+                command,
+                keep_existing_recovery_conf: true,
+                no_params: true,
+            }),
         },
         postgresql: Postgresql {
             listen: format!("{listen_addrs}:{}", pg.port),
@@ -243,6 +263,12 @@ fn dcs(spec: &PostgresClusterSpec) -> Dcs {
             .parameters
             .iter()
             .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    // Archiving to the backup repository wins over the same keys in postgres.parameters.
+    parameters.extend(
+        super::backup::archive_parameters(spec)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v)),
     );
     Dcs {
         ttl: pa.ttl,

@@ -45,6 +45,7 @@ fn roles_and_hosts() {
         postgres: true,
         etcd: true,
         haproxy: false,
+        backup: false,
     };
     assert_eq!(roles(&s, "192.168.10.85"), all);
     assert_eq!(roles(&s, "192.168.10.72"), all);
@@ -53,7 +54,8 @@ fn roles_and_hosts() {
         Roles {
             postgres: false,
             etcd: false,
-            haproxy: true
+            haproxy: true,
+            backup: false,
         }
     );
     assert!(roles(&s, "192.168.10.1").is_empty());
@@ -86,7 +88,8 @@ fn roles_and_hosts() {
         Roles {
             postgres: false,
             etcd: true,
-            haproxy: true
+            haproxy: true,
+            backup: false,
         }
     );
 }

@@ -190,6 +190,7 @@ fn systemd_units_for_rhel_etcd_and_pip_patroni() {
         postgres: false,
         etcd: true,
         haproxy: false,
+        backup: false,
     };
     let s = spec();
     // Debian's unit reads /etc/default/etcd; a drop-in adds the first-start file.

@@ -120,10 +120,13 @@ pub fn issue(
     dn.push(DnType::CommonName, req.common_name.clone());
     params.distinguished_name = dn;
     for name in &req.names {
-        params.subject_alt_names.push(match name.parse::<IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(name.clone().try_into().map_err(&err)?),
-        });
+        // An address is also written as a DNS name: pgBackRest (2.45) matches only dNSName
+        // entries once a certificate has any, where libpq, Python and HAProxy read the address.
+        if let Ok(ip) = name.parse::<IpAddr>() {
+            params.subject_alt_names.push(SanType::IpAddress(ip));
+        }
+        let dns = SanType::DnsName(name.clone().try_into().map_err(&err)?);
+        params.subject_alt_names.push(dns);
     }
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
@@ -152,10 +155,12 @@ pub fn issue(
 pub struct Seen {
     /// End of validity.
     pub not_after: OffsetDateTime,
-    /// Its DNS and IP subject alternative names, as text.
+    /// Its DNS and IP subject alternative names, as text, sorted, each once.
     pub names: Vec<String>,
     /// Whether the CA it was checked against signed it.
     pub by_ca: bool,
+    /// Whether it may authenticate a client too (pgBackRest's hosts are client and server).
+    pub client_auth: bool,
 }
 
 fn parse_pem(pem: &str) -> Result<x509_parser::pem::Pem, TlsError> {
@@ -191,10 +196,18 @@ pub fn inspect(cert_pem: &str, ca_pem: &str) -> Result<Seen, TlsError> {
             }
         }
     }
+    let client_auth = cert
+        .extended_key_usage()
+        .ok()
+        .flatten()
+        .is_some_and(|e| e.value.client_auth);
+    names.sort();
+    names.dedup();
     Ok(Seen {
         not_after,
         names,
         by_ca,
+        client_auth,
     })
 }
 
@@ -228,7 +241,8 @@ pub fn check_ca(ca: &CertKey) -> Result<(), TlsError> {
     Ok(())
 }
 
-/// Why a certificate must be reissued now, if it must: another CA signed it, it expires within
+/// Why a certificate must be reissued now, if it must: another CA signed it, it serves only as
+/// a server (certificates issued before backups existed), it expires within
 /// `renew_before`, or its names differ from `want` (a host or an HAProxy address changed).
 pub fn renewal_due(
     seen: &Seen,
@@ -238,6 +252,9 @@ pub fn renewal_due(
 ) -> Option<String> {
     if !seen.by_ca {
         return Some("the cluster's CA did not sign it".into());
+    }
+    if !seen.client_auth {
+        return Some("it cannot authenticate a client (pgBackRest's hosts are both)".into());
     }
     if seen.not_after - renew_before <= now {
         return Some(format!("it expires at {}", seen.not_after));

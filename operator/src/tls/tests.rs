@@ -14,7 +14,7 @@ fn server(host: &str) -> Request {
     Request {
         common_name: host.into(),
         names: vec![host.into(), "db.example.com".into()],
-        usage: Usage::Server,
+        usage: Usage::Peer,
     }
 }
 
@@ -61,6 +61,18 @@ fn renewal_is_due_inside_the_margin_or_when_names_change() {
         "8 days left"
     );
     assert!(renewal_due(&seen, &names, now() + 83 * DAY, 7 * DAY).is_some());
+    let server_only = Request {
+        usage: Usage::Server,
+        ..server("h1")
+    };
+    let old = inspect(
+        &issue(&ca, &server_only, now(), 90 * DAY).unwrap().cert,
+        &ca.cert,
+    )
+    .unwrap();
+    assert!(!old.client_auth && seen.client_auth);
+    let why = renewal_due(&old, &names, now(), 7 * DAY).unwrap();
+    assert!(why.contains("client"), "{why}");
     let moved = vec!["h1".to_string(), "db2.example.com".to_string()];
     assert!(
         renewal_due(&seen, &moved, now(), 7 * DAY)

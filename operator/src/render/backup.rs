@@ -1,0 +1,424 @@
+//! pgBackRest's configuration and systemd units (`spec.backup`): on each member, its TLS server
+//! and the repository it archives to; on the repository host, the repository, the members it
+//! backs up, and the backup timers.
+//!
+//! Every exchange goes through pgBackRest's TLS server (port `backup.port`), authenticated both
+//! ways with certificates from the cluster's CA: a member accepts only the repository host's
+//! certificate, the repository only the members'. Each host's certificate is the one at
+//! [`POSTGRES_PEM`] (server and client authentication, common name = the host).
+
+use super::tls::{CA_CERT, POSTGRES_PEM};
+use super::{Layout, RenderError, check_text, cron};
+use crate::api::{BackupSpec, BackupType, PostgresClusterSpec};
+use crate::model::DesiredFile;
+
+/// pgBackRest's configuration file (its default path).
+pub const PGBACKREST_CONF: &str = "/etc/pgbackrest/pgbackrest.conf";
+/// pgBackRest's TLS server, on every member and on the repository host.
+pub const SERVER_UNIT: &str = "pgmetal-pgbackrest";
+/// The backup service on the repository host (instances `full` and `diff`).
+pub const BACKUP_UNIT: &str = "pgmetal-backup@";
+/// The log directory pgBackRest writes to.
+pub const LOG_DIR: &str = "/var/log/pgbackrest";
+
+/// The client certificate (and key, one 0600 file) a new cluster restores with
+/// (`spec.bootstrap.recovery`), common name [`RESTORE_CN`].
+pub const RESTORE_PEM: &str = "/etc/pgmetal/tls/restore.pem";
+/// The common name every repository host accepts for its stanza beside its members': a
+/// cluster issued a certificate by the same CA restores from it.
+pub const RESTORE_CN: &str = "pgmetal-restore";
+
+/// The pgBackRest binary of the distribution's package.
+const PGBACKREST: &str = "/usr/bin/pgbackrest";
+
+/// An INI file: `[section]` then `key=value` lines. Keys are constants; values are validated
+/// fields (host names, paths, numbers) and are checked for control characters.
+struct Ini {
+    sections: Vec<(String, Vec<(String, String)>)>,
+}
+
+impl Ini {
+    fn render(&self, host: &str) -> Result<String, RenderError> {
+        let mut out = String::from("# Managed by pgmetal: local changes are overwritten.\n");
+        for (name, entries) in &self.sections {
+            out.push_str(&format!("\n[{name}]\n"));
+            for (k, v) in entries {
+                check_text(&format!("backup ({k})"), host, v, false)?;
+                out.push_str(&format!("{k}={v}\n"));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn kv(k: &str, v: impl ToString) -> (String, String) {
+    (k.to_string(), v.to_string())
+}
+
+/// The backup repository host, if backups are on.
+pub fn repository_host(spec: &PostgresClusterSpec) -> Option<&str> {
+    spec.backup.as_ref().map(|b| b.repository.host.as_str())
+}
+
+/// The stanza (pgBackRest's name for one cluster's backups): Patroni's scope.
+pub fn stanza(spec: &PostgresClusterSpec) -> &str {
+    &spec.patroni.scope
+}
+
+/// The TLS server settings every pgBackRest host shares; `clients` are the common names it
+/// accepts, for the cluster's stanza.
+fn server(spec: &PostgresClusterSpec, b: &BackupSpec, clients: &[&str]) -> Vec<(String, String)> {
+    let mut out = vec![
+        kv("log-level-console", "warn"),
+        kv("log-level-file", "info"),
+        kv("tls-server-address", "*"),
+        kv("tls-server-port", b.port),
+        kv("tls-server-ca-file", CA_CERT),
+        kv("tls-server-cert-file", POSTGRES_PEM),
+        kv("tls-server-key-file", POSTGRES_PEM),
+    ];
+    // One line per client: `client-cn=stanza-list`, repeated.
+    let auth = |cn: &&str| kv("tls-server-auth", format!("{cn}={}", stanza(spec)));
+    out.extend(clients.iter().map(auth));
+    out
+}
+
+/// `pgbackrest.conf` on member `host`: with backups, its data directory, the repository host
+/// it archives to, and its TLS server, which only the repository host may use; with a
+/// recovery, the source's stanza and repository, reached with the restore certificate.
+pub fn member_conf(
+    spec: &PostgresClusterSpec,
+    host: &str,
+    layout: &Layout,
+) -> Result<DesiredFile, RenderError> {
+    let pg = || {
+        vec![
+            kv("pg1-path", &layout.data_dir),
+            kv("pg1-port", spec.postgres.port),
+            kv("pg1-socket-path", &layout.unix_socket_dir),
+        ]
+    };
+    let mut global = vec![
+        kv("log-level-console", "warn"),
+        kv("log-level-file", "info"),
+    ];
+    let mut sections = Vec::new();
+    if let Some(b) = &spec.backup {
+        let repo = b.repository.host.as_str();
+        global = server(spec, b, &[repo]);
+        global.extend(repository(repo, b.port, POSTGRES_PEM));
+        sections.push((stanza(spec).to_string(), pg()));
+    }
+    if let Some(r) = recovery(spec) {
+        let mut section = pg();
+        section.extend(repository(&r.host, r.port, RESTORE_PEM));
+        sections.push((r.stanza.clone(), section));
+    }
+    let mut all = vec![("global".to_string(), global)];
+    all.extend(sections);
+    conf_file(Ini { sections: all }.render(host)?, layout)
+}
+
+/// The settings that reach a repository host's TLS server with the certificate in `pem`.
+fn repository(host: &str, port: u16, pem: &str) -> Vec<(String, String)> {
+    vec![
+        kv("repo1-host", host),
+        kv("repo1-host-type", "tls"),
+        kv("repo1-host-port", port),
+        kv("repo1-host-ca-file", CA_CERT),
+        kv("repo1-host-cert-file", pem),
+        kv("repo1-host-key-file", pem),
+    ]
+}
+
+/// `spec.bootstrap.recovery`, if set.
+pub fn recovery(spec: &PostgresClusterSpec) -> Option<&crate::api::RecoverySpec> {
+    spec.bootstrap.as_ref()?.recovery.as_ref()
+}
+
+/// The restore Patroni runs instead of initdb to bootstrap a cluster from another's backup:
+/// pgBackRest picks the newest backup before the target, and writes the recovery settings
+/// (`restore_command`, the target, promotion at the target) that Patroni keeps.
+pub fn restore_command(spec: &PostgresClusterSpec) -> Option<String> {
+    let r = recovery(spec)?;
+    let target = match (&r.target_time, &r.target_lsn) {
+        (Some(t), _) => format!(" --type=time '--target={t}' --target-action=promote"),
+        (None, Some(lsn)) => format!(" --type=lsn --target={lsn} --target-action=promote"),
+        (None, None) => String::new(),
+    };
+    Some(format!(
+        "{PGBACKREST} --stanza={}{target} --delta restore",
+        r.stanza
+    ))
+}
+
+/// `pgbackrest.conf` on the repository host: the repository and its retention, and every
+/// member reached through its TLS server.
+pub fn repository_conf(
+    spec: &PostgresClusterSpec,
+    b: &BackupSpec,
+    layout: &Layout,
+) -> Result<DesiredFile, RenderError> {
+    let host = b.repository.host.as_str();
+    let names: Vec<&str> = spec.postgres.hosts().map(String::as_str).collect();
+    let clients: Vec<&str> = names.iter().copied().chain([RESTORE_CN]).collect();
+    let mut global = server(spec, b, &clients);
+    global.extend([
+        kv("repo1-path", &b.repository.path),
+        kv("repo1-retention-full", b.retention.full),
+        kv("start-fast", "y"),
+        kv("backup-standby", if b.from_standby { "y" } else { "n" }),
+    ]);
+    if let Some(diff) = b.retention.differential {
+        global.push(kv("repo1-retention-diff", diff));
+    }
+    let mut section = Vec::new();
+    // The members share the repository host's layout (one OS family per cluster).
+    let l = layout;
+    for (i, member) in names.iter().enumerate() {
+        let n = i + 1;
+        let pg = |what: &str, v: String| (format!("pg{n}-{what}"), v);
+        section.extend([
+            pg("host", member.to_string()),
+            pg("host-type", "tls".into()),
+            pg("host-port", b.port.to_string()),
+            pg("host-ca-file", CA_CERT.into()),
+            pg("host-cert-file", POSTGRES_PEM.into()),
+            pg("host-key-file", POSTGRES_PEM.into()),
+            pg("path", l.data_dir.clone()),
+            pg("port", spec.postgres.port.to_string()),
+            pg("socket-path", l.unix_socket_dir.clone()),
+        ]);
+    }
+    let ini = Ini {
+        sections: vec![("global".into(), global), (stanza(spec).into(), section)],
+    };
+    conf_file(ini.render(host)?, layout)
+}
+
+fn conf_file(text: String, layout: &Layout) -> Result<DesiredFile, RenderError> {
+    Ok(DesiredFile {
+        path: PGBACKREST_CONF.into(),
+        content: text.into_bytes(),
+        mode: 0o640,
+        owner: "root".into(),
+        group: layout.postgres_user.clone(),
+    })
+}
+
+/// The systemd unit of pgBackRest's TLS server (every pgBackRest host runs one).
+pub fn server_unit(layout: &Layout) -> DesiredFile {
+    unit(
+        &format!("{SERVER_UNIT}.service"),
+        &format!(
+            "[Unit]\nDescription=pgBackRest TLS server (managed by pgmetal)\n\
+             After=network-online.target\nWants=network-online.target\n\n\
+             [Service]\nUser={u}\nGroup={u}\nExecStart={PGBACKREST} server\n\
+             ExecReload=/bin/kill -HUP $MAINPID\nRestart=always\nRestartSec=2\n\n\
+             [Install]\nWantedBy=multi-user.target\n",
+            u = layout.postgres_user
+        ),
+    )
+}
+
+/// The backup service (`pgmetal-backup@full`, `@diff`) and one timer per scheduled type, on
+/// the repository host. A timer runs whether or not the operator does.
+pub fn backup_units(
+    spec: &PostgresClusterSpec,
+    b: &BackupSpec,
+    layout: &Layout,
+) -> Result<Vec<DesiredFile>, RenderError> {
+    let service = format!(
+        "[Unit]\nDescription=pgBackRest %i backup of {s} (managed by pgmetal)\n\n\
+         [Service]\nType=oneshot\nUser={u}\nGroup={u}\n\
+         ExecStart={PGBACKREST} --stanza={s} --type=%i backup\n",
+        s = stanza(spec),
+        u = layout.postgres_user
+    );
+    let mut out = vec![unit(&format!("{BACKUP_UNIT}.service"), &service)];
+    for (t, when) in schedules(b)? {
+        let timer = format!(
+            "[Unit]\nDescription=Scheduled {t} backup of {s} (managed by pgmetal)\n\n\
+             [Timer]\nOnCalendar={when}\nUnit={BACKUP_UNIT}{t}.service\n\n\
+             [Install]\nWantedBy=timers.target\n",
+            t = t.as_str(),
+            s = stanza(spec)
+        );
+        out.push(unit(&timer_name(t), &timer));
+    }
+    Ok(out)
+}
+
+/// The timer unit of backup type `t`.
+pub fn timer_name(t: BackupType) -> String {
+    format!("pgmetal-backup-{}.timer", t.as_str())
+}
+
+/// The schedules of `spec.backup` as `OnCalendar=` expressions, or which one is wrong.
+pub fn schedules(b: &BackupSpec) -> Result<Vec<(BackupType, String)>, RenderError> {
+    let mut out = Vec::new();
+    let all = [
+        (BackupType::Full, "backup.schedule.full", &b.schedule.full),
+        (
+            BackupType::Differential,
+            "backup.schedule.differential",
+            &b.schedule.differential,
+        ),
+    ];
+    for (t, field, cron_text) in all {
+        if t == BackupType::Differential && cron_text.trim().is_empty() {
+            continue;
+        }
+        let when = cron::on_calendar(cron_text).map_err(|why| super::invalid(field, "*", why))?;
+        out.push((t, when));
+    }
+    Ok(out)
+}
+
+fn unit(name: &str, text: &str) -> DesiredFile {
+    DesiredFile {
+        path: format!("/etc/systemd/system/{name}"),
+        content: format!("# Managed by pgmetal: local changes are overwritten.\n{text}")
+            .into_bytes(),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+    }
+}
+
+/// The pgBackRest files `host` needs for its roles: the configuration and the TLS server's
+/// unit on members and the repository host, and the backup units on the repository host.
+pub fn host_files(
+    spec: &PostgresClusterSpec,
+    host: &str,
+    layout: &Layout,
+) -> Result<Vec<DesiredFile>, RenderError> {
+    let r = super::roles(spec, host);
+    let mut out = Vec::new();
+    if r.postgres && (spec.backup.is_some() || recovery(spec).is_some()) {
+        out.push(member_conf(spec, host, layout)?);
+    }
+    let Some(b) = &spec.backup else {
+        return Ok(out);
+    };
+    if r.backup {
+        out.push(repository_conf(spec, b, layout)?);
+        out.extend(backup_units(spec, b, layout)?);
+    }
+    if r.postgres || r.backup {
+        out.push(server_unit(layout));
+    }
+    Ok(out)
+}
+
+/// The file that exists once the stanza was created in the repository.
+pub fn stanza_marker(b: &BackupSpec, stanza: &str) -> String {
+    format!(
+        "{}/backup/{stanza}/backup.info",
+        b.repository.path.trim_end_matches('/')
+    )
+}
+
+/// Patroni's dynamic parameters that archive every member's WAL to the repository.
+pub fn archive_parameters(spec: &PostgresClusterSpec) -> Vec<(&'static str, String)> {
+    if spec.backup.is_none() {
+        return Vec::new();
+    }
+    vec![
+        ("archive_mode", "on".into()),
+        (
+            "archive_command",
+            format!("{PGBACKREST} --stanza={} archive-push %p", stanza(spec)),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::OsFamily;
+
+    fn spec() -> PostgresClusterSpec {
+        let mut s = crate::render::tests::spec();
+        s.backup = Some(
+            serde_json::from_value(serde_json::json!({"repository": {"host": "backup1"}})).unwrap(),
+        );
+        s
+    }
+
+    #[test]
+    fn members_and_repository_accept_only_each_other() {
+        let s = spec();
+        let b = s.backup.clone().unwrap();
+        let l = Layout::new(&s, OsFamily::Debian);
+        let host = s.postgres.primary.clone();
+        let m = String::from_utf8(member_conf(&s, &host, &l).unwrap().content).unwrap();
+        assert!(
+            m.contains("repo1-host=backup1\nrepo1-host-type=tls\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains(&format!("tls-server-auth=backup1={}\n", s.patroni.scope)),
+            "{m}"
+        );
+        assert!(
+            m.contains(&format!("[{}]\npg1-path={}\n", s.patroni.scope, l.data_dir)),
+            "{m}"
+        );
+        let r = repository_conf(&s, &b, &l).unwrap();
+        assert_eq!((r.mode, r.group.as_str()), (0o640, "postgres"));
+        let r = String::from_utf8(r.content).unwrap();
+        let names: Vec<&str> = s.postgres.hosts().map(String::as_str).collect();
+        for n in &names {
+            assert!(
+                r.contains(&format!("tls-server-auth={n}={}\n", s.patroni.scope)),
+                "{r}"
+            );
+        }
+        assert!(r.contains(&format!("pg2-host={}\n", names[1])), "{r}");
+        assert!(
+            r.contains("repo1-retention-full=2\n") && r.contains("backup-standby=n\n"),
+            "{r}"
+        );
+        assert!(!r.contains("repo1-retention-diff"), "{r}");
+    }
+
+    #[test]
+    fn timers_follow_the_schedule_and_archiving_the_stanza() {
+        let mut s = spec();
+        let l = Layout::new(&s, OsFamily::Debian);
+        let b = s.backup.clone().unwrap();
+        let units = backup_units(&s, &b, &l).unwrap();
+        let paths: Vec<&str> = units.iter().map(|u| u.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/etc/systemd/system/pgmetal-backup@.service",
+                "/etc/systemd/system/pgmetal-backup-full.timer",
+                "/etc/systemd/system/pgmetal-backup-diff.timer"
+            ]
+        );
+        let full = String::from_utf8(units[1].content.clone()).unwrap();
+        assert!(full.contains("OnCalendar=Sun *-*-* 01:00:00\n"), "{full}");
+        let mut nodiff = b.clone();
+        nodiff.schedule.differential = String::new();
+        assert_eq!(backup_units(&s, &nodiff, &l).unwrap().len(), 2);
+        let mut bad = b.clone();
+        bad.schedule.full = "0 25 * * *".into();
+        let err = backup_units(&s, &bad, &l).unwrap_err().to_string();
+        assert!(
+            err.contains("backup.schedule.full") && err.contains("hour"),
+            "{err}"
+        );
+        let p = archive_parameters(&s);
+        assert_eq!(
+            p[1].1,
+            format!(
+                "/usr/bin/pgbackrest --stanza={} archive-push %p",
+                s.patroni.scope
+            )
+        );
+        s.backup = None;
+        assert!(archive_parameters(&s).is_empty());
+    }
+}

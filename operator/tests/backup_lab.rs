@@ -1,0 +1,470 @@
+//! Backups with pgBackRest on 4 real lab hosts, through `pgmetal apply`: two members, etcd on
+//! three hosts, HAProxy and the repository on the third. A full backup and a differential one
+//! asked for by annotation; the timers in place; WAL archiving following a power cut onto the
+//! new primary's timeline; `status.backup` with a recovery window covering a noted time; and
+//! BackupReady false, saying why, while the repository's TLS server is down.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Lab, psql};
+use serde_json::Value;
+
+const PASSWORD: &str = "backup-su";
+
+/// The cluster: members `pg`, etcd on `etcd`, HAProxy and the repository on `repo`, with
+/// `annotations` (a YAML flow map).
+fn manifest(lab: &Lab, (pg, etcd, repo): (&[&str], &[&str], &str), annotations: &str) -> String {
+    format!(
+        r#"apiVersion: pgmetal.io/v1alpha1
+kind: PostgresCluster
+metadata: {{name: backup, annotations: {annotations}}}
+spec:
+  ssh: {{}}
+  packages:
+    repository:
+      apt: "{apt}"
+    patroni:
+      indexUrl: "{pip}"
+  postgres:
+    primary: {primary}
+    replicas: [{replicas}]
+  patroni:
+    scope: backup
+    synchronousMode: true
+    ttl: 20
+    loopWait: 2
+    retryTimeout: 5
+  etcd:
+    hosts: [{etcd}]
+  haproxy:
+    hosts: [{repo}]
+  monitoring:
+    enabled: false
+  backup:
+    repository:
+      host: {repo}
+    schedule:
+      full: "0 1 * * 0"
+      differential: "0 1 * * 1-6"
+    retention:
+      full: 2
+"#,
+        apt = lab.var("LAB_APT_REPO"),
+        pip = lab.var("LAB_PIP_INDEX"),
+        primary = pg[0],
+        replicas = pg[1..].join(", "),
+        etcd = etcd.join(", "),
+    )
+}
+
+/// A new single-member cluster on `host` (etcd and HAProxy there too), restored from the
+/// repository on `repo` to `target` (a line of `bootstrap.recovery`, or none: the end of the
+/// archived WAL).
+fn restored(lab: &Lab, (name, host): (&str, &str), repo: &str, target: &str) -> String {
+    format!(
+        r#"apiVersion: pgmetal.io/v1alpha1
+kind: PostgresCluster
+metadata: {{name: {name}}}
+spec:
+  ssh: {{}}
+  packages:
+    repository:
+      apt: "{apt}"
+    patroni:
+      indexUrl: "{pip}"
+  postgres:
+    primary: {host}
+  patroni:
+    scope: {name}
+  etcd:
+    hosts: [{host}]
+  haproxy:
+    hosts: [{host}]
+  monitoring:
+    enabled: false
+  bootstrap:
+    recovery:
+      host: {repo}
+      stanza: backup
+{target}
+"#,
+        apt = lab.var("LAB_APT_REPO"),
+        pip = lab.var("LAB_PIP_INDEX"),
+    )
+}
+
+/// `pgmetal apply` of `yaml`: the report, which must be healthy.
+fn apply(lab: &Lab, dir: &Path, what: &str, yaml: &str) -> Value {
+    std::fs::write(dir.join("cluster.yaml"), yaml).unwrap();
+    let t = Instant::now();
+    let (code, doc, stderr) = lab.pgmetal("apply", dir, &lab.var("LAB_KNOWN_HOSTS"));
+    println!("TIMING {what}: apply {:.1}s", t.elapsed().as_secs_f64());
+    assert_eq!(code, 0, "{what}: apply failed: {doc:#}\n{stderr}");
+    doc
+}
+
+fn lab_verb(verb: &str, host: &str) {
+    let st = Command::new(common::repo().join("e2e/lab"))
+        .args([verb, host])
+        .status()
+        .expect("e2e/lab");
+    assert!(st.success(), "e2e/lab {verb} {host}");
+}
+
+/// `pgbackrest info` on the repository host, as JSON (the stanza's object).
+fn info(lab: &Lab, repo: &str) -> Value {
+    let out = lab.ssh_ok(
+        repo,
+        "runuser -u postgres -- pgbackrest --stanza=backup --output=json info",
+    );
+    let all: Value = serde_json::from_str(&out).unwrap();
+    all[0].clone()
+}
+
+/// Waits until `f` holds, polling every second; panics after `limit` naming `what`.
+fn wait(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> f64 {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    t.elapsed().as_secs_f64()
+}
+
+#[test]
+#[ignore = "needs the lab (5 hosts); e2e/test runs it"]
+fn backups_archive_across_a_failover_and_report_their_state() {
+    let lab = Lab::require(5);
+    let h: Vec<&str> = lab.hosts.iter().map(String::as_str).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let secrets =
+        format!("superuser: {PASSWORD}\nreplication: bk-rep\nrewind: bk-rw\nrestapi: bk-api\n");
+    std::fs::write(dir.join("secrets.yaml"), secrets).unwrap();
+    let (pg, etcd, repo) = (vec![h[0], h[1]], vec![h[0], h[1], h[2]], h[2]);
+    let hosts = (pg.as_slice(), etcd.as_slice(), repo);
+
+    // 1. A new cluster with backups: the stanza, the servers and the timers; no backup yet.
+    let doc = apply(
+        &lab,
+        dir,
+        "cold converge with backups",
+        &manifest(&lab, hosts, "{}"),
+    );
+    let status = &doc["status"]["backup"];
+    assert_eq!(status["ready"], false, "{status:#}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("no full backup yet"),
+        "{status:#}"
+    );
+    for unit in [
+        "pgmetal-pgbackrest",
+        "pgmetal-backup-full.timer",
+        "pgmetal-backup-diff.timer",
+    ] {
+        lab.ssh_ok(repo, &format!("systemctl is-active --quiet {unit}"));
+    }
+    for m in &pg {
+        lab.ssh_ok(m, "systemctl is-active --quiet pgmetal-pgbackrest");
+    }
+    let timers = lab.ssh_ok(
+        repo,
+        "systemctl list-timers --all --no-legend 'pgmetal-backup-*'",
+    );
+    println!("TIMERS\n{timers}");
+    assert!(
+        timers.contains("pgmetal-backup-full.timer") && timers.contains("Sun"),
+        "{timers}"
+    );
+    let primary = h[0];
+    let settings = psql(
+        repo,
+        5000,
+        PASSWORD,
+        "SELECT current_setting('archive_mode') || ' ' || current_setting('archive_command')",
+    )
+    .unwrap();
+    assert_eq!(
+        settings,
+        "on /usr/bin/pgbackrest --stanza=backup archive-push %p"
+    );
+
+    // A second apply changes nothing.
+    let doc = apply(&lab, dir, "no-op converge", &manifest(&lab, hosts, "{}"));
+    assert_eq!(
+        doc["changed"], 0,
+        "a second apply changed: {:#}",
+        doc["hosts"]
+    );
+
+    // 2. Rows, a full backup by annotation, more rows, the time T, more rows, a differential.
+    psql(repo, 5000, PASSWORD, "CREATE TABLE pitr (id int PRIMARY KEY, at timestamptz DEFAULT now()); INSERT INTO pitr SELECT g FROM generate_series(1, 1000) g").unwrap();
+    let t = Instant::now();
+    let doc = apply(
+        &lab,
+        dir,
+        "full backup",
+        &manifest(&lab, hosts, "{pgmetal.io/backup-now: '1'}"),
+    );
+    let full_secs = t.elapsed().as_secs_f64();
+    let status = doc["status"]["backup"].clone();
+    assert_eq!(status["ready"], true, "{status:#}");
+    let full = &status["full"];
+    println!(
+        "BACKUP full {}: {} s, database {} bytes, repository {} bytes (apply {full_secs:.1}s)",
+        full["label"], full["durationSeconds"], full["sizeBytes"], full["repositoryBytes"]
+    );
+    assert_eq!(doc["requests"]["backupNow"], "1", "{:#}", doc["requests"]);
+    psql(
+        repo,
+        5000,
+        PASSWORD,
+        "INSERT INTO pitr SELECT g FROM generate_series(1001, 2000) g",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let noted = psql(repo, 5000, PASSWORD, "SELECT now()").unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    psql(
+        repo,
+        5000,
+        PASSWORD,
+        "INSERT INTO pitr SELECT g FROM generate_series(2001, 3000) g",
+    )
+    .unwrap();
+    let diff_yaml = manifest(
+        &lab,
+        hosts,
+        "{pgmetal.io/backup-now: '2', pgmetal.io/backup-type: diff}",
+    );
+    let doc = apply(&lab, dir, "differential backup", &diff_yaml);
+    let status = doc["status"]["backup"].clone();
+    let diff = &status["differential"];
+    assert!(diff["label"].as_str().unwrap().ends_with('D'), "{status:#}");
+    println!(
+        "BACKUP diff {}: {} s, repository {} bytes; noted time {noted}",
+        diff["label"], diff["durationSeconds"], diff["repositoryBytes"]
+    );
+    let window = &status["recoveryWindow"];
+    let (earliest, latest) = (
+        window["earliest"].as_str().unwrap(),
+        window["latest"].as_str().unwrap(),
+    );
+    let covers = psql(
+        repo,
+        5000,
+        PASSWORD,
+        &format!("SELECT '{earliest}'::timestamptz <= '{noted}'::timestamptz"),
+    )
+    .unwrap();
+    assert_eq!(covers, "t", "the window {window} starts after {noted}");
+    // The window's end follows archiving: once the WAL after T is archived, it covers T.
+    psql(repo, 5000, PASSWORD, "SELECT pg_switch_wal()").unwrap();
+    let archived = || {
+        psql(
+            repo,
+            5000,
+            PASSWORD,
+            &format!("SELECT last_archived_time >= '{noted}'::timestamptz FROM pg_stat_archiver"),
+        )
+        .unwrap_or_default()
+            == "t"
+    };
+    let lag = wait(
+        "the WAL after T to be archived",
+        Duration::from_secs(60),
+        archived,
+    );
+    println!("ARCHIVE lag after pg_switch_wal: {lag:.1}s (latest in the status before: {latest})");
+
+    // 3. The primary loses power: archiving continues from the new primary, on its timeline.
+    lab_verb("kill", primary);
+    let new_primary = h[1];
+    let sql =
+        format!("SELECT NOT pg_is_in_recovery() AND inet_server_addr() = '{new_primary}'::inet");
+    let promoted = || psql(repo, 5000, PASSWORD, &sql).unwrap_or_default() == "t";
+    let failover = wait(
+        "the replica to be promoted",
+        Duration::from_secs(120),
+        promoted,
+    );
+    println!("FAILOVER {new_primary} promoted {failover:.1}s after the power cut of {primary}");
+    psql(
+        repo,
+        5000,
+        PASSWORD,
+        "INSERT INTO pitr SELECT g FROM generate_series(3001, 4000) g; SELECT pg_switch_wal()",
+    )
+    .unwrap();
+    let on_new_timeline = || {
+        let wal = psql(
+            repo,
+            5000,
+            PASSWORD,
+            "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+        )
+        .unwrap_or_default();
+        wal.len() == 24 && &wal[..8] != "00000001"
+    };
+    let secs = wait(
+        "archiving on the new timeline",
+        Duration::from_secs(60),
+        on_new_timeline,
+    );
+    let max = info(&lab, repo)["archive"][0]["max"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    println!(
+        "ARCHIVE on the new timeline {secs:.1}s after the switch; the repository's newest WAL {max}"
+    );
+    assert!(
+        !max.starts_with("00000001"),
+        "the repository's newest WAL {max} is still on timeline 1"
+    );
+    lab_verb("start", primary);
+
+    // 4. The repository's TLS server goes down: archiving falls behind, and BackupReady says so.
+    lab.ssh_ok(repo, "systemctl stop pgmetal-pgbackrest");
+    psql(
+        repo,
+        5000,
+        PASSWORD,
+        "INSERT INTO pitr SELECT g FROM generate_series(5001, 5010) g; SELECT pg_switch_wal()",
+    )
+    .unwrap();
+    std::fs::write(dir.join("cluster.yaml"), &diff_yaml).unwrap();
+    let mut last = Value::Null;
+    let not_ready = || {
+        let (_, doc, _) = lab.pgmetal("status", dir, &lab.var("LAB_KNOWN_HOSTS"));
+        last = doc["status"]["backup"].clone();
+        last["ready"] == false
+    };
+    let secs = wait(
+        "BackupReady false with the repository down",
+        Duration::from_secs(180),
+        not_ready,
+    );
+    println!(
+        "BACKUP-READY false {secs:.1}s after the repository's server stopped: {}",
+        last["message"]
+    );
+    let message = last["message"].as_str().unwrap_or_default();
+    assert!(message.contains("WAL archiving"), "{last:#}");
+    // The next apply starts the server again; archiving catches up and BackupReady is True.
+    apply(&lab, dir, "repository back", &diff_yaml);
+    let sql = "SELECT count(*) = 0 FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'";
+    let caught_up = || psql(repo, 5000, PASSWORD, sql).unwrap_or_default() == "t";
+    let secs = wait("archiving to catch up", Duration::from_secs(180), caught_up);
+    println!("ARCHIVE caught up {secs:.1}s after the repository's server started again");
+    let (code, doc, stderr) = lab.pgmetal("status", dir, &lab.var("LAB_KNOWN_HOSTS"));
+    let status = &doc["status"]["backup"];
+    assert_eq!(status["ready"], true, "{status:#}\n{stderr} (exit {code})");
+
+    // 5. A new cluster on the fourth host, restored to T from the repository (sharing the
+    //    source's CA and passwords): the rows written before T are there, those after are not.
+    let rdir = tempfile::tempdir().unwrap();
+    let rdir = rdir.path();
+    for f in ["secrets.yaml", "secrets.ca.crt", "secrets.ca.key"] {
+        std::fs::copy(dir.join(f), rdir.join(f)).unwrap();
+    }
+    let target = h[3];
+    let to_t = format!("      targetTime: \"{noted}\"");
+    let t = Instant::now();
+    let doc = apply(
+        &lab,
+        rdir,
+        "restore to T",
+        &restored(&lab, ("restored", target), repo, &to_t),
+    );
+    println!(
+        "RESTORE to T into a new cluster on {target}: {:.1}s (apply, packages included)",
+        t.elapsed().as_secs_f64()
+    );
+    let rows = psql(
+        target,
+        5000,
+        PASSWORD,
+        "SELECT count(*) || ' ' || max(id) FROM pitr",
+    )
+    .unwrap();
+    assert_eq!(
+        rows, "2000 2000",
+        "restored to {noted}: {:#}",
+        doc["status"]
+    );
+    let leader = psql(target, 5000, PASSWORD, "SELECT pg_is_in_recovery()").unwrap();
+    assert_eq!(leader, "f", "the restored primary is still in recovery");
+    // The restore's recovery settings are gone from postgresql.auto.conf: a replica cloned
+    // from this primary must not stop at T.
+    let sql = "SELECT count(*) FROM pg_file_settings WHERE sourcefile LIKE '%/postgresql.auto.conf' AND (name LIKE 'recovery_target%' OR name = 'restore_command')";
+    assert_eq!(psql(target, 5000, PASSWORD, sql).unwrap(), "0");
+    let again = apply(
+        &lab,
+        rdir,
+        "restored cluster, no-op",
+        &restored(&lab, ("restored", target), repo, &to_t),
+    );
+    assert_eq!(
+        again["changed"], 0,
+        "a second apply changed: {:#}",
+        again["hosts"]
+    );
+    // The source is untouched: its rows are all there.
+    let source = psql(repo, 5000, PASSWORD, "SELECT count(*) >= 4000 FROM pitr").unwrap();
+    assert_eq!(source, "t");
+
+    // 6. Synchronous mode, restore to the end of the archive: every acknowledged write that was
+    //    archived is there. A WAL switch first, and how long archiving took to follow.
+    let acked = psql(repo, 5000, PASSWORD, "INSERT INTO pitr SELECT g FROM generate_series(7001, 8000) g; SELECT count(*) || ' ' || max(id) FROM pitr").unwrap();
+    let t = Instant::now();
+    let lsn = psql(
+        repo,
+        5000,
+        PASSWORD,
+        "SELECT pg_walfile_name(pg_switch_wal())",
+    )
+    .unwrap();
+    let sql = format!("SELECT last_archived_wal >= '{lsn}' FROM pg_stat_archiver");
+    let archived = || psql(repo, 5000, PASSWORD, &sql).unwrap_or_default() == "t";
+    wait(
+        "the switched WAL to be archived",
+        Duration::from_secs(60),
+        archived,
+    );
+    let lag = t.elapsed().as_secs_f64();
+    println!("ARCHIVE lag before the restore to latest: {lag:.1}s (segment {lsn})");
+    let latest = h[4];
+    let t = Instant::now();
+    apply(
+        &lab,
+        rdir,
+        "restore to latest",
+        &restored(&lab, ("latest", latest), repo, ""),
+    );
+    println!(
+        "RESTORE to the end of the archive on {latest}: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let rows = psql(
+        latest,
+        5000,
+        PASSWORD,
+        "SELECT count(*) || ' ' || max(id) FROM pitr",
+    )
+    .unwrap();
+    assert_eq!(
+        rows, acked,
+        "every acknowledged, archived write is restored"
+    );
+}
