@@ -112,6 +112,21 @@ fn beyond_schema(obj: &PostgresCluster) -> Vec<Violation> {
     if let Err((field, message)) = spec.tls.provided_ca() {
         v(field, message);
     }
+    // systemd's timers take what the schedules become; a schedule they cannot take is named.
+    if let Some(b) = &spec.backup {
+        let schedules = [
+            ("spec.backup.schedule.full", &b.schedule.full),
+            ("spec.backup.schedule.differential", &b.schedule.differential),
+        ];
+        for (field, cron) in schedules {
+            if field.ends_with("differential") && cron.trim().is_empty() {
+                continue;
+            }
+            if let Err(why) = crate::render::cron::on_calendar(cron) {
+                v(field, why);
+            }
+        }
+    }
     // Two spellings of one machine would get two Patroni members with one data directory.
     let mut names = BTreeSet::new();
     for host in spec.postgres.hosts() {
@@ -180,5 +195,22 @@ mod tls_tests {
             field == "spec.tls.caSecret" && why.contains("only read"),
             "{why}"
         );
+    }
+}
+
+#[cfg(test)]
+mod backup_tests {
+    use super::*;
+
+    #[test]
+    fn a_backup_schedule_systemd_cannot_take_is_named() {
+        let mut spec = crate::render::tests::spec();
+        let backup = serde_json::json!({"repository": {"host": "10.9.9.9"}, "schedule": {"full": "0 1 5 * 1", "differential": ""}});
+        spec.backup = Some(serde_json::from_value(backup).unwrap());
+        let obj = PostgresCluster::new("c", spec);
+        let v = beyond_schema(&obj);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].field, "spec.backup.schedule.full");
+        assert!(v[0].message.contains("not both"), "{}", v[0].message);
     }
 }

@@ -36,6 +36,36 @@ pub fn bad(
 pub fn invalid_cases() -> Vec<Invalid> {
     vec![
         bad(
+            "backups without TLS",
+            vec![
+                ("backup", json!({"repository": {"host": "10.213.0.20"}})),
+                ("tls.mode", json!("Disabled")),
+            ],
+            "spec.backup",
+            "backup needs tls.mode Managed or Provided",
+        ),
+        bad(
+            "the backup repository on a PostgreSQL host",
+            vec![("backup", json!({"repository": {"host": "10.213.0.12"}}))],
+            "spec.backup.repository.host",
+            "backup.repository.host must not run PostgreSQL for this cluster",
+        ),
+        bad(
+            "pgBackRest on the PostgreSQL port",
+            vec![("backup", json!({"repository": {"host": "10.213.0.20"}, "port": 5432}))],
+            "spec.backup.port",
+            "backup.port must differ from every PostgreSQL, Patroni, etcd and HAProxy port",
+        ),
+        bad(
+            "a restore to both a time and an LSN",
+            vec![(
+                "bootstrap",
+                json!({"recovery": {"host": "10.213.0.20", "stanza": "pg-ha", "targetTime": "2026-11-30 15:04:19+00", "targetLsn": "0/3000060"}}),
+            )],
+            "spec.bootstrap.recovery",
+            "give targetTime or targetLsn, not both",
+        ),
+        bad(
             "renewal margin not shorter than the certificate lifetime",
             vec![
                 ("tls.certificateLifetime", json!("1h")),
@@ -335,6 +365,19 @@ pub fn invalid_cases() -> Vec<Invalid> {
 /// Variants that must be accepted: the cross-field rules fire only when hosts are shared.
 pub fn valid_variants() -> Vec<(&'static str, Changes)> {
     vec![
+        (
+            "backups on a repository host, restored from another cluster's repository",
+            vec![
+                (
+                    "backup",
+                    json!({"repository": {"host": "10.213.0.20"}, "schedule": {"full": "30 2 * * 6", "differential": ""}, "retention": {"full": 4, "differential": 6}, "fromStandby": true}),
+                ),
+                (
+                    "bootstrap",
+                    json!({"recovery": {"host": "10.213.0.30", "stanza": "pg-old", "targetTime": "2026-11-30 15:04:19.1234+00"}}),
+                ),
+            ],
+        ),
         (
             "etcd on its own host may use postgres.port",
             vec![
