@@ -8,6 +8,8 @@
 
 #[path = "operator_lab/access.rs"]
 mod access;
+#[path = "operator_lab/backups.rs"]
+mod backups;
 mod common;
 #[path = "operator_lab/deletion.rs"]
 mod deletion;
@@ -157,7 +159,9 @@ fn operator_runs_a_cluster_from_kubectl() {
         lab.hosts[2].as_str(),
     );
     topology::a_replica_leaves_and_returns_through_the_spec(&lab, &kube, &ns, replicas);
-    // 9. Deletion (Retain) completes the finalizer, stops the services, keeps data and passwords.
+    // 9. Backups turned on for the running cluster; a backup asked for with the plugin.
+    backups::backups_through_kubectl(&kube, &ns, e.lb);
+    // 10. Deletion (Retain) completes the finalizer, stops the services, keeps data and passwords.
     deletion::keeps_data_and_releases_claims(&lab, &kube, &ns, (e.h1, e.lb));
     eprintln!("operator RSS at the end: {} KiB", op.rss_kib());
     let _ = kube.kubectl(&["delete", "namespace", &ns, "--wait=false"]);

@@ -2,6 +2,7 @@
 //! leader election, metrics and health endpoints.
 
 pub mod backend;
+pub mod backups;
 pub mod cleanup;
 pub mod conditions;
 pub mod converge_task;

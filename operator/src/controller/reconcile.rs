@@ -69,6 +69,7 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
         (facts.host_errors, facts.converge_failure) = (m.host_errors, m.failure);
     }
     let stats = resolved.secrets.haproxy_stats.clone();
+    let ssh_key = (resolved.private_key.clone(), resolved.known_hosts.clone());
     let strays = strays(spec, &old);
     start_if_due(
         &ctx,
@@ -90,6 +91,10 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
     )
     .await;
     status = over(status, observed);
+    if !busy && super::backups::due(&pgc, &status) {
+        let key = (ssh_key.0.as_str(), ssh_key.1.as_deref());
+        status.backup = super::backups::look(&*ctx.backend, &pgc, key, &status).await;
+    }
     status.plan = running.map(|r| r.plan).unwrap_or_default();
     ctx.metrics
         .set_cluster_ready(&pgc.name_any(), facts.healthy());

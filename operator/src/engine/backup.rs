@@ -104,7 +104,46 @@ for n in $left; do q "ALTER SYSTEM RESET $n" >/dev/null || exit 1; done
 q 'SELECT pg_reload_conf()' >/dev/null
 echo "restore settings removed: $left""#;
 
+/// Stops and disables pgmetal's backup units once backups are turned off; the repository and
+/// pgBackRest's configuration stay.
+const BACKUP_OFF: &str = r#"for u in "$@"; do
+  if systemctl is-enabled --quiet "$u" 2>/dev/null; then systemctl disable --now --quiet "$u" && echo "$u stopped and disabled"; fi
+done"#;
+
 impl Engine<'_> {
+    /// The backup phases: pgBackRest on the members and the repository host, then the stanza;
+    /// or, with backups off, their units stopped where they still run.
+    pub(super) async fn backup_phases(&self, all: &[String]) {
+        if self.spec.backup.is_none() {
+            let on: Vec<String> = all
+                .iter()
+                .filter(|h| self.backup_units_enabled(h))
+                .cloned()
+                .collect();
+            self.phase("backups off", &on, |h| self.backup_off(h)).await;
+            return;
+        }
+        let repo = repository(self.spec);
+        let hosts: Vec<String> = self
+            .spec
+            .postgres
+            .hosts()
+            .cloned()
+            .chain(repo.clone())
+            .collect();
+        self.phase("backup", &hosts, |h| self.backup_host(h)).await;
+        self.phase("backup stanza", &repo, |h| self.backup_stanza(h))
+            .await;
+    }
+
+    /// A host where backup units are still enabled after backups were turned off stops and
+    /// disables them.
+    pub(super) async fn backup_off(&self, host: &str) -> Result<(), HostError> {
+        let ex = self.exec(host)?;
+        let cmd = Cmd::script(BACKUP_OFF).args(backup::UNITS);
+        self.script_step(host, &*ex, "backups off", &cmd).await
+    }
+
     /// After a restore: the restored primary forgets the restore's recovery settings (see
     /// [`CLEAR_RESTORE`]). Runs when this converge bootstrapped it, or the probe saw them.
     pub(super) async fn clear_restore_settings(

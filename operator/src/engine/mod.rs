@@ -292,19 +292,7 @@ impl<'a> Engine<'a> {
         let leader = self
             .timed("patroni dynamic configuration", self.dynamic_config())
             .await?;
-        if self.spec.backup.is_some() {
-            let hosts: Vec<String> = self
-                .spec
-                .postgres
-                .hosts()
-                .cloned()
-                .chain(backup::repository(self.spec))
-                .collect();
-            self.phase("backup", &hosts, |h| self.backup_host(h)).await;
-            let repo = backup::repository(self.spec);
-            self.phase("backup stanza", &repo, |h| self.backup_stanza(h))
-                .await;
-        }
+        self.backup_phases(&all).await;
         self.phase("monitoring", &all, |h| self.monitoring(h)).await;
         if self.spec.monitoring.enabled {
             let leader = vec![leader];

@@ -130,6 +130,9 @@ pub fn targets(spec: &PostgresClusterSpec, secrets: &ClusterSecrets, host: &str)
         if render::backup::recovery(spec).is_some() {
             t.files.insert(render::backup::RESTORE_PEM.into());
         }
+        if spec.backup.is_none() {
+            t.enabled.extend(render::backup::UNITS.map(String::from));
+        }
         if let Some(b) = &spec.backup {
             t.units.insert(render::backup::SERVER_UNIT.into());
             t.units.extend(
@@ -222,6 +225,12 @@ impl Engine<'_> {
     }
 
     /// The exporter's role was in place when unchanged `host` was probed.
+    /// Whether any backup unit is enabled on `host` (asked only while backups are off).
+    pub(super) fn backup_units_enabled(&self, host: &str) -> bool {
+        let units = crate::render::backup::UNITS;
+        self.snapshot_says(host, |s| units.iter().any(|u| s.enabled.contains(*u)))
+    }
+
     pub(super) fn restore_settings_seen(&self, host: &str) -> bool {
         self.snapshot_says(host, |s| s.answered(RESTORE_LEFT))
     }

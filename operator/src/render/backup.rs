@@ -16,6 +16,12 @@ use crate::model::DesiredFile;
 pub const PGBACKREST_CONF: &str = "/etc/pgbackrest/pgbackrest.conf";
 /// pgBackRest's TLS server, on every member and on the repository host.
 pub const SERVER_UNIT: &str = "pgmetal-pgbackrest";
+/// Every unit pgmetal enables for backups (stopped and disabled when backups are turned off).
+pub const UNITS: [&str; 3] = [
+    "pgmetal-pgbackrest.service",
+    "pgmetal-backup-full.timer",
+    "pgmetal-backup-diff.timer",
+];
 /// The backup service on the repository host (instances `full` and `diff`).
 pub const BACKUP_UNIT: &str = "pgmetal-backup@";
 /// The log directory pgBackRest writes to.

@@ -116,7 +116,10 @@ fn beyond_schema(obj: &PostgresCluster) -> Vec<Violation> {
     if let Some(b) = &spec.backup {
         let schedules = [
             ("spec.backup.schedule.full", &b.schedule.full),
-            ("spec.backup.schedule.differential", &b.schedule.differential),
+            (
+                "spec.backup.schedule.differential",
+                &b.schedule.differential,
+            ),
         ];
         for (field, cron) in schedules {
             if field.ends_with("differential") && cron.trim().is_empty() {

@@ -52,7 +52,10 @@ pub fn invalid_cases() -> Vec<Invalid> {
         ),
         bad(
             "pgBackRest on the PostgreSQL port",
-            vec![("backup", json!({"repository": {"host": "10.213.0.20"}, "port": 5432}))],
+            vec![(
+                "backup",
+                json!({"repository": {"host": "10.213.0.20"}, "port": 5432}),
+            )],
             "spec.backup.port",
             "backup.port must differ from every PostgreSQL, Patroni, etcd and HAProxy port",
         ),
