@@ -2,12 +2,13 @@
 //! three hosts, HAProxy and the repository on the third. A full backup and a differential one
 //! asked for by annotation; the timers in place; WAL archiving following a power cut onto the
 //! new primary's timeline; `status.backup` with a recovery window covering a noted time; and
-//! BackupReady false, saying why, while the repository's TLS server is down.
+//! BackupReady false, saying why, while the repository's TLS server is down; the node
+//! exporter's backup metrics; restores into new clusters to a noted time and to the end of the
+//! archive (synchronous mode).
 
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Lab, psql};
@@ -42,8 +43,6 @@ spec:
     hosts: [{etcd}]
   haproxy:
     hosts: [{repo}]
-  monitoring:
-    enabled: false
   backup:
     repository:
       host: {repo}
@@ -107,14 +106,6 @@ fn apply(lab: &Lab, dir: &Path, what: &str, yaml: &str) -> Value {
     doc
 }
 
-fn lab_verb(verb: &str, host: &str) {
-    let st = Command::new(common::repo().join("e2e/lab"))
-        .args([verb, host])
-        .status()
-        .expect("e2e/lab");
-    assert!(st.success(), "e2e/lab {verb} {host}");
-}
-
 /// `pgbackrest info` on the repository host, as JSON (the stanza's object).
 fn info(lab: &Lab, repo: &str) -> Value {
     let out = lab.ssh_ok(
@@ -123,19 +114,6 @@ fn info(lab: &Lab, repo: &str) -> Value {
     );
     let all: Value = serde_json::from_str(&out).unwrap();
     all[0].clone()
-}
-
-/// Waits until `f` holds, polling every second; panics after `limit` naming `what`.
-fn wait(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> f64 {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    t.elapsed().as_secs_f64()
 }
 
 #[test]
@@ -225,6 +203,18 @@ fn backups_archive_across_a_failover_and_report_their_state() {
         full["label"], full["durationSeconds"], full["sizeBytes"], full["repositoryBytes"]
     );
     assert_eq!(doc["requests"]["backupNow"], "1", "{:#}", doc["requests"]);
+    // The node exporter on the repository host serves when it succeeded, and the schedule's
+    // longest interval (the backup-overdue alert compares the two).
+    let metrics = lab.ssh_ok(repo, "curl -s http://127.0.0.1:9100/metrics 2>/dev/null || python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:9100/metrics').read().decode())\"");
+    for line in [
+        "pgmetal_backup_last_success_timestamp_seconds{type=\"full\"}",
+        "pgmetal_backup_max_interval_seconds{type=\"full\"} 604800",
+    ] {
+        assert!(
+            metrics.contains(line),
+            "the node exporter does not serve {line}"
+        );
+    }
     psql(
         repo,
         5000,
@@ -280,7 +270,7 @@ fn backups_archive_across_a_failover_and_report_their_state() {
         .unwrap_or_default()
             == "t"
     };
-    let lag = wait(
+    let lag = common::wait_until(
         "the WAL after T to be archived",
         Duration::from_secs(60),
         archived,
@@ -288,12 +278,12 @@ fn backups_archive_across_a_failover_and_report_their_state() {
     println!("ARCHIVE lag after pg_switch_wal: {lag:.1}s (latest in the status before: {latest})");
 
     // 3. The primary loses power: archiving continues from the new primary, on its timeline.
-    lab_verb("kill", primary);
+    common::lab_verb("kill", primary);
     let new_primary = h[1];
     let sql =
         format!("SELECT NOT pg_is_in_recovery() AND inet_server_addr() = '{new_primary}'::inet");
     let promoted = || psql(repo, 5000, PASSWORD, &sql).unwrap_or_default() == "t";
-    let failover = wait(
+    let failover = common::wait_until(
         "the replica to be promoted",
         Duration::from_secs(120),
         promoted,
@@ -316,7 +306,7 @@ fn backups_archive_across_a_failover_and_report_their_state() {
         .unwrap_or_default();
         wal.len() == 24 && &wal[..8] != "00000001"
     };
-    let secs = wait(
+    let secs = common::wait_until(
         "archiving on the new timeline",
         Duration::from_secs(60),
         on_new_timeline,
@@ -332,7 +322,7 @@ fn backups_archive_across_a_failover_and_report_their_state() {
         !max.starts_with("00000001"),
         "the repository's newest WAL {max} is still on timeline 1"
     );
-    lab_verb("start", primary);
+    common::lab_verb("start", primary);
 
     // 4. The repository's TLS server goes down: archiving falls behind, and BackupReady says so.
     lab.ssh_ok(repo, "systemctl stop pgmetal-pgbackrest");
@@ -350,7 +340,7 @@ fn backups_archive_across_a_failover_and_report_their_state() {
         last = doc["status"]["backup"].clone();
         last["ready"] == false
     };
-    let secs = wait(
+    let secs = common::wait_until(
         "BackupReady false with the repository down",
         Duration::from_secs(180),
         not_ready,
@@ -365,7 +355,7 @@ fn backups_archive_across_a_failover_and_report_their_state() {
     apply(&lab, dir, "repository back", &diff_yaml);
     let sql = "SELECT count(*) = 0 FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'";
     let caught_up = || psql(repo, 5000, PASSWORD, sql).unwrap_or_default() == "t";
-    let secs = wait("archiving to catch up", Duration::from_secs(180), caught_up);
+    let secs = common::wait_until("archiving to catch up", Duration::from_secs(180), caught_up);
     println!("ARCHIVE caught up {secs:.1}s after the repository's server started again");
     let (code, doc, stderr) = lab.pgmetal("status", dir, &lab.var("LAB_KNOWN_HOSTS"));
     let status = &doc["status"]["backup"];
@@ -437,7 +427,7 @@ fn backups_archive_across_a_failover_and_report_their_state() {
     .unwrap();
     let sql = format!("SELECT last_archived_wal >= '{lsn}' FROM pg_stat_archiver");
     let archived = || psql(repo, 5000, PASSWORD, &sql).unwrap_or_default() == "t";
-    wait(
+    common::wait_until(
         "the switched WAL to be archived",
         Duration::from_secs(60),
         archived,

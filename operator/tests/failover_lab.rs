@@ -14,7 +14,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Lab;
@@ -142,14 +141,6 @@ fn diagnostics(lab: &Lab, dir: &Path, down: &str) -> String {
     out
 }
 
-fn lab_verb(verb: &str, host: &str) {
-    let st = Command::new(common::repo().join("e2e/lab"))
-        .args([verb, host])
-        .status()
-        .expect("e2e/lab");
-    assert!(st.success(), "e2e/lab {verb} {host}");
-}
-
 /// A power cut of the primary, as recorded for the verdict and the report.
 struct Cut {
     old_primary: String,
@@ -172,7 +163,7 @@ fn power_cut_round(lab: &Lab, dir: &Path, writer: &Writer, n: usize) -> Cut {
     });
     let cut_at = writer.now();
     let t = Instant::now();
-    lab_verb("kill", &old);
+    common::lab_verb("kill", &old);
     if let Err(e) = writer.try_wait_for(
         &format!("cut {n}: a new primary acknowledging writes after {old} lost power"),
         Duration::from_secs(120),
@@ -180,7 +171,7 @@ fn power_cut_round(lab: &Lab, dir: &Path, writer: &Writer, n: usize) -> Cut {
     ) {
         panic!("{e}\n{}", diagnostics(lab, dir, &old));
     }
-    lab_verb("start", &old);
+    common::lab_verb("start", &old);
     let status = wait_healthy(lab, dir, Duration::from_secs(240));
     let rejoin_secs = t.elapsed().as_secs_f64();
     let member = status["members"]
@@ -232,7 +223,7 @@ fn partition_round(lab: &Lab, dir: &Path, writer: &Writer, n: usize) -> Round {
     );
     let partitioned_at = writer.acks().last().unwrap().at;
     let t = Instant::now();
-    lab_verb("partition", &old);
+    common::lab_verb("partition", &old);
     let degraded_secs = named_as_a_problem(lab, dir, &old, t);
     let new_acks = |a: &[Ack]| {
         a.iter()
@@ -251,7 +242,7 @@ fn partition_round(lab: &Lab, dir: &Path, writer: &Writer, n: usize) -> Round {
         |a| new_acks(a) >= ACKS_BEFORE_HEAL,
     );
     let new = writer.acks().last().unwrap().server.clone();
-    lab_verb("heal", &old);
+    common::lab_verb("heal", &old);
     let healed_at = writer.acks().last().unwrap().at;
     // The reported failure: the old primary takes the leader role back within seconds of heal.
     std::thread::sleep(Duration::from_secs(15));

@@ -10,7 +10,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Lab, psql};
@@ -149,14 +148,6 @@ fn unit_alive(lab: &Lab, host: &str, unit: &str) -> bool {
     o.status.success()
 }
 
-fn lab_verb(verb: &str, host: &str) {
-    let st = Command::new(common::repo().join("e2e/lab"))
-        .args([verb, host])
-        .status()
-        .expect("e2e/lab");
-    assert!(st.success(), "e2e/lab {verb} {host}");
-}
-
 /// After an apply: etcd's members and Patroni's equal the spec.
 fn assert_topology(lab: &Lab, what: &str, pg: &[&str], etcd: &[&str]) {
     assert_eq!(
@@ -283,7 +274,7 @@ fn topology_changes_keep_quorum_and_data_and_a_replaced_host_rejoins_nothing() {
 
     // 4. A replica in both lists loses power and is replaced while it is down.
     let dead = h[1];
-    lab_verb("kill", dead);
+    common::lab_verb("kill", dead);
     let (pg, etcd) = (vec![h[0], h[5], h[4]], vec![h[0], h[5], h[4]]);
     let yaml = manifest(&lab, &pg, &etcd, lb);
     // Its Patroni member leaves by itself when its key's TTL runs out; until then the plan
@@ -306,7 +297,7 @@ fn topology_changes_keep_quorum_and_data_and_a_replaced_host_rejoins_nothing() {
 
     // 5. The dead host starts again: etcd refuses its member; its Patroni is stopped by the
     //    next apply, and nothing of it stays a member.
-    lab_verb("start", dead);
+    common::lab_verb("start", dead);
     let back = Instant::now();
     let mut patroni_back = None;
     while back.elapsed() < Duration::from_secs(30) {

@@ -12,7 +12,8 @@ pub struct PostgresClusterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Standard conditions: Ready, Progressing, Degraded, EtcdHealthy, PatroniHealthy,
-    /// RoutingReady, ReconciliationPaused; and Reconciling and Stalled for GitOps tools (kstatus).
+    /// RoutingReady, ReconciliationPaused, BackupReady (with `spec.backup`); and Reconciling and
+    /// Stalled for GitOps tools (kstatus).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

@@ -102,6 +102,9 @@ pub fn status(st: &PostgresClusterStatus, problems: &[String]) -> String {
     if st.patroni_paused == Some(true) {
         let _ = writeln!(s, "\nPatroni is PAUSED (maintenance mode)");
     }
+    if let Some(b) = &st.backup {
+        backups(&mut s, b);
+    }
     if !problems.is_empty() {
         let _ = writeln!(s, "\nPROBLEMS:");
         for p in problems {
@@ -110,6 +113,35 @@ pub fn status(st: &PostgresClusterStatus, problems: &[String]) -> String {
     }
     let _ = writeln!(s);
     s
+}
+
+/// The backup lines of the status table: the newest backup of each type, archiving, the
+/// recovery window, and whether all is in order.
+fn backups(s: &mut String, b: &crate::api::BackupStatus) {
+    let verdict = if b.ready { "in order" } else { "NOT IN ORDER" };
+    let _ = writeln!(s, "\nBACKUPS {verdict}: {}", b.message);
+    let kinds = [
+        ("full", &b.full),
+        ("diff", &b.differential),
+        ("incr", &b.incremental),
+    ];
+    for (kind, r) in kinds {
+        if let Some(r) = r {
+            let _ = writeln!(
+                s,
+                "  {kind:<5} {:<36} {}  {} s, {} B in the repository",
+                r.label, r.finished, r.duration_seconds, r.repository_bytes
+            );
+        }
+    }
+    if let Some(a) = &b.archive {
+        let wal = a.last_archived_wal.as_deref().unwrap_or("-");
+        let at = a.last_archived_time.as_deref().unwrap_or("-");
+        let _ = writeln!(s, "  archived {wal} at {at}");
+    }
+    if let Some(w) = &b.recovery_window {
+        let _ = writeln!(s, "  recoverable from {} to {}", w.earliest, w.latest);
+    }
 }
 
 /// `pgmetal plan` as text: numbered steps, disruptive ones marked; or the refusal.

@@ -34,6 +34,16 @@ pub const RESTORE_PEM: &str = "/etc/pgmetal/tls/restore.pem";
 /// cluster issued a certificate by the same CA restores from it.
 pub const RESTORE_CN: &str = "pgmetal-restore";
 
+/// The node exporter's textfile directory (Debian's package).
+const TEXTFILE_DIR: &str = "/var/lib/prometheus/node-exporter";
+/// Run after a backup succeeded (argument: its type): the node exporter's textfile says when.
+const SUCCEEDED: &str = "/etc/pgmetal/backup-succeeded.sh";
+const SUCCEEDED_SCRIPT: &str = r#"#!/bin/sh
+# Managed by pgmetal: records a successful backup of type $1 for the node exporter.
+f=/var/lib/prometheus/node-exporter/pgmetal_backup_$1.prom
+printf '# TYPE pgmetal_backup_last_success_timestamp_seconds gauge\npgmetal_backup_last_success_timestamp_seconds{type="%s"} %s\n' "$1" "$(date +%s)" >"$f.tmp" && mv "$f.tmp" "$f"
+"#;
+
 /// The pgBackRest binary of the distribution's package.
 const PGBACKREST: &str = "/usr/bin/pgbackrest";
 
@@ -234,14 +244,27 @@ pub fn backup_units(
     b: &BackupSpec,
     layout: &Layout,
 ) -> Result<Vec<DesiredFile>, RenderError> {
-    let service = format!(
+    let mut service = format!(
         "[Unit]\nDescription=pgBackRest %i backup of {s} (managed by pgmetal)\n\n\
          [Service]\nType=oneshot\nUser={u}\nGroup={u}\n\
          ExecStart={PGBACKREST} --stanza={s} --type=%i backup\n",
         s = stanza(spec),
         u = layout.postgres_user
     );
+    if spec.monitoring.enabled {
+        // As root: the exporter's directory is not the postgres user's.
+        service.push_str(&format!("ExecStartPost=+-/bin/sh {SUCCEEDED} %i\n"));
+    }
     let mut out = vec![unit(&format!("{BACKUP_UNIT}.service"), &service)];
+    if spec.monitoring.enabled {
+        out.push(DesiredFile {
+            path: SUCCEEDED.into(),
+            content: SUCCEEDED_SCRIPT.as_bytes().to_vec(),
+            mode: 0o755,
+            owner: "root".into(),
+            group: "root".into(),
+        });
+    }
     for (t, when) in schedules(b)? {
         let timer = format!(
             "[Unit]\nDescription=Scheduled {t} backup of {s} (managed by pgmetal)\n\n\
@@ -310,11 +333,42 @@ pub fn host_files(
     if r.backup {
         out.push(repository_conf(spec, b, layout)?);
         out.extend(backup_units(spec, b, layout)?);
+        if spec.monitoring.enabled {
+            out.push(schedule_metrics(b)?);
+        }
     }
     if r.postgres || r.backup {
         out.push(server_unit(layout));
     }
     Ok(out)
+}
+
+/// The node exporter's textfile on the repository host with the longest interval between two
+/// scheduled backups of each type: the backup-overdue alert compares the last success with it.
+pub fn schedule_metrics(b: &BackupSpec) -> Result<DesiredFile, RenderError> {
+    let mut text = String::from(
+        "# Managed by pgmetal.\n\
+         # HELP pgmetal_backup_max_interval_seconds The longest interval between two scheduled backups of a type.\n\
+         # TYPE pgmetal_backup_max_interval_seconds gauge\n",
+    );
+    for (t, _) in schedules(b)? {
+        let cron_text = match t {
+            BackupType::Full => &b.schedule.full,
+            BackupType::Differential => &b.schedule.differential,
+        };
+        let gap = cron::longest_interval(cron_text).unwrap_or(0);
+        text.push_str(&format!(
+            "pgmetal_backup_max_interval_seconds{{type=\"{}\"}} {gap}\n",
+            t.as_str()
+        ));
+    }
+    Ok(DesiredFile {
+        path: format!("{TEXTFILE_DIR}/pgmetal_backup_schedule.prom"),
+        content: text.into_bytes(),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+    })
 }
 
 /// The file that exists once the stanza was created in the repository.
@@ -400,15 +454,35 @@ mod tests {
             paths,
             [
                 "/etc/systemd/system/pgmetal-backup@.service",
+                "/etc/pgmetal/backup-succeeded.sh",
                 "/etc/systemd/system/pgmetal-backup-full.timer",
                 "/etc/systemd/system/pgmetal-backup-diff.timer"
             ]
         );
-        let full = String::from_utf8(units[1].content.clone()).unwrap();
+        let service = String::from_utf8(units[0].content.clone()).unwrap();
+        let post = "ExecStartPost=+-/bin/sh /etc/pgmetal/backup-succeeded.sh %i\n";
+        assert!(service.contains(post), "{service}");
+        let full = String::from_utf8(units[2].content.clone()).unwrap();
         assert!(full.contains("OnCalendar=Sun *-*-* 01:00:00\n"), "{full}");
         let mut nodiff = b.clone();
         nodiff.schedule.differential = String::new();
-        assert_eq!(backup_units(&s, &nodiff, &l).unwrap().len(), 2);
+        assert_eq!(backup_units(&s, &nodiff, &l).unwrap().len(), 3);
+        let m = String::from_utf8(schedule_metrics(&b).unwrap().content).unwrap();
+        assert!(
+            m.contains("pgmetal_backup_max_interval_seconds{type=\"full\"} 604800\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("pgmetal_backup_max_interval_seconds{type=\"diff\"} 172800\n"),
+            "{m}"
+        );
+        let mut quiet = s.clone();
+        quiet.monitoring.enabled = false;
+        assert_eq!(
+            backup_units(&quiet, &b, &l).unwrap().len(),
+            3,
+            "no textfile without monitoring"
+        );
         let mut bad = b.clone();
         bad.schedule.full = "0 25 * * *".into();
         let err = backup_units(&s, &bad, &l).unwrap_err().to_string();

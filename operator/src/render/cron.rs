@@ -102,6 +102,28 @@ pub fn previous(cron: &str, now: time::OffsetDateTime) -> Option<time::OffsetDat
     None
 }
 
+/// The longest interval, in seconds, between two consecutive times `cron` fires over one year
+/// from a fixed day (2026-01-01 UTC), so that the answer does not change from one run to the
+/// next. None when it fires less than twice in that year.
+pub fn longest_interval(cron: &str) -> Option<i64> {
+    let start = time::Date::from_calendar_date(2026, time::Month::January, 1)
+        .ok()?
+        .midnight()
+        .assume_utc();
+    let mut t = start + time::Duration::days(366);
+    let mut last = previous(cron, t)?;
+    let mut longest = 0;
+    while last > start {
+        t = last - time::Duration::minutes(1);
+        let Some(before) = previous(cron, t) else {
+            break;
+        };
+        longest = longest.max((last - before).whole_seconds());
+        last = before;
+    }
+    (longest > 0).then_some(longest)
+}
+
 /// One field: `*`, or a comma list of `n`, `a-b`, `*/s`, `a-b/s`.
 fn field(text: &str, name: &str, lo: u32, hi: u32) -> Result<Values, String> {
     if text == "*" {
@@ -198,6 +220,18 @@ mod tests {
         let quarter = at(2026, 11, 30, 10, 15, 0);
         assert_eq!(previous("*/15 * * * *", now), Some(quarter));
         assert_eq!(previous("0 0 30 2 *", now), None, "never fires");
+    }
+
+    #[test]
+    fn the_longest_interval_between_runs() {
+        assert_eq!(longest_interval("0 1 * * 0"), Some(7 * 86_400));
+        assert_eq!(
+            longest_interval("0 1 * * 1-6"),
+            Some(2 * 86_400),
+            "Saturday to Monday"
+        );
+        assert_eq!(longest_interval("*/15 * * * *"), Some(900));
+        assert_eq!(longest_interval("0 3 1 * *"), Some(31 * 86_400));
     }
 
     #[test]

@@ -119,6 +119,29 @@ impl Lab {
     }
 }
 
+/// `e2e/lab VERB HOST` (`kill`, `start`, `partition`, `heal`), which must succeed.
+pub fn lab_verb(verb: &str, host: &str) {
+    let st = Command::new(repo().join("e2e/lab"))
+        .args([verb, host])
+        .status()
+        .expect("e2e/lab");
+    assert!(st.success(), "e2e/lab {verb} {host}");
+}
+
+/// Polls `f` every 500 ms until it holds; panics naming `what` after `timeout`. Returns the
+/// seconds it took.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> f64 {
+    let t = std::time::Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    t.elapsed().as_secs_f64()
+}
+
 /// Quote for the remote shell (lab ssh passes words to ssh, which joins them).
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))

@@ -259,19 +259,7 @@ pub fn condition(kube: &Kube, ns: &str, name: &str, kind: &str) -> (String, Stri
     (field("status"), field("reason"), field("message"))
 }
 
-/// Polls `f` every 500 ms until it holds; panics naming `what` after `timeout`. Returns the
-/// seconds it took.
-pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> f64 {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    t.elapsed().as_secs_f64()
-}
+pub use crate::common::wait_until;
 
 /// Runs `kubectl pgmetal ARGS` as a person would: kubectl finds the plugin (this build's
 /// binary, linked as `kubectl-pgmetal`) on the PATH and runs it with the lab's kubeconfig.
