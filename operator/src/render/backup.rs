@@ -154,7 +154,9 @@ pub fn recovery(spec: &PostgresClusterSpec) -> Option<&crate::api::RecoverySpec>
 
 /// The restore Patroni runs instead of initdb to bootstrap a cluster from another's backup:
 /// pgBackRest picks the newest backup before the target, and writes the recovery settings
-/// (`restore_command`, the target, promotion at the target) that Patroni keeps.
+/// (`restore_command`, the target, promotion at the target) that Patroni keeps. Without
+/// `--delta`, pgBackRest refuses a data directory that holds anything: a restore only ever
+/// fills an empty one.
 pub fn restore_command(spec: &PostgresClusterSpec) -> Option<String> {
     let r = recovery(spec)?;
     let target = match (&r.target_time, &r.target_lsn) {
@@ -163,7 +165,7 @@ pub fn restore_command(spec: &PostgresClusterSpec) -> Option<String> {
         (None, None) => String::new(),
     };
     Some(format!(
-        "{PGBACKREST} --stanza={}{target} --delta restore",
+        "{PGBACKREST} --stanza={}{target} restore",
         r.stanza
     ))
 }
@@ -489,6 +491,13 @@ mod tests {
         assert!(
             err.contains("backup.schedule.full") && err.contains("hour"),
             "{err}"
+        );
+        let mut r = s.clone();
+        let recovery = serde_json::json!({"recovery": {"host": "backup1", "stanza": "old", "targetTime": "2026-11-30 15:04:19+00"}});
+        r.bootstrap = Some(serde_json::from_value(recovery).unwrap());
+        assert_eq!(
+            restore_command(&r).unwrap(),
+            "/usr/bin/pgbackrest --stanza=old --type=time '--target=2026-11-30 15:04:19+00' --target-action=promote restore"
         );
         let p = archive_parameters(&s);
         assert_eq!(
