@@ -232,26 +232,10 @@ async fn backups(
     status: &crate::api::PostgresClusterStatus,
 ) -> Option<crate::api::BackupStatus> {
     let spec = &l.cluster.spec;
-    let repo = crate::render::backup::repository_host(spec)?.to_string();
-    let hosts: Vec<String> = std::iter::once(repo.clone())
-        .chain(status.primary.clone())
-        .collect();
-    let mut conns = connect::connect_all(&hosts, &l.ssh, &Default::default()).await;
-    let repo_conn = conns.remove(&repo).map(|c| c.conn);
-    let repo_ex = match &repo_conn {
-        Some(Ok(ex)) => Ok(&**ex),
-        Some(Err(e)) => Err(e.to_string()),
-        None => Err("no connection".to_string()),
-    };
-    let leader = status
-        .primary
-        .as_ref()
-        .and_then(|p| conns.remove(p))
-        .and_then(|c| c.conn.ok());
-    let layout = crate::render::Layout::new(spec, crate::model::OsFamily::Debian);
-    let leader = leader.as_ref().map(|ex| (&**ex, &layout));
-    let id = status.system_identifier.as_deref();
-    engine::backup_look::look(spec, repo_ex, leader, id).await
+    spec.backup.as_ref()?;
+    let hosts = engine::backup_look::hosts(spec, status.primary.as_deref());
+    let conns = connect::connect_all(&hosts, &l.ssh, &Default::default()).await;
+    engine::backup_look::look_through(spec, conns, status).await
 }
 
 /// `pgmetal status`: what `patronictl list` and `etcdctl member list` show, plus routing.

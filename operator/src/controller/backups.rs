@@ -7,7 +7,6 @@ use std::time::Duration;
 use super::backend::Backend;
 use crate::api::{BackupStatus, PostgresCluster, PostgresClusterStatus};
 use crate::engine::{backup_look, connect};
-use crate::render::{Layout, backup};
 
 /// How often the operator looks at backups between converges.
 pub const LOOK_EVERY: Duration = Duration::from_secs(60);
@@ -33,31 +32,16 @@ pub async fn look(
     status: &PostgresClusterStatus,
 ) -> Option<BackupStatus> {
     let spec = &pgc.spec;
-    let repo = backup::repository_host(spec)?.to_string();
-    let hosts: Vec<String> = std::iter::once(repo.clone())
-        .chain(status.primary.clone())
-        .collect();
-    let connector = backend.connector();
-    let mut conns = connect::connect_cluster(
+    spec.backup.as_ref()?;
+    let hosts = backup_look::hosts(spec, status.primary.as_deref());
+    let conns = connect::connect_cluster(
         &spec.ssh,
         private_key,
         known_hosts,
         &status.hosts,
         &hosts,
-        connector,
+        backend.connector(),
     )
     .await;
-    let repo_conn = conns.remove(&repo).map(|c| c.conn);
-    let repo_ex = match &repo_conn {
-        Some(Ok(ex)) => Ok(&**ex),
-        Some(Err(e)) => Err(e.to_string()),
-        None => Err("no connection".to_string()),
-    };
-    let leader = status.primary.as_ref().and_then(|p| conns.remove(p));
-    let leader = leader.and_then(|c| c.conn.ok());
-    // Backups are on Debian hosts only (the distribution's pgBackRest and paths).
-    let layout = Layout::new(spec, crate::model::OsFamily::Debian);
-    let leader = leader.as_ref().map(|ex| (&**ex, &layout));
-    let id = status.system_identifier.as_deref();
-    backup_look::look(spec, repo_ex, leader, id).await
+    backup_look::look_through(spec, conns, status).await
 }

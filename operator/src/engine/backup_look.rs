@@ -313,6 +313,34 @@ pub async fn look(
     })
 }
 
+/// The hosts a look at backups connects to: the repository host, then the primary.
+pub fn hosts(spec: &PostgresClusterSpec, primary: Option<&str>) -> Vec<String> {
+    let repo = backup::repository_host(spec).map(String::from);
+    repo.into_iter().chain(primary.map(String::from)).collect()
+}
+
+/// [`look`] through `conns`, the connections to [`hosts`] (how the CLI and the operator look
+/// between converges): a failed connection to the repository host is the status's message.
+pub async fn look_through(
+    spec: &PostgresClusterSpec,
+    mut conns: std::collections::BTreeMap<String, super::connect::Connected>,
+    status: &crate::api::PostgresClusterStatus,
+) -> Option<BackupStatus> {
+    let repo = backup::repository_host(spec)?;
+    let repo_conn = conns.remove(repo).map(|c| c.conn);
+    let repo_ex = match &repo_conn {
+        Some(Ok(ex)) => Ok(&**ex),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err("no connection".to_string()),
+    };
+    let leader = status.primary.as_ref().and_then(|p| conns.remove(p));
+    let leader = leader.and_then(|c| c.conn.ok());
+    // Backups are on Debian hosts only (the distribution's pgBackRest and paths).
+    let layout = Layout::new(spec, crate::model::OsFamily::Debian);
+    let leader = leader.as_ref().map(|ex| (&**ex, &layout));
+    look(spec, repo_ex, leader, status.system_identifier.as_deref()).await
+}
+
 #[cfg(test)]
 #[path = "backup_look_tests.rs"]
 mod tests;
