@@ -20,6 +20,20 @@ pub struct ClusterSecrets {
     /// have none; the CLI then adds one.
     #[serde(rename = "haproxyStats", default)]
     pub haproxy_stats: String,
+    /// S3 credentials by the name `credentialsSecret` gives them (backup repositories and
+    /// restore sources in S3).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub s3: std::collections::BTreeMap<String, S3Credentials>,
+}
+
+/// An S3 access key (the keys `accessKeyId` and `secretAccessKey` of a credentials Secret).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Credentials {
+    /// The access key's id.
+    pub access_key_id: String,
+    /// Its secret.
+    pub secret_access_key: String,
 }
 
 impl fmt::Debug for ClusterSecrets {

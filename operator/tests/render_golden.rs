@@ -26,6 +26,7 @@ fn secrets() -> ClusterSecrets {
         rewind: "rewind-password".into(),
         restapi: "restapi-password".into(),
         haproxy_stats: "stats".into(),
+        s3: Default::default(),
     }
 }
 

@@ -1,12 +1,13 @@
 //! `spec.backup`: continuous WAL archiving and scheduled backups with pgBackRest, kept in a
-//! repository on a dedicated host.
+//! repository on a dedicated host or in S3-compatible object storage.
 
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
 /// Backups with pgBackRest (the distribution's package). Every member archives its WAL to the
-/// repository host (`archive_mode`, `archive_command` in Patroni's configuration), and systemd
-/// timers on the repository host take the scheduled backups, with or without the operator.
+/// repository (`archive_mode`, `archive_command` in Patroni's configuration), and systemd
+/// timers take the scheduled backups, with or without the operator: on the repository host,
+/// or, with S3, on every member, where only the Patroni leader acts. Between hosts,
 /// pgBackRest's own TLS server carries every exchange, authenticated both ways by certificates
 /// from the cluster's CA, so backups need `spec.tls` (Managed or Provided).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -31,24 +32,106 @@ pub struct BackupSpec {
     pub port: u16,
 }
 
-/// A pgBackRest repository on a dedicated host that pgmetal prepares like the cluster's other
-/// hosts (SSH, its claim, the package).
+/// A pgBackRest repository: on a dedicated host that pgmetal prepares like the cluster's other
+/// hosts (SSH, its claim, the package), or in an S3-compatible bucket. Give one of the two.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.host) != has(self.s3)").message("backup.repository: give host or s3, exactly one"))]
 pub struct BackupRepository {
     /// The repository host: a DNS name or an address. It must not run PostgreSQL for this
     /// cluster (a backup kept beside the data it protects is lost with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(crate::api::spec::host_rule()).message("backup.repository.host must be a DNS name or an IP address"))]
     #[schemars(length(min = 1, max = 253))]
-    pub host: String,
-    /// The repository's directory on that host (pgBackRest's `repo1-path`). Default
-    /// `/var/lib/pgbackrest`.
+    pub host: Option<String>,
+    /// An S3-compatible bucket instead of a host: every member reaches it itself, and the
+    /// backup timers run on every member, acting only where Patroni's local REST API says the
+    /// member leads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Repository>,
+    /// The repository's directory on the host, or its prefix in the bucket (pgBackRest's
+    /// `repo1-path`). Default `/var/lib/pgbackrest`.
     #[serde(default = "default_path")]
     #[schemars(
         regex(pattern = r"^(/[A-Za-z0-9_+@-][A-Za-z0-9._+@-]*)+/?$"),
         length(max = 1024)
     )]
     pub path: String,
+}
+
+/// An S3-compatible bucket (AWS S3, MinIO, Ceph RGW, versitygw, ...), reached over HTTPS with
+/// a verified certificate and AWS signature version 4.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Repository {
+    /// The endpoint, `host` or `host:port` (port 443 when none), e.g.
+    /// `s3.eu-west-1.amazonaws.com` or `minio.internal:9000`. Always HTTPS.
+    #[x_kube(validation = Rule::new(r"self.matches('^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$')").message("backup.repository.s3.endpoint must be host or host:port (HTTPS is implied, give no scheme)"))]
+    #[schemars(length(min = 1, max = 259))]
+    pub endpoint: String,
+    /// The bucket, which must exist.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))]
+    pub bucket: String,
+    /// The bucket's region (signature version 4 signs it). Default `us-east-1`.
+    #[serde(default = "default_region")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9-]+$"))]
+    pub region: String,
+    /// The Secret (same namespace) with the keys `accessKeyId` and `secretAccessKey`. The
+    /// CLI reads them from its secrets file, under `s3.<this name>`.
+    #[schemars(length(min = 1, max = 253))]
+    pub credentials_secret: String,
+    /// How the bucket is addressed: `Host` (`bucket.endpoint`, AWS) or `Path`
+    /// (`endpoint/bucket`, most self-hosted servers). Default `Host`.
+    #[serde(default)]
+    pub uri_style: S3UriStyle,
+    /// PEM certificates of the CAs that sign the endpoint's certificate, when the hosts' own
+    /// trust store does not hold them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub ca_bundle: Option<String>,
+}
+
+/// How an S3 bucket is addressed (pgBackRest's `repo1-s3-uri-style`).
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum S3UriStyle {
+    /// `https://bucket.endpoint/`: AWS's style.
+    #[default]
+    Host,
+    /// `https://endpoint/bucket/`.
+    Path,
+}
+
+impl S3UriStyle {
+    /// pgBackRest's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            S3UriStyle::Host => "host",
+            S3UriStyle::Path => "path",
+        }
+    }
+}
+
+impl S3Repository {
+    /// The endpoint's host and port (443 when none is given).
+    pub fn host_port(&self) -> (&str, u16) {
+        match self.endpoint.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().unwrap_or(443)),
+            None => (&self.endpoint, 443),
+        }
+    }
+}
+
+impl BackupRepository {
+    /// Where the repository is, for people: the host, or `s3://bucket/path at endpoint`.
+    pub fn describe(&self) -> String {
+        match (&self.host, &self.s3) {
+            (Some(h), _) => h.clone(),
+            (None, Some(s3)) => format!("s3://{}{} at {}", s3.bucket, self.path, s3.endpoint),
+            (None, None) => "nowhere".into(),
+        }
+    }
 }
 
 /// The backup timers, in cron syntax (five fields; `*`, numbers, ranges `a-b`, lists `a,b` and
@@ -104,6 +187,9 @@ impl Default for BackupRetention {
 
 fn default_port() -> u16 {
     8432
+}
+fn default_region() -> String {
+    "us-east-1".into()
 }
 fn default_path() -> String {
     "/var/lib/pgbackrest".into()
@@ -234,14 +320,28 @@ pub struct BootstrapSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.targetTime) && has(self.targetLsn))").message("bootstrap.recovery: give targetTime or targetLsn, not both (neither: the end of the archived WAL)"))]
+#[x_kube(validation = Rule::new("has(self.host) != has(self.s3)").message("bootstrap.recovery: give the source's repository host or its s3 bucket, exactly one"))]
 pub struct RecoverySpec {
     /// The source cluster's repository host (its `backup.repository.host`). Its pgBackRest
     /// server trusts this cluster's restore certificate only when both clusters share a CA:
     /// `tls.mode: Provided` with the source's `<source>-ca` Secret (the CLI: the source's CA
     /// files beside this cluster's secrets file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(crate::api::spec::host_rule()).message("bootstrap.recovery.host must be a DNS name or an IP address"))]
     #[schemars(length(min = 1, max = 253))]
-    pub host: String,
+    pub host: Option<String>,
+    /// The source cluster's S3 bucket (its `backup.repository.s3`), read with the credentials
+    /// this names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Repository>,
+    /// The source repository's prefix in the bucket (its `backup.repository.path`), with
+    /// `s3`. Default `/var/lib/pgbackrest`.
+    #[serde(default = "default_path")]
+    #[schemars(
+        regex(pattern = r"^(/[A-Za-z0-9_+@-][A-Za-z0-9._+@-]*)+/?$"),
+        length(max = 1024)
+    )]
+    pub path: String,
     /// The port of that repository's pgBackRest server (the source's `backup.port`). Default
     /// 8432.
     #[serde(default = "default_port")]

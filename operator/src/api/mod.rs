@@ -9,7 +9,8 @@ pub mod tls;
 
 pub use backup::{
     ArchiveStatus, BackupRecord, BackupRepository, BackupRetention, BackupSchedule, BackupSpec,
-    BackupStatus, BackupType, BootstrapSpec, RecoverySpec, RecoveryWindow,
+    BackupStatus, BackupType, BootstrapSpec, RecoverySpec, RecoveryWindow, S3Repository,
+    S3UriStyle,
 };
 pub use monitoring::MonitoringSpec;
 pub use spec::*;

@@ -45,6 +45,7 @@ pub fn load_or_create(path: &Path) -> Result<(ClusterSecrets, bool), String> {
                 rewind: generate_password(),
                 restapi: generate_password(),
                 haproxy_stats: generate_password(),
+                s3: Default::default(),
             };
             let text = crate::to_yaml(&s).map_err(|e| e.to_string())?;
             let mut f = std::fs::OpenOptions::new()

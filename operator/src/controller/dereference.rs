@@ -171,6 +171,7 @@ pub async fn resolve(client: &kube::Client, pgc: &PostgresCluster) -> Result<Res
         }
         _ => Some(cluster_ca(&api, pgc).await?),
     };
+    let s3 = s3_credentials(&api, &ns, s).await?;
     Ok(Resolved {
         private_key,
         known_hosts,
@@ -181,8 +182,46 @@ pub async fn resolve(client: &kube::Client, pgc: &PostgresCluster) -> Result<Res
             rewind,
             restapi,
             haproxy_stats,
+            s3,
         },
     })
+}
+
+/// The S3 credentials the spec names (`backup.repository.s3`, `bootstrap.recovery.s3`), by
+/// Secret name: the keys `accessKeyId` and `secretAccessKey` of each.
+async fn s3_credentials(
+    api: &Api<Secret>,
+    ns: &str,
+    s: &crate::api::PostgresClusterSpec,
+) -> Result<BTreeMap<String, crate::model::S3Credentials>, DerefError> {
+    let named = [
+        (
+            "spec.backup.repository.s3.credentialsSecret",
+            crate::render::backup::s3(s),
+        ),
+        (
+            "spec.bootstrap.recovery.s3.credentialsSecret",
+            crate::render::backup::recovery(s).and_then(|r| r.s3.as_ref()),
+        ),
+    ];
+    let mut out = BTreeMap::new();
+    for (field, s3) in named {
+        let Some(s3) = s3 else { continue };
+        let name = &s3.credentials_secret;
+        if out.contains_key(name) {
+            continue;
+        }
+        let at = |key: &str| SecretKeyRef {
+            name: name.clone(),
+            key: key.into(),
+        };
+        let creds = crate::model::S3Credentials {
+            access_key_id: read(api, ns, &at("accessKeyId"), field).await?,
+            secret_access_key: read(api, ns, &at("secretAccessKey"), field).await?,
+        };
+        out.insert(name.clone(), creds);
+    }
+    Ok(out)
 }
 
 /// The generated password Secret with the `needed` roles (those the spec names no Secret for,

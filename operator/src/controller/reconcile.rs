@@ -522,6 +522,12 @@ fn inputs_hash(pgc: &PostgresCluster, r: &Resolved) -> String {
         h.update(part.as_bytes());
         h.update([0]);
     }
+    for (name, c) in &r.secrets.s3 {
+        for part in [name, &c.access_key_id, &c.secret_access_key] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+    }
     hex::encode(h.finalize())
 }
 

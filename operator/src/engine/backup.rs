@@ -12,17 +12,25 @@ use crate::render::{self, Layout, backup, roles};
 /// retry what failed before the stanza existed); prints what it did. pgBackRest
 /// refuses (and nothing is changed) when the repository holds another cluster's stanza of
 /// that name: its system identifier differs.
+/// With S3 the marker is a file on the member (the repository holds no host's files), written
+/// last.
 const STANZA: &str = r#"set -e
 stanza="$1"; marker="$2"; user="$3"
 [ -f "$marker" ] && exit 0
 runuser -u "$user" -- pgbackrest --stanza="$stanza" stanza-create >&2
 echo "stanza $stanza created"
 runuser -u "$user" -- pgbackrest --stanza="$stanza" check >&2
-echo "archiving to it checked""#;
+echo "archiving to it checked"
+[ -f "$marker" ] || : >"$marker""#;
 
 /// Runs one backup of type `$1` now and waits for it, through the timers' own service: a
-/// scheduled and an asked-for backup never run at once.
-const BACKUP_NOW: &str = r#"systemctl start "pgmetal-backup@$1.service" && echo "$1 backup taken""#;
+/// scheduled and an asked-for backup never run at once. With S3, the service's condition
+/// skips it where the member does not lead (the leader changed since this converge saw it).
+const BACKUP_NOW: &str = r#"systemctl start "pgmetal-backup@$1.service" || exit 1
+if [ "$(systemctl show -P Result "pgmetal-backup@$1.service")" = exec-condition ]; then
+  echo "no backup taken: this member no longer leads" >&2; exit 1
+fi
+echo "$1 backup taken""#;
 
 impl Engine<'_> {
     /// pgBackRest on `host`, a member or the repository host: its configuration, its TLS
@@ -35,7 +43,7 @@ impl Engine<'_> {
         let ex = self.exec(host)?;
         let layout = Layout::new(self.spec, self.host_facts(host)?.os);
         let r = roles(self.spec, host);
-        let mut want = backup::host_files(self.spec, host, &layout)
+        let mut want = backup::host_files(self.spec, host, &layout, self.secrets)
             .map_err(|e| HostError::new(host, None, e))?;
         if r.backup {
             let user = &layout.postgres_user;
@@ -43,6 +51,7 @@ impl Engine<'_> {
                 .await?;
             want.extend(self.postgres_tls(host, &layout).await?);
         }
+        let takes = backup::takes_backups(self.spec, host);
         let written = self.write(host, &*ex, &want).await?;
         let changed = !written.is_empty() || self.reissued(host);
         let server = backup::SERVER_UNIT;
@@ -56,7 +65,7 @@ impl Engine<'_> {
             false,
         )
         .await?;
-        if r.backup {
+        if takes {
             let timers: Vec<String> = backup::schedules(b)
                 .map_err(|e| HostError::new(host, None, e))?
                 .into_iter()
@@ -111,9 +120,10 @@ const BACKUP_OFF: &str = r#"for u in "$@"; do
 done"#;
 
 impl Engine<'_> {
-    /// The backup phases: pgBackRest on the members and the repository host, then the stanza;
-    /// or, with backups off, their units stopped where they still run.
-    pub(super) async fn backup_phases(&self, all: &[String]) {
+    /// The backup phases: pgBackRest on the members and the repository host, then the stanza
+    /// (created where backups run: the repository host, or with S3 the `leader`); or, with
+    /// backups off, their units stopped where they still run.
+    pub(super) async fn backup_phases(&self, all: &[String], leader: &str) {
         if self.spec.backup.is_none() {
             let on: Vec<String> = all
                 .iter()
@@ -132,7 +142,9 @@ impl Engine<'_> {
             .chain(repo.clone())
             .collect();
         self.phase("backup", &hosts, |h| self.backup_host(h)).await;
-        self.phase("backup stanza", &repo, |h| self.backup_stanza(h))
+        let runner = self.backup_runner(Some(leader)).map(String::from);
+        let runner: Vec<String> = runner.into_iter().collect();
+        self.phase("backup stanza", &runner, |h| self.backup_stanza(h))
             .await;
     }
 
@@ -169,7 +181,8 @@ impl Engine<'_> {
 
     /// What a member of a cluster that starts from another's backup needs before Patroni
     /// bootstraps it: pgBackRest's configuration naming the source's stanza and repository,
-    /// and the restore certificate (issued once, from the CA both clusters share).
+    /// the S3 endpoints' CAs, and the restore certificate (issued once, from the CA both
+    /// clusters share).
     pub(super) async fn restore_files(
         &self,
         host: &str,
@@ -178,7 +191,7 @@ impl Engine<'_> {
         if backup::recovery(self.spec).is_none() {
             return Ok(Vec::new());
         }
-        let conf = backup::member_conf(self.spec, host, layout)
+        let conf = backup::member_conf(self.spec, host, layout, self.secrets)
             .map_err(|e| HostError::new(host, None, e))?;
         let present = self.file_present(host, backup::RESTORE_PEM);
         let user = layout.postgres_user.clone();
@@ -206,7 +219,8 @@ impl Engine<'_> {
                 Ok((Some(file), true, vec!["issued".into()]))
             })
             .await?;
-        Ok(std::iter::once(conf).chain(pem).collect())
+        let ca = backup::s3_ca_file(self.spec);
+        Ok(std::iter::once(conf).chain(ca).chain(pem).collect())
     }
 
     /// `status.backup`, through this converge's connections (see [`super::backup_look`]).
@@ -214,7 +228,7 @@ impl Engine<'_> {
         &self,
         status: &crate::api::PostgresClusterStatus,
     ) -> Option<crate::api::BackupStatus> {
-        let host = backup::repository_host(self.spec)?;
+        let host = self.backup_runner(status.primary.as_deref())?;
         let repo = self.exec(host).map_err(|e| e.to_string());
         let leader = status.primary.as_deref().and_then(|p| {
             let ex = self.exec(p).ok()?;
@@ -225,11 +239,29 @@ impl Engine<'_> {
         super::backup_look::look(self.spec, repo.as_deref().map_err(Clone::clone), leader, id).await
     }
 
-    /// Takes a backup of type `kind` now, on the repository host, and waits for it.
-    pub(super) async fn backup_now(&self, kind: BackupType) -> Result<(), Failure> {
-        let Some(host) = backup::repository_host(self.spec) else {
+    /// Where pgBackRest reaches the repository to back up and to read it: the repository
+    /// host, or with S3 the `leader`.
+    fn backup_runner<'s>(&'s self, leader: Option<&'s str>) -> Option<&'s str> {
+        match backup::s3(self.spec) {
+            Some(_) => leader,
+            None => backup::repository_host(self.spec),
+        }
+    }
+
+    /// Takes a backup of type `kind` now, where backups run (the `leader` with S3), and waits
+    /// for it.
+    pub(super) async fn backup_now(
+        &self,
+        kind: BackupType,
+        leader: Option<&str>,
+    ) -> Result<(), Failure> {
+        if self.spec.backup.is_none() {
             let why = "pgmetal.io/backup-now asks for a backup, but spec.backup is not set: nothing was done";
             return Err(Failure::new(HostErrorKind::Refused, why));
+        }
+        let Some(host) = self.backup_runner(leader) else {
+            let why = "pgmetal.io/backup-now: no Patroni leader to take the backup on; it is carried out by a later converge";
+            return Err(Failure::new(HostErrorKind::Patroni, why));
         };
         let failed = |e: HostError| Failure::new(e.kind.clone(), e.to_string());
         let ex = self.exec(host).map_err(failed)?;

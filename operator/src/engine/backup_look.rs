@@ -211,10 +211,13 @@ fn verdict(
         return (
             false,
             format!(
-                "WAL archiving is behind: {n} segment(s) waiting since {} (is the repository host {} reachable on port {}?)",
+                "WAL archiving is behind: {n} segment(s) waiting since {} (is {} reachable{}?)",
                 rfc3339(since),
-                b.repository.host,
-                b.port
+                b.repository.describe(),
+                match b.repository.host {
+                    Some(_) => format!(" on port {}", b.port),
+                    None => String::new(),
+                }
             ),
         );
     }
@@ -241,7 +244,10 @@ fn verdict(
                     rfc3339(due.unix_timestamp()),
                     backup::BACKUP_UNIT,
                     if what == "full" { "full" } else { "diff" },
-                    b.repository.host
+                    b.repository
+                        .host
+                        .as_deref()
+                        .unwrap_or("the member that led then")
                 ),
             );
         }
@@ -297,7 +303,10 @@ pub async fn look(
     let unreadable = |why: String| BackupStatus {
         checked_at: checked_at.clone(),
         ready: false,
-        message: format!("cannot read the repository on {}: {why}", b.repository.host),
+        message: format!(
+            "cannot read the repository {}: {why}",
+            b.repository.describe()
+        ),
         ..BackupStatus::default()
     };
     let seen = match info.and_then(|i| parse(&i, archiver.as_deref())) {
@@ -313,7 +322,8 @@ pub async fn look(
     })
 }
 
-/// The hosts a look at backups connects to: the repository host, then the primary.
+/// The hosts a look at backups connects to: the repository host, then the primary (with S3,
+/// the primary alone reads the bucket too).
 pub fn hosts(spec: &PostgresClusterSpec, primary: Option<&str>) -> Vec<String> {
     let repo = backup::repository_host(spec).map(String::from);
     repo.into_iter().chain(primary.map(String::from)).collect()
@@ -326,15 +336,18 @@ pub async fn look_through(
     mut conns: std::collections::BTreeMap<String, super::connect::Connected>,
     status: &crate::api::PostgresClusterStatus,
 ) -> Option<BackupStatus> {
-    let repo = backup::repository_host(spec)?;
-    let repo_conn = conns.remove(repo).map(|c| c.conn);
+    spec.backup.as_ref()?;
+    let leader = status.primary.as_ref().and_then(|p| conns.remove(p));
+    let leader = leader.and_then(|c| c.conn.ok());
+    let repo_conn = match backup::repository_host(spec) {
+        Some(repo) => conns.remove(repo).map(|c| c.conn),
+        None => leader.clone().map(Ok),
+    };
     let repo_ex = match &repo_conn {
         Some(Ok(ex)) => Ok(&**ex),
         Some(Err(e)) => Err(e.to_string()),
         None => Err("no connection".to_string()),
     };
-    let leader = status.primary.as_ref().and_then(|p| conns.remove(p));
-    let leader = leader.and_then(|c| c.conn.ok());
     // Backups are on Debian hosts only (the distribution's pgBackRest and paths).
     let layout = Layout::new(spec, crate::model::OsFamily::Debian);
     let leader = leader.as_ref().map(|ex| (&**ex, &layout));

@@ -32,6 +32,7 @@ fn secrets() -> ClusterSecrets {
         rewind: "rw".into(),
         restapi: "api".into(),
         haproxy_stats: "stats".into(),
+        s3: Default::default(),
     }
 }
 

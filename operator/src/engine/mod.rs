@@ -292,14 +292,14 @@ impl<'a> Engine<'a> {
         let leader = self
             .timed("patroni dynamic configuration", self.dynamic_config())
             .await?;
-        self.backup_phases(&all).await;
+        self.backup_phases(&all, &leader).await;
         self.phase("monitoring", &all, |h| self.monitoring(h)).await;
         if self.spec.monitoring.enabled {
-            let leader = vec![leader];
+            let leader = vec![leader.clone()];
             self.phase("monitoring role", &leader, |h| self.monitor_role(h))
                 .await;
         }
-        self.carry_out_requests().await
+        self.carry_out_requests(&leader).await
     }
 
     /// Runs the steps that `which` selects, in plan order, numbered in the whole plan.

@@ -171,6 +171,7 @@ mod tests {
             rewind: "rw".into(),
             restapi: "api".into(),
             haproxy_stats: "stats".into(),
+            s3: Default::default(),
         }
     }
 

@@ -65,7 +65,7 @@ impl Engine<'_> {
     }
 
     /// Carries out what is asked and not yet done, then records it (in etcd and the report).
-    pub(super) async fn carry_out_requests(&self) -> Result<(), Failure> {
+    pub(super) async fn carry_out_requests(&self, leader: &str) -> Result<(), Failure> {
         let endpoints = self.etcd_endpoints();
         let key = self.requests_key();
         let recorded = match self.etcd.get_key(self.spec, &endpoints, &key).await {
@@ -108,7 +108,8 @@ impl Engine<'_> {
             .filter(|(v, _)| done.backup_now.as_ref() != Some(v))
         {
             let name = format!("{} backup ({BACKUP_NOW}: {value})", kind.as_str());
-            self.timed(&name, self.backup_now(kind)).await?;
+            self.timed(&name, self.backup_now(kind, Some(leader)))
+                .await?;
             (done.backup_now, done.backed_up_at) = (Some(value), Some(now()));
             self.save_requests(&done).await?;
         }

@@ -9,8 +9,8 @@
 
 use super::tls::{CA_CERT, POSTGRES_PEM};
 use super::{Layout, RenderError, check_text, cron};
-use crate::api::{BackupSpec, BackupType, PostgresClusterSpec};
-use crate::model::DesiredFile;
+use crate::api::{BackupSpec, BackupType, PostgresClusterSpec, S3Repository};
+use crate::model::{ClusterSecrets, DesiredFile};
 
 /// pgBackRest's configuration file (its default path).
 pub const PGBACKREST_CONF: &str = "/etc/pgbackrest/pgbackrest.conf";
@@ -44,6 +44,21 @@ f=/var/lib/prometheus/node-exporter/pgmetal_backup_$1.prom
 printf '# TYPE pgmetal_backup_last_success_timestamp_seconds gauge\npgmetal_backup_last_success_timestamp_seconds{type="%s"} %s\n' "$1" "$(date +%s)" >"$f.tmp" && mv "$f.tmp" "$f"
 "#;
 
+/// The CAs that sign the S3 endpoints' certificates (`caBundle`).
+pub const S3_CA: &str = "/etc/pgmetal/tls/s3-ca.crt";
+/// With S3, the backup service's condition: it exits 0 only where the local Patroni leads.
+const LEADS: &str = "/etc/pgmetal/backup-leads.py";
+const LEADS_SCRIPT: &str = r#"#!/usr/bin/python3
+# Managed by pgmetal: exits 0 only where the local Patroni leads (a backup runs there).
+import ssl, sys, urllib.request
+url, ca = sys.argv[1], sys.argv[2]
+try:
+    urllib.request.urlopen(url, context=ssl.create_default_context(cafile=ca), timeout=10)
+except Exception as e:
+    print(f"no backup here: {url} says this member does not lead ({e})", file=sys.stderr)
+    sys.exit(1)
+"#;
+
 /// The pgBackRest binary of the distribution's package.
 const PGBACKREST: &str = "/usr/bin/pgbackrest";
 
@@ -71,9 +86,9 @@ fn kv(k: &str, v: impl ToString) -> (String, String) {
     (k.to_string(), v.to_string())
 }
 
-/// The backup repository host, if backups are on.
+/// The backup repository host, if backups go to one.
 pub fn repository_host(spec: &PostgresClusterSpec) -> Option<&str> {
-    spec.backup.as_ref().map(|b| b.repository.host.as_str())
+    spec.backup.as_ref()?.repository.host.as_deref()
 }
 
 /// The stanza (pgBackRest's name for one cluster's backups): Patroni's scope.
@@ -99,13 +114,15 @@ fn server(spec: &PostgresClusterSpec, b: &BackupSpec, clients: &[&str]) -> Vec<(
     out
 }
 
-/// `pgbackrest.conf` on member `host`: with backups, its data directory, the repository host
-/// it archives to, and its TLS server, which only the repository host may use; with a
-/// recovery, the source's stanza and repository, reached with the restore certificate.
+/// `pgbackrest.conf` on member `host`: with backups, its data directory, the repository it
+/// archives to (the repository host, whose TLS server alone may use the member's; or an S3
+/// bucket, with retention and the other members the leader backs up from); with a recovery,
+/// the source's stanza and repository.
 pub fn member_conf(
     spec: &PostgresClusterSpec,
     host: &str,
     layout: &Layout,
+    secrets: &ClusterSecrets,
 ) -> Result<DesiredFile, RenderError> {
     let pg = || {
         vec![
@@ -120,19 +137,130 @@ pub fn member_conf(
     ];
     let mut sections = Vec::new();
     if let Some(b) = &spec.backup {
-        let repo = b.repository.host.as_str();
-        global = server(spec, b, &[repo]);
-        global.extend(repository(repo, b.port, POSTGRES_PEM));
-        sections.push((stanza(spec).to_string(), pg()));
+        match (&b.repository.host, &b.repository.s3) {
+            (Some(repo), _) => {
+                global = server(spec, b, &[repo.as_str()]);
+                global.extend(repository(repo, b.port, POSTGRES_PEM));
+                sections.push((stanza(spec).to_string(), pg()));
+            }
+            (None, Some(s3)) => {
+                let others: Vec<&str> = spec
+                    .postgres
+                    .hosts()
+                    .map(String::as_str)
+                    .filter(|h| *h != host)
+                    .collect();
+                global = server(spec, b, &others);
+                let field = "backup.repository.s3";
+                global.extend(s3_repository(s3, &b.repository.path, secrets, field, host)?);
+                global.extend(backup_settings(b));
+                let mut section = pg();
+                if b.from_standby {
+                    section.extend(remote_members(spec, b, &others, 2, layout));
+                }
+                sections.push((stanza(spec).to_string(), section));
+            }
+            (None, None) => {}
+        }
     }
     if let Some(r) = recovery(spec) {
         let mut section = pg();
-        section.extend(repository(&r.host, r.port, RESTORE_PEM));
+        match (&r.host, &r.s3) {
+            (Some(h), _) => {
+                section.push(kv("repo1-type", "posix"));
+                section.extend(repository(h, r.port, RESTORE_PEM));
+            }
+            (None, Some(s3)) => {
+                let field = "bootstrap.recovery.s3";
+                section.extend(s3_repository(s3, &r.path, secrets, field, host)?);
+            }
+            (None, None) => {}
+        }
         sections.push((r.stanza.clone(), section));
     }
     let mut all = vec![("global".to_string(), global)];
     all.extend(sections);
     conf_file(Ini { sections: all }.render(host)?, layout)
+}
+
+/// The settings that reach an S3 bucket with the credentials `credentialsSecret` names; which
+/// are missing is an error naming `field`.
+fn s3_repository(
+    s3: &S3Repository,
+    path: &str,
+    secrets: &ClusterSecrets,
+    field: &str,
+    host: &str,
+) -> Result<Vec<(String, String)>, RenderError> {
+    let name = &s3.credentials_secret;
+    let Some(creds) = secrets.s3.get(name) else {
+        let why = format!(
+            "no S3 credentials named {name} (a Secret with accessKeyId and secretAccessKey; \
+             the CLI: s3: {{{name}: {{accessKeyId: ..., secretAccessKey: ...}}}} in the secrets file)"
+        );
+        return Err(super::invalid(
+            &format!("{field}.credentialsSecret"),
+            host,
+            why,
+        ));
+    };
+    let (endpoint, port) = s3.host_port();
+    let mut out = vec![
+        kv("repo1-type", "s3"),
+        kv("repo1-path", path),
+        kv("repo1-s3-endpoint", endpoint),
+        kv("repo1-storage-port", port),
+        kv("repo1-s3-bucket", &s3.bucket),
+        kv("repo1-s3-region", &s3.region),
+        kv("repo1-s3-uri-style", s3.uri_style.as_str()),
+        kv("repo1-s3-key", &creds.access_key_id),
+        kv("repo1-s3-key-secret", &creds.secret_access_key),
+    ];
+    if s3.ca_bundle.is_some() {
+        out.push(kv("repo1-storage-ca-file", S3_CA));
+    }
+    Ok(out)
+}
+
+/// Retention and how a backup starts, wherever backups are taken.
+fn backup_settings(b: &BackupSpec) -> Vec<(String, String)> {
+    let mut out = vec![
+        kv("repo1-retention-full", b.retention.full),
+        kv("start-fast", "y"),
+        kv("backup-standby", if b.from_standby { "y" } else { "n" }),
+    ];
+    if let Some(diff) = b.retention.differential {
+        out.push(kv("repo1-retention-diff", diff));
+    }
+    out
+}
+
+/// `pgN-*` settings for `members`, numbered from `first`, each reached through its TLS server
+/// (the members share one layout: one OS family per cluster).
+fn remote_members(
+    spec: &PostgresClusterSpec,
+    b: &BackupSpec,
+    members: &[&str],
+    first: usize,
+    l: &Layout,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, member) in members.iter().enumerate() {
+        let n = i + first;
+        let pg = |what: &str, v: String| (format!("pg{n}-{what}"), v);
+        out.extend([
+            pg("host", member.to_string()),
+            pg("host-type", "tls".into()),
+            pg("host-port", b.port.to_string()),
+            pg("host-ca-file", CA_CERT.into()),
+            pg("host-cert-file", POSTGRES_PEM.into()),
+            pg("host-key-file", POSTGRES_PEM.into()),
+            pg("path", l.data_dir.clone()),
+            pg("port", spec.postgres.port.to_string()),
+            pg("socket-path", l.unix_socket_dir.clone()),
+        ]);
+    }
+    out
 }
 
 /// The settings that reach a repository host's TLS server with the certificate in `pem`.
@@ -145,6 +273,45 @@ fn repository(host: &str, port: u16, pem: &str) -> Vec<(String, String)> {
         kv("repo1-host-cert-file", pem),
         kv("repo1-host-key-file", pem),
     ]
+}
+
+/// The CAs of the S3 endpoints this cluster reaches (`caBundle` of the backup repository and
+/// of the restore's source), when either gives any.
+pub fn s3_ca_file(spec: &PostgresClusterSpec) -> Option<DesiredFile> {
+    let bundles: Vec<&str> = [s3(spec), recovery(spec).and_then(|r| r.s3.as_ref())]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.ca_bundle.as_deref())
+        .collect();
+    if bundles.is_empty() {
+        return None;
+    }
+    let mut text = bundles.join("\n");
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Some(DesiredFile {
+        path: S3_CA.into(),
+        content: text.into_bytes(),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+    })
+}
+
+/// The S3 bucket of `spec.backup`, if backups go to one.
+pub fn s3(spec: &PostgresClusterSpec) -> Option<&S3Repository> {
+    spec.backup.as_ref()?.repository.s3.as_ref()
+}
+
+/// Whether `host` takes the scheduled backups: the repository host, or with S3 every member
+/// (where the backup service runs only on the Patroni leader).
+pub fn takes_backups(spec: &PostgresClusterSpec, host: &str) -> bool {
+    let r = super::roles(spec, host);
+    match s3(spec) {
+        Some(_) => r.postgres,
+        None => r.backup,
+    }
 }
 
 /// `spec.bootstrap.recovery`, if set.
@@ -177,37 +344,19 @@ pub fn repository_conf(
     b: &BackupSpec,
     layout: &Layout,
 ) -> Result<DesiredFile, RenderError> {
-    let host = b.repository.host.as_str();
+    let Some(host) = b.repository.host.as_deref() else {
+        return Err(super::invalid(
+            "backup.repository.host",
+            "*",
+            "no repository host".into(),
+        ));
+    };
     let names: Vec<&str> = spec.postgres.hosts().map(String::as_str).collect();
     let clients: Vec<&str> = names.iter().copied().chain([RESTORE_CN]).collect();
     let mut global = server(spec, b, &clients);
-    global.extend([
-        kv("repo1-path", &b.repository.path),
-        kv("repo1-retention-full", b.retention.full),
-        kv("start-fast", "y"),
-        kv("backup-standby", if b.from_standby { "y" } else { "n" }),
-    ]);
-    if let Some(diff) = b.retention.differential {
-        global.push(kv("repo1-retention-diff", diff));
-    }
-    let mut section = Vec::new();
-    // The members share the repository host's layout (one OS family per cluster).
-    let l = layout;
-    for (i, member) in names.iter().enumerate() {
-        let n = i + 1;
-        let pg = |what: &str, v: String| (format!("pg{n}-{what}"), v);
-        section.extend([
-            pg("host", member.to_string()),
-            pg("host-type", "tls".into()),
-            pg("host-port", b.port.to_string()),
-            pg("host-ca-file", CA_CERT.into()),
-            pg("host-cert-file", POSTGRES_PEM.into()),
-            pg("host-key-file", POSTGRES_PEM.into()),
-            pg("path", l.data_dir.clone()),
-            pg("port", spec.postgres.port.to_string()),
-            pg("socket-path", l.unix_socket_dir.clone()),
-        ]);
-    }
+    global.push(kv("repo1-path", &b.repository.path));
+    global.extend(backup_settings(b));
+    let section = remote_members(spec, b, &names, 1, layout);
     let ini = Ini {
         sections: vec![("global".into(), global), (stanza(spec).into(), section)],
     };
@@ -240,24 +389,47 @@ pub fn server_unit(layout: &Layout) -> DesiredFile {
 }
 
 /// The backup service (`pgmetal-backup@full`, `@diff`) and one timer per scheduled type, on
-/// the repository host. A timer runs whether or not the operator does.
+/// `host`, which [`takes_backups`]. A timer runs whether or not the operator does; with S3,
+/// the service runs only where Patroni's local REST API says the member leads.
 pub fn backup_units(
     spec: &PostgresClusterSpec,
     b: &BackupSpec,
+    host: &str,
     layout: &Layout,
 ) -> Result<Vec<DesiredFile>, RenderError> {
     let mut service = format!(
         "[Unit]\nDescription=pgBackRest %i backup of {s} (managed by pgmetal)\n\n\
-         [Service]\nType=oneshot\nUser={u}\nGroup={u}\n\
-         ExecStart={PGBACKREST} --stanza={s} --type=%i backup\n",
+         [Service]\nType=oneshot\nUser={u}\nGroup={u}\n",
         s = stanza(spec),
         u = layout.postgres_user
     );
+    if b.repository.s3.is_some() {
+        let url = format!(
+            "https://{}/primary",
+            super::host_port(host, spec.patroni.rest_api_port)
+        );
+        service.push_str(&format!(
+            "ExecCondition=/usr/bin/python3 {LEADS} {url} {CA_CERT}\n"
+        ));
+    }
+    service.push_str(&format!(
+        "ExecStart={PGBACKREST} --stanza={} --type=%i backup\n",
+        stanza(spec)
+    ));
     if spec.monitoring.enabled {
         // As root: the exporter's directory is not the postgres user's.
         service.push_str(&format!("ExecStartPost=+-/bin/sh {SUCCEEDED} %i\n"));
     }
     let mut out = vec![unit(&format!("{BACKUP_UNIT}.service"), &service)];
+    if b.repository.s3.is_some() {
+        out.push(DesiredFile {
+            path: LEADS.into(),
+            content: LEADS_SCRIPT.as_bytes().to_vec(),
+            mode: 0o755,
+            owner: "root".into(),
+            group: "root".into(),
+        });
+    }
     if spec.monitoring.enabled {
         out.push(DesiredFile {
             path: SUCCEEDED.into(),
@@ -318,23 +490,28 @@ fn unit(name: &str, text: &str) -> DesiredFile {
 }
 
 /// The pgBackRest files `host` needs for its roles: the configuration and the TLS server's
-/// unit on members and the repository host, and the backup units on the repository host.
+/// unit on members and the repository host, the backup units where backups are taken, and
+/// the S3 endpoints' CAs on members.
 pub fn host_files(
     spec: &PostgresClusterSpec,
     host: &str,
     layout: &Layout,
+    secrets: &ClusterSecrets,
 ) -> Result<Vec<DesiredFile>, RenderError> {
     let r = super::roles(spec, host);
     let mut out = Vec::new();
     if r.postgres && (spec.backup.is_some() || recovery(spec).is_some()) {
-        out.push(member_conf(spec, host, layout)?);
+        out.push(member_conf(spec, host, layout, secrets)?);
+        out.extend(s3_ca_file(spec));
     }
     let Some(b) = &spec.backup else {
         return Ok(out);
     };
     if r.backup {
         out.push(repository_conf(spec, b, layout)?);
-        out.extend(backup_units(spec, b, layout)?);
+    }
+    if takes_backups(spec, host) {
+        out.extend(backup_units(spec, b, host, layout)?);
         if spec.monitoring.enabled {
             out.push(schedule_metrics(b)?);
         }
@@ -373,12 +550,16 @@ pub fn schedule_metrics(b: &BackupSpec) -> Result<DesiredFile, RenderError> {
     })
 }
 
-/// The file that exists once the stanza was created in the repository.
+/// The file that exists once the stanza was created: in a repository on a host, its
+/// `backup.info`; with S3, a file pgmetal leaves on the member that created it.
 pub fn stanza_marker(b: &BackupSpec, stanza: &str) -> String {
-    format!(
-        "{}/backup/{stanza}/backup.info",
-        b.repository.path.trim_end_matches('/')
-    )
+    match b.repository.host {
+        Some(_) => format!(
+            "{}/backup/{stanza}/backup.info",
+            b.repository.path.trim_end_matches('/')
+        ),
+        None => format!("/etc/pgmetal/backup-stanza-{stanza}.created"),
+    }
 }
 
 /// Patroni's dynamic parameters that archive every member's WAL to the repository.
@@ -414,7 +595,9 @@ mod tests {
         let b = s.backup.clone().unwrap();
         let l = Layout::new(&s, OsFamily::Debian);
         let host = s.postgres.primary.clone();
-        let m = String::from_utf8(member_conf(&s, &host, &l).unwrap().content).unwrap();
+        let secrets = crate::render::tests::secrets();
+        let m = member_conf(&s, &host, &l, &secrets).unwrap().content;
+        let m = String::from_utf8(m).unwrap();
         assert!(
             m.contains("repo1-host=backup1\nrepo1-host-type=tls\n"),
             "{m}"
@@ -450,7 +633,7 @@ mod tests {
         let mut s = spec();
         let l = Layout::new(&s, OsFamily::Debian);
         let b = s.backup.clone().unwrap();
-        let units = backup_units(&s, &b, &l).unwrap();
+        let units = backup_units(&s, &b, "backup1", &l).unwrap();
         let paths: Vec<&str> = units.iter().map(|u| u.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -468,7 +651,7 @@ mod tests {
         assert!(full.contains("OnCalendar=Sun *-*-* 01:00:00\n"), "{full}");
         let mut nodiff = b.clone();
         nodiff.schedule.differential = String::new();
-        assert_eq!(backup_units(&s, &nodiff, &l).unwrap().len(), 3);
+        assert_eq!(backup_units(&s, &nodiff, "backup1", &l).unwrap().len(), 3);
         let m = String::from_utf8(schedule_metrics(&b).unwrap().content).unwrap();
         assert!(
             m.contains("pgmetal_backup_max_interval_seconds{type=\"full\"} 604800\n"),
@@ -481,13 +664,15 @@ mod tests {
         let mut quiet = s.clone();
         quiet.monitoring.enabled = false;
         assert_eq!(
-            backup_units(&quiet, &b, &l).unwrap().len(),
+            backup_units(&quiet, &b, "backup1", &l).unwrap().len(),
             3,
             "no textfile without monitoring"
         );
         let mut bad = b.clone();
         bad.schedule.full = "0 25 * * *".into();
-        let err = backup_units(&s, &bad, &l).unwrap_err().to_string();
+        let err = backup_units(&s, &bad, "backup1", &l)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("backup.schedule.full") && err.contains("hour"),
             "{err}"
@@ -509,5 +694,98 @@ mod tests {
         );
         s.backup = None;
         assert!(archive_parameters(&s).is_empty());
+    }
+
+    /// A cluster backing up to S3 (credentials `s3-creds`), with `fromStandby`.
+    fn s3_spec() -> (PostgresClusterSpec, ClusterSecrets) {
+        let mut s = crate::render::tests::spec();
+        let backup = serde_json::json!({"repository": {"path": "/pg/prod", "s3": {
+            "endpoint": "s3.lab:9000", "bucket": "backups", "credentialsSecret": "s3-creds",
+            "uriStyle": "Path", "caBundle": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----"}},
+            "fromStandby": true});
+        s.backup = Some(serde_json::from_value(backup).unwrap());
+        let mut secrets = crate::render::tests::secrets();
+        let creds = crate::model::S3Credentials {
+            access_key_id: "AKID".into(),
+            secret_access_key: "SECRET".into(),
+        };
+        secrets.s3.insert("s3-creds".into(), creds);
+        (s, secrets)
+    }
+
+    #[test]
+    fn with_s3_every_member_reaches_the_bucket_and_backs_up_only_where_it_leads() {
+        let (s, secrets) = s3_spec();
+        let l = Layout::new(&s, OsFamily::Debian);
+        let members: Vec<String> = s.postgres.hosts().cloned().collect();
+        let host = members[0].as_str();
+        assert!(takes_backups(&s, host) && repository_host(&s).is_none());
+        let files = host_files(&s, host, &l, &secrets).unwrap();
+        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        for p in [
+            PGBACKREST_CONF,
+            S3_CA,
+            LEADS,
+            "/etc/systemd/system/pgmetal-backup-full.timer",
+        ] {
+            assert!(paths.contains(&p), "{p} missing: {paths:?}");
+        }
+        let conf = String::from_utf8(files[0].content.clone()).unwrap();
+        for line in [
+            "repo1-type=s3\nrepo1-path=/pg/prod\nrepo1-s3-endpoint=s3.lab\nrepo1-storage-port=9000\n",
+            "repo1-s3-bucket=backups\nrepo1-s3-region=us-east-1\nrepo1-s3-uri-style=path\n",
+            "repo1-s3-key=AKID\nrepo1-s3-key-secret=SECRET\nrepo1-storage-ca-file=/etc/pgmetal/tls/s3-ca.crt\n",
+            "backup-standby=y\n",
+            &format!("pg2-host={}\npg2-host-type=tls\n", members[1]),
+            &format!("tls-server-auth={}={}\n", members[1], s.patroni.scope),
+        ] {
+            assert!(conf.contains(line), "{line} missing:\n{conf}");
+        }
+        assert!(!conf.contains(&format!("pg2-host={host}\n")), "{conf}");
+        let service = files
+            .iter()
+            .find(|f| f.path.ends_with("pgmetal-backup@.service"))
+            .unwrap();
+        let service = String::from_utf8(service.content.clone()).unwrap();
+        let condition = format!(
+            "ExecCondition=/usr/bin/python3 {LEADS} https://{host}:8008/primary {CA_CERT}\n"
+        );
+        assert!(service.contains(&condition), "{service}");
+        // Missing credentials name the field; nothing is rendered.
+        let err = host_files(&s, host, &l, &crate::render::tests::secrets()).unwrap_err();
+        let err = err.to_string();
+        assert!(
+            err.contains("backup.repository.s3.credentialsSecret") && err.contains("s3-creds"),
+            "{err}"
+        );
+        assert_eq!(
+            stanza_marker(s.backup.as_ref().unwrap(), "x"),
+            "/etc/pgmetal/backup-stanza-x.created"
+        );
+    }
+
+    #[test]
+    fn a_restore_from_s3_reads_the_source_bucket() {
+        let (mut s, secrets) = s3_spec();
+        s.backup = None;
+        let recovery = serde_json::json!({"recovery": {"stanza": "old", "path": "/pg/old",
+            "s3": {"endpoint": "s3.lab", "bucket": "backups", "credentialsSecret": "s3-creds"}}});
+        s.bootstrap = Some(serde_json::from_value(recovery).unwrap());
+        let l = Layout::new(&s, OsFamily::Debian);
+        let host = s.postgres.primary.clone();
+        let conf = member_conf(&s, &host, &l, &secrets).unwrap().content;
+        let conf = String::from_utf8(conf).unwrap();
+        let want = "[old]\npg1-path=";
+        assert!(conf.contains(want), "{conf}");
+        let section = &conf[conf.find("[old]").unwrap()..];
+        for line in [
+            "repo1-type=s3\n",
+            "repo1-path=/pg/old\n",
+            "repo1-storage-port=443\n",
+            "repo1-s3-uri-style=host\n",
+        ] {
+            assert!(section.contains(line), "{line} missing:\n{conf}");
+        }
+        assert!(!conf.contains("repo1-storage-ca-file"), "{conf}");
     }
 }

@@ -120,7 +120,11 @@ pub fn all_hosts(spec: &PostgresClusterSpec) -> Vec<String> {
         .hosts()
         .chain(&spec.etcd.hosts)
         .chain(&spec.haproxy.hosts)
-        .chain(spec.backup.iter().map(|b| &b.repository.host));
+        .chain(
+            spec.backup
+                .iter()
+                .filter_map(|b| b.repository.host.as_ref()),
+        );
     for h in candidates {
         if !out.iter().any(|o| o == h) {
             out.push(h.clone());
@@ -157,7 +161,12 @@ pub fn host_files(
         files.push(haproxy_config(spec, secrets)?);
     }
     files.extend(systemd_units(spec, os, r));
-    files.extend(backup::host_files(spec, host, &Layout::new(spec, os))?);
+    files.extend(backup::host_files(
+        spec,
+        host,
+        &Layout::new(spec, os),
+        secrets,
+    )?);
     Ok(files)
 }
 

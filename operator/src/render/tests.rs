@@ -18,6 +18,7 @@ pub(crate) fn secrets() -> ClusterSecrets {
         rewind: "rw".into(),
         restapi: "ra".into(),
         haproxy_stats: "stats".into(),
+        s3: Default::default(),
     }
 }
 

@@ -25,6 +25,7 @@ pub fn secrets(s: &str) -> ClusterSecrets {
         rewind: s.into(),
         restapi: s.into(),
         haproxy_stats: "stats".into(),
+        s3: Default::default(),
     }
 }
 

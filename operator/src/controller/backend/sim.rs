@@ -123,6 +123,7 @@ mod tests {
                 rewind: "rw".into(),
                 restapi: "api".into(),
                 haproxy_stats: "stats".into(),
+                s3: Default::default(),
             },
             ca: None,
         }
