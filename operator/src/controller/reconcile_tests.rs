@@ -541,3 +541,37 @@ async fn over_simulated_hosts_a_cluster_turns_ready_and_status_follows_a_failove
     let status = api.cluster.lock().unwrap()["status"].clone();
     assert_eq!(status["primary"], "127.0.0.12", "{status}");
 }
+
+#[tokio::test]
+async fn s3_credentials_are_read_from_the_named_secret_and_a_missing_one_is_named() {
+    let mut obj = stored(true);
+    obj["spec"]["backup"] = json!({"repository": {"s3": {"endpoint": "s3.example", "bucket": "b",
+        "credentialsSecret": "s3-keys"}}});
+    let (api, client) = FakeApi::start(obj.clone(), NS);
+    api.add_secret("pg-ssh", &[("id_ed25519", "KEY")]);
+    let pgc: PostgresCluster = serde_json::from_value(obj).unwrap();
+    let Err(e) = dereference::resolve(&client, &pgc).await else {
+        panic!("resolved without the S3 credentials' Secret");
+    };
+    let e = e.to_string();
+    assert!(
+        e.contains("s3-keys") && e.contains("spec.backup.repository.s3.credentialsSecret"),
+        "{e}"
+    );
+    api.add_secret("s3-keys", &[("accessKeyId", "AKID")]);
+    let e = dereference::resolve(&client, &pgc).await.err().unwrap();
+    assert!(e.to_string().contains("secretAccessKey"), "{e}");
+    api.add_secret(
+        "s3-keys",
+        &[("accessKeyId", "AKID"), ("secretAccessKey", "SK")],
+    );
+    let r = dereference::resolve(&client, &pgc).await.unwrap();
+    let creds = &r.secrets.s3["s3-keys"];
+    assert_eq!(
+        (
+            creds.access_key_id.as_str(),
+            creds.secret_access_key.as_str()
+        ),
+        ("AKID", "SK")
+    );
+}

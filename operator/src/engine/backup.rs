@@ -193,7 +193,9 @@ impl Engine<'_> {
         }
         let conf = backup::member_conf(self.spec, host, layout, self.secrets)
             .map_err(|e| HostError::new(host, None, e))?;
-        let present = self.file_present(host, backup::RESTORE_PEM);
+        // Only a repository host's TLS server asks for the restore certificate.
+        let from_host = backup::recovery(self.spec).is_some_and(|r| r.host.is_some());
+        let present = !from_host || self.file_present(host, backup::RESTORE_PEM);
         let user = layout.postgres_user.clone();
         let pem = self
             .step(host, "restore certificate", async {

@@ -60,6 +60,30 @@ pub fn invalid_cases() -> Vec<Invalid> {
             "backup.port must differ from every PostgreSQL, Patroni, etcd and HAProxy port",
         ),
         bad(
+            "a backup repository on a host and in S3",
+            vec![(
+                "backup",
+                json!({"repository": {"host": "10.213.0.20", "s3": {"endpoint": "s3.lab", "bucket": "pgb", "credentialsSecret": "s3-keys"}}}),
+            )],
+            "spec.backup.repository",
+            "backup.repository: give host or s3, exactly one",
+        ),
+        bad(
+            "an S3 endpoint with a scheme",
+            vec![(
+                "backup",
+                json!({"repository": {"s3": {"endpoint": "https://s3.lab", "bucket": "pgb", "credentialsSecret": "s3-keys"}}}),
+            )],
+            "spec.backup.repository.s3.endpoint",
+            "backup.repository.s3.endpoint must be host or host:port",
+        ),
+        bad(
+            "a restore with neither a repository host nor a bucket",
+            vec![("bootstrap", json!({"recovery": {"stanza": "pg-ha"}}))],
+            "spec.bootstrap.recovery",
+            "bootstrap.recovery: give the source's repository host or its s3 bucket, exactly one",
+        ),
+        bad(
             "a restore to both a time and an LSN",
             vec![(
                 "bootstrap",
@@ -413,6 +437,19 @@ pub fn valid_variants() -> Vec<(&'static str, Changes)> {
                     ]),
                 ),
                 ("haproxy.hosts", json!([])),
+            ],
+        ),
+        (
+            "backups to S3 and a restore from a bucket",
+            vec![
+                (
+                    "backup",
+                    json!({"repository": {"path": "/pg/prod", "s3": {"endpoint": "s3.eu-west-1.amazonaws.com", "bucket": "pg-backups", "region": "eu-west-1", "credentialsSecret": "s3-keys"}}, "fromStandby": true}),
+                ),
+                (
+                    "bootstrap",
+                    json!({"recovery": {"stanza": "old", "path": "/pg/old", "s3": {"endpoint": "minio.internal:9000", "bucket": "pg-backups", "credentialsSecret": "s3-keys", "uriStyle": "Path"}, "targetLsn": "0/3000060"}}),
+                ),
             ],
         ),
         (
