@@ -3,7 +3,8 @@
 //! standby, etcd on three hosts, HAProxy and the S3 server on the third. A full backup by
 //! annotation; the timers on every member, where the backup service runs only on the Patroni
 //! leader; archiving following a power cut onto the new primary's timeline, and a backup by
-//! the new leader's own timer unit; a restore from the bucket into a new cluster to a noted time.
+//! the new leader's own timer unit; a restore from the bucket into a new cluster: to a time
+//! before the first backup, which fails at once saying why, then to a noted time.
 
 mod common;
 
@@ -299,6 +300,21 @@ fn backups_to_s3_follow_the_leader_and_restore_to_a_time() {
     }
     let target = h[3];
     let source = s3_block(&s3, "      ");
+    // A target before the first backup: pgBackRest finds no backup, Patroni gives up, and the
+    // apply says so at once rather than after the 300 s wait for a leader.
+    let early = restored(&lab, target, &source, "2020-01-01 00:00:00+00");
+    std::fs::write(rdir.join("cluster.yaml"), &early).unwrap();
+    let t = Instant::now();
+    let (code, doc, _) = lab.pgmetal("apply", rdir, &lab.var("LAB_KNOWN_HOSTS"));
+    let secs = t.elapsed().as_secs_f64();
+    let error = doc["hosts"][target]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    println!("RESTORE before the first backup refused in {secs:.1}s: {error}");
+    assert_ne!(code, 0, "a restore to before the first backup succeeded");
+    assert!(error.contains("gave up bootstrapping"), "{doc:#}");
+    assert!(secs < 150.0, "the failed restore took {secs:.0}s to report");
     let t = Instant::now();
     apply(
         &lab,

@@ -267,26 +267,40 @@ impl Engine<'_> {
             true => m.is_running_leader(),
             false => m.is_leader() || m.is_healthy_replica(),
         };
+        let unit = layout.patroni_unit.as_str();
         self.step(host, &format!("wait for patroni {what}"), async {
             let (limit, every) = (self.waits.patroni, self.waits.every);
-            super::poll(limit, every, || async move {
-                let view = self.api.cluster(host).await.map_err(|_| ())?;
-                match view.members.iter().find(|m| m.name == *name) {
-                    Some(m) if done(m) => Ok(((), false, vec![])),
-                    _ => Err(()),
+            let ex = &*ex;
+            let outcome = super::poll(limit, every, || async move {
+                let view = self.api.cluster(host).await;
+                match view
+                    .ok()
+                    .and_then(|v| v.members.into_iter().find(|m| m.name == *name))
+                {
+                    Some(m) if done(&m) => Ok(None),
+                    Some(_) => Err(()),
+                    // Patroni does not answer: a bootstrap it gave up (a failed restore, a
+                    // failed initdb) ends the wait at once, with the reason.
+                    None if bootstrap => gave_up(ex, unit).await.map(Some).ok_or(()),
+                    None => Err(()),
                 }
             })
-            .await
-            .map_err(|()| {
-                Failure::new(
+            .await;
+            match outcome {
+                Ok(None) => Ok(((), false, vec![])),
+                Ok(Some(why)) => Err(Failure::new(
+                    HostErrorKind::Patroni,
+                    format!("Patroni on {host} gave up bootstrapping member {name}: {why}"),
+                )),
+                Err(()) => Err(Failure::new(
                     HostErrorKind::Patroni,
                     format!(
                         "member {name} did not become {what} within {} s: \
                          check `journalctl -u patroni` on {host}",
                         limit.as_secs()
                     ),
-                )
-            })
+                )),
+            }
         })
         .await?;
         if changed {
@@ -455,4 +469,20 @@ struct Service<'s> {
     no_block: bool,
     /// A file the service reads only at its first start: writing it changes nothing running.
     read_at_first_start: Option<&'s str>,
+}
+
+/// Whether Patroni's unit failed (Patroni exits when a bootstrap fails), with the errors it
+/// and a restore logged; prints nothing while it runs.
+const GAVE_UP: &str = r#"systemctl is-failed --quiet "$1" || exit 0
+journalctl -u "$1" -n 300 --no-pager -o cat | grep -E 'ERROR|FATAL|CRITICAL' | tail -n 2
+grep -h ERROR /var/log/pgbackrest/*-restore.log 2>/dev/null | tail -n 1
+echo "the unit $1 failed""#;
+
+/// The reason Patroni's `unit` on `ex` gave up, if it did.
+async fn gave_up(ex: &dyn crate::exec::Executor, unit: &str) -> Option<String> {
+    let cmd = Cmd::script(GAVE_UP).args([unit]);
+    let out = ex.run_ok(&cmd, "patroni unit").await.ok()?;
+    let text = out.stdout_str();
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    (!lines.is_empty()).then(|| lines.join("; "))
 }
