@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Lab, psql};
@@ -20,17 +19,7 @@ const PASSWORD: &str = "backup-su";
 /// `annotations` (a YAML flow map).
 fn manifest(lab: &Lab, (pg, etcd, repo): (&[&str], &[&str], &str), annotations: &str) -> String {
     format!(
-        r#"apiVersion: pgmetal.io/v1alpha1
-kind: PostgresCluster
-metadata: {{name: backup, annotations: {annotations}}}
-spec:
-  ssh: {{}}
-  packages:
-    repository:
-      apt: "{apt}"
-    patroni:
-      indexUrl: "{pip}"
-  postgres:
+        r#"{head}  postgres:
     primary: {primary}
     replicas: [{replicas}]
   patroni:
@@ -52,8 +41,7 @@ spec:
     retention:
       full: 2
 "#,
-        apt = lab.var("LAB_APT_REPO"),
-        pip = lab.var("LAB_PIP_INDEX"),
+        head = lab.manifest_head(&format!("{{name: backup, annotations: {annotations}}}")),
         primary = pg[0],
         replicas = pg[1..].join(", "),
         etcd = etcd.join(", "),
@@ -65,17 +53,7 @@ spec:
 /// archived WAL).
 fn restored(lab: &Lab, (name, host): (&str, &str), repo: &str, target: &str) -> String {
     format!(
-        r#"apiVersion: pgmetal.io/v1alpha1
-kind: PostgresCluster
-metadata: {{name: {name}}}
-spec:
-  ssh: {{}}
-  packages:
-    repository:
-      apt: "{apt}"
-    patroni:
-      indexUrl: "{pip}"
-  postgres:
+        r#"{head}  postgres:
     primary: {host}
   patroni:
     scope: {name}
@@ -91,19 +69,8 @@ spec:
       stanza: backup
 {target}
 "#,
-        apt = lab.var("LAB_APT_REPO"),
-        pip = lab.var("LAB_PIP_INDEX"),
+        head = lab.manifest_head(&format!("{{name: {name}}}")),
     )
-}
-
-/// `pgmetal apply` of `yaml`: the report, which must be healthy.
-fn apply(lab: &Lab, dir: &Path, what: &str, yaml: &str) -> Value {
-    std::fs::write(dir.join("cluster.yaml"), yaml).unwrap();
-    let t = Instant::now();
-    let (code, doc, stderr) = lab.pgmetal("apply", dir, &lab.var("LAB_KNOWN_HOSTS"));
-    println!("TIMING {what}: apply {:.1}s", t.elapsed().as_secs_f64());
-    assert_eq!(code, 0, "{what}: apply failed: {doc:#}\n{stderr}");
-    doc
 }
 
 /// `pgbackrest info` on the repository host, as JSON (the stanza's object).
@@ -130,8 +97,7 @@ fn backups_archive_across_a_failover_and_report_their_state() {
     let hosts = (pg.as_slice(), etcd.as_slice(), repo);
 
     // 1. A new cluster with backups: the stanza, the servers and the timers; no backup yet.
-    let doc = apply(
-        &lab,
+    let doc = lab.apply_ok(
         dir,
         "cold converge with backups",
         &manifest(&lab, hosts, "{}"),
@@ -178,7 +144,7 @@ fn backups_archive_across_a_failover_and_report_their_state() {
     );
 
     // A second apply changes nothing.
-    let doc = apply(&lab, dir, "no-op converge", &manifest(&lab, hosts, "{}"));
+    let doc = lab.apply_ok(dir, "no-op converge", &manifest(&lab, hosts, "{}"));
     assert_eq!(
         doc["changed"], 0,
         "a second apply changed: {:#}",
@@ -188,8 +154,7 @@ fn backups_archive_across_a_failover_and_report_their_state() {
     // 2. Rows, a full backup by annotation, more rows, the time T, more rows, a differential.
     psql(repo, 5000, PASSWORD, "CREATE TABLE pitr (id int PRIMARY KEY, at timestamptz DEFAULT now()); INSERT INTO pitr SELECT g FROM generate_series(1, 1000) g").unwrap();
     let t = Instant::now();
-    let doc = apply(
-        &lab,
+    let doc = lab.apply_ok(
         dir,
         "full backup",
         &manifest(&lab, hosts, "{pgmetal.io/backup-now: '1'}"),
@@ -215,29 +180,13 @@ fn backups_archive_across_a_failover_and_report_their_state() {
             "the node exporter does not serve {line}"
         );
     }
-    psql(
-        repo,
-        5000,
-        PASSWORD,
-        "INSERT INTO pitr SELECT g FROM generate_series(1001, 2000) g",
-    )
-    .unwrap();
-    std::thread::sleep(Duration::from_secs(1));
-    let noted = psql(repo, 5000, PASSWORD, "SELECT now()").unwrap();
-    std::thread::sleep(Duration::from_secs(1));
-    psql(
-        repo,
-        5000,
-        PASSWORD,
-        "INSERT INTO pitr SELECT g FROM generate_series(2001, 3000) g",
-    )
-    .unwrap();
+    let noted = common::pitr::rows_around_a_noted_time(repo, PASSWORD);
     let diff_yaml = manifest(
         &lab,
         hosts,
         "{pgmetal.io/backup-now: '2', pgmetal.io/backup-type: diff}",
     );
-    let doc = apply(&lab, dir, "differential backup", &diff_yaml);
+    let doc = lab.apply_ok(dir, "differential backup", &diff_yaml);
     let status = doc["status"]["backup"].clone();
     let diff = &status["differential"];
     assert!(diff["label"].as_str().unwrap().ends_with('D'), "{status:#}");
@@ -259,58 +208,12 @@ fn backups_archive_across_a_failover_and_report_their_state() {
     .unwrap();
     assert_eq!(covers, "t", "the window {window} starts after {noted}");
     // The window's end follows archiving: once the WAL after T is archived, it covers T.
-    psql(repo, 5000, PASSWORD, "SELECT pg_switch_wal()").unwrap();
-    let archived = || {
-        psql(
-            repo,
-            5000,
-            PASSWORD,
-            &format!("SELECT last_archived_time >= '{noted}'::timestamptz FROM pg_stat_archiver"),
-        )
-        .unwrap_or_default()
-            == "t"
-    };
-    let lag = common::wait_until(
-        "the WAL after T to be archived",
-        Duration::from_secs(60),
-        archived,
-    );
+    let lag = common::pitr::archive_past(repo, PASSWORD, &noted);
     println!("ARCHIVE lag after pg_switch_wal: {lag:.1}s (latest in the status before: {latest})");
 
     // 3. The primary loses power: archiving continues from the new primary, on its timeline.
-    common::lab_verb("kill", primary);
     let new_primary = h[1];
-    let sql =
-        format!("SELECT NOT pg_is_in_recovery() AND inet_server_addr() = '{new_primary}'::inet");
-    let promoted = || psql(repo, 5000, PASSWORD, &sql).unwrap_or_default() == "t";
-    let failover = common::wait_until(
-        "the replica to be promoted",
-        Duration::from_secs(120),
-        promoted,
-    );
-    println!("FAILOVER {new_primary} promoted {failover:.1}s after the power cut of {primary}");
-    psql(
-        repo,
-        5000,
-        PASSWORD,
-        "INSERT INTO pitr SELECT g FROM generate_series(3001, 4000) g; SELECT pg_switch_wal()",
-    )
-    .unwrap();
-    let on_new_timeline = || {
-        let wal = psql(
-            repo,
-            5000,
-            PASSWORD,
-            "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
-        )
-        .unwrap_or_default();
-        wal.len() == 24 && &wal[..8] != "00000001"
-    };
-    let secs = common::wait_until(
-        "archiving on the new timeline",
-        Duration::from_secs(60),
-        on_new_timeline,
-    );
+    let (_, secs) = common::pitr::fail_over_and_archive(repo, PASSWORD, (primary, new_primary));
     let max = info(&lab, repo)["archive"][0]["max"]
         .as_str()
         .unwrap_or("")
@@ -352,7 +255,7 @@ fn backups_archive_across_a_failover_and_report_their_state() {
     let message = last["message"].as_str().unwrap_or_default();
     assert!(message.contains("WAL archiving"), "{last:#}");
     // The next apply starts the server again; archiving catches up and BackupReady is True.
-    apply(&lab, dir, "repository back", &diff_yaml);
+    lab.apply_ok(dir, "repository back", &diff_yaml);
     let sql = "SELECT count(*) = 0 FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'";
     let caught_up = || psql(repo, 5000, PASSWORD, sql).unwrap_or_default() == "t";
     let secs = common::wait_until("archiving to catch up", Duration::from_secs(180), caught_up);
@@ -371,8 +274,7 @@ fn backups_archive_across_a_failover_and_report_their_state() {
     let target = h[3];
     let to_t = format!("      targetTime: \"{noted}\"");
     let t = Instant::now();
-    let doc = apply(
-        &lab,
+    let doc = lab.apply_ok(
         rdir,
         "restore to T",
         &restored(&lab, ("restored", target), repo, &to_t),
@@ -381,13 +283,7 @@ fn backups_archive_across_a_failover_and_report_their_state() {
         "RESTORE to T into a new cluster on {target}: {:.1}s (apply, packages included)",
         t.elapsed().as_secs_f64()
     );
-    let rows = psql(
-        target,
-        5000,
-        PASSWORD,
-        "SELECT count(*) || ' ' || max(id) FROM pitr",
-    )
-    .unwrap();
+    let rows = common::pitr::restored_rows(target, PASSWORD);
     assert_eq!(
         rows, "2000 2000",
         "restored to {noted}: {:#}",
@@ -399,8 +295,7 @@ fn backups_archive_across_a_failover_and_report_their_state() {
     // from this primary must not stop at T.
     let sql = "SELECT count(*) FROM pg_file_settings WHERE sourcefile LIKE '%/postgresql.auto.conf' AND (name LIKE 'recovery_target%' OR name = 'restore_command')";
     assert_eq!(psql(target, 5000, PASSWORD, sql).unwrap(), "0");
-    let again = apply(
-        &lab,
+    let again = lab.apply_ok(
         rdir,
         "restored cluster, no-op",
         &restored(&lab, ("restored", target), repo, &to_t),
@@ -436,8 +331,7 @@ fn backups_archive_across_a_failover_and_report_their_state() {
     println!("ARCHIVE lag before the restore to latest: {lag:.1}s (segment {lsn})");
     let latest = h[4];
     let t = Instant::now();
-    apply(
-        &lab,
+    lab.apply_ok(
         rdir,
         "restore to latest",
         &restored(&lab, ("latest", latest), repo, ""),

@@ -9,7 +9,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -47,17 +46,7 @@ fn s3_block(s3: &BTreeMap<String, String>, pad: &str) -> String {
 /// The cluster: members `pg`, etcd on `etcd`, HAProxy on `lb`, backups in the bucket.
 fn manifest(lab: &Lab, (pg, etcd, lb): (&[&str], &[&str], &str), s3: &str, ann: &str) -> String {
     format!(
-        r#"apiVersion: pgmetal.io/v1alpha1
-kind: PostgresCluster
-metadata: {{name: s3, annotations: {ann}}}
-spec:
-  ssh: {{}}
-  packages:
-    repository:
-      apt: "{apt}"
-    patroni:
-      indexUrl: "{pip}"
-  postgres:
+        r#"{head}  postgres:
     primary: {primary}
     replicas: [{replicas}]
   patroni:
@@ -73,8 +62,7 @@ spec:
     fromStandby: true
     repository:
 {s3}"#,
-        apt = lab.var("LAB_APT_REPO"),
-        pip = lab.var("LAB_PIP_INDEX"),
+        head = lab.manifest_head(&format!("{{name: s3, annotations: {ann}}}")),
         primary = pg[0],
         replicas = pg[1..].join(", "),
         etcd = etcd.join(", "),
@@ -84,17 +72,7 @@ spec:
 /// A new single-member cluster on `host`, restored from the bucket to `target`.
 fn restored(lab: &Lab, host: &str, s3: &str, target: &str) -> String {
     format!(
-        r#"apiVersion: pgmetal.io/v1alpha1
-kind: PostgresCluster
-metadata: {{name: s3-restored}}
-spec:
-  ssh: {{}}
-  packages:
-    repository:
-      apt: "{apt}"
-    patroni:
-      indexUrl: "{pip}"
-  postgres:
+        r#"{head}  postgres:
     primary: {host}
   patroni:
     scope: s3-restored
@@ -109,19 +87,8 @@ spec:
       stanza: s3
       targetTime: "{target}"
 {s3}"#,
-        apt = lab.var("LAB_APT_REPO"),
-        pip = lab.var("LAB_PIP_INDEX"),
+        head = lab.manifest_head("{name: s3-restored}"),
     )
-}
-
-/// `pgmetal apply` of `yaml`: the report, which must be healthy.
-fn apply(lab: &Lab, dir: &Path, what: &str, yaml: &str) -> Value {
-    std::fs::write(dir.join("cluster.yaml"), yaml).unwrap();
-    let t = Instant::now();
-    let (code, doc, stderr) = lab.pgmetal("apply", dir, &lab.var("LAB_KNOWN_HOSTS"));
-    println!("TIMING {what}: apply {:.1}s", t.elapsed().as_secs_f64());
-    assert_eq!(code, 0, "{what}: apply failed: {doc:#}\n{stderr}");
-    doc
 }
 
 /// `systemctl start pgmetal-backup@TYPE` on `host`, then the service's result
@@ -172,7 +139,7 @@ fn backups_to_s3_follow_the_leader_and_restore_to_a_time() {
     let yaml = |ann: &str| manifest(&lab, hosts, &repo, ann);
 
     // 1. A new cluster with backups in the bucket: the stanza, the timers on every member.
-    let doc = apply(&lab, dir, "cold converge with S3 backups", &yaml("{}"));
+    let doc = lab.apply_ok(dir, "cold converge with S3 backups", &yaml("{}"));
     let status = &doc["status"]["backup"];
     assert!(
         status["message"]
@@ -186,7 +153,7 @@ fn backups_to_s3_follow_the_leader_and_restore_to_a_time() {
             lab.ssh_ok(m, &format!("systemctl is-active --quiet {unit}"));
         }
     }
-    let doc = apply(&lab, dir, "no-op converge", &yaml("{}"));
+    let doc = lab.apply_ok(dir, "no-op converge", &yaml("{}"));
     assert_eq!(
         doc["changed"], 0,
         "a second apply changed: {:#}",
@@ -195,12 +162,7 @@ fn backups_to_s3_follow_the_leader_and_restore_to_a_time() {
 
     // 2. Rows, a full backup by annotation (taken from the standby), more rows, the time T.
     psql(lb, 5000, PASSWORD, "CREATE TABLE pitr (id int PRIMARY KEY); INSERT INTO pitr SELECT g FROM generate_series(1, 1000) g").unwrap();
-    let doc = apply(
-        &lab,
-        dir,
-        "full backup",
-        &yaml("{pgmetal.io/backup-now: '1'}"),
-    );
+    let doc = lab.apply_ok(dir, "full backup", &yaml("{pgmetal.io/backup-now: '1'}"));
     let status = doc["status"]["backup"].clone();
     assert_eq!(status["ready"], true, "{status:#}");
     let full = &status["full"];
@@ -212,61 +174,14 @@ fn backups_to_s3_follow_the_leader_and_restore_to_a_time() {
     let before = labels(&lab, h[0]);
     assert_eq!(backup_unit(&lab, h[1], "diff"), "exec-condition");
     assert_eq!(labels(&lab, h[0]), before, "the replica took a backup");
-    psql(
-        lb,
-        5000,
-        PASSWORD,
-        "INSERT INTO pitr SELECT g FROM generate_series(1001, 2000) g",
-    )
-    .unwrap();
-    std::thread::sleep(Duration::from_secs(1));
-    let noted = psql(lb, 5000, PASSWORD, "SELECT now()").unwrap();
-    std::thread::sleep(Duration::from_secs(1));
-    psql(
-        lb,
-        5000,
-        PASSWORD,
-        "INSERT INTO pitr SELECT g FROM generate_series(2001, 3000) g; SELECT pg_switch_wal()",
-    )
-    .unwrap();
-    let sql = format!("SELECT last_archived_time >= '{noted}'::timestamptz FROM pg_stat_archiver");
-    let archived = || psql(lb, 5000, PASSWORD, &sql).unwrap_or_default() == "t";
-    let lag = common::wait_until(
-        "the WAL after T in the bucket",
-        Duration::from_secs(60),
-        archived,
-    );
+    let noted = common::pitr::rows_around_a_noted_time(lb, PASSWORD);
+    let lag = common::pitr::archive_past(lb, PASSWORD, &noted);
     println!("ARCHIVE to S3 lag after pg_switch_wal: {lag:.1}s");
 
     // 3. The primary loses power: the replica leads, archives on its timeline, and its own
     //    timer unit backs up once the former primary streams from it again.
     let (old, new) = (h[0], h[1]);
-    common::lab_verb("kill", old);
-    let sql = format!("SELECT NOT pg_is_in_recovery() AND inet_server_addr() = '{new}'::inet");
-    let promoted = || psql(lb, 5000, PASSWORD, &sql).unwrap_or_default() == "t";
-    let secs = common::wait_until(
-        "the replica to be promoted",
-        Duration::from_secs(120),
-        promoted,
-    );
-    println!("FAILOVER {new} promoted {secs:.1}s after the power cut of {old}");
-    psql(
-        lb,
-        5000,
-        PASSWORD,
-        "INSERT INTO pitr SELECT g FROM generate_series(3001, 4000) g; SELECT pg_switch_wal()",
-    )
-    .unwrap();
-    let sql = "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver";
-    let on_new_timeline = || {
-        let wal = psql(lb, 5000, PASSWORD, sql).unwrap_or_default();
-        wal.len() == 24 && &wal[..8] != "00000001"
-    };
-    let secs = common::wait_until(
-        "archiving on timeline 2",
-        Duration::from_secs(60),
-        on_new_timeline,
-    );
+    let (_, secs) = common::pitr::fail_over_and_archive(lb, PASSWORD, (old, new));
     println!("ARCHIVE to S3 on the new timeline {secs:.1}s after the switch");
     common::lab_verb("start", old);
     let streams = || {
@@ -316,8 +231,7 @@ fn backups_to_s3_follow_the_leader_and_restore_to_a_time() {
     assert!(error.contains("gave up bootstrapping"), "{doc:#}");
     assert!(secs < 150.0, "the failed restore took {secs:.0}s to report");
     let t = Instant::now();
-    apply(
-        &lab,
+    lab.apply_ok(
         rdir,
         "restore from S3 to T",
         &restored(&lab, target, &source, &noted),
@@ -326,13 +240,7 @@ fn backups_to_s3_follow_the_leader_and_restore_to_a_time() {
         "RESTORE from S3 to T on {target}: {:.1}s (apply, packages included)",
         t.elapsed().as_secs_f64()
     );
-    let rows = psql(
-        target,
-        5000,
-        PASSWORD,
-        "SELECT count(*) || ' ' || max(id) FROM pitr",
-    )
-    .unwrap();
+    let rows = common::pitr::restored_rows(target, PASSWORD);
     assert_eq!(rows, "2000 2000", "restored to {noted}");
     let all = psql(lb, 5000, PASSWORD, "SELECT count(*) FROM pitr").unwrap();
     assert_eq!(all, "4000", "the source is untouched");

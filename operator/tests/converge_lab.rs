@@ -21,17 +21,7 @@ const HOSTILE_PASSWORD: &str = "p'\"$(touch /tmp/pgmetal-pwned)`touch /tmp/pgmet
 fn manifest(lab: &Lab, extra_params: &str) -> String {
     let h = &lab.hosts;
     format!(
-        r#"apiVersion: pgmetal.io/v1alpha1
-kind: PostgresCluster
-metadata: {{name: lab}}
-spec:
-  ssh: {{}}
-  packages:
-    repository:
-      apt: "{apt}"
-    patroni:
-      indexUrl: "{pip}"
-  postgres:
+        r#"{head}  postgres:
     primary: {a}
     replicas: [{b}, {c}]
     parameters:
@@ -47,8 +37,7 @@ spec:
   haproxy:
     hosts: [{d}]
 "#,
-        apt = lab.var("LAB_APT_REPO"),
-        pip = lab.var("LAB_PIP_INDEX"),
+        head = lab.manifest_head("{name: lab}"),
         a = h[0],
         b = h[1],
         c = h[2],

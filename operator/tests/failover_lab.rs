@@ -26,17 +26,7 @@ const ACKS_BEFORE_HEAL: usize = 20;
 fn manifest(lab: &Lab, synchronous: bool, tls: &str) -> String {
     let h = &lab.hosts;
     format!(
-        r#"apiVersion: pgmetal.io/v1alpha1
-kind: PostgresCluster
-metadata: {{name: partition}}
-spec:
-  ssh: {{}}
-  packages:
-    repository:
-      apt: "{apt}"
-    patroni:
-      indexUrl: "{pip}"
-  postgres:
+        r#"{head}  postgres:
     primary: {a}
     replicas: [{b}, {c}]
   patroni:
@@ -48,8 +38,7 @@ spec:
   tls:
     mode: {tls}
 "#,
-        apt = lab.var("LAB_APT_REPO"),
-        pip = lab.var("LAB_PIP_INDEX"),
+        head = lab.manifest_head("{name: partition}"),
         a = h[0],
         b = h[1],
         c = h[2],

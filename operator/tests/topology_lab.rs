@@ -25,17 +25,7 @@ fn manifest(lab: &Lab, pg: &[&str], etcd: &[&str], lb: &str) -> String {
 /// [`manifest`] with `annotations` (a YAML flow map).
 fn annotated(lab: &Lab, (pg, etcd, lb): (&[&str], &[&str], &str), annotations: &str) -> String {
     format!(
-        r#"apiVersion: pgmetal.io/v1alpha1
-kind: PostgresCluster
-metadata: {{name: topology, annotations: {annotations}}}
-spec:
-  ssh: {{}}
-  packages:
-    repository:
-      apt: "{apt}"
-    patroni:
-      indexUrl: "{pip}"
-  postgres:
+        r#"{head}  postgres:
     primary: {primary}
     replicas: [{replicas}]
   patroni:
@@ -47,8 +37,7 @@ spec:
   haproxy:
     hosts: [{lb}]
 "#,
-        apt = lab.var("LAB_APT_REPO"),
-        pip = lab.var("LAB_PIP_INDEX"),
+        head = lab.manifest_head(&format!("{{name: topology, annotations: {annotations}}}")),
         primary = pg[0],
         replicas = pg[1..].join(", "),
         etcd = etcd.join(", "),

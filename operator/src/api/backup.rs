@@ -52,10 +52,7 @@ pub struct BackupRepository {
     /// The repository's directory on the host, or its prefix in the bucket (pgBackRest's
     /// `repo1-path`). Default `/var/lib/pgbackrest`.
     #[serde(default = "default_path")]
-    #[schemars(
-        regex(pattern = r"^(/[A-Za-z0-9_+@-][A-Za-z0-9._+@-]*)+/?$"),
-        length(max = 1024)
-    )]
+    #[schemars(regex(pattern = PATH_PATTERN), length(max = 1024))]
     pub path: String,
 }
 
@@ -184,6 +181,9 @@ impl Default for BackupRetention {
         }
     }
 }
+
+/// An absolute path of a repository (on its host, or its prefix in a bucket).
+const PATH_PATTERN: &str = r"^(/[A-Za-z0-9_+@-][A-Za-z0-9._+@-]*)+/?$";
 
 fn default_port() -> u16 {
     8432
@@ -337,10 +337,7 @@ pub struct RecoverySpec {
     /// The source repository's prefix in the bucket (its `backup.repository.path`), with
     /// `s3`. Default `/var/lib/pgbackrest`.
     #[serde(default = "default_path")]
-    #[schemars(
-        regex(pattern = r"^(/[A-Za-z0-9_+@-][A-Za-z0-9._+@-]*)+/?$"),
-        length(max = 1024)
-    )]
+    #[schemars(regex(pattern = PATH_PATTERN), length(max = 1024))]
     pub path: String,
     /// The port of that repository's pgBackRest server (the source's `backup.port`). Default
     /// 8432.

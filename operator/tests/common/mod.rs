@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod pitr;
 pub mod writer;
 
 /// The lab as described by `/run/pgmetal-lab/lab.env`.
@@ -42,6 +43,28 @@ impl Lab {
             hosts.len()
         );
         Lab { env, hosts }
+    }
+
+    /// The start of a lab test's PostgresCluster manifest up to `spec.packages` (the lab's apt
+    /// repository and PyPI index), with `metadata` as a YAML flow map; the test adds the rest
+    /// of `spec` (two-space indented).
+    pub fn manifest_head(&self, metadata: &str) -> String {
+        format!(
+            "apiVersion: pgmetal.io/v1alpha1\nkind: PostgresCluster\nmetadata: {metadata}\nspec:\n  ssh: {{}}\n  packages:\n    repository:\n      apt: \"{}\"\n    patroni:\n      indexUrl: \"{}\"\n",
+            self.var("LAB_APT_REPO"),
+            self.var("LAB_PIP_INDEX")
+        )
+    }
+
+    /// `pgmetal apply` of `yaml` (written to `dir/cluster.yaml`), which must end healthy: the
+    /// report. Prints how long it took, as `TIMING {what}`.
+    pub fn apply_ok(&self, dir: &Path, what: &str, yaml: &str) -> serde_json::Value {
+        std::fs::write(dir.join("cluster.yaml"), yaml).unwrap();
+        let t = std::time::Instant::now();
+        let (code, doc, stderr) = self.pgmetal("apply", dir, &self.var("LAB_KNOWN_HOSTS"));
+        println!("TIMING {what}: apply {:.1}s", t.elapsed().as_secs_f64());
+        assert_eq!(code, 0, "{what}: apply failed: {doc:#}\n{stderr}");
+        doc
     }
 
     pub fn var(&self, k: &str) -> String {
