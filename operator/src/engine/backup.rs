@@ -13,12 +13,12 @@ use crate::render::{self, Layout, backup, roles};
 /// refuses (and nothing is changed) when the repository holds another cluster's stanza of
 /// that name: its system identifier differs.
 /// With S3 the marker is a file on the member (the repository holds no host's files), written
-/// last.
+/// last: a new leader runs this once more, and stanza-create finds the stanza in place.
 const STANZA: &str = r#"set -e
 stanza="$1"; marker="$2"; user="$3"
 [ -f "$marker" ] && exit 0
 runuser -u "$user" -- pgbackrest --stanza="$stanza" stanza-create >&2
-echo "stanza $stanza created"
+echo "stanza $stanza created or found in place"
 runuser -u "$user" -- pgbackrest --stanza="$stanza" check >&2
 echo "archiving to it checked"
 [ -f "$marker" ] || : >"$marker""#;
