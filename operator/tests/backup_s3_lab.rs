@@ -235,7 +235,7 @@ fn backups_to_s3_follow_the_leader_and_restore_to_a_time() {
     );
     // Through HAProxy's replica port: the only replica, with every row.
     let sql = "SELECT pg_is_in_recovery() || ' ' || count(*) FROM pitr";
-    let caught_up = || psql(lb, 5001, PASSWORD, sql).unwrap_or_default() == "true 4000";
+    let caught_up = || psql(lb, 5001, PASSWORD, sql).unwrap_or_default() == "t 4000";
     common::wait_until(
         "the reinitialized replica to hold every row",
         Duration::from_secs(60),

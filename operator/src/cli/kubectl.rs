@@ -89,7 +89,7 @@ pub enum PluginCommand {
         /// The PostgresCluster.
         name: String,
     },
-    /// Reinitialize a broken replica from a new copy (its data is replaced): sets the
+    /// Reinitialize a broken replica from a new basebackup (its data is replaced): sets the
     /// annotation pgmetal.io/reinit to HOST.
     #[command(after_help = "Example:\n  kubectl pgmetal reinit pg-ha 10.0.0.13 -n db")]
     Reinit {

@@ -256,8 +256,8 @@ impl Engine<'_> {
                 "no replica of this cluster"
             };
             let why = format!(
-                "{REINIT} names {host}, which is {what}: only a replica is reinitialized (its data is replaced by a new copy, \
-                 from the backup repository or a basebackup). Nothing was changed. Name a replica, or remove the annotation"
+                "{REINIT} names {host}, which is {what}: only a replica is reinitialized (its data is replaced \
+                 by a basebackup). Nothing was changed. Name a replica, or remove the annotation"
             );
             return Err(Failure::new(HostErrorKind::Refused, why));
         }
