@@ -3,9 +3,8 @@
 //! standby, etcd on three hosts, HAProxy and the S3 server on the third. A full backup by
 //! annotation; the timers on every member, where the backup service runs only on the Patroni
 //! leader; archiving following a power cut onto the new primary's timeline, and a backup by
-//! the new leader's own timer unit; the former primary reinitialized from the bucket; a
-//! restore from the bucket into a new cluster: to a time before the first backup, which fails
-//! at once saying why, then to a noted time.
+//! the new leader's own timer unit; a restore from the bucket into a new cluster: to a time
+//! before the first backup, which fails at once saying why, then to a noted time.
 
 mod common;
 
@@ -207,40 +206,6 @@ fn backups_to_s3_follow_the_leader_and_restore_to_a_time() {
         "{after:?}"
     );
     assert_eq!(backup_unit(&lab, old, "diff"), "exec-condition");
-    // The former primary, reinitialized: Patroni creates the replica from the bucket (the
-    // newest backup, then the archive), not with a basebackup from the primary.
-    let t = Instant::now();
-    lab.apply_ok(
-        dir,
-        "reinit from the bucket",
-        &yaml(&format!("{{pgmetal.io/reinit: '{old}'}}")),
-    );
-    let log = lab.ssh_ok(old, "cat /var/log/pgbackrest/s3-restore.log");
-    let completed = log
-        .matches("restore command end: completed successfully")
-        .count();
-    println!(
-        "REINIT {old} from the bucket: {:.1}s",
-        t.elapsed().as_secs_f64()
-    );
-    assert_eq!(completed, 1, "no restore from the bucket on {old}:\n{log}");
-    let streams = || {
-        let sql = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'";
-        psql(lb, 5000, PASSWORD, sql).unwrap_or_default() == "1"
-    };
-    common::wait_until(
-        "the reinitialized replica to stream",
-        Duration::from_secs(120),
-        streams,
-    );
-    // Through HAProxy's replica port: the only replica, with every row.
-    let sql = "SELECT pg_is_in_recovery() || ' ' || count(*) FROM pitr";
-    let caught_up = || psql(lb, 5001, PASSWORD, sql).unwrap_or_default() == "t 4000";
-    common::wait_until(
-        "the reinitialized replica to hold every row",
-        Duration::from_secs(60),
-        caught_up,
-    );
 
     // 4. A new cluster on the fourth host, restored from the bucket to T.
     let rdir = tempfile::tempdir().unwrap();

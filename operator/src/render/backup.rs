@@ -337,17 +337,6 @@ pub fn restore_command(spec: &PostgresClusterSpec) -> Option<String> {
     ))
 }
 
-/// How Patroni creates a replica from the repository when backups are on: the newest backup,
-/// restored as a standby (`standby.signal`, pgBackRest's `restore_command`) that replays the
-/// archive and then streams from the primary. Without `--delta`, only into an empty directory.
-pub fn replica_command(spec: &PostgresClusterSpec) -> Option<String> {
-    spec.backup.as_ref()?;
-    Some(format!(
-        "{PGBACKREST} --stanza={} --type=standby restore",
-        stanza(spec)
-    ))
-}
-
 /// `pgbackrest.conf` on the repository host: the repository and its retention, and every
 /// member reached through its TLS server.
 pub fn repository_conf(
@@ -798,37 +787,5 @@ mod tests {
             assert!(section.contains(line), "{line} missing:\n{conf}");
         }
         assert!(!conf.contains("repo1-storage-ca-file"), "{conf}");
-    }
-
-    #[test]
-    fn with_backups_replicas_come_from_the_repository_then_from_a_basebackup() {
-        let secrets = crate::render::tests::secrets();
-        let mut s = spec();
-        let host = s.postgres.primary.clone();
-        let yaml = |s: &PostgresClusterSpec| {
-            let f = crate::render::patroni_config(s, &secrets, &host, OsFamily::Debian).unwrap();
-            let doc: serde_json::Value = serde_saphyr::from_slice(&f.content).unwrap();
-            doc["postgresql"].clone()
-        };
-        let pg = yaml(&s);
-        assert_eq!(
-            pg["create_replica_methods"],
-            serde_json::json!(["pgbackrest", "basebackup"])
-        );
-        let command = format!(
-            "/usr/bin/pgbackrest --stanza={} --type=standby restore",
-            s.patroni.scope
-        );
-        assert_eq!(
-            pg["pgbackrest"],
-            serde_json::json!({"command": command, "keep_data": false, "no_params": true})
-        );
-        s.backup = None;
-        let pg = yaml(&s);
-        assert_eq!(
-            pg["create_replica_methods"],
-            serde_json::json!(["basebackup"])
-        );
-        assert!(pg.get("pgbackrest").is_none(), "{pg}");
     }
 }

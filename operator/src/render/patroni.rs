@@ -137,19 +137,7 @@ struct Postgresql {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pg_ident: Vec<String>,
     create_replica_methods: Vec<&'static str>,
-    /// With backups: a replica restored from the repository (then replaying the archive and
-    /// streaming); `basebackup` follows when it fails (no backup yet, repository down).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pgbackrest: Option<ReplicaMethod>,
     basebackup: Vec<BTreeMap<&'static str, &'static str>>,
-}
-
-/// A replica-creation method Patroni runs into the member's emptied data directory.
-#[derive(Serialize)]
-struct ReplicaMethod {
-    command: String,
-    keep_data: bool,
-    no_params: bool,
 }
 
 #[derive(Serialize)]
@@ -235,15 +223,7 @@ pub fn patroni_config(
             .collect(),
             pg_hba: super::pg_hba::pg_hba(spec),
             pg_ident: super::monitoring::pg_ident(spec),
-            create_replica_methods: match super::backup::replica_command(spec) {
-                Some(_) => vec!["pgbackrest", "basebackup"],
-                None => vec!["basebackup"],
-            },
-            pgbackrest: super::backup::replica_command(spec).map(|command| ReplicaMethod {
-                command,
-                keep_data: false,
-                no_params: true,
-            }),
+            create_replica_methods: vec!["basebackup"],
             basebackup: vec![BTreeMap::from([("checkpoint", "fast")])],
         },
         tags: Tags {
