@@ -46,6 +46,8 @@ printf '# TYPE pgmetal_backup_last_success_timestamp_seconds gauge\npgmetal_back
 
 /// The CAs that sign the S3 endpoints' certificates (`caBundle`).
 pub const S3_CA: &str = "/etc/pgmetal/tls/s3-ca.crt";
+/// The host's trust store (Debian's ca-certificates), for an endpoint without `caBundle`.
+const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// With S3, the backup service's condition: it exits 0 only where the local Patroni leads.
 const LEADS: &str = "/etc/pgmetal/backup-leads.py";
 const LEADS_SCRIPT: &str = r#"#!/usr/bin/python3
@@ -216,9 +218,12 @@ fn s3_repository(
         kv("repo1-s3-key", &creds.access_key_id),
         kv("repo1-s3-key-secret", &creds.secret_access_key),
     ];
-    if s3.ca_bundle.is_some() {
-        out.push(kv("repo1-storage-ca-file", S3_CA));
-    }
+    // Always named: a stanza section otherwise inherits the global one (another bucket's).
+    let ca = match s3.ca_bundle {
+        Some(_) => S3_CA,
+        None => SYSTEM_CAS,
+    };
+    out.push(kv("repo1-storage-ca-file", ca));
     Ok(out)
 }
 
@@ -786,6 +791,7 @@ mod tests {
         ] {
             assert!(section.contains(line), "{line} missing:\n{conf}");
         }
-        assert!(!conf.contains("repo1-storage-ca-file"), "{conf}");
+        let system = "repo1-storage-ca-file=/etc/ssl/certs/ca-certificates.crt\n";
+        assert!(section.contains(system), "{conf}");
     }
 }
