@@ -3,6 +3,8 @@
 //! Ignored by a plain `cargo test`: e2e/test runs them with PGMETAL_LAB=1 and `--include-ignored`.
 
 mod common;
+#[path = "converge_lab/etcd_tls.rs"]
+mod etcd_tls;
 #[path = "converge_lab/rest.rs"]
 mod rest;
 #[path = "converge_lab/tls.rs"]
@@ -158,7 +160,7 @@ fn apply_converges_real_hosts_idempotently() {
     // 2. A second converge changes nothing and restarts nothing.
     let pids = main_pids(&lab);
     let again = apply(&lab, dir.path(), &manifest(&lab, ""), &known);
-    assert_eq!(again.status, 0, "{:#}", again.report["problems"]);
+    assert_eq!(again.status, 0, "{:#}", again.report["hosts"]);
     assert_eq!(
         again.report["changed"], 0,
         "second apply changed: {:#}",
@@ -193,6 +195,7 @@ fn apply_converges_real_hosts_idempotently() {
     });
     // Patroni's REST API: HTTPS, a client certificate for unsafe calls.
     rest::check(&lab, dir.path(), "a'b\"c");
+    etcd_tls::check(&lab, dir.path());
     rest::stats_page(&lab, dir.path());
     rest::off_and_on(&lab, &base, HOSTILE_PASSWORD, |m| {
         apply(&lab, dir.path(), m, &known)
@@ -356,10 +359,7 @@ fn apply_converges_real_hosts_idempotently() {
         b"inactive\n",
         "etcd started on {d}"
     );
-    let members = lab.ssh_ok(
-        c,
-        &format!("ETCDCTL_API=3 etcdctl --endpoints=http://{c}:2379 member list"),
-    );
+    let members = lab.ssh_ok(c, &common::etcdctl(&[format!("{c}:2379")], "member list"));
     assert!(
         !members.contains(d.as_str()) && members.contains(c.as_str()),
         "{members}"

@@ -86,23 +86,18 @@ fn writable_hosts(lab: &Lab) -> Vec<String> {
 
 /// The client URL of the etcd leader, asked of the etcd members themselves.
 fn etcd_leader(lab: &Lab) -> String {
-    let endpoints: Vec<String> = lab.hosts[..3]
-        .iter()
-        .map(|h| format!("http://{h}:2379"))
-        .collect();
+    let endpoints: Vec<String> = lab.hosts[..3].iter().map(|h| format!("{h}:2379")).collect();
     let out = lab.ssh_ok(
         &lab.hosts[0],
-        &format!(
-            "ETCDCTL_API=3 etcdctl --endpoints={} endpoint status -w json",
-            endpoints.join(",")
-        ),
+        &common::etcdctl(&endpoints, "endpoint status -w json"),
     );
     let list: Vec<Value> = serde_json::from_str(&out).expect("etcdctl endpoint status JSON");
     list.iter()
         .find(|e| e["Status"]["leader"] == e["Status"]["header"]["member_id"])
         .and_then(|e| e["Endpoint"].as_str())
         .map(|e| {
-            e.trim_start_matches("http://")
+            e.split_once("://")
+                .map_or(e, |(_, rest)| rest)
                 .trim_end_matches(":2379")
                 .to_string()
         })
@@ -117,8 +112,10 @@ fn diagnostics(lab: &Lab, dir: &Path, down: &str) -> String {
     for h in lab.hosts[..3].iter().filter(|h| *h != down) {
         let o = lab.ssh(
             h,
-            "journalctl -u patroni --no-pager -n 40; \
-             ETCDCTL_API=3 etcdctl endpoint status --cluster -w table 2>&1 | tail -5",
+            &format!(
+                "journalctl -u patroni --no-pager -n 40; {} 2>&1 | tail -5",
+                common::etcdctl(&[format!("{h}:2379")], "endpoint status --cluster -w table")
+            ),
         );
         out.push_str(&format!(
             "--- {h}\n{:#?}\n{}{}\n",

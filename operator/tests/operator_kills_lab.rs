@@ -137,9 +137,7 @@ fn one_etcd_cluster(lab: &Lab) -> u64 {
         .map(|h| {
             let out = lab.ssh_ok(
                 h,
-                &format!(
-                    "ETCDCTL_API=3 etcdctl --endpoints=http://{h}:2379 endpoint status -w json"
-                ),
+                &common::etcdctl(&[format!("{h}:2379")], "endpoint status -w json"),
             );
             let v: serde_json::Value = serde_json::from_str(&out).expect("etcdctl JSON");
             v[0]["Status"]["header"]["cluster_id"]

@@ -65,7 +65,13 @@ fn patroni_primary_debian() {
 
 #[test]
 fn etcd_member_debian() {
-    let f = render::etcd_config(&reference_spec(), "192.168.10.64", OsFamily::Debian).unwrap();
+    let f = render::etcd_config(
+        &reference_spec(),
+        "192.168.10.64",
+        OsFamily::Debian,
+        render::Transport::Tls,
+    )
+    .unwrap();
     assert_eq!(f.path, "/etc/default/etcd");
     check_golden("etcd-192.168.10.64.env", &f);
     let boot = InitialCluster::bootstrap(&reference_spec());

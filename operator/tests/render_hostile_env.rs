@@ -17,7 +17,13 @@ fn etcd_env_round_trips_through_systemd_and_sh() {
         let mut sp = spec();
         sp.etcd.cluster_token = s.clone();
         sp.etcd.data_dir = s.clone();
-        let main = render::etcd_config(&sp, "192.168.10.64", OsFamily::Debian).unwrap();
+        let main = render::etcd_config(
+            &sp,
+            "192.168.10.64",
+            OsFamily::Debian,
+            render::Transport::Tls,
+        )
+        .unwrap();
         let joining = InitialCluster {
             state: InitialClusterState::Existing,
             ..InitialCluster::bootstrap(&sp)
@@ -33,7 +39,7 @@ fn etcd_env_round_trips_through_systemd_and_sh() {
         assert_eq!(vars["ETCD_NAME"], "192-168-10-64");
         assert_eq!(vars["ETCD_INITIAL_CLUSTER_STATE"], "existing");
         assert_eq!(vars["ETCD_PRE_VOTE"], "true");
-        assert_eq!(vars.len(), 10);
+        assert_eq!(vars.len(), 19, "ten settings and nine for TLS");
         // A POSIX shell sourcing the file (as some init scripts do) sees the same values.
         let path = dir.path().join("etcd.env");
         std::fs::write(&path, &content).unwrap();
@@ -66,7 +72,13 @@ fn etcd_env_round_trips_through_systemd_and_sh() {
         );
         sp = spec();
         sp.etcd.data_dir = bad.into();
-        let err = render::etcd_config(&sp, "192.168.10.64", OsFamily::RedHat).unwrap_err();
+        let err = render::etcd_config(
+            &sp,
+            "192.168.10.64",
+            OsFamily::RedHat,
+            render::Transport::Tls,
+        )
+        .unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("etcd.dataDir (for host 192.168.10.64)"),
@@ -117,7 +129,8 @@ fn hostile_hosts_are_rejected_everywhere() {
 
         let mut sp = spec();
         sp.etcd.hosts[2] = bad.to_string();
-        let err = render::etcd_config(&sp, HOST, OsFamily::Debian).unwrap_err();
+        let err =
+            render::etcd_config(&sp, HOST, OsFamily::Debian, render::Transport::Tls).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("etcd.hosts (for host 192.168.10.85)"),

@@ -96,7 +96,7 @@ fn apply(lab: &Lab, dir: &Path, what: &str, yaml: &str) -> Value {
 fn etcd_members(lab: &Lab, via: &str) -> BTreeSet<String> {
     let out = lab.ssh_ok(
         via,
-        "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 member list -w json",
+        &common::etcdctl(&["127.0.0.1:2379".into()], "member list -w json"),
     );
     let list: Value = serde_json::from_str(&out).unwrap();
     let members = list["members"].as_array().cloned().unwrap_or_default();

@@ -138,9 +138,13 @@ fn read(p: &Path) -> Result<String, String> {
 
 /// The spec's hosts and the former hosts recorded in etcd (see
 /// [`engine::topology::recorded_hosts`]): whom a converge connects to.
-async fn hosts_to_connect(spec: &crate::api::PostgresClusterSpec) -> Vec<String> {
+async fn hosts_to_connect(
+    spec: &crate::api::PostgresClusterSpec,
+    ca: Option<&crate::tls::CertKey>,
+) -> Vec<String> {
     let mut hosts = crate::render::all_hosts(spec);
-    let recorded = engine::topology::recorded_hosts(&EtcdClient, spec).await;
+    let etcd = EtcdClient::for_cluster(spec, ca);
+    let recorded = engine::topology::recorded_hosts(&etcd, spec).await;
     for h in recorded {
         if !hosts.contains(&h) {
             hosts.push(h);
@@ -161,7 +165,7 @@ fn owner(l: &Loaded) -> engine::claim::Owner {
 pub async fn apply(c: &Common, quiet: bool) -> Result<bool, String> {
     let l = load(c)?;
     let spec = &l.cluster.spec;
-    let hosts = hosts_to_connect(spec).await;
+    let hosts = hosts_to_connect(spec, l.ca.as_ref()).await;
     let progress = progress::for_stderr(&hosts, quiet || c.output != Format::Text);
     progress.phase("connect");
     let connected = connect::connect_all(&hosts, &l.ssh, &Default::default()).await;
@@ -194,7 +198,7 @@ pub async fn plan(c: &Common) -> Result<bool, String> {
     let l = load(c)?;
     let spec = &l.cluster.spec;
     let named = crate::render::all_hosts(spec);
-    let former: Vec<String> = hosts_to_connect(spec)
+    let former: Vec<String> = hosts_to_connect(spec, l.ca.as_ref())
         .await
         .into_iter()
         .filter(|h| !named.contains(h))
@@ -243,7 +247,7 @@ pub async fn status(c: &Common) -> Result<bool, String> {
     let l = load(c)?;
     let spec = &l.cluster.spec;
     let api = PatroniApi::for_cluster(spec, &l.secrets, l.ca.as_ref());
-    let obs = observe::observe(spec, &api, &l.secrets.haproxy_stats).await;
+    let obs = observe::observe(spec, &api, l.ca.as_ref(), &l.secrets.haproxy_stats).await;
     let problems = observe::problems(spec, &obs);
     let mut status = crate::status::from_observation(spec, &obs);
     status.backup = backups(&l, &status).await;

@@ -25,7 +25,7 @@ pub trait Backend: Send + Sync {
         trusted: Vec<String>,
     ) -> Arc<dyn Patroni>;
     /// The etcd client of the cluster of `spec`.
-    fn etcd(&self, spec: &PostgresClusterSpec) -> Arc<dyn Etcd>;
+    fn etcd(&self, spec: &PostgresClusterSpec, resolved: &Resolved) -> Arc<dyn Etcd>;
 }
 
 /// The real hosts: SSH, Patroni's REST API, etcd's client API.
@@ -47,8 +47,8 @@ impl Backend for Network {
         Arc::new(api.trusting(trusted))
     }
 
-    fn etcd(&self, _: &PostgresClusterSpec) -> Arc<dyn Etcd> {
-        Arc::new(EtcdClient)
+    fn etcd(&self, spec: &PostgresClusterSpec, resolved: &Resolved) -> Arc<dyn Etcd> {
+        Arc::new(EtcdClient::for_cluster(spec, resolved.ca.as_ref()))
     }
 }
 

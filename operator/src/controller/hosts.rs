@@ -21,7 +21,7 @@ pub async fn connect_hosts(
     hosts: &mut Vec<HostStatus>,
 ) -> BTreeMap<String, Connection> {
     let mut all = crate::render::all_hosts(&pgc.spec);
-    let etcd = backend.etcd(&pgc.spec);
+    let etcd = backend.etcd(&pgc.spec, r);
     for h in engine::topology::recorded_hosts(&*etcd, &pgc.spec).await {
         if !all.contains(&h) {
             all.push(h);

@@ -59,7 +59,7 @@ pub async fn apply(pgc: Arc<PostgresCluster>, ctx: Arc<Context>) -> Result<Actio
     let api = ctx.observer(&key, &made_for, || {
         ctx.backend.patroni(spec, &resolved, verified)
     });
-    let etcd = ctx.backend.etcd(spec);
+    let etcd = ctx.backend.etcd(spec, &resolved);
     let finished = ctx.converges.take_finished(&key);
     if let Some(done) = &finished {
         pick_up(&ctx, &key, done, &mut status, &mut facts);
@@ -279,7 +279,7 @@ async fn converge(
         let asked = engine::requests::Asked::from_annotations(pgc.metadata.annotations.as_ref());
         let trusted = engine::trusted(&conns, verified);
         let api = ctx.backend.patroni(spec, &resolved, trusted);
-        let clients = (api, ctx.backend.etcd(spec));
+        let clients = (api, ctx.backend.etcd(spec, &resolved));
         engine::Engine::with_clients((owner, spec), secrets, conns, &progress, clients)
             .with_ca(resolved.ca.clone())
             .with_requests(asked)

@@ -43,6 +43,7 @@ fn hosts() -> BTreeMap<String, FakeExecutor> {
         .map(|h| {
             let f = FakeExecutor::new(h);
             f.on_contains("/etc/os-release", 0, DEBIAN);
+            f.on_contains("s=pending", 0, "https\n");
             (h.to_string(), f)
         })
         .collect()
@@ -129,7 +130,7 @@ async fn converges_a_healthy_cluster() {
         FakeEtcd::new(true),
     );
     let r = converge(&spec, &hosts, &api, &etcd).await;
-    assert!(r.healthy, "{:?}", r.problems);
+    assert!(r.healthy, "{:?} {:?}", r.problems, r.hosts);
     assert_eq!(r.status.primary.as_deref(), Some("a"));
     assert_eq!(
         r.status.system_identifier.as_deref(),
@@ -493,6 +494,9 @@ mod topology_tests;
 
 #[path = "requests_tests.rs"]
 mod requests_tests;
+
+#[path = "etcd_tls_tests.rs"]
+mod etcd_tls_tests;
 
 #[tokio::test]
 async fn monitoring_runs_the_exporters_and_creates_the_role_on_the_leader_only() {

@@ -1,15 +1,19 @@
 //! etcd through its client API (etcd-client): health and member list for observation, and the
-//! membership changes the planner's steps make (member add and remove, one at a time).
+//! membership changes the planner's steps make (member add and remove, one at a time). With a
+//! CA, pgmetal speaks TLS with a client certificate of its own, and plain text to a member that
+//! does not speak TLS yet (or any more).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use etcd_client::{Client, ConnectOptions, DeleteOptions};
+use etcd_client::{Certificate, Client, ConnectOptions, DeleteOptions, Identity, TlsOptions};
 use futures::future::BoxFuture;
 
 use super::error::{Failure, HostErrorKind};
 use crate::api::{EtcdMemberStatus, EtcdStatus, PostgresClusterSpec};
-use crate::render::{etcd_url, member_name, url_host};
+use crate::render::{Transport, etcd_url, member_name, url_host};
+use crate::tls::{CertKey, Scheme};
 
 /// One member of a running etcd cluster, as its member list has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +66,15 @@ pub trait Etcd: Send + Sync {
         hosts: &'a [String],
         host: &'a str,
     ) -> BoxFuture<'a, Result<Vec<LiveMember>, Failure>>;
+    /// Sets the peer URL of member `id` to `url` (through the first of `hosts` that answers):
+    /// a member moving between plain text and TLS.
+    fn update_peer<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+        hosts: &'a [String],
+        id: u64,
+        url: String,
+    ) -> BoxFuture<'a, Result<(), Failure>>;
     /// Removes member `id` (through the first of `hosts` that answers).
     fn remove_member<'a>(
         &'a self,
@@ -94,36 +107,146 @@ pub trait Etcd: Send + Sync {
 }
 
 /// The real [`Etcd`], through etcd-client.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EtcdClient;
+#[derive(Debug, Clone, Default)]
+pub struct EtcdClient {
+    /// pgmetal's TLS identity for the cluster, when it has a CA.
+    tls: Option<Arc<ClientIdentity>>,
+    /// The scheme the spec asks for, tried first.
+    wanted: Option<Scheme>,
+}
 
-fn options() -> Option<ConnectOptions> {
-    Some(
-        ConnectOptions::new()
+/// pgmetal's client certificate towards a cluster's etcd, issued from its CA and kept in
+/// memory only; `id` tells the connections made with it from older ones.
+struct ClientIdentity {
+    id: u64,
+    issued: Instant,
+    options: TlsOptions,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ClientIdentity({}, <CA and client certificate>)",
+            self.id
+        )
+    }
+}
+
+/// One identity per CA for the whole process (reissued at half its lifetime), so that the
+/// connections below outlive a reconcile.
+static IDENTITIES: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, Arc<ClientIdentity>>>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn identity(ca: &CertKey) -> Option<Arc<ClientIdentity>> {
+    let mut ids = IDENTITIES.lock().ok()?;
+    let half = super::rest_tls::CLIENT_LIFETIME / 2;
+    if let Some(id) = ids.get(&ca.cert).filter(|i| i.issued.elapsed() < half) {
+        return Some(id.clone());
+    }
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let now = time::OffsetDateTime::now_utc();
+    let mine = super::rest_tls::client_certificate(ca, now).ok()?;
+    let options = TlsOptions::new()
+        .ca_certificate(Certificate::from_pem(&ca.cert))
+        .identity(Identity::from_pem(&mine.cert, &mine.key.0));
+    let made = Arc::new(ClientIdentity {
+        id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        issued: Instant::now(),
+        options,
+    });
+    ids.insert(ca.cert.clone(), made.clone());
+    Some(made)
+}
+
+impl EtcdClient {
+    /// The client for `spec`'s cluster: TLS with pgmetal's client certificate from `ca` when
+    /// there is one (even while `spec.tls` is off: etcd may still speak TLS on its way back),
+    /// plain text otherwise.
+    pub fn for_cluster(spec: &PostgresClusterSpec, ca: Option<&CertKey>) -> Self {
+        EtcdClient {
+            tls: ca.and_then(identity),
+            wanted: Some(Transport::wanted(spec).peer_scheme()),
+        }
+    }
+
+    /// The client URLs of `host` to try, the spec's scheme first.
+    fn urls(&self, spec: &PostgresClusterSpec, host: &str) -> Vec<String> {
+        let port = spec.etcd.client_port;
+        match (&self.tls, self.wanted.unwrap_or(Scheme::Http)) {
+            (None, _) => vec![etcd_url(Scheme::Http, host, port)],
+            (Some(_), first) => vec![
+                etcd_url(first, host, port),
+                etcd_url(first.other(), host, port),
+            ],
+        }
+    }
+
+    fn options(&self, url: &str) -> Option<ConnectOptions> {
+        let o = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
-            .with_timeout(Duration::from_secs(3)),
-    )
+            .with_timeout(Duration::from_secs(3));
+        Some(match (&self.tls, Scheme::of_url(url)) {
+            (Some(t), Scheme::Https) => o.with_tls(t.options.clone()),
+            _ => o,
+        })
+    }
+
+    fn identity_id(&self) -> u64 {
+        self.tls.as_ref().map_or(0, |t| t.id)
+    }
+
+    /// The process's client for endpoint `url`, connected now when there is none made with
+    /// this identity.
+    async fn client(&self, url: &str) -> Result<Client, etcd_client::Error> {
+        let id = self.identity_id();
+        let cached = CLIENTS.lock().ok().and_then(|m| m.get(url).cloned());
+        if let Some((made_with, c)) = cached.filter(|(made_with, _)| *made_with == id) {
+            let _ = made_with;
+            return Ok(c);
+        }
+        let c = Client::connect([url], self.options(url)).await?;
+        if let Ok(mut m) = CLIENTS.lock() {
+            m.insert(url.to_string(), (id, c.clone()));
+        }
+        Ok(c)
+    }
+
+    /// Whether the member behind `url` answers a status request, through the reused client.
+    async fn status_of(&self, url: &str) -> Option<(Client, etcd_client::StatusResponse)> {
+        let mut c = self.client(url).await.ok()?;
+        match c.status().await {
+            Ok(s) => Some((c, s)),
+            Err(_) => {
+                forget(url);
+                None
+            }
+        }
+    }
+
+    /// The URL and answer of the first of `host`'s client URLs that answers.
+    async fn host_status(
+        &self,
+        spec: &PostgresClusterSpec,
+        host: &str,
+    ) -> Option<(String, Client, etcd_client::StatusResponse)> {
+        for url in self.urls(spec, host) {
+            if let Some((c, s)) = self.status_of(&url).await {
+                return Some((url, c, s));
+            }
+        }
+        None
+    }
 }
 
 /// One client per etcd endpoint for the whole process, reused by every converge and every
 /// observation (an operator watching many clusters would otherwise open a connection per
-/// endpoint per observation). A client whose request failed is dropped, and the next use
-/// connects again. pgmetal runs one tokio runtime per process, which the clients' channels
-/// live on.
-static CLIENTS: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, Client>>> =
+/// endpoint per observation), with the identity it was made with. A client whose request
+/// failed is dropped, and the next use connects again. pgmetal runs one tokio runtime per
+/// process, which the clients' channels live on.
+type Cached = (u64, Client);
+static CLIENTS: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, Cached>>> =
     std::sync::LazyLock::new(Default::default);
-
-/// The process's client for endpoint `url`, connected now when there is none.
-async fn client(url: &str) -> Result<Client, etcd_client::Error> {
-    if let Some(c) = CLIENTS.lock().ok().and_then(|m| m.get(url).cloned()) {
-        return Ok(c);
-    }
-    let c = Client::connect([url], options()).await?;
-    if let Ok(mut m) = CLIENTS.lock() {
-        m.insert(url.to_string(), c.clone());
-    }
-    Ok(c)
-}
 
 /// Drops the client of `url` after a failed request: the next use connects again.
 fn forget(url: &str) {
@@ -132,64 +255,78 @@ fn forget(url: &str) {
     }
 }
 
-/// Whether the member behind `url` answers a status request, through the reused client.
-async fn status_of(url: &str) -> Option<(Client, etcd_client::StatusResponse)> {
-    let mut c = client(url).await.ok()?;
-    match c.status().await {
-        Ok(s) => Some((c, s)),
-        Err(_) => {
-            forget(url);
-            None
-        }
-    }
-}
-
 fn etcd_failure(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure::new(HostErrorKind::Etcd, format!("etcd {what}: {e}"))
 }
 
-/// The endpoint and client of the first of `hosts` whose etcd answers a status request.
-async fn first_answering(spec: &PostgresClusterSpec, hosts: &[String]) -> Option<(String, Client)> {
-    for host in hosts {
-        let ep = etcd_url(host, spec.etcd.client_port);
-        if let Some((c, _)) = status_of(&ep).await {
-            return Some((ep, c));
+impl EtcdClient {
+    /// The endpoint and client of the first of `hosts` whose etcd answers a status request.
+    async fn first_answering(
+        &self,
+        spec: &PostgresClusterSpec,
+        hosts: &[String],
+    ) -> Option<(String, Client)> {
+        for host in hosts {
+            if let Some((ep, c, _)) = self.host_status(spec, host).await {
+                return Some((ep, c));
+            }
         }
+        None
     }
-    None
-}
 
-/// Runs `op` against the first answering member, up to 3 times a second apart: a request that
-/// lands during a leader election ("leader changed") succeeds on the next try. When no member
-/// answers at all on the first try (a cluster not bootstrapped yet), it fails at once.
-async fn with_retries<T, F>(
-    spec: &PostgresClusterSpec,
-    hosts: &[String],
-    mut op: impl FnMut(Client) -> F,
-) -> Result<T, Failure>
-where
-    F: std::future::Future<Output = Result<T, Failure>>,
-{
-    let mut last = connect_failure(hosts);
-    for attempt in 0..3 {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        let Some((ep, c)) = first_answering(spec, hosts).await else {
-            if attempt == 0 {
-                break;
+    /// Runs `op` against the first answering member, up to 3 times a second apart: a request
+    /// that lands during a leader election ("leader changed") succeeds on the next try. When no
+    /// member answers at all on the first try (a cluster not bootstrapped yet), it fails at once.
+    async fn with_retries<T, F>(
+        &self,
+        spec: &PostgresClusterSpec,
+        hosts: &[String],
+        mut op: impl FnMut(Client) -> F,
+    ) -> Result<T, Failure>
+    where
+        F: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let mut last = connect_failure(hosts);
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            continue;
-        };
-        match op(c).await {
-            Ok(v) => return Ok(v),
-            Err(e) => {
-                forget(&ep);
-                last = e;
+            let Some((ep, c)) = self.first_answering(spec, hosts).await else {
+                if attempt == 0 {
+                    break;
+                }
+                continue;
+            };
+            match op(c).await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    forget(&ep);
+                    last = e;
+                }
             }
         }
+        Err(last)
     }
-    Err(last)
+
+    /// The members as pgmetal knows them, each healthy when its host's etcd answers.
+    async fn live(
+        &self,
+        spec: &PostgresClusterSpec,
+        members: &[etcd_client::Member],
+    ) -> Vec<LiveMember> {
+        let each = members.iter().map(|m| async move {
+            let mut member = LiveMember {
+                id: m.id(),
+                name: m.name().to_string(),
+                peer_urls: m.peer_urls().to_vec(),
+                healthy: false,
+            };
+            let started = !m.client_urls().is_empty();
+            member.healthy = started && self.host_status(spec, &member.host()).await.is_some();
+            member
+        });
+        futures::future::join_all(each).await
+    }
 }
 
 fn connect_failure(hosts: &[String]) -> Failure {
@@ -199,31 +336,9 @@ fn connect_failure(hosts: &[String]) -> Failure {
     )
 }
 
-/// Whether an etcd member answers on one of `urls`.
-async fn answers(urls: &[String]) -> bool {
-    for url in urls {
-        if status_of(url).await.is_some() {
-            return true;
-        }
-    }
-    false
-}
-
-async fn live(members: &[etcd_client::Member]) -> Vec<LiveMember> {
-    let each = members.iter().map(|m| async move {
-        LiveMember {
-            id: m.id(),
-            name: m.name().to_string(),
-            peer_urls: m.peer_urls().to_vec(),
-            healthy: answers(m.client_urls()).await,
-        }
-    });
-    futures::future::join_all(each).await
-}
-
 impl Etcd for EtcdClient {
     fn status<'a>(&'a self, spec: &'a PostgresClusterSpec) -> BoxFuture<'a, EtcdStatus> {
-        Box::pin(etcd(spec))
+        Box::pin(self.cluster_status(spec))
     }
 
     fn members<'a>(
@@ -232,16 +347,17 @@ impl Etcd for EtcdClient {
         hosts: &'a [String],
     ) -> BoxFuture<'a, Option<Vec<LiveMember>>> {
         Box::pin(async move {
-            let listed = with_retries(spec, hosts, |mut c| async move {
-                let list = c
-                    .member_list()
-                    .await
-                    .map_err(|e| etcd_failure("member list", e))?;
-                Ok(list.members().to_vec())
-            })
-            .await
-            .ok()?;
-            Some(live(&listed).await)
+            let listed = self
+                .with_retries(spec, hosts, |mut c| async move {
+                    let list = c
+                        .member_list()
+                        .await
+                        .map_err(|e| etcd_failure("member list", e))?;
+                    Ok(list.members().to_vec())
+                })
+                .await
+                .ok()?;
+            Some(self.live(spec, &listed).await)
         })
     }
 
@@ -252,16 +368,36 @@ impl Etcd for EtcdClient {
         host: &'a str,
     ) -> BoxFuture<'a, Result<Vec<LiveMember>, Failure>> {
         Box::pin(async move {
-            let (_, mut c) = first_answering(spec, hosts)
+            let (_, mut c) = self
+                .first_answering(spec, hosts)
                 .await
                 .ok_or_else(|| connect_failure(hosts))?;
-            let url = etcd_url(host, spec.etcd.peer_port);
+            let scheme = Transport::wanted(spec).peer_scheme();
+            let url = etcd_url(scheme, host, spec.etcd.peer_port);
             let added = c
                 .member_add([url], None)
                 .await
                 .map_err(|e| etcd_failure(&format!("member add {host}"), e))?;
-            Ok(live(added.member_list()).await)
+            Ok(self.live(spec, added.member_list()).await)
         })
+    }
+
+    fn update_peer<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+        hosts: &'a [String],
+        id: u64,
+        url: String,
+    ) -> BoxFuture<'a, Result<(), Failure>> {
+        Box::pin(self.with_retries(spec, hosts, move |mut c| {
+            let url = url.clone();
+            async move {
+                c.member_update(id, [url.clone()])
+                    .await
+                    .map_err(|e| etcd_failure(&format!("member update {id:x} to {url}"), e))?;
+                Ok(())
+            }
+        }))
     }
 
     fn remove_member<'a>(
@@ -271,7 +407,8 @@ impl Etcd for EtcdClient {
         id: u64,
     ) -> BoxFuture<'a, Result<(), Failure>> {
         Box::pin(async move {
-            let (_, mut c) = first_answering(spec, hosts)
+            let (_, mut c) = self
+                .first_answering(spec, hosts)
                 .await
                 .ok_or_else(|| connect_failure(hosts))?;
             c.member_remove(id)
@@ -287,7 +424,7 @@ impl Etcd for EtcdClient {
         hosts: &'a [String],
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, Failure>> {
-        Box::pin(with_retries(spec, hosts, move |mut c| async move {
+        Box::pin(self.with_retries(spec, hosts, move |mut c| async move {
             let got = c
                 .get(key, None)
                 .await
@@ -306,7 +443,7 @@ impl Etcd for EtcdClient {
         key: &'a str,
         value: String,
     ) -> BoxFuture<'a, Result<(), Failure>> {
-        Box::pin(with_retries(spec, hosts, move |mut c| {
+        Box::pin(self.with_retries(spec, hosts, move |mut c| {
             let value = value.clone();
             async move {
                 c.put(key, value, None)
@@ -323,7 +460,7 @@ impl Etcd for EtcdClient {
         hosts: &'a [String],
         key: String,
     ) -> BoxFuture<'a, Result<(), Failure>> {
-        Box::pin(with_retries(spec, hosts, move |mut c| {
+        Box::pin(self.with_retries(spec, hosts, move |mut c| {
             let key = key.clone();
             async move {
                 c.delete(key.as_str(), None::<DeleteOptions>)
@@ -335,47 +472,46 @@ impl Etcd for EtcdClient {
     }
 }
 
-/// etcd member list, leader and per-endpoint health through etcd-client, every endpoint at
-/// once.
-pub async fn etcd(spec: &PostgresClusterSpec) -> EtcdStatus {
-    let mut status = EtcdStatus {
-        desired: spec.etcd.hosts.len() as i32,
-        ..Default::default()
-    };
-    let urls: Vec<String> = spec
-        .etcd
-        .hosts
-        .iter()
-        .map(|h| etcd_url(h, spec.etcd.client_port))
-        .collect();
-    let answers = futures::future::join_all(urls.iter().map(|u| status_of(u))).await;
-    let mut leader_id = None;
-    let mut names = BTreeMap::new();
-    for ((host, ep), answer) in spec.etcd.hosts.iter().zip(urls).zip(answers) {
-        let mut cluster_id = None;
-        let healthy = answer.is_some();
-        if let Some((mut c, s)) = answer {
-            leader_id = Some(s.leader());
-            cluster_id = s.header().map(|h| format!("{:x}", h.cluster_id()));
-            if names.is_empty()
-                && let Ok(list) = c.member_list().await
-            {
-                names = list
-                    .members()
-                    .iter()
-                    .map(|m| (m.id(), m.name().to_string()))
-                    .collect();
+impl EtcdClient {
+    /// etcd member list, leader and per-endpoint health through etcd-client, every endpoint at
+    /// once.
+    pub async fn cluster_status(&self, spec: &PostgresClusterSpec) -> EtcdStatus {
+        let mut status = EtcdStatus {
+            desired: spec.etcd.hosts.len() as i32,
+            ..Default::default()
+        };
+        let looks = spec.etcd.hosts.iter().map(|h| self.host_status(spec, h));
+        let answers = futures::future::join_all(looks).await;
+        let mut leader_id = None;
+        let mut names = BTreeMap::new();
+        for (host, answer) in spec.etcd.hosts.iter().zip(answers) {
+            let mut cluster_id = None;
+            let healthy = answer.is_some();
+            let mut ep = self.urls(spec, host).swap_remove(0);
+            if let Some((url, mut c, s)) = answer {
+                ep = url;
+                leader_id = Some(s.leader());
+                cluster_id = s.header().map(|h| format!("{:x}", h.cluster_id()));
+                if names.is_empty()
+                    && let Ok(list) = c.member_list().await
+                {
+                    names = list
+                        .members()
+                        .iter()
+                        .map(|m| (m.id(), m.name().to_string()))
+                        .collect();
+                }
             }
+            status.healthy += i32::from(healthy);
+            status.cluster_id = status.cluster_id.or(cluster_id.clone());
+            status.members.push(EtcdMemberStatus {
+                name: member_name(host),
+                client_url: Some(ep),
+                healthy,
+                cluster_id,
+            });
         }
-        status.healthy += i32::from(healthy);
-        status.cluster_id = status.cluster_id.or(cluster_id.clone());
-        status.members.push(EtcdMemberStatus {
-            name: member_name(host),
-            client_url: Some(ep),
-            healthy,
-            cluster_id,
-        });
+        status.leader = leader_id.and_then(|id| names.get(&id).cloned());
+        status
     }
-    status.leader = leader_id.and_then(|id| names.get(&id).cloned());
-    status
 }

@@ -301,11 +301,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn live_member(i: usize, host: &str, port: u16, healthy: bool) -> LiveMember {
+/// Member `i` on `host` with the peer URL `spec` asks for (TLS on port 2380 without one).
+fn live_member(
+    i: usize,
+    host: &str,
+    spec: Option<&PostgresClusterSpec>,
+    healthy: bool,
+) -> LiveMember {
+    let (scheme, port) = spec.map_or((crate::tls::Scheme::Https, 2380), |s| {
+        let t = crate::render::Transport::wanted(s);
+        (t.peer_scheme(), s.etcd.peer_port)
+    });
     LiveMember {
         id: 0x100 + i as u64,
         name: member_name(host),
-        peer_urls: vec![crate::render::etcd_url(host, port)],
+        peer_urls: vec![crate::render::etcd_url(scheme, host, port)],
         healthy,
     }
 }
@@ -319,15 +329,28 @@ impl FakeEtcd {
         }
     }
 
-    /// A running cluster whose members are `hosts` (peer port 2380; `host!` is down), whatever
-    /// the spec says.
+    /// A running cluster whose members are `hosts` (TLS, peer port 2380; `host!` is down),
+    /// whatever the spec says.
     pub fn with_members(self, hosts: &[&str]) -> Self {
         let members = hosts
             .iter()
             .enumerate()
-            .map(|(i, h)| live_member(i, h.trim_end_matches('!'), 2380, !h.ends_with('!')));
+            .map(|(i, h)| live_member(i, h.trim_end_matches('!'), None, !h.ends_with('!')));
         *lock(&self.members) = Some(members.collect());
         self
+    }
+
+    /// [`Self::with_members`] speaking plain text to their peers (a cluster from before TLS).
+    pub fn with_plain_members(self, hosts: &[&str]) -> Self {
+        let this = self.with_members(hosts);
+        for m in lock(&this.members).iter_mut().flatten() {
+            m.peer_urls = m
+                .peer_urls
+                .iter()
+                .map(|u| u.replacen("https", "http", 1))
+                .collect();
+        }
+        this
     }
 
     /// How many times the status was asked.
@@ -355,11 +378,12 @@ impl FakeEtcd {
         if !*lock(&self.healthy) {
             return None;
         }
-        let port = spec.etcd.peer_port;
         let mut set = lock(&self.members);
         let list = set.get_or_insert_with(|| {
             let hosts = spec.etcd.hosts.iter().enumerate();
-            hosts.map(|(i, h)| live_member(i, h, port, true)).collect()
+            hosts
+                .map(|(i, h)| live_member(i, h, Some(spec), true))
+                .collect()
         });
         Some(list.clone())
     }
@@ -407,15 +431,28 @@ impl Etcd for FakeEtcd {
     ) -> BoxFuture<'a, Result<Vec<LiveMember>, Failure>> {
         Box::pin(async move {
             let mut list = self.list(spec).unwrap_or_default();
-            list.push(live_member(
-                list.len() + 10,
-                host,
-                spec.etcd.peer_port,
-                true,
-            ));
+            list.push(live_member(list.len() + 10, host, Some(spec), true));
             *lock(&self.members) = Some(list.clone());
             lock(&self.changes).push(format!("add {host}"));
             Ok(list)
+        })
+    }
+
+    fn update_peer<'a>(
+        &'a self,
+        spec: &'a PostgresClusterSpec,
+        _hosts: &'a [String],
+        id: u64,
+        url: String,
+    ) -> BoxFuture<'a, Result<(), Failure>> {
+        Box::pin(async move {
+            let mut list = self.list(spec).unwrap_or_default();
+            for m in list.iter_mut().filter(|m| m.id == id) {
+                m.peer_urls = vec![url.clone()];
+            }
+            *lock(&self.members) = Some(list);
+            lock(&self.changes).push(format!("update {url}"));
+            Ok(())
         })
     }
 

@@ -15,6 +15,7 @@ pub mod claim;
 pub mod connect;
 pub mod error;
 pub mod etcd_api;
+mod etcd_tls;
 pub mod facts;
 #[cfg(any(test, feature = "sim"))]
 pub mod fake;
@@ -81,6 +82,13 @@ pub struct Engine<'a> {
     snapshots: Mutex<BTreeMap<String, snapshot::Snapshot>>,
     /// Hosts whose certificate this converge issued anew (their pgBackRest server reloads it).
     reissued: Mutex<std::collections::BTreeSet<String>>,
+    /// Whether every Patroni speaks the spec's scheme to etcd (None: not read yet).
+    clients_moved: Mutex<Option<bool>>,
+    /// The etcd member that moves to the spec's transport before the others (see
+    /// `etcd_tls`).
+    vanguard: Mutex<Option<String>>,
+    /// A Patroni member may owe a restart for its etcd section (written now, or left owed).
+    etcd_section_changed: std::sync::atomic::AtomicBool,
 }
 
 /// How long the engine waits for etcd quorum, a Patroni member and a healthy observation, and
@@ -150,7 +158,7 @@ impl<'a> Engine<'a> {
         let api = PatroniApi::for_cluster(spec, secrets, ca.as_ref());
         let clients: (Arc<dyn Patroni>, Arc<dyn Etcd>) = (
             Arc::new(api.trusting(trusted)),
-            Arc::new(etcd_api::EtcdClient),
+            Arc::new(etcd_api::EtcdClient::for_cluster(spec, ca.as_ref())),
         );
         Self::with_clients((owner, spec), secrets, conns, progress, clients).with_ca(ca)
     }
@@ -192,6 +200,9 @@ impl<'a> Engine<'a> {
             ca: None,
             snapshots: Mutex::default(),
             reissued: Mutex::default(),
+            clients_moved: Mutex::default(),
+            etcd_section_changed: Default::default(),
+            vanguard: Mutex::default(),
         }
     }
 
@@ -282,6 +293,7 @@ impl<'a> Engine<'a> {
         let before_patroni = |s: &S| matches!(s, S::Switchover { .. } | S::AddReplica { .. });
         self.run_steps(steps, before_patroni).await?;
         self.patroni_members().await;
+        self.etcd_second_pass().await?;
         self.run_steps(steps, |s| matches!(s, S::RemoveReplica { .. }))
             .await?;
         let lbs = self.spec.haproxy.hosts.clone();
@@ -316,7 +328,10 @@ impl<'a> Engine<'a> {
 
     /// The etcd phase: one member at a time in a healthy cluster (quorum is never lost), all
     /// together when bootstrapping or recovering (each member waits for the others).
-    async fn etcd_members(&self) {
+    pub(super) async fn etcd_members(&self) {
+        if self.live_etcd().is_some() && self.clients_moved.lock().is_ok_and(|m| m.is_none()) {
+            self.read_clients_moved().await;
+        }
         let etcd_hosts = self.spec.etcd.hosts.clone();
         let running = self.etcd.status(self.spec).await;
         if running.desired > 0 && running.healthy == running.desired {

@@ -115,9 +115,15 @@ pub fn parse_haproxy_csv(host: &str, csv: &str) -> HaproxyStatus {
 }
 
 /// Observe everything once.
-/// `stats` is the password of HAProxy's statistics page.
-pub async fn observe(spec: &PostgresClusterSpec, api: &dyn Patroni, stats: &str) -> Observation {
-    observe_with(spec, (api, &EtcdClient), stats).await
+/// `stats` is the password of HAProxy's statistics page; `ca` the cluster's CA (etcd's TLS).
+pub async fn observe(
+    spec: &PostgresClusterSpec,
+    api: &dyn Patroni,
+    ca: Option<&crate::tls::CertKey>,
+    stats: &str,
+) -> Observation {
+    let etcd = EtcdClient::for_cluster(spec, ca);
+    observe_with(spec, (api, &etcd), stats).await
 }
 
 /// Observe everything once, through the given Patroni and etcd clients.

@@ -16,32 +16,7 @@ pub const CLIENT_LIFETIME: Duration = Duration::from_secs(86_400);
 /// The common name of pgmetal's client certificate.
 pub const CLIENT_NAME: &str = "pgmetal";
 
-/// The scheme of a member's REST API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    /// Plain HTTP (`spec.tls.mode: Disabled`, or a member not moved to TLS yet).
-    Http,
-    /// HTTPS with the cluster's certificates.
-    Https,
-}
-
-impl Scheme {
-    /// `http` or `https`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        }
-    }
-
-    /// The other one.
-    pub fn other(self) -> Self {
-        match self {
-            Scheme::Http => Scheme::Https,
-            Scheme::Https => Scheme::Http,
-        }
-    }
-}
+pub use crate::tls::Scheme;
 
 /// pgmetal's TLS material towards Patroni: the CA as the only root and its client identity.
 #[derive(Clone)]
@@ -59,12 +34,7 @@ impl std::fmt::Debug for ClientTls {
 impl ClientTls {
     /// Issues pgmetal's client certificate from the cluster's `ca`, valid from `now`.
     pub fn issue(ca: &CertKey, now: OffsetDateTime) -> Result<Self, TlsError> {
-        let req = Request {
-            common_name: CLIENT_NAME.into(),
-            names: Vec::new(),
-            usage: Usage::Client,
-        };
-        let mine = tls::issue(ca, &req, now, CLIENT_LIFETIME)?;
+        let mine = client_certificate(ca, now)?;
         let bad = |e: reqwest::Error| TlsError::Issue {
             what: CLIENT_NAME.into(),
             reason: e.to_string(),
@@ -75,6 +45,17 @@ impl ClientTls {
             identity: reqwest::Identity::from_pem(pem.as_bytes()).map_err(bad)?,
         })
     }
+}
+
+/// pgmetal's client certificate (common name [`CLIENT_NAME`], client authentication only),
+/// valid from `now` for [`CLIENT_LIFETIME`]: towards Patroni and towards etcd.
+pub fn client_certificate(ca: &CertKey, now: OffsetDateTime) -> Result<CertKey, TlsError> {
+    let req = Request {
+        common_name: CLIENT_NAME.into(),
+        names: Vec::new(),
+        usage: Usage::Client,
+    };
+    tls::issue(ca, &req, now, CLIENT_LIFETIME)
 }
 
 /// The HTTP client for Patroni: the cluster's CA as its only root and pgmetal's identity when

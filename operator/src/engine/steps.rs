@@ -168,7 +168,17 @@ impl Engine<'_> {
             .map_err(rendered)?;
         self.write(host, &*ex, std::slice::from_ref(&initial))
             .await?;
-        let mut want = vec![render::etcd_config(self.spec, host, os).map_err(rendered)?];
+        let transport = self.etcd_transport(host);
+        if transport.uses_tls() {
+            // etcd reads its certificate at every handshake: a renewal needs no restart.
+            let certificate = self.etcd_certificate(host, &layout).await?;
+            self.write(host, &*ex, &certificate).await?;
+        }
+        if rolling {
+            self.move_peer_url(host, transport).await?;
+        }
+        let config = render::etcd_config(self.spec, host, os, transport);
+        let mut want = vec![config.map_err(rendered)?];
         want.extend(render::systemd_units(
             self.spec,
             os,
@@ -252,6 +262,17 @@ impl Engine<'_> {
         let reissued = certificate.iter().any(|f| f.path == render::POSTGRES_PEM)
             || self.host_facts(host)?.postgres_cert_unloaded;
         want.extend(certificate);
+        // Patroni reads its etcd section only when it starts: a changed scheme leaves a marker
+        // until the restart that moves it (see `etcd_tls`).
+        let scheme = render::patroni_etcd(self.spec);
+        let owed = units::restart_owed(&layout.patroni_unit);
+        let written = self
+            .write_for(host, &*ex, std::slice::from_ref(&scheme), Some(&owed))
+            .await?;
+        if !written.is_empty() {
+            let changed = &self.etcd_section_changed;
+            changed.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let service = Service {
             data_dir: &layout.data_dir,
             owner: &layout.postgres_user,

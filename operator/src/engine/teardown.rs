@@ -22,6 +22,11 @@ fn etcd_cluster_id(json: &str) -> Option<String> {
     Some(format!("{id:x}"))
 }
 
+/// etcd's status through `etcdctl` on its host (`$1` = `host:port`): with the member's own
+/// certificate (`$3`, the CA `$2`) over TLS when it has one, else in plain text.
+const ETCD_STATUS: &str = r#"if [ -f "$3" ] && ETCDCTL_API=3 etcdctl --endpoints="https://$1" --cacert="$2" --cert="$3" --key="$3" --command-timeout=5s endpoint status -w json 2>/dev/null; then exit 0; fi
+ETCDCTL_API=3 etcdctl --endpoints="http://$1" --command-timeout=5s endpoint status -w json"#;
+
 /// Names the host and step of a failure.
 fn at<'h, E: Into<Failure>>(host: &'h str, step: &'static str) -> impl Fn(E) -> HostError + 'h {
     move |e| HostError::new(host, Some(step), e)
@@ -141,10 +146,13 @@ impl Teardown<'_> {
         let Some(want) = self.etcd_cluster_id else {
             return Err("no etcd cluster ID was recorded for this cluster, so nothing proves the data is its own".into());
         };
-        let url = crate::render::etcd_url(host, self.spec.etcd.client_port);
-        let script = r#"ETCDCTL_API=3 etcdctl --endpoints="$1" --command-timeout=5s endpoint status -w json"#;
+        let url = crate::render::host_port(host, self.spec.etcd.client_port);
+        let (ca, pem) = (crate::render::CA_CERT, crate::render::ETCD_PEM);
         let out = ex
-            .run_ok(&Cmd::script(script).arg(url), "read the etcd cluster ID")
+            .run_ok(
+                &Cmd::script(ETCD_STATUS).args([url.as_str(), ca, pem]),
+                "read the etcd cluster ID",
+            )
             .await
             .map_err(|e| format!("its etcd member did not say which cluster it is in ({e})"))?;
         let got =

@@ -37,32 +37,59 @@ pub(super) fn postgres_tls_files(
     seen: Option<&str>,
     (now, user): (OffsetDateTime, &str),
 ) -> Result<PostgresTls, Failure> {
-    let (lifetime, renew_before) = durations(spec)?;
     let names = render::postgres_names(spec, host);
     let mut files = vec![render::ca_file(&ca.cert)];
+    let due = certificate_due(spec, ca, (host, names), seen, now)?;
+    files.extend(due.issued.map(|c| render::postgres_file(&c, user)));
+    Ok(PostgresTls {
+        files,
+        why: due.why,
+        not_after: due.not_after,
+    })
+}
+
+/// A certificate kept or issued again: see [`certificate_due`].
+pub(super) struct Due {
+    /// The new certificate, when one was issued.
+    pub issued: Option<CertKey>,
+    /// Why it was.
+    pub why: Option<String>,
+    /// When the certificate in place after the step expires.
+    pub not_after: OffsetDateTime,
+}
+
+/// The certificate in place (`seen`, PEM) kept, or a new one for `host` with `names` issued
+/// from `ca` when there is none, or it is due (see [`tls::renewal_due`]).
+pub(super) fn certificate_due(
+    spec: &PostgresClusterSpec,
+    ca: &CertKey,
+    (host, names): (&str, Vec<String>),
+    seen: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<Due, Failure> {
+    let (lifetime, renew_before) = durations(spec)?;
     let seen = seen.map(|pem| tls::inspect(pem, &ca.cert));
     let why = match &seen {
         None => Some("there is none".to_string()),
         Some(Ok(seen)) => tls::renewal_due(seen, &names, now, renew_before),
         Some(Err(e)) => Some(e.to_string()),
     };
-    let not_after = match (&why, seen) {
-        (None, Some(Ok(seen))) => seen.not_after,
-        _ => {
-            let req = Request {
-                common_name: host.to_string(),
-                names,
-                usage: Usage::Peer,
-            };
-            let issued = tls::issue(ca, &req, now, lifetime)?;
-            files.push(render::postgres_file(&issued, user));
-            now + lifetime
-        }
+    if let (None, Some(Ok(seen))) = (&why, seen) {
+        return Ok(Due {
+            issued: None,
+            why,
+            not_after: seen.not_after,
+        });
+    }
+    let req = Request {
+        common_name: host.to_string(),
+        names,
+        usage: Usage::Peer,
     };
-    Ok(PostgresTls {
-        files,
+    Ok(Due {
+        issued: Some(tls::issue(ca, &req, now, lifetime)?),
         why,
-        not_after,
+        not_after: now + lifetime,
     })
 }
 

@@ -14,6 +14,7 @@ fn claimed(names: &[&str]) -> BTreeMap<String, FakeExecutor> {
             // The facts probe also names the claim's path: its rule comes last, so it wins.
             f.on_contains(claim::PATH, 0, &owner().render());
             f.on_contains("/etc/os-release", 0, DEBIAN);
+            f.on_contains("s=pending", 0, "https\n");
             (h.to_string(), f)
         })
         .collect()
@@ -78,13 +79,13 @@ async fn a_healthy_etcd_member_moves_the_new_one_joins_first_and_the_old_host_is
     let initial = uploaded(&hosts["c"], "/etc/default/etcd-initial");
     assert!(
         initial[0].contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\"")
-            && initial[0].contains("d=http://d:2380")
-            && initial[0].contains("c=http://c:2380"),
+            && initial[0].contains("d=https://d:2380")
+            && initial[0].contains("c=https://c:2380"),
         "c joins the live members: {initial:?}"
     );
     // Then every member's file names the members after the change (no restart for it).
     let last = uploaded(&hosts["a"], "/etc/default/etcd-initial");
-    assert!(!last[last.len() - 1].contains("d=http"), "{last:?}");
+    assert!(!last[last.len() - 1].contains("d=https"), "{last:?}");
     let d = hosts["d"].commands().join("\n");
     assert!(
         d.contains("systemctl disable") && d.contains("rm -f -- /var/lib/pgmetal/claim"),

@@ -22,16 +22,29 @@ pub fn pending_marker(unit: &str) -> String {
     format!("{PENDING_DIR}/{unit}")
 }
 
+/// The pseudo-unit whose pending marker says that `unit` owes a restart (a reload does not
+/// do): a setting it reads only when it starts changed (see [`restart_marker`]).
+pub fn restart_owed(unit: &str) -> String {
+    format!("{unit}.restart")
+}
+
+/// Where [`restart_owed`]'s marker lives: a start or restart of the unit removes it.
+pub fn restart_marker(unit: &str) -> String {
+    pending_marker(&restart_owed(unit))
+}
+
 /// Arguments: the action on change, `--no-block` or `--quiet`, [`PENDING_DIR`], then
-/// `UNIT CHANGED` pairs. A unit started or restarted/reloaded loses its pending marker.
+/// `UNIT CHANGED` pairs. A unit started or restarted/reloaded loses its pending marker; a
+/// start or restart also its [`restart_marker`].
 const ENSURE: &str = r#"action="$1"; noblock="$2"; pending="$3"; shift 3
 while [ $# -ge 2 ]; do
   unit="$1"; changed="$2"; shift 2
   systemctl is-enabled --quiet "$unit" 2>/dev/null || { systemctl enable --quiet "$unit" && echo "$unit enabled"; }
   if ! systemctl is-active --quiet "$unit"; then
-    systemctl start $noblock "$unit" && echo "$unit started" && rm -f "$pending/$unit"
+    systemctl start $noblock "$unit" && echo "$unit started" && rm -f "$pending/$unit" "$pending/$unit.restart"
   elif [ "$changed" = yes ]; then
     systemctl "$action" $noblock "$unit" && echo "$unit ${action}ed" && rm -f "$pending/$unit"
+    if [ "$action" = restart ]; then rm -f "$pending/$unit.restart"; fi
   fi
 done"#;
 

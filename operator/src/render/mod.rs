@@ -21,7 +21,8 @@ mod tls;
 mod yaml;
 
 pub use etcd::{
-    InitialCluster, InitialClusterState, etcd_config, etcd_initial_config, etcd_url, url_host,
+    InitialCluster, InitialClusterState, METRICS_PORT as ETCD_METRICS_PORT, Transport, etcd_config,
+    etcd_initial_config, etcd_url, url_host,
 };
 pub use haproxy::{RestChecks, STATS_USER, haproxy_config, haproxy_config_with, stats_hash};
 pub use layout::Layout;
@@ -37,8 +38,8 @@ pub fn pg_hba_lines(spec: &PostgresClusterSpec) -> Vec<String> {
 }
 pub use systemd::systemd_units;
 pub use tls::{
-    CA_CERT, EXPIRY_METRICS, POSTGRES_PEM, TLS_DIR, ca_file, expiry_metrics, postgres_file,
-    postgres_names,
+    CA_CERT, ETCD_PEM, EXPIRY_METRICS, PATRONI_ETCD, POSTGRES_PEM, TLS_DIR, ca_file, etcd_file,
+    etcd_names, expiry_metrics, patroni_etcd, postgres_file, postgres_names,
 };
 
 use crate::api::PostgresClusterSpec;
@@ -151,9 +152,10 @@ pub fn host_files(
     let mut files = Vec::new();
     if r.postgres {
         files.push(patroni_config(spec, secrets, host, os)?);
+        files.push(patroni_etcd(spec));
     }
     if r.etcd {
-        files.push(etcd_config(spec, host, os)?);
+        files.push(etcd_config(spec, host, os, Transport::wanted(spec))?);
         let initial = InitialCluster::bootstrap(spec);
         files.push(etcd_initial_config(spec, host, os, &initial)?);
     }

@@ -169,7 +169,7 @@ pub fn scrape_targets(spec: &PostgresClusterSpec, cluster: &str) -> Vec<TargetGr
             (true, Job::PgmetalNode, m.node_exporter_port),
             (postgres, Job::PgmetalPostgres, m.postgres_exporter_port),
             (postgres, Job::PgmetalPatroni, spec.patroni.rest_api_port),
-            (etcd, Job::PgmetalEtcd, spec.etcd.client_port),
+            (etcd, Job::PgmetalEtcd, super::etcd::METRICS_PORT),
             (haproxy, Job::PgmetalHaproxy, spec.haproxy.stats_port),
         ];
         for (_, job, port) in jobs.into_iter().filter(|(on, _, _)| *on) {
@@ -226,14 +226,14 @@ mod tests {
                 "pgmetal-node 10.0.0.1:9100",
                 "pgmetal-postgres 10.0.0.1:9187",
                 "pgmetal-patroni 10.0.0.1:8008",
-                "pgmetal-etcd 10.0.0.1:2379",
+                "pgmetal-etcd 10.0.0.1:2381",
             ]
         );
         assert_eq!(
             jobs_of(&groups, "10.0.0.3"),
             [
                 "pgmetal-node 10.0.0.3:9100",
-                "pgmetal-etcd 10.0.0.3:2379",
+                "pgmetal-etcd 10.0.0.3:2381",
                 "pgmetal-haproxy 10.0.0.3:7000",
             ]
         );

@@ -77,6 +77,33 @@ struct Credentials {
 #[derive(Serialize)]
 struct Etcd3 {
     hosts: Vec<String>,
+    /// Always true: Patroni speaks only to `hosts`, in its own scheme, never to the client
+    /// URLs the members advertise (which name the other scheme while a cluster moves between
+    /// plain text and TLS). A changed list is loaded by a restart (see `PATRONI_ETCD`).
+    use_proxies: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    tls: Option<Etcd3Tls>,
+}
+
+/// TLS to etcd (`spec.tls`): the cluster's CA, and the member's certificate (the one
+/// PostgreSQL serves; it carries client authentication) as Patroni's client certificate.
+#[derive(Serialize)]
+struct Etcd3Tls {
+    protocol: &'static str,
+    cacert: &'static str,
+    cert: &'static str,
+    key: &'static str,
+}
+
+impl Etcd3Tls {
+    fn of(spec: &PostgresClusterSpec) -> Option<Self> {
+        spec.tls.enabled().then_some(Etcd3Tls {
+            protocol: "https",
+            cacert: super::CA_CERT,
+            cert: super::POSTGRES_PEM,
+            key: super::POSTGRES_PEM,
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -193,6 +220,8 @@ pub fn patroni_config(
                 .iter()
                 .map(|h| host_port(h, spec.etcd.client_port))
                 .collect(),
+            use_proxies: true,
+            tls: Etcd3Tls::of(spec),
         },
         bootstrap: Bootstrap {
             dcs: dcs(spec),

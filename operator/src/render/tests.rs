@@ -146,6 +146,7 @@ fn host_files_follow_roles() {
         paths("192.168.10.85", OsFamily::Debian),
         [
             "/etc/patroni/config.yml",
+            "/etc/pgmetal/patroni-etcd",
             "/etc/default/etcd",
             "/etc/default/etcd-initial",
             "/etc/systemd/system/etcd.service.d/pgmetal.conf",
@@ -160,6 +161,7 @@ fn host_files_follow_roles() {
         paths("192.168.10.64", OsFamily::RedHat),
         [
             "/etc/patroni/patroni.yml",
+            "/etc/pgmetal/patroni-etcd",
             "/etc/etcd/etcd.conf",
             "/etc/etcd/etcd-initial.conf",
             "/etc/systemd/system/etcd.service",
@@ -187,7 +189,7 @@ fn file_modes_and_owners() {
         (p.mode, p.owner.as_str(), p.group.as_str()),
         (0o600, "postgres", "postgres")
     );
-    let e = etcd_config(&s, "192.168.10.85", OsFamily::Debian).unwrap();
+    let e = etcd_config(&s, "192.168.10.85", OsFamily::Debian, Transport::Tls).unwrap();
     assert_eq!(
         (e.mode, e.owner.as_str(), e.group.as_str()),
         (0o644, "root", "root")

@@ -69,7 +69,7 @@ fn ipv6_and_dns_hosts() {
         "{hba}"
     );
 
-    let e = text(&etcd_config(&s, "db2.example.com", OsFamily::Debian).unwrap());
+    let e = text(&etcd_config(&s, "db2.example.com", OsFamily::Debian, Transport::Plain).unwrap());
     assert!(
         e.contains("ETCD_LISTEN_PEER_URLS=\"http://0.0.0.0:2380\"\n"),
         "{e}"
@@ -96,7 +96,7 @@ fn ipv6_and_dns_hosts() {
         "{i}"
     );
     assert!(!e.contains("ETCD_INITIAL_CLUSTER"), "{e}");
-    let e = text(&etcd_config(&s, "fd00::85", OsFamily::Debian).unwrap());
+    let e = text(&etcd_config(&s, "fd00::85", OsFamily::Debian, Transport::Plain).unwrap());
     assert!(
         e.contains("ETCD_LISTEN_CLIENT_URLS=\"http://[fd00::85]:2379,http://127.0.0.1:2379\"\n"),
         "{e}"
@@ -104,7 +104,7 @@ fn ipv6_and_dns_hosts() {
     let boot = InitialCluster::bootstrap(&s);
     let e = text(&etcd_initial_config(&s, "fd00::85", OsFamily::Debian, &boot).unwrap());
     assert!(e.contains("ETCD_INITIAL_CLUSTER_STATE=\"new\"\n"), "{e}");
-    assert!(e.contains("ETCD_INITIAL_CLUSTER=\"fd00--85=http://[fd00::85]:2380,db2-example-com=http://db2.example.com:2380,192-168-10-72=http://192.168.10.72:2380\"\n"), "{e}");
+    assert!(e.contains("ETCD_INITIAL_CLUSTER=\"fd00--85=https://[fd00::85]:2380,db2-example-com=https://db2.example.com:2380,192-168-10-72=https://192.168.10.72:2380\"\n"), "{e}");
 
     let h = text(&haproxy_config(&s, &secrets()).unwrap());
     assert!(
@@ -181,7 +181,7 @@ fn patroni_serves_https_with_a_client_certificate_for_unsafe_methods_only_with_t
 fn wrong_roles_are_errors() {
     let s = spec();
     assert!(patroni_config(&s, &secrets(), "192.168.10.69", OsFamily::Debian).is_err());
-    assert!(etcd_config(&s, "192.168.10.69", OsFamily::Debian).is_err());
+    assert!(etcd_config(&s, "192.168.10.69", OsFamily::Debian, Transport::Tls).is_err());
 }
 
 #[test]

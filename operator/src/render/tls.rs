@@ -14,6 +14,14 @@ pub const CA_CERT: &str = "/etc/pgmetal/tls/ca.crt";
 /// renewal can never leave a certificate beside another certificate's key.
 pub const POSTGRES_PEM: &str = "/etc/pgmetal/tls/postgres.pem";
 
+/// etcd's certificate (server and client authentication: it serves clients and peers and dials
+/// peers) followed by its key, owned by the etcd user, like [`POSTGRES_PEM`].
+pub const ETCD_PEM: &str = "/etc/pgmetal/tls/etcd.pem";
+/// What Patroni's `etcd3` section says, which Patroni reads only when it starts: the scheme
+/// (`http` or `https`) and the hosts. A change of this file is followed by a restart of
+/// Patroni (under pause); its marker says one is owed.
+pub const PATRONI_ETCD: &str = "/etc/pgmetal/patroni-etcd";
+
 /// The node exporter's textfile with the certificates' expiry.
 pub const EXPIRY_METRICS: &str = "/var/lib/prometheus/node-exporter/pgmetal_tls.prom";
 
@@ -31,6 +39,36 @@ pub fn postgres_names(spec: &PostgresClusterSpec, host: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// The names an etcd certificate for `host` carries: the host, and loopback (the member
+/// listens there too, and the lab's and a DBA's `etcdctl` on the host dial it).
+pub fn etcd_names(host: &str) -> Vec<String> {
+    let mut names = vec![host.to_string()];
+    if host != "127.0.0.1" {
+        names.push("127.0.0.1".into());
+    }
+    names
+}
+
+/// The file saying what Patroni's `etcd3` section says (see [`PATRONI_ETCD`]): the scheme,
+/// then the hosts.
+pub fn patroni_etcd(spec: &PostgresClusterSpec) -> DesiredFile {
+    let scheme = crate::tls::Scheme::when(spec.tls.enabled());
+    let port = spec.etcd.client_port;
+    let hosts: Vec<String> = spec
+        .etcd
+        .hosts
+        .iter()
+        .map(|h| super::host_port(h, port))
+        .collect();
+    DesiredFile {
+        path: PATRONI_ETCD.into(),
+        content: format!("{} {}\n", scheme.as_str(), hosts.join(",")).into_bytes(),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+    }
 }
 
 /// Patroni's local `postgresql.parameters` that turn TLS on with pgmetal's files (empty when
@@ -67,6 +105,14 @@ pub fn postgres_file(issued: &CertKey, user: &str) -> DesiredFile {
         mode: 0o600,
         owner: user.into(),
         group: user.into(),
+    }
+}
+
+/// A newly issued etcd certificate and its key, owned by `user` (the etcd user).
+pub fn etcd_file(issued: &CertKey, user: &str) -> DesiredFile {
+    DesiredFile {
+        path: ETCD_PEM.into(),
+        ..postgres_file(issued, user)
     }
 }
 

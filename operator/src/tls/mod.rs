@@ -15,6 +15,43 @@ use time::OffsetDateTime;
 /// The lifetime of a CA pgmetal creates: ten years (its certificates are far shorter-lived).
 pub const CA_LIFETIME: Duration = Duration::from_secs(3650 * 86_400);
 
+/// The scheme of a channel: a member's REST API, an etcd client or peer URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain text (`spec.tls.mode: Disabled`, or a member not moved to TLS yet).
+    Http,
+    /// TLS with the cluster's certificates.
+    Https,
+}
+
+impl Scheme {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    /// `Https` when `tls`, else `Http`.
+    pub fn when(tls: bool) -> Self {
+        if tls { Scheme::Https } else { Scheme::Http }
+    }
+
+    /// The scheme of `url` (`https://…` or anything else).
+    pub fn of_url(url: &str) -> Self {
+        Self::when(url.starts_with("https://"))
+    }
+
+    /// The other one.
+    pub fn other(self) -> Self {
+        match self {
+            Scheme::Http => Scheme::Https,
+            Scheme::Https => Scheme::Http,
+        }
+    }
+}
+
 /// A PEM private key. Its `Debug` prints only that it is one.
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyPem(pub String);

@@ -8,6 +8,25 @@ use std::process::{Command, Output};
 pub mod pitr;
 pub mod writer;
 
+/// A shell command running `etcdctl ARGS` against `endpoints` (`host:port`) on an etcd host:
+/// over TLS with the host's etcd certificate (pgmetal's default), else in plain text (a
+/// cluster with `tls.mode: Disabled`, or one on its way there).
+pub fn etcdctl(endpoints: &[String], args: &str) -> String {
+    let urls = |scheme: &str| {
+        let urls: Vec<String> = endpoints
+            .iter()
+            .map(|e| format!("{scheme}://{e}"))
+            .collect();
+        urls.join(",")
+    };
+    let tls = "--cacert=/etc/pgmetal/tls/ca.crt --cert=/etc/pgmetal/tls/etcd.pem --key=/etc/pgmetal/tls/etcd.pem";
+    format!(
+        "{{ [ -f /etc/pgmetal/tls/etcd.pem ] && ETCDCTL_API=3 etcdctl {tls} --endpoints={} {args} 2>/dev/null; }} || ETCDCTL_API=3 etcdctl --endpoints={} {args}",
+        urls("https"),
+        urls("http")
+    )
+}
+
 /// The lab as described by `/run/pgmetal-lab/lab.env`.
 pub struct Lab {
     pub env: BTreeMap<String, String>,

@@ -7,9 +7,11 @@ use std::path::Path;
 use std::process::Command;
 
 use super::Lab;
+use super::common::writer::{Target, Writer, lost_by_server};
+use super::etcd_tls;
 
 /// `curl` with `args`: the HTTP status (`000` when no HTTP answer came) and the body.
-fn curl(args: &[&str]) -> (String, String) {
+pub(super) fn curl(args: &[&str]) -> (String, String) {
     let o = Command::new("curl")
         .args(["-s", "--max-time", "10", "-w", "\n%{http_code}"])
         .args(args)
@@ -22,7 +24,7 @@ fn curl(args: &[&str]) -> (String, String) {
 
 /// A client key and certificate in `dir` named `name`, signed by `ca`/`ca_key`, or
 /// self-signed when `ca` is `None`.
-fn client_cert(dir: &Path, name: &str, ca: Option<(&Path, &Path)>) -> (String, String) {
+pub(super) fn client_cert(dir: &Path, name: &str, ca: Option<(&Path, &Path)>) -> (String, String) {
     let (key, crt) = (
         dir.join(format!("{name}.key")),
         dir.join(format!("{name}.crt")),
@@ -109,12 +111,45 @@ pub fn off_and_on(lab: &Lab, base: &str, password: &str, apply: impl Fn(&str) ->
     let (lb, m) = (&lab.hosts[3], &lab.hosts[0]);
     let ssl = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
     let off = format!("{base}  tls:\n    mode: Disabled\n");
-    for (what, manifest, scheme, encrypted) in [
+    for (i, (what, manifest, scheme, encrypted)) in [
         ("off", off.as_str(), "http", "f"),
         ("on", base, "https", "t"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // A client writing through HAProxy while etcd and Patroni's etcd client move.
+        let target = Target {
+            host: lb.clone(),
+            port: 5000,
+            password: password.to_string(),
+        };
+        let writer = Writer::start(target.clone(), 1_000_000 * (i as u64 + 1));
         let run = apply(manifest);
-        assert_eq!(run.status, 0, "TLS {what}: {:#}", run.report["problems"]);
+        let failed = writer.failures();
+        let acks = writer.stop();
+        assert_eq!(run.status, 0, "TLS {what}: {:#}", run.report);
+        let stored = target.stored_ids().expect("read the writer's ids back");
+        let lost = lost_by_server(&acks, &stored);
+        assert!(
+            lost.is_empty(),
+            "TLS {what}: acknowledged writes lost: {lost:?}"
+        );
+        let gap = acks
+            .windows(2)
+            .map(|w| (w[1].at - w[0].at).as_secs_f64())
+            .fold(0.0, f64::max);
+        assert_eq!(
+            etcd_tls::answers_plain_text(m),
+            what == "off",
+            "TLS {what}: etcd's client port in plain text"
+        );
+        eprintln!(
+            "TIMING TLS turned {what} (etcd, its clients, REST API, PostgreSQL): apply {:.1}s; \
+             writer through HAProxy: {} acknowledged, {failed} failed, 0 lost, longest gap {gap:.1}s",
+            run.secs,
+            acks.len()
+        );
         let phases = run.report["phases"].as_array().unwrap();
         assert!(
             phases
@@ -129,10 +164,6 @@ pub fn off_and_on(lab: &Lab, base: &str, password: &str, apply: impl Fn(&str) ->
             through.as_deref(),
             Ok(encrypted),
             "TLS {what}: a new connection"
-        );
-        eprintln!(
-            "TLS turned {what} (REST API and PostgreSQL): apply {:.1}s",
-            run.secs
         );
     }
 }

@@ -29,17 +29,17 @@ fn psql_conninfo(conninfo: &str, password: &str, sql: &str) -> Result<String, St
 
 /// The serial of the certificate served on `addr:port`, verified against `ca` (panics when the
 /// chain does not verify).
-fn served_serial(addr: &str, port: u16, ca: &Path) -> String {
+pub(super) fn served_serial(addr: &str, port: u16, ca: &Path) -> String {
     try_served_serial(addr, port, ca).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// [`served_serial`], or why not.
 fn try_served_serial(addr: &str, port: u16, ca: &Path) -> Result<String, String> {
-    // PostgreSQL starts TLS inside its protocol; Patroni's REST API (8008) is plain HTTPS.
-    let starttls = if port == 8008 {
-        ""
-    } else {
+    // PostgreSQL starts TLS inside its protocol; Patroni's REST API and etcd are plain TLS.
+    let starttls = if matches!(port, 5432 | 5000) {
         "-starttls postgres"
+    } else {
+        ""
     };
     let script = format!(
         "openssl s_client {starttls} -connect {addr}:{port} -CAfile {} -verify_return_error </dev/null 2>/dev/null \
@@ -117,7 +117,7 @@ pub fn check(lab: &Lab, dir: &Path, base: &str, password: &str, apply: impl Fn(&
         }
         let t = Instant::now();
         let run = apply(&manifest);
-        assert_eq!(run.status, 0, "{what}: {:#}", run.report["problems"]);
+        assert_eq!(run.status, 0, "{what}: {:#}", run.report);
         let issued = reissued(&run);
         assert!(
             issued.len() == 3 && issued.iter().all(|d| d.contains(why)),

@@ -97,7 +97,7 @@ impl Backend for Simulated {
         Arc::new(self.world(spec).patroni)
     }
 
-    fn etcd(&self, spec: &PostgresClusterSpec) -> Arc<dyn Etcd> {
+    fn etcd(&self, spec: &PostgresClusterSpec, _: &Resolved) -> Arc<dyn Etcd> {
         Arc::new(self.world(spec).etcd)
     }
 }
@@ -132,7 +132,10 @@ mod tests {
     #[tokio::test]
     async fn a_simulated_cluster_is_healthy_and_fails_over() {
         let sim = Simulated::default();
-        let (api, etcd) = (sim.patroni(&spec(), &resolved(), vec![]), sim.etcd(&spec()));
+        let (api, etcd) = (
+            sim.patroni(&spec(), &resolved(), vec![]),
+            sim.etcd(&spec(), &resolved()),
+        );
         let hosts: Vec<String> = ["s1", "s2", "s3"].map(String::from).into();
         assert_eq!(etcd.status(&spec()).await.healthy, 3);
         let leader = api.cluster_any(&hosts).await.unwrap().leader_host(&hosts);
