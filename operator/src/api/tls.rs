@@ -7,8 +7,9 @@ use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
 /// How the cluster's channels are encrypted: PostgreSQL (the server presents a certificate
-/// signed by the cluster's CA and every TCP `pg_hba` line is `hostssl`) and Patroni's REST API
-/// (HTTPS, a client certificate for unsafe methods). etcd follows (see the README).
+/// signed by the cluster's CA and every TCP `pg_hba` line is `hostssl`), Patroni's REST API
+/// (HTTPS, a client certificate for unsafe methods) and etcd (TLS to clients and peers, each
+/// with a certificate of the cluster's CA).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!self.renewBefore.matches('^([0-9]+(h|m|s))+$') || !self.certificateLifetime.matches('^([0-9]+(h|m|s))+$') || duration(self.renewBefore) < duration(self.certificateLifetime)").message("tls.renewBefore must be shorter than tls.certificateLifetime"))]
