@@ -200,6 +200,9 @@ fn apply_converges_real_hosts_idempotently() {
     rest::off_and_on(&lab, &base, HOSTILE_PASSWORD, |m| {
         apply(&lab, dir.path(), m, &known)
     });
+    etcd_tls::ca_moves(&lab, dir.path(), (&base, HOSTILE_PASSWORD), |m| {
+        apply(&lab, dir.path(), m, &known)
+    });
 
     // 3. Parameters: work_mem applies by reload everywhere; max_connections needs a restart.
     let patroni_pids: Vec<String> = lab.hosts[..3]

@@ -105,7 +105,8 @@ fn etcd_members(lab: &Lab, via: &str) -> BTreeSet<String> {
         .map(|m| {
             let url = m["peerURLs"][0].as_str().unwrap();
             let host = url
-                .trim_start_matches("http://")
+                .split_once("://")
+                .map_or(url, |(_, rest)| rest)
                 .rsplit_once(':')
                 .unwrap()
                 .0;

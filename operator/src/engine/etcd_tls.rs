@@ -281,11 +281,15 @@ impl Engine<'_> {
             .map_err(|e| HostError::new(host, Some("etcd certificate"), e))?;
         let seen = seen.stdout_str();
         let seen = seen.contains("BEGIN CERTIFICATE").then_some(seen.as_ref());
+        let held = self.held_cas();
+        let mut trust: Vec<&str> = vec![ca.cert.as_str()];
+        trust.extend(held.iter().map(String::as_str));
+        let trust = render::etcd_trust_file(&trust);
         self.step(host, "etcd certificate", async {
             let names = (host, render::etcd_names(host));
             let due =
                 super::tls::certificate_due(self.spec, ca, names, seen, OffsetDateTime::now_utc())?;
-            let mut files = vec![render::ca_file(&ca.cert)];
+            let mut files = vec![render::ca_file(&ca.cert), trust];
             files.extend(due.issued.map(|c| render::etcd_file(&c, &layout.etcd_user)));
             let said = due.why.map(|w| format!("issued a new certificate: {w}"));
             Ok((files, said.is_some(), said.into_iter().collect()))

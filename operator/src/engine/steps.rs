@@ -169,16 +169,23 @@ impl Engine<'_> {
         self.write(host, &*ex, std::slice::from_ref(&initial))
             .await?;
         let transport = self.etcd_transport(host);
+        let mut trust = Vec::new();
         if transport.uses_tls() {
-            // etcd reads its certificate at every handshake: a renewal needs no restart.
-            let certificate = self.etcd_certificate(host, &layout).await?;
+            // etcd reads its certificate at every handshake (a renewal needs no restart), the
+            // CAs it trusts only when it starts.
+            let files = self.etcd_certificate(host, &layout).await?;
+            let (t, certificate): (Vec<_>, Vec<_>) = files
+                .into_iter()
+                .partition(|f| f.path == render::ETCD_TRUST);
             self.write(host, &*ex, &certificate).await?;
+            trust = t;
         }
         if rolling {
             self.move_peer_url(host, transport).await?;
         }
         let config = render::etcd_config(self.spec, host, os, transport);
         let mut want = vec![config.map_err(rendered)?];
+        want.extend(trust);
         want.extend(render::systemd_units(
             self.spec,
             os,

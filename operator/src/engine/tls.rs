@@ -151,6 +151,14 @@ impl Engine<'_> {
     /// still hold (the facts probe read them) are trusted too for this converge, so that the
     /// members' REST APIs stay readable until each serves its new certificate or plain HTTP.
     pub(super) fn trust_the_hosts_cas(&self) {
+        let held = self.held_cas();
+        if !held.is_empty() {
+            self.api.trust_also(&held);
+        }
+    }
+
+    /// The CA certificates the hosts held when the converge began, other than the cluster's.
+    pub(super) fn held_cas(&self) -> Vec<String> {
         let ours = self.ca.as_ref().map(|ca| ca.cert.trim());
         let held: std::collections::BTreeSet<String> = self
             .facts
@@ -162,10 +170,7 @@ impl Engine<'_> {
                     .collect()
             })
             .unwrap_or_default();
-        if !held.is_empty() {
-            let held: Vec<String> = held.into_iter().collect();
-            self.api.trust_also(&held);
-        }
+        held.into_iter().collect()
     }
 
     /// Whether any member's REST API answers in the scheme the spec does not ask for: the

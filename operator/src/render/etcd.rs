@@ -229,7 +229,7 @@ pub fn etcd_config(
 /// that speaks TLS.
 fn tls_vars(client: Scheme, peer: Scheme) -> Vec<(&'static str, &'static str, String)> {
     let file = |name| (name, "spec.tls", super::ETCD_PEM.to_string());
-    let ca = |name| (name, "spec.tls", super::CA_CERT.to_string());
+    let ca = |name| (name, "spec.tls", super::ETCD_TRUST.to_string());
     let mut vars = vec![
         file("ETCD_CERT_FILE"),
         file("ETCD_KEY_FILE"),

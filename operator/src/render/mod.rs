@@ -38,8 +38,9 @@ pub fn pg_hba_lines(spec: &PostgresClusterSpec) -> Vec<String> {
 }
 pub use systemd::systemd_units;
 pub use tls::{
-    CA_CERT, ETCD_PEM, EXPIRY_METRICS, PATRONI_ETCD, POSTGRES_PEM, TLS_DIR, ca_file, etcd_file,
-    etcd_names, expiry_metrics, patroni_etcd, postgres_file, postgres_names,
+    CA_CERT, ETCD_PEM, ETCD_TRUST, EXPIRY_METRICS, PATRONI_ETCD, POSTGRES_PEM, TLS_DIR, ca_file,
+    etcd_file, etcd_names, etcd_trust_file, expiry_metrics, patroni_etcd, postgres_file,
+    postgres_names,
 };
 
 use crate::api::PostgresClusterSpec;

@@ -17,6 +17,10 @@ pub const POSTGRES_PEM: &str = "/etc/pgmetal/tls/postgres.pem";
 /// etcd's certificate (server and client authentication: it serves clients and peers and dials
 /// peers) followed by its key, owned by the etcd user, like [`POSTGRES_PEM`].
 pub const ETCD_PEM: &str = "/etc/pgmetal/tls/etcd.pem";
+/// The CAs etcd trusts for clients and peers: the cluster's, and while the cluster's CA is
+/// replaced, the ones the hosts still hold, so that members and clients with certificates of
+/// either are accepted until every one has a new certificate (etcd reads it only at start).
+pub const ETCD_TRUST: &str = "/etc/pgmetal/tls/etcd-trust.crt";
 /// What Patroni's `etcd3` section says, which Patroni reads only when it starts: the scheme
 /// (`http` or `https`) and the hosts. A change of this file is followed by a restart of
 /// Patroni (under pause); its marker says one is owed.
@@ -105,6 +109,24 @@ pub fn postgres_file(issued: &CertKey, user: &str) -> DesiredFile {
         mode: 0o600,
         owner: user.into(),
         group: user.into(),
+    }
+}
+
+/// [`ETCD_TRUST`] with `cas` (PEM), each once, in order.
+pub fn etcd_trust_file(cas: &[&str]) -> DesiredFile {
+    let mut seen: Vec<&str> = Vec::new();
+    for ca in cas.iter().map(|c| c.trim()) {
+        if !seen.contains(&ca) {
+            seen.push(ca);
+        }
+    }
+    let text: String = seen.iter().map(|c| format!("{c}\n")).collect();
+    DesiredFile {
+        path: ETCD_TRUST.into(),
+        content: text.into_bytes(),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
     }
 }
 

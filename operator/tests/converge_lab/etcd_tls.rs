@@ -1,10 +1,12 @@
 //! etcd under `spec.tls` as a client sees it: plain text refused on the client port, TLS
 //! without a client certificate refused, the cluster's chain on the client and peer ports, a
-//! request with a certificate of the cluster's CA answered, and metrics in plain HTTP on 2381.
+//! request with a certificate of the cluster's CA answered, and metrics in plain HTTP on 2381;
+//! and the cluster's CA replaced and restored under a writer.
 
 use std::path::Path;
 
 use super::Lab;
+use super::common::writer::{Target, Writer, lost_by_server};
 use super::rest::{client_cert, curl};
 use super::tls::served_serial;
 
@@ -46,4 +48,108 @@ pub fn check(lab: &Lab, dir: &Path) {
 pub fn answers_plain_text(host: &str) -> bool {
     let (code, body) = curl(&[&format!("http://{host}:2379/version")]);
     code == "200" && body.contains("etcdserver")
+}
+
+/// A self-signed CA made by openssl at `crt` and `key`.
+fn new_ca(crt: &Path, key: &Path) {
+    let o = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "30", "-subj", "/CN=provided pgmetal CA"])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .args([
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+        ])
+        .arg(key)
+        .arg("-out")
+        .arg(crt)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// How many CA certificates etcd on `host` trusts.
+fn trusted(lab: &Lab, host: &str) -> usize {
+    let out = lab.ssh_ok(
+        host,
+        "grep -c 'BEGIN CERTIFICATE' /etc/pgmetal/tls/etcd-trust.crt",
+    );
+    out.trim().parse().unwrap()
+}
+
+/// The cluster moves to a CA someone else keeps (`tls.mode: Provided`: for the CLI, another CA
+/// in the files beside its secrets file), then back to its own. Each move converges at once
+/// (etcd trusts both CAs until every certificate is reissued), the next apply drops the old CA
+/// from etcd's trust, and etcd answers only clients of the new CA; a writer through HAProxy
+/// loses no acknowledged write. Leaves the cluster on `base` with its own CA.
+pub fn ca_moves(
+    lab: &Lab,
+    dir: &Path,
+    (base, password): (&str, &str),
+    apply: impl Fn(&str) -> super::Run,
+) {
+    let (crt, key) = (dir.join("secrets.ca.crt"), dir.join("secrets.ca.key"));
+    let (own_crt, own_key) = (dir.join("own.ca.crt"), dir.join("own.ca.key"));
+    std::fs::rename(&crt, &own_crt).unwrap();
+    std::fs::rename(&key, &own_key).unwrap();
+    new_ca(&crt, &key);
+    let provided =
+        format!("{base}  tls:\n    mode: Provided\n    caSecret: read-from-files-by-the-cli\n");
+    let target = Target {
+        host: lab.hosts[3].clone(),
+        port: 5000,
+        password: password.to_string(),
+    };
+    let writer = Writer::start(target.clone(), 3_000_000);
+    for (i, (what, manifest)) in [("to another CA", provided.as_str()), ("back", base)]
+        .into_iter()
+        .enumerate()
+    {
+        if i == 1 {
+            std::fs::rename(&own_crt, &crt).unwrap();
+            std::fs::rename(&own_key, &key).unwrap();
+        }
+        let run = apply(manifest);
+        assert_eq!(run.status, 0, "CA moved {what}: {:#}", run.report);
+        assert_eq!(
+            trusted(lab, &lab.hosts[0]),
+            2,
+            "{what}: etcd trusts both CAs"
+        );
+        let again = apply(manifest);
+        assert_eq!(
+            again.status, 0,
+            "CA moved {what}, again: {:#}",
+            again.report
+        );
+        assert_eq!(
+            trusted(lab, &lab.hosts[0]),
+            1,
+            "{what}: then the new CA only"
+        );
+        check(lab, dir);
+        eprintln!(
+            "TIMING CA moved {what}: apply {:.1}s, then {:.1}s to drop the old CA from etcd",
+            run.secs, again.secs
+        );
+    }
+    let (failed, acks) = (writer.failures(), writer.stop());
+    let stored = target.stored_ids().expect("read the writer's ids back");
+    let lost = lost_by_server(&acks, &stored);
+    assert!(
+        lost.is_empty(),
+        "acknowledged writes lost while the CA moved: {lost:?}"
+    );
+    eprintln!(
+        "TIMING two CA moves under a writer: {} acknowledged, {failed} failed, 0 lost",
+        acks.len()
+    );
 }
