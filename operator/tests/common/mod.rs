@@ -225,3 +225,31 @@ pub fn psql_with_stderr(
         Err(if err.is_empty() { out } else { err })
     }
 }
+
+/// A new self-signed CA made by openssl, its certificate at `crt` and its key at `key`, with
+/// the common name `name`.
+pub fn openssl_ca(crt: &Path, key: &Path, name: &str) {
+    let o = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "30", "-subj"])
+        .arg(format!("/CN={name}"))
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .args([
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+        ])
+        .arg(key)
+        .arg("-out")
+        .arg(crt)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -50,32 +50,6 @@ pub fn answers_plain_text(host: &str) -> bool {
     code == "200" && body.contains("etcdserver")
 }
 
-/// A self-signed CA made by openssl at `crt` and `key`.
-fn new_ca(crt: &Path, key: &Path) {
-    let o = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "30", "-subj", "/CN=provided pgmetal CA"])
-        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
-        .args([
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout",
-        ])
-        .arg(key)
-        .arg("-out")
-        .arg(crt)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
-
 /// How many CA certificates etcd on `host` trusts.
 fn trusted(lab: &Lab, host: &str) -> usize {
     let out = lab.ssh_ok(
@@ -100,7 +74,7 @@ pub fn ca_moves(
     let (own_crt, own_key) = (dir.join("own.ca.crt"), dir.join("own.ca.key"));
     std::fs::rename(&crt, &own_crt).unwrap();
     std::fs::rename(&key, &own_key).unwrap();
-    new_ca(&crt, &key);
+    super::common::openssl_ca(&crt, &key, "provided pgmetal CA");
     let provided =
         format!("{base}  tls:\n    mode: Provided\n    caSecret: read-from-files-by-the-cli\n");
     let target = Target {

@@ -15,33 +15,7 @@ fn new_ca(dir: &Path, name: &str) -> (String, String) {
         dir.join(format!("{name}.crt")),
         dir.join(format!("{name}.key")),
     );
-    let o = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-        ])
-        .arg(format!("/CN={name}"))
-        .args([
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    crate::common::openssl_ca(&crt, &key, name);
     (crt.display().to_string(), key.display().to_string())
 }
 
