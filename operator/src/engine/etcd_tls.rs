@@ -78,14 +78,17 @@ impl Engine<'_> {
         futures::future::join_all(each).await
     }
 
-    /// Reads whether every Patroni member speaks the spec's scheme to etcd (or never ran). A
-    /// member that does not answer counts as not moved: etcd keeps both schemes for it.
+    /// Reads whether every Patroni member that answers speaks the spec's scheme to etcd (or
+    /// never ran). A member that does not answer says nothing either way: a power-cut host must
+    /// not start a move of a cluster that has moved, and the others tell whether one is under
+    /// way.
     pub(super) async fn read_clients_moved(&self) -> bool {
         let wanted = Scheme::when(self.spec.tls.enabled()).as_str();
         let schemes = self.patroni_schemes().await;
         let moved = schemes
             .iter()
-            .all(|(_, s)| matches!(s.as_deref(), Some("none")) || s.as_deref() == Some(wanted));
+            .filter_map(|(_, s)| s.as_deref())
+            .all(|s| s == "none" || s == wanted);
         if schemes.iter().any(|(_, s)| s.as_deref() == Some("pending")) {
             let changed = &self.etcd_section_changed;
             changed.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -53,3 +53,28 @@ async fn a_plain_text_etcd_moves_its_first_member_ahead_of_patroni_under_pause()
         "paused, then resumed: {calls:?}"
     );
 }
+
+#[tokio::test]
+async fn a_member_that_does_not_answer_moves_nothing() {
+    let spec = spec();
+    let hosts = hosts();
+    let mut conns = connected(&hosts);
+    let e = crate::exec::ExecError::Connect {
+        host: "c".into(),
+        source: "no route to host".into(),
+    };
+    conns.insert("c".into(), Err(HostError::connect("c", &e)));
+    let api = patroni(&spec, "a", &["b", "c"]);
+    let etcd = FakeEtcd::new(true);
+    let secrets = secrets();
+    engine(&spec, &secrets, conns, (&api, &etcd))
+        .converge()
+        .await;
+    assert!(etcd.changes().is_empty(), "{:?}", etcd.changes());
+    for h in ["a", "b"] {
+        let e = etcd_env(&hosts[h]);
+        assert!(e.contains("ETCD_CLIENT_CERT_AUTH=\"true\""), "{h}: {e}");
+    }
+    let calls = api.calls();
+    assert!(!calls.iter().any(|c| c.contains("pause")), "{calls:?}");
+}
