@@ -201,8 +201,7 @@ impl EtcdClient {
     async fn client(&self, url: &str) -> Result<Client, etcd_client::Error> {
         let id = self.identity_id();
         let cached = CLIENTS.lock().ok().and_then(|m| m.get(url).cloned());
-        if let Some((made_with, c)) = cached.filter(|(made_with, _)| *made_with == id) {
-            let _ = made_with;
+        if let Some((_, c)) = cached.filter(|(made_with, _)| *made_with == id) {
             return Ok(c);
         }
         let c = Client::connect([url], self.options(url)).await?;
