@@ -39,28 +39,58 @@ const RESTART: &str =
 const SEEN: &str =
     r#"sed -n '/-BEGIN CERTIFICATE-/,/-END CERTIFICATE-/p' -- "$1" 2>/dev/null || true"#;
 
+/// What Patroni on a member speaks to etcd with, as [`PATRONI_SCHEME`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PatroniEtcd {
+    /// Its running process speaks this scheme.
+    Speaks(Scheme),
+    /// Its etcd section changed and a restart is owed.
+    RestartOwed,
+    /// It never ran on the host.
+    NeverRan,
+}
+
+impl PatroniEtcd {
+    fn parse(said: &str) -> Option<Self> {
+        match said.trim() {
+            "http" => Some(PatroniEtcd::Speaks(Scheme::Http)),
+            "https" => Some(PatroniEtcd::Speaks(Scheme::Https)),
+            "pending" => Some(PatroniEtcd::RestartOwed),
+            "none" => Some(PatroniEtcd::NeverRan),
+            _ => None,
+        }
+    }
+}
+
 impl Engine<'_> {
-    /// The transport etcd member `host` speaks in this pass: what the spec asks for when
-    /// bootstrapping, once every Patroni speaks its scheme, or when `host` leads the move (see
-    /// [`Self::move_etcd_clients`]); else [`Transport::Opening`] in the scheme Patroni speaks.
-    pub(super) fn etcd_transport(&self, host: &str) -> Transport {
+    /// Whether etcd stays between plain text and TLS in this pass: it runs, and some Patroni
+    /// does not speak the spec's scheme yet.
+    fn etcd_between(&self) -> bool {
         let moved = self
             .clients_moved
             .lock()
             .map_or(true, |m| m.unwrap_or(true));
+        self.live_etcd().is_some() && !moved
+    }
+
+    /// The transport etcd member `host` speaks in this pass: what the spec asks for when
+    /// bootstrapping, once every Patroni speaks its scheme, or when `host` leads the move (see
+    /// [`Self::move_etcd_clients`]); else [`Transport::Opening`] in the scheme Patroni speaks.
+    pub(super) fn etcd_transport(&self, host: &str) -> Transport {
         let leads = self
             .vanguard
             .lock()
             .is_ok_and(|v| v.as_deref() == Some(host));
         let wanted = Transport::wanted(self.spec);
-        match self.live_etcd().is_none() || moved || leads {
-            true => wanted,
-            false => Transport::Opening(wanted.client_scheme().other()),
+        match self.etcd_between() && !leads {
+            true => Transport::Opening(wanted.client_scheme().other()),
+            false => wanted,
         }
     }
 
-    /// What Patroni on each member speaks to etcd with (see [`PATRONI_SCHEME`]), read now.
-    async fn patroni_schemes(&self) -> Vec<(String, Option<String>)> {
+    /// What Patroni on each member speaks to etcd with, read now (None: the member did not
+    /// answer).
+    async fn patroni_schemes(&self) -> Vec<(String, Option<PatroniEtcd>)> {
         let members: Vec<String> = self.spec.postgres.hosts().cloned().collect();
         let each = members.into_iter().map(|h| async move {
             let said = async {
@@ -70,7 +100,7 @@ impl Engine<'_> {
                 let args = [render::PATRONI_ETCD, &layout.patroni_config, &marker];
                 let cmd = Cmd::script(PATRONI_SCHEME).args(args);
                 let out = ex.run_ok(&cmd, "patroni's etcd scheme").await.ok()?;
-                Some(out.stdout_str().trim().to_string())
+                PatroniEtcd::parse(&out.stdout_str())
             };
             let said = said.await;
             (h, said)
@@ -83,13 +113,16 @@ impl Engine<'_> {
     /// not start a move of a cluster that has moved, and the others tell whether one is under
     /// way.
     pub(super) async fn read_clients_moved(&self) -> bool {
-        let wanted = Scheme::when(self.spec.tls.enabled()).as_str();
+        let wanted = PatroniEtcd::Speaks(Scheme::when(self.spec.tls.enabled()));
         let schemes = self.patroni_schemes().await;
         let moved = schemes
             .iter()
-            .filter_map(|(_, s)| s.as_deref())
-            .all(|s| s == "none" || s == wanted);
-        if schemes.iter().any(|(_, s)| s.as_deref() == Some("pending")) {
+            .filter_map(|(_, s)| *s)
+            .all(|s| s == PatroniEtcd::NeverRan || s == wanted);
+        if schemes
+            .iter()
+            .any(|(_, s)| *s == Some(PatroniEtcd::RestartOwed))
+        {
             let changed = &self.etcd_section_changed;
             changed.store(true, std::sync::atomic::Ordering::Relaxed);
         }
@@ -103,7 +136,7 @@ impl Engine<'_> {
     /// way), or Patroni's etcd section changed: Patroni restarts where it owes one, then every
     /// etcd member speaks only the spec's scheme.
     pub(super) async fn etcd_second_pass(&self) -> Result<(), Failure> {
-        let opening = matches!(self.etcd_transport(""), Transport::Opening(_));
+        let opening = self.etcd_between();
         let changed = self
             .etcd_section_changed
             .load(std::sync::atomic::Ordering::Relaxed);
@@ -132,7 +165,7 @@ impl Engine<'_> {
             .patroni_schemes()
             .await
             .into_iter()
-            .filter(|(_, s)| s.as_deref() == Some("pending"))
+            .filter(|(_, s)| *s == Some(PatroniEtcd::RestartOwed))
             .map(|(h, _)| h)
             .collect();
         if owed.is_empty() && !opening {
