@@ -188,6 +188,8 @@ fn apply_converges_real_hosts_idempotently() {
         trips.join(", ")
     );
 
+    forgotten_secrets_file(&lab, dir.path());
+
     // TLS: verify-full through HAProxy, plain text refused, renewals by reload.
     let base = manifest(&lab, "");
     tls::check(&lab, dir.path(), &base, HOSTILE_PASSWORD, |m| {
@@ -370,6 +372,47 @@ fn apply_converges_real_hosts_idempotently() {
     eprintln!(
         "an etcd move with a member down refused in {:.1}s: {problems}",
         refused.secs
+    );
+}
+
+/// The same apply from another directory, without its secrets file: refused before anything
+/// is created or changed, naming the CA the hosts trust; the cluster keeps its CA.
+fn forgotten_secrets_file(lab: &Lab, dir: &std::path::Path) {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let yaml = elsewhere.path().join("cluster.yaml");
+    std::fs::copy(dir.join("cluster.yaml"), &yaml).unwrap();
+    let a = &lab.hosts[0];
+    let ca_before = lab.ssh_ok(a, "sha256sum < /etc/pgmetal/tls/ca.crt");
+    let t = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgmetal"))
+        .args(["apply", "-o", "json", "-f"])
+        .arg(&yaml)
+        .args(["--ssh-key", &lab.var("LAB_SSH_KEY")])
+        .args(["--known-hosts", &lab.var("LAB_KNOWN_HOSTS")])
+        .arg("--secrets")
+        .arg(elsewhere.path().join("pgmetal-secrets.yaml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!(
+        "TIMING forgotten secrets file refused in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let ca = std::fs::read_to_string(dir.join("secrets.ca.crt")).unwrap();
+    let print = pgmetal::tls::fingerprint(&ca).unwrap();
+    assert!(
+        stderr.contains("does not exist, but cluster")
+            && stderr.contains(&print)
+            && stderr.contains("--new-secrets"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(elsewhere.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "only the manifest: nothing was created");
+    assert_eq!(
+        lab.ssh_ok(a, "sha256sum < /etc/pgmetal/tls/ca.crt"),
+        ca_before,
+        "the hosts keep the cluster's CA"
     );
 }
 

@@ -1,6 +1,7 @@
 //! The command line without Kubernetes: `pgmetal apply` and `pgmetal status` against a
 //! cluster.yaml, the migration path from the Ansible playbook and patronictl.
 
+mod identity;
 pub mod kubectl;
 pub mod progress;
 pub mod secrets_file;
@@ -38,9 +39,14 @@ pub struct Common {
     /// known_hosts file with every host's key. Required: hosts are always verified.
     #[arg(long, env = "PGMETAL_KNOWN_HOSTS")]
     pub known_hosts: PathBuf,
-    /// YAML map of passwords (superuser, replication, rewind, restapi); generated (0600) if missing.
+    /// YAML map of passwords (superuser, replication, rewind, restapi); generated (0600) if
+    /// missing and no host carries the cluster yet.
     #[arg(long, default_value = "pgmetal-secrets.yaml")]
     pub secrets: PathBuf,
+    /// Create new passwords and a new CA although the hosts already carry this cluster: gives it
+    /// a new identity (members and clients are reissued and must trust the new CA).
+    #[arg(long)]
+    pub new_secrets: bool,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: Format,
@@ -94,8 +100,16 @@ fn provided_ca(secrets: &Path) -> Result<crate::tls::CertKey, String> {
     Ok(ca)
 }
 
-pub fn load(c: &Common) -> Result<Loaded, String> {
+pub async fn load(c: &Common) -> Result<Loaded, String> {
     let cluster = manifest(&c.file)?;
+    let key = read(&c.ssh_key)?;
+    let known = KnownHosts::parse(&read(&c.known_hosts)?);
+    let ssh = connect::ssh_config(&cluster.spec.ssh, &key, known)
+        .map_err(|e| format!("{}: {e}", c.ssh_key.display()))?;
+    if !c.new_secrets && identity::would_create(&c.secrets, cluster.spec.tls.mode) {
+        let name = cluster.metadata.name.as_deref().unwrap_or_default();
+        identity::guard(&c.secrets, (name, &cluster.spec), &ssh).await?;
+    }
     let (secrets, created) = secrets_file::load_or_create(&c.secrets)?;
     if created {
         eprintln!(
@@ -120,10 +134,6 @@ pub fn load(c: &Common) -> Result<Loaded, String> {
         }
         TlsMode::Disabled => secrets_file::load_ca(&c.secrets),
     };
-    let key = read(&c.ssh_key)?;
-    let known = KnownHosts::parse(&read(&c.known_hosts)?);
-    let ssh = connect::ssh_config(&cluster.spec.ssh, &key, known)
-        .map_err(|e| format!("{}: {e}", c.ssh_key.display()))?;
     Ok(Loaded {
         cluster,
         secrets,
@@ -163,7 +173,7 @@ fn owner(l: &Loaded) -> engine::claim::Owner {
 
 /// `pgmetal apply`: converge, print the report, succeed only when healthy.
 pub async fn apply(c: &Common, quiet: bool) -> Result<bool, String> {
-    let l = load(c)?;
+    let l = load(c).await?;
     let spec = &l.cluster.spec;
     let hosts = hosts_to_connect(spec, l.ca.as_ref()).await;
     let progress = progress::for_stderr(&hosts, quiet || c.output != Format::Text);
@@ -195,7 +205,7 @@ pub async fn apply(c: &Common, quiet: bool) -> Result<bool, String> {
 /// `pgmetal plan`: the steps `apply` would take against the live cluster, read-only (it reads
 /// etcd, Patroni and the claims of former hosts; it writes nothing). Fails when refused.
 pub async fn plan(c: &Common) -> Result<bool, String> {
-    let l = load(c)?;
+    let l = load(c).await?;
     let spec = &l.cluster.spec;
     let named = crate::render::all_hosts(spec);
     let former: Vec<String> = hosts_to_connect(spec, l.ca.as_ref())
@@ -244,7 +254,7 @@ async fn backups(
 
 /// `pgmetal status`: what `patronictl list` and `etcdctl member list` show, plus routing.
 pub async fn status(c: &Common) -> Result<bool, String> {
-    let l = load(c)?;
+    let l = load(c).await?;
     let spec = &l.cluster.spec;
     let api = PatroniApi::for_cluster(spec, &l.secrets, l.ca.as_ref());
     let obs = observe::observe(spec, &api, l.ca.as_ref(), &l.secrets.haproxy_stats).await;

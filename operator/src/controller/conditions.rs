@@ -131,6 +131,9 @@ pub mod reason {
     pub const CONVERGE_FAILED: &str = "ConvergeFailed";
     /// Degraded=True for a host another cluster claims (the message names it).
     pub const HOST_CLAIMED: &str = "HostClaimed";
+    /// Degraded=True for an unclaimed host holding data or services pgmetal did not make (the
+    /// message names them, and the annotation that adopts PostgreSQL data).
+    pub const HOST_NOT_FREE: &str = "HostNotFree";
     /// Degraded=True and Stalled=True: the planner refused a topology change (quorum, a data
     /// directory of another cluster); nothing was changed, and the message says what to do.
     pub const TOPOLOGY_REFUSED: &str = "TopologyRefused";
@@ -423,6 +426,7 @@ fn problems(f: &Facts) -> Vec<Problem> {
         out.push(Problem {
             reason: match e.kind {
                 crate::engine::HostErrorKind::Claimed => reason::HOST_CLAIMED,
+                crate::engine::HostErrorKind::NotFree => reason::HOST_NOT_FREE,
                 _ => reason::HOST_FAILED,
             },
             message: format!("host {}: {e}", e.host),

@@ -69,6 +69,32 @@ pub async fn read(ex: &dyn Executor) -> Result<Option<Owner>, ExecError> {
     Ok(Owner::parse(&out.stdout_str()))
 }
 
+/// Writes `me`'s claim: created exclusively (`set -C`: the shell's `O_EXCL`, which fails
+/// where a claim appeared meanwhile) on an unclaimed host, or put in place of `replacing` only
+/// while the file still says exactly that. Then read back: an error if it names another cluster.
+pub async fn write(
+    ex: &dyn Executor,
+    me: &Owner,
+    replacing: Option<&Owner>,
+) -> Result<(), super::error::Failure> {
+    const WRITE: &str = r#"mkdir -p "$(dirname "$1")" || exit 1
+if [ -z "$3" ]; then
+  (set -C; printf '%s' "$2" > "$1") 2>/dev/null || { echo "another cluster claimed the host meanwhile" >&2; exit 4; }
+elif [ "$(cat -- "$1")" = "$(printf '%s' "$3")" ]; then
+  tmp=$(mktemp "$1.XXXXXX") && printf '%s' "$2" > "$tmp" && chmod 644 "$tmp" && mv -f -- "$tmp" "$1"
+else echo "the host's claim changed meanwhile" >&2; exit 4; fi"#;
+    let old = replacing.map(Owner::render).unwrap_or_default();
+    let cmd = Cmd::script(WRITE).args([PATH.to_string(), me.render(), old]);
+    ex.run_ok(&cmd, "claim the host").await?;
+    match judge(me, read(ex).await?) {
+        Verdict::Foreign(other) => Err(super::error::Failure::new(
+            super::HostErrorKind::Claimed,
+            format!("the claim read back names {other}, not this cluster"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// What a converge may do with a host, given its claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

@@ -342,13 +342,76 @@ async fn a_host_claimed_by_another_cluster_is_refused_before_anything_runs_on_it
     );
     assert!(cmds[0].contains("/etc/os-release") && cmds[1].contains("exit 0"));
     assert!(hosts["c"].uploads().is_empty());
-    // The others are claimed for this cluster on first contact.
+    // The others are claimed for this cluster on first contact, exclusively.
     for h in ["a", "b"] {
-        let up = hosts[h].uploads();
-        let claim = up.iter().find(|u| u.path == claim::PATH).expect("claimed");
-        let written = claim::Owner::parse(&String::from_utf8_lossy(&claim.content));
-        assert_eq!(written, Some(owner()), "{h}");
+        assert_eq!(claim_written(&hosts[h]), Some(owner()), "{h}");
     }
+}
+
+/// The claim a host was given (created exclusively, see `claim::write`).
+fn claim_written(host: &FakeExecutor) -> Option<claim::Owner> {
+    let runs = host.runs();
+    let w = runs.iter().find(|r| r.cmd.contains("set -C"))?;
+    claim::Owner::parse(&w.cmd)
+}
+
+/// The first-contact probe's answer on a host holding someone's PostgreSQL in dataDir.
+const SOMEONES_DATA: &str = "pg /data/pg_data 7300000000000000001 PostgreSQL data\n";
+
+#[tokio::test]
+async fn an_unclaimed_host_holding_someones_postgres_is_refused_before_anything_is_written() {
+    let spec = spec();
+    let (hosts, api, etcd) = (
+        hosts(),
+        patroni(&spec, "a", &["b", "c"]),
+        FakeEtcd::new(true),
+    );
+    hosts["c"].on_contains("pristine_main()", 0, SOMEONES_DATA);
+    let r = converge(&spec, &hosts, &api, &etcd).await;
+    let err = r.hosts["c"].error.as_ref().expect("c refused");
+    assert_eq!(err.kind, HostErrorKind::NotFree);
+    let text = err.to_string();
+    assert!(
+        text.contains("c is not free")
+            && text.contains(
+                "PostgreSQL data in /data/pg_data (system identifier 7300000000000000001)"
+            )
+            && text.contains("pgmetal.io/adopt=c=7300000000000000001"),
+        "{text}"
+    );
+    assert_eq!(claim_written(&hosts["c"]), None, "no claim on c");
+    assert!(hosts["c"].uploads().is_empty(), "nothing written on c");
+    let cmds = hosts["c"].commands();
+    assert_eq!(cmds.len(), 3, "facts, claim, probe: {cmds:?}");
+}
+
+#[tokio::test]
+async fn adopted_data_is_claimed_with_its_system_identifier_recorded() {
+    let spec = spec();
+    let (hosts, api, etcd) = (
+        hosts(),
+        patroni(&spec, "a", &["b", "c"]),
+        FakeEtcd::new(true),
+    );
+    hosts["c"].on_contains("pristine_main()", 0, SOMEONES_DATA);
+    let asked = requests::Asked {
+        adopt: BTreeMap::from([("c".into(), "7300000000000000001".into())]),
+        ..Default::default()
+    };
+    let conns = connected(&hosts);
+    let secrets = secrets();
+    let r = engine(&spec, &secrets, conns, (&api, &etcd))
+        .with_requests(asked)
+        .converge()
+        .await;
+    assert!(r.hosts["c"].error.is_none(), "{:?}", r.hosts["c"].error);
+    assert_eq!(claim_written(&hosts["c"]), Some(owner()));
+    let up = hosts["c"].uploads();
+    let adopted = up.iter().find(|u| u.path == first_contact::ADOPTED_PATH);
+    assert_eq!(
+        adopted.map(|u| u.content.clone()),
+        Some(b"7300000000000000001\n".to_vec())
+    );
 }
 
 #[tokio::test]

@@ -28,6 +28,9 @@ pub enum HostErrorKind {
     Patroni,
     /// The host belongs to another cluster (its claim names it).
     Claimed,
+    /// An unclaimed host holds PostgreSQL data, an etcd or an HAProxy configuration that
+    /// pgmetal did not make: nothing was written on it (see `first_contact`).
+    NotFree,
     /// A topology change was refused (quorum, a data directory of another cluster): nothing
     /// was changed, and the message says what to do instead.
     Refused,

@@ -20,6 +20,7 @@ pub mod facts;
 #[cfg(any(test, feature = "sim"))]
 pub mod fake;
 pub mod files;
+pub mod first_contact;
 pub mod identity;
 mod monitoring;
 pub mod observe;

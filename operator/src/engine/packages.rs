@@ -170,7 +170,8 @@ touch "$marker""#,
 /// Take over what the packages set up on their own, safely and idempotently; prints what it did.
 ///
 /// - PostgreSQL: Debian's `<version>/main` cluster is dropped only when it is provably the
-///   pristine cluster the package created (`DROP_PRISTINE_MAIN`), and the `postgresql` units
+///   pristine cluster the package created (`DROP_PRISTINE_MAIN`), or, when the cluster adopted
+///   its data (`pgmetal.io/adopt`), stopped with its configuration moved aside; the `postgresql` units
 ///   are disabled so that Patroni alone starts PostgreSQL. Anything else is refused with what
 ///   to do.
 /// - etcd: a running package-default single-node etcd is stopped and its data directory moved
@@ -219,8 +220,13 @@ static TAKEOVER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 v="$1"; pgdata="$2"; etcddata="$3"; roles="$4"
 grep -qs '^# pgmetal' /usr/sbin/policy-rc.d && rm -f /usr/sbin/policy-rc.d
 case "$roles" in *pg*)
-  if [ -f "/etc/postgresql/$v/main/postgresql.conf" ] && [ "/var/lib/postgresql/$v/main" != "$pgdata" ]; then
-{DROP_PRISTINE_MAIN}
+  main="/var/lib/postgresql/$v/main"
+  if [ -f "/etc/postgresql/$v/main/postgresql.conf" ] && [ "$main" = "$pgdata" ] && [ -s {adopted} ]; then
+    pg_ctlcluster "$v" main stop >/dev/null 2>&1 || true
+    mv "/etc/postgresql/$v/main" "/etc/postgresql/$v/main.adopted-by-pgmetal"
+    echo "stopped $v/main, whose data this cluster adopts; its Debian configuration is kept in /etc/postgresql/$v/main.adopted-by-pgmetal"
+  elif [ -f "/etc/postgresql/$v/main/postgresql.conf" ]; then
+{drop}
   fi
   for u in postgresql.service "postgresql@$v-main.service"; do
     if systemctl is-enabled --quiet "$u" 2>/dev/null; then systemctl disable --now "$u" >/dev/null 2>&1 && echo "disabled $u"; fi
@@ -231,34 +237,27 @@ case "$roles" in *etcd*)
     systemctl stop etcd 2>/dev/null || true
     mv /var/lib/etcd/default "/var/lib/etcd/default.replaced-by-pgmetal.$(date +%s)" && echo "stopped package-default etcd and moved its data aside"
   fi;;
-esac"#
+esac"#,
+        drop = *DROP_PRISTINE_MAIN,
+        adopted = super::first_contact::ADOPTED_PATH,
     )
 });
 
-/// Drops Debian's `$v/main` only when it is the pristine cluster the package created: pgmetal
-/// has never run PostgreSQL on this host (no `$pgdata/PG_VERSION`), and, asked while running
-/// (started for the question if it was down, stopped again if refused), it holds no database
-/// but postgres/template0/template1, no relation outside the system schemas in postgres or
-/// template1, and no role but postgres and the predefined pg_* roles. Refuses otherwise (exit
-/// 3) and says what to do.
-const DROP_PRISTINE_MAIN: &str = r#"    refuse() { echo "the package-default cluster $v/main (/var/lib/postgresql/$v/main) $1: pgmetal drops only the untouched cluster the package created. Move its data elsewhere or drop it yourself (pg_dropcluster --stop $v main), then converge again" >&2; exit 3; }
-    [ ! -e "$pgdata/PG_VERSION" ] || refuse "appeared after pgmetal set up PostgreSQL on this host"
-    port=$(pg_conftool -s "$v" main show port 2>/dev/null || echo 5432)
-    started=""
-    if ! pg_ctlcluster "$v" main status >/dev/null 2>&1; then pg_ctlcluster "$v" main start; started=1; fi
-    q() { runuser -u postgres -- psql -X -At -p "$port" -d "$1" -c "$2"; }
-    dbs=$(q postgres "SELECT count(*) FROM pg_database WHERE datname NOT IN ('postgres','template0','template1')")
-    rel=0
-    for db in postgres template1; do
-      n=$(q "$db" "SELECT count(*) FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname NOT IN ('pg_catalog','information_schema') AND s.nspname !~ '^pg_(toast|temp)'")
-      rel=$((rel + n))
-    done
-    roles=$(q postgres "SELECT count(*) FROM pg_roles WHERE rolname <> 'postgres' AND rolname !~ '^pg_'")
-    if [ "$dbs$rel$roles" != "000" ]; then
-      [ -z "$started" ] || pg_ctlcluster "$v" main stop
-      refuse "holds $dbs databases, $rel relations and $roles roles of its own"
-    fi
-    pg_dropcluster --stop "$v" main && echo "dropped the pristine package-default cluster $v/main""#;
+/// Drops Debian's `$v/main` only when it is the pristine cluster the package created (see
+/// [`first_contact::PRISTINE_MAIN_FN`](super::first_contact::PRISTINE_MAIN_FN)), whatever
+/// `dataDir` is: pgmetal has never run PostgreSQL there (no `$pgdata/PG_VERSION` when that is
+/// another directory), and it holds nothing of anyone's. Refuses otherwise (exit 3) and says
+/// what to do.
+static DROP_PRISTINE_MAIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        r#"    refuse() {{ echo "the package-default cluster $v/main (/var/lib/postgresql/$v/main) $1: pgmetal drops only the untouched cluster the package created. Move its data elsewhere or drop it yourself (pg_dropcluster --stop $v main), then converge again" >&2; exit 3; }}
+    [ "/var/lib/postgresql/$v/main" = "$pgdata" ] || [ ! -e "$pgdata/PG_VERSION" ] || refuse "appeared after pgmetal set up PostgreSQL on this host"
+{}
+    why=$(pristine_main) || refuse "$why"
+    pg_dropcluster --stop "$v" main && echo "dropped the pristine package-default cluster $v/main""#,
+        super::first_contact::PRISTINE_MAIN_FN
+    )
+});
 
 #[cfg(test)]
 mod tests {

@@ -34,6 +34,9 @@ pub struct Asked {
     pub reinit: Option<String>,
     /// `pgmetal.io/backup-now`, and the type `pgmetal.io/backup-type` names.
     pub backup_now: Option<(String, crate::api::BackupType)>,
+    /// `pgmetal.io/adopt`: the hosts whose existing PostgreSQL data the cluster adopts on first
+    /// contact, each with its system identifier (see [`super::first_contact`]).
+    pub adopt: BTreeMap<String, String>,
 }
 
 impl Asked {
@@ -51,7 +54,13 @@ impl Asked {
             restart_at: get(RESTART_AT),
             reinit: get(REINIT),
             backup_now: get(BACKUP_NOW).map(|v| (v, kind)),
+            adopt: super::first_contact::adoptions(annotations),
         }
+    }
+
+    /// True when no member operation is asked (adoption is not one: it acts on first contact).
+    fn asks_nothing(&self) -> bool {
+        self.restart_at.is_none() && self.reinit.is_none() && self.backup_now.is_none()
     }
 }
 
@@ -71,7 +80,7 @@ impl Engine<'_> {
         let recorded = match self.etcd.get_key(self.spec, &endpoints, &key).await {
             Ok(recorded) => recorded,
             // Nothing asked: forgetting an old record can wait for the next converge.
-            Err(_) if self.asked == Asked::default() => return Ok(()),
+            Err(_) if self.asked.asks_nothing() => return Ok(()),
             Err(e) => return Err(e),
         };
         let mut done: RequestsStatus = recorded

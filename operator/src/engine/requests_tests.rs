@@ -30,8 +30,7 @@ fn actions(api: &FakePatroni) -> Vec<String> {
 fn restart_at(at: &str) -> Asked {
     Asked {
         restart_at: Some(at.into()),
-        reinit: None,
-        backup_now: None,
+        ..Default::default()
     }
 }
 
@@ -82,7 +81,7 @@ async fn a_reinit_replaces_a_replica_once_and_is_refused_for_the_primary() {
     let asked = |h: &str| Asked {
         restart_at: None,
         reinit: Some(h.into()),
-        backup_now: None,
+        ..Default::default()
     };
     let r = converge_asking(&spec, &api, &etcd, asked("c")).await;
     assert!(r.healthy, "{:?}", r.problems);

@@ -4,7 +4,10 @@
 use std::time::{Duration, Instant};
 
 use super::error::Failure;
-use super::{Engine, HostError, HostErrorKind, claim, facts, files, packages, patroni_api, units};
+use super::{
+    Engine, HostError, HostErrorKind, claim, facts, files, first_contact, packages, patroni_api,
+    units,
+};
 use crate::engine::patroni_api::Member as _;
 use crate::exec::Cmd;
 use crate::model::DesiredFile;
@@ -72,8 +75,9 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// Claims `host` for this cluster on first contact; refuses a host another cluster claims,
-    /// before anything is installed or written on it.
+    /// Claims `host` for this cluster on first contact, once the host has proven free (see
+    /// [`first_contact`]); refuses a host another cluster claims, before anything is installed
+    /// or written on it.
     async fn claim(&self, host: &str, ex: &dyn crate::exec::Executor) -> Result<(), HostError> {
         let file = DesiredFile {
             path: claim::PATH.into(),
@@ -87,11 +91,18 @@ impl Engine<'_> {
             if ours {
                 return Ok(((), false, vec![]));
             }
-            match claim::judge(&self.owner, claim::read(ex).await?) {
+            let claimed = claim::read(ex).await?;
+            let first = claimed.is_none();
+            match claim::judge(&self.owner, claimed.clone()) {
                 claim::Verdict::Ours => Ok(((), false, vec![])),
                 claim::Verdict::Write => {
-                    let w = files::sync(ex, std::slice::from_ref(&file)).await?;
-                    Ok(((), true, w))
+                    let mut did = Vec::new();
+                    if first && let Some(id) = self.first_contact(host, ex).await? {
+                        did.push(format!("adopted PostgreSQL data with system identifier {id}"));
+                    }
+                    claim::write(ex, &self.owner, claimed.as_ref()).await?;
+                    did.push(claim::PATH.into());
+                    Ok(((), true, did))
                 }
                 claim::Verdict::Foreign(other) => Err(Failure::new(
                     HostErrorKind::Claimed,
@@ -103,6 +114,38 @@ impl Engine<'_> {
             }
         })
         .await
+    }
+
+    /// Proves an unclaimed `host` free before it is claimed: refuses what pgmetal did not make,
+    /// unless the resource adopts the PostgreSQL data in `dataDir` by its system identifier
+    /// (then recorded on the host, and returned).
+    async fn first_contact(
+        &self,
+        host: &str,
+        ex: &dyn crate::exec::Executor,
+    ) -> Result<Option<String>, Failure> {
+        let probe = first_contact::probe(self.spec, roles(self.spec, host));
+        let out = ex.run_ok(&probe, "prove the host free").await?;
+        let found = first_contact::parse(&out.stdout_str());
+        let adopt = self.asked.adopt.get(host).map(String::as_str);
+        match first_contact::decide(found, &self.spec.postgres.data_dir, adopt) {
+            first_contact::Decision::Free => Ok(None),
+            first_contact::Decision::Adopt(id) => {
+                let f = DesiredFile {
+                    path: first_contact::ADOPTED_PATH.into(),
+                    content: format!("{id}\n").into_bytes(),
+                    mode: 0o644,
+                    owner: "root".into(),
+                    group: "root".into(),
+                };
+                files::sync(ex, std::slice::from_ref(&f)).await?;
+                Ok(Some(id))
+            }
+            first_contact::Decision::Refuse(found) => Err(Failure::new(
+                HostErrorKind::NotFree,
+                first_contact::refusal(host, &found),
+            )),
+        }
     }
 
     /// Runs a script that prints one line per thing it changed (nothing when all was in place),

@@ -2,6 +2,7 @@
 //! delete data directories proven to be this cluster's, and release the hosts' claims. A host
 //! this cluster does not claim is left alone.
 
+use super::first_contact::ADOPTED_PATH;
 use super::{Failure, HostError, claim, facts};
 use crate::api::PostgresClusterSpec;
 use crate::exec::{Cmd, Executor};
@@ -174,8 +175,17 @@ impl Teardown<'_> {
         let got = super::identity::system_identifier(ex, layout)
             .await
             .map_err(|e| format!("pg_controldata failed ({e})"))?;
+        let adopted = Cmd::script(r#"cat -- "$1" 2>/dev/null; exit 0"#).arg(ADOPTED_PATH);
+        let adopted = ex
+            .run_ok(&adopted, "read what the host adopted")
+            .await
+            .map_err(|e| format!("could not read {ADOPTED_PATH} ({e})"))?;
+        let adopted = adopted.stdout_str().trim().to_string();
         match got {
             None => Err("it holds no PostgreSQL cluster (no global/pg_control)".into()),
+            Some(got) if got == adopted => Err(format!(
+                "its system identifier {got} is the one this cluster adopted ({ADOPTED_PATH}): pgmetal did not create that data"
+            )),
             Some(got) if got == want => Ok(()),
             Some(got) => Err(format!(
                 "its system identifier is {got}, not this cluster's {want}"

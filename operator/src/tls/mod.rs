@@ -248,6 +248,16 @@ pub fn inspect(cert_pem: &str, ca_pem: &str) -> Result<Seen, TlsError> {
     })
 }
 
+/// The SHA-256 fingerprint of the first certificate in `pem`, as `openssl x509 -fingerprint
+/// -sha256` prints it (`AB:CD:…`); None when `pem` holds no certificate.
+pub fn fingerprint(pem: &str) -> Option<String> {
+    use sha2::Digest;
+    let der = parse_pem(pem).ok()?.contents;
+    let hex = hex::encode_upper(sha2::Sha256::digest(der));
+    let pairs: Vec<&str> = (0..hex.len()).step_by(2).map(|i| &hex[i..i + 2]).collect();
+    Some(pairs.join(":"))
+}
+
 /// Checks that `ca` (a CA someone else keeps, `spec.tls.mode: Provided`) can issue the
 /// cluster's certificates: a self-signed CA certificate, and the key that belongs to it.
 pub fn check_ca(ca: &CertKey) -> Result<(), TlsError> {
