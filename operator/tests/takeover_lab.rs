@@ -13,8 +13,13 @@ use serde_json::Value;
 const HOST: usize = 4;
 
 fn manifest(lab: &Lab, h: &str) -> String {
+    manifest_named(lab, h, "takeover", "")
+}
+
+/// A one-host cluster `name` on `h`; `postgres_extra` is added to `spec.postgres`.
+fn manifest_named(lab: &Lab, h: &str, name: &str, postgres_extra: &str) -> String {
     format!(
-        "apiVersion: pgmetal.io/v1alpha1\nkind: PostgresCluster\nmetadata: {{name: takeover}}\nspec:\n  ssh: {{}}\n  packages:\n    repository: {{apt: \"{apt}\"}}\n    patroni: {{indexUrl: \"{pip}\"}}\n  postgres: {{primary: {h}}}\n  patroni: {{ttl: 20, loopWait: 5, retryTimeout: 5}}\n  etcd: {{hosts: [{h}]}}\n",
+        "apiVersion: pgmetal.io/v1alpha1\nkind: PostgresCluster\nmetadata: {{name: {name}}}\nspec:\n  ssh: {{}}\n  packages:\n    repository: {{apt: \"{apt}\"}}\n    patroni: {{indexUrl: \"{pip}\"}}\n  postgres: {{primary: {h}{postgres_extra}}}\n  patroni: {{ttl: 20, loopWait: 5, retryTimeout: 5}}\n  etcd: {{hosts: [{h}]}}\n",
         apt = lab.var("LAB_APT_REPO"),
         pip = lab.var("LAB_PIP_INDEX"),
     )
@@ -23,6 +28,34 @@ fn manifest(lab: &Lab, h: &str) -> String {
 fn apply(lab: &Lab, dir: &std::path::Path, yaml: &str) -> (i32, Value, String) {
     std::fs::write(dir.join("cluster.yaml"), yaml).unwrap();
     lab.pgmetal("apply", dir, &lab.var("LAB_KNOWN_HOSTS"))
+}
+
+/// Someone's standalone PostgreSQL on `h` (Debian's 15/main with a table) is refused at first
+/// contact, whichever dataDir the cluster names: nothing is written, and it keeps running.
+fn mistaken_host_is_refused(lab: &Lab, h: &str, psql: &dyn Fn(&str) -> String) {
+    let main = "/var/lib/postgresql/15/main";
+    let sysid = lab.ssh_ok(h, &format!("/usr/lib/postgresql/15/bin/pg_controldata -D {main} | sed -n 's/^Database system identifier: *//p'"));
+    for data_dir in ["", &format!(", dataDir: {main}")] {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = manifest_named(lab, h, "mistaken", data_dir);
+        let (status, report, stderr) = apply(lab, dir.path(), &yaml);
+        assert_ne!(status, 0, "{report}\n{stderr}");
+        let err = report["hosts"][h]["error"].as_str().unwrap_or_default();
+        assert!(
+            err.contains("claim host")
+                && err.contains(&format!("{h} is not free"))
+                && err.contains("the Debian cluster 15/main, which holds 0 databases, 1 relations and 0 roles")
+                && err.contains(&format!("system identifier {sysid}"))
+                && err.contains(&format!("pgmetal.io/adopt={h}={sysid}")),
+            "dataDir {data_dir:?}: {err}\n{report}"
+        );
+        let left = lab.ssh_ok(
+            h,
+            "ls /var/lib/pgmetal/claim /etc/patroni /etc/pgmetal 2>/dev/null; systemctl is-active postgresql@15-main",
+        );
+        assert_eq!(left, "active", "dataDir {data_dir:?}: nothing written, PostgreSQL runs");
+        assert_eq!(psql("SELECT x FROM someones_data"), "42", "the data stays");
+    }
 }
 
 #[test]
@@ -46,24 +79,7 @@ fn the_package_default_cluster_is_dropped_only_when_pristine() {
         )
     };
     psql("CREATE TABLE someones_data(x int); INSERT INTO someones_data VALUES (42)");
-
-    let (status, report, stderr) = apply(&lab, dir.path(), &manifest(&lab, &h));
-    assert_ne!(status, 0, "{report}\n{stderr}");
-    let err = report["hosts"][&h]["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        err.contains("take over package defaults")
-            && err.contains("holds 0 databases, 1 relations and 0 roles")
-            && err.contains("pg_dropcluster --stop 15 main"),
-        "{err}\n{report}"
-    );
-    assert_eq!(
-        psql("SELECT x FROM someones_data"),
-        "42",
-        "the cluster and its data stay"
-    );
+    mistaken_host_is_refused(&lab, &h, &psql);
 
     // Pristine again (the person dropped their table): the same apply takes it over.
     psql("DROP TABLE someones_data");
