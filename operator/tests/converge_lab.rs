@@ -402,7 +402,7 @@ fn forgotten_secrets_file(lab: &Lab, dir: &std::path::Path) {
     let ca = std::fs::read_to_string(dir.join("secrets.ca.crt")).unwrap();
     let print = pgmetal::tls::fingerprint(&ca).unwrap();
     assert!(
-        stderr.contains("does not exist, but cluster")
+        stderr.contains("does not exist, but the hosts of cluster")
             && stderr.contains(&print)
             && stderr.contains("--new-secrets"),
         "{stderr}"

@@ -65,7 +65,7 @@ pub async fn guard(
     }
     let (crt, _) = super::secrets_file::ca_paths(secrets);
     Err(format!(
-        "{} (or its CA {}) does not exist, but cluster {name} already runs on these hosts: {}. \
+        "{} (or its CA {}) does not exist, but the hosts of cluster {name} already carry a cluster of pgmetal's: {}. \
          Run pgmetal with --secrets naming the file this cluster was created with (its CA files \
          lie beside it). Creating new passwords and a new CA replaces the cluster's identity \
          (clients and members stop trusting each other until every host is reissued): only if \

@@ -225,6 +225,17 @@ impl Patroni for FakePatroni {
         })
     }
 
+    fn put_config<'a>(
+        &'a self,
+        host: &'a str,
+        config: &'a Value,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            drop(self.call(host, format!("put_config {host} {config}"))?);
+            Ok(())
+        })
+    }
+
     /// Recorded as `restart_pending h`, `restart h` or `reinitialize h`.
     fn act<'a>(
         &'a self,

@@ -151,6 +151,50 @@ pub fn refusal(host: &str, findings: &[Finding]) -> String {
     )
 }
 
+/// The SQL that readies adopted data for Patroni, run on it (as `postgres`, on its socket)
+/// before Patroni first starts it: the superuser, replication and rewind roles with their
+/// passwords, and the rewind role's grants (what Patroni's bootstrap would have made).
+/// Nothing of it reaches the server log.
+pub fn adopt_sql(spec: &PostgresClusterSpec, secrets: &crate::model::ClusterSecrets) -> String {
+    let pg = &spec.postgres;
+    let ident = |n: &str| format!("\"{}\"", n.replace('"', "\"\""));
+    let lit = |v: &str| format!("'{}'", v.replace('\'', "''"));
+    let mut out = String::from(
+        "SET log_statement = 'none';\nSET log_min_duration_statement = -1;\n\
+         SET log_min_error_statement = 'panic';\n",
+    );
+    let roles = [
+        (&pg.superuser.name, "SUPERUSER LOGIN", &secrets.superuser),
+        (
+            &pg.replication.name,
+            "REPLICATION LOGIN",
+            &secrets.replication,
+        ),
+        (&pg.rewind.name, "LOGIN", &secrets.rewind),
+    ];
+    for (name, attrs, password) in roles {
+        out.push_str(&format!(
+            "SELECT format('CREATE ROLE %I', {l}) WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {l}) \\gexec\n\
+             ALTER ROLE {i} {attrs} PASSWORD {p};\n",
+            l = lit(name),
+            i = ident(name),
+            p = lit(password),
+        ));
+    }
+    let rewind = ident(&pg.rewind.name);
+    for f in [
+        "pg_ls_dir(text, boolean, boolean)",
+        "pg_stat_file(text, boolean)",
+        "pg_read_binary_file(text)",
+        "pg_read_binary_file(text, bigint, bigint, boolean)",
+    ] {
+        out.push_str(&format!(
+            "GRANT EXECUTE ON FUNCTION pg_catalog.{f} TO {rewind};\n"
+        ));
+    }
+    out
+}
+
 /// Decides whether Debian's `$v/main` is the pristine cluster its package created; prints why
 /// not and returns 1 otherwise. Started for the question if it was down, stopped again after.
 pub const PRISTINE_MAIN_FN: &str = r#"pristine_main() {

@@ -222,9 +222,15 @@ grep -qs '^# pgmetal' /usr/sbin/policy-rc.d && rm -f /usr/sbin/policy-rc.d
 case "$roles" in *pg*)
   main="/var/lib/postgresql/$v/main"
   if [ -f "/etc/postgresql/$v/main/postgresql.conf" ] && [ "$main" = "$pgdata" ] && [ -s {adopted} ]; then
-    pg_ctlcluster "$v" main stop >/dev/null 2>&1 || true
+    port=$(pg_conftool -s "$v" main show port 2>/dev/null || echo 5432)
+    pg_ctlcluster "$v" main status >/dev/null 2>&1 || pg_ctlcluster "$v" main start
+    runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$port" -d postgres >/dev/null
+    pg_ctlcluster "$v" main stop
+    # Debian keeps postgresql.conf in /etc; Patroni keeps the one in the data directory as its
+    # base: an empty one, so that the adopted cluster runs with the spec's settings alone.
+    [ -e "$pgdata/postgresql.conf" ] || install -o postgres -g postgres -m 600 /dev/null "$pgdata/postgresql.conf"
     mv "/etc/postgresql/$v/main" "/etc/postgresql/$v/main.adopted-by-pgmetal"
-    echo "stopped $v/main, whose data this cluster adopts; its Debian configuration is kept in /etc/postgresql/$v/main.adopted-by-pgmetal"
+    echo "readied $v/main's roles for Patroni and stopped it: this cluster adopts its data; its Debian configuration is kept in /etc/postgresql/$v/main.adopted-by-pgmetal"
   elif [ -f "/etc/postgresql/$v/main/postgresql.conf" ]; then
 {drop}
   fi

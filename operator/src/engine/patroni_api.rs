@@ -262,6 +262,14 @@ impl PatroniApi {
         }
     }
 
+    /// `PUT /config`: the whole dynamic configuration, where the DCS has none (a cluster that
+    /// adopted its data was never bootstrapped by Patroni, and `PATCH` needs one to merge into).
+    pub async fn put_config(&self, host: &str, config: &Value) -> Result<(), ApiError> {
+        self.unsafe_call(reqwest::Method::PUT, host, "/config", config)
+            .await
+            .map(drop)
+    }
+
     /// `PATCH /config` with a JSON merge patch (null removes a key).
     pub async fn patch_config(&self, host: &str, patch: &Value) -> Result<(), ApiError> {
         self.unsafe_call(reqwest::Method::PATCH, host, "/config", patch)
@@ -304,6 +312,12 @@ pub trait Patroni: Send + Sync {
         &'a self,
         host: &'a str,
         patch: &'a Value,
+    ) -> BoxFuture<'a, Result<(), ApiError>>;
+    /// `PUT /config`: the whole dynamic configuration, where the DCS holds none yet.
+    fn put_config<'a>(
+        &'a self,
+        host: &'a str,
+        config: &'a Value,
     ) -> BoxFuture<'a, Result<(), ApiError>>;
     /// Asks the member on `host` to restart or reinitialize.
     fn act<'a>(
@@ -367,6 +381,13 @@ impl Patroni for PatroniApi {
         patch: &'a Value,
     ) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(PatroniApi::patch_config(self, host, patch))
+    }
+    fn put_config<'a>(
+        &'a self,
+        host: &'a str,
+        config: &'a Value,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(PatroniApi::put_config(self, host, config))
     }
     fn act<'a>(
         &'a self,

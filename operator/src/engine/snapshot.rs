@@ -168,6 +168,7 @@ pub fn targets(spec: &PostgresClusterSpec, secrets: &ClusterSecrets, host: &str)
     }
     t.files.insert(render::CA_CERT.into());
     t.files.insert(super::claim::PATH.into());
+    t.files.insert(super::first_contact::ADOPTED_PATH.into());
     t.files.insert(render::EXPIRY_METRICS.into());
     t.units.extend(render::EXPORTER_UNITS.map(String::from));
     let markers: Vec<String> = t

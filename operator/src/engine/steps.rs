@@ -24,7 +24,8 @@ impl Engine<'_> {
             })
             .await?;
         self.keep_snapshot(host, seen);
-        self.claim(host, &*ex).await?;
+        let adopting = self.claim(host, &*ex).await?.is_some()
+            || self.file_present(host, first_contact::ADOPTED_PATH);
         let os = facts.os;
         let r = roles(self.spec, host);
         let repo: Vec<DesiredFile> = packages::repository_file(self.spec, os)
@@ -64,7 +65,10 @@ impl Engine<'_> {
             self.script_step(host, &*ex, "install patroni", &cmd)
                 .await?;
         }
-        let takeover = packages::takeover(os, self.spec, r);
+        let takeover = packages::takeover(os, self.spec, r).map(|cmd| match adopting {
+            true => cmd.stdin(first_contact::adopt_sql(self.spec, self.secrets)),
+            false => cmd,
+        });
         if let Some(cmd) = takeover.filter(|_| !self.nothing_to_take_over(host)) {
             self.script_step(host, &*ex, "take over package defaults", &cmd)
                 .await?;
@@ -78,7 +82,12 @@ impl Engine<'_> {
     /// Claims `host` for this cluster on first contact, once the host has proven free (see
     /// [`first_contact`]); refuses a host another cluster claims, before anything is installed
     /// or written on it.
-    async fn claim(&self, host: &str, ex: &dyn crate::exec::Executor) -> Result<(), HostError> {
+    /// Returns the system identifier adopted now, if any.
+    async fn claim(
+        &self,
+        host: &str,
+        ex: &dyn crate::exec::Executor,
+    ) -> Result<Option<String>, HostError> {
         let file = DesiredFile {
             path: claim::PATH.into(),
             content: self.owner.render().into_bytes(),
@@ -89,20 +98,24 @@ impl Engine<'_> {
         let ours = self.files_in_place(host, std::slice::from_ref(&file));
         self.step(host, "claim host", async {
             if ours {
-                return Ok(((), false, vec![]));
+                return Ok((None, false, vec![]));
             }
             let claimed = claim::read(ex).await?;
             let first = claimed.is_none();
             match claim::judge(&self.owner, claimed.clone()) {
-                claim::Verdict::Ours => Ok(((), false, vec![])),
+                claim::Verdict::Ours => Ok((None, false, vec![])),
                 claim::Verdict::Write => {
                     let mut did = Vec::new();
-                    if first && let Some(id) = self.first_contact(host, ex).await? {
+                    let adopted = match first {
+                        true => self.first_contact(host, ex).await?,
+                        false => None,
+                    };
+                    if let Some(id) = &adopted {
                         did.push(format!("adopted PostgreSQL data with system identifier {id}"));
                     }
                     claim::write(ex, &self.owner, claimed.as_ref()).await?;
                     did.push(claim::PATH.into());
-                    Ok(((), true, did))
+                    Ok((adopted, true, did))
                 }
                 claim::Verdict::Foreign(other) => Err(Failure::new(
                     HostErrorKind::Claimed,
@@ -489,7 +502,23 @@ for l in "$@"; do grep -qxF -- "$l" "$f" 2>/dev/null || { echo missing; exit 0; 
         };
         let t = Instant::now();
         self.progress.step(&leader, "patroni dynamic configuration");
-        self.api.patch_config(&leader, &patch).await?;
+        if let Err(e) = self.api.patch_config(&leader, &patch).await {
+            // Patroni serves its local settings while the DCS holds no configuration (a cluster
+            // that adopted its data: Patroni bootstrapped nothing), and PATCH has nothing to
+            // merge into; then the whole configuration is written.
+            let key = format!(
+                "{}{}/config",
+                self.spec.patroni.namespace, self.spec.patroni.scope
+            );
+            let stored = self
+                .etcd
+                .get_key(self.spec, &self.etcd_endpoints(), &key)
+                .await;
+            match stored {
+                Ok(None) => self.api.put_config(&leader, &desired).await?,
+                _ => return Err(e.into()),
+            }
+        }
         self.rec.step(
             &leader,
             "patroni dynamic configuration",

@@ -381,4 +381,25 @@ mod tests {
                 .any(|c| c.contains(&format!("rm -f -- {}", claim::PATH)))
         );
     }
+
+    #[tokio::test]
+    async fn wipe_keeps_data_the_cluster_adopted() {
+        let (spec, me) = (spec(), owner("u-1"));
+        let t = teardown(&spec, &me, true);
+        // Status recorded the adopted system's identifier, as Patroni reports it.
+        let adopted = host(&me, SYSID);
+        adopted.on_contains(ADOPTED_PATH, 0, &format!("{SYSID}\n"));
+        let Done::Stopped { wiped, kept } = t.host("a", &adopted).await.unwrap() else {
+            panic!("stopped")
+        };
+        assert_eq!(
+            wiped,
+            std::slice::from_ref(&spec.etcd.data_dir),
+            "only etcd's data"
+        );
+        assert!(
+            kept[0].contains("adopted") && kept[0].contains(SYSID),
+            "{kept:?}"
+        );
+    }
 }
