@@ -205,6 +205,7 @@ fn apply_converges_real_hosts_idempotently() {
     etcd_tls::ca_moves(&lab, dir.path(), (&base, HOSTILE_PASSWORD), |m| {
         apply(&lab, dir.path(), m, &known)
     });
+    etcd_tls::planted_ca(&lab, dir.path(), || apply(&lab, dir.path(), &base, &known));
 
     // 3. Parameters: work_mem applies by reload everywhere; max_connections needs a restart.
     let patroni_pids: Vec<String> = lab.hosts[..3]

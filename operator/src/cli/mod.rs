@@ -62,6 +62,8 @@ pub struct Loaded {
     pub ssh: crate::exec::SshConfig,
     /// The cluster's CA (`spec.tls` Managed), beside the secrets file.
     pub ca: Option<crate::tls::CertKey>,
+    /// The fingerprints of the CAs this cluster has used (see [`secrets_file::pins`]).
+    pub pins: Vec<String>,
 }
 
 /// Reads and validates the manifest.
@@ -134,11 +136,13 @@ pub async fn load(c: &Common) -> Result<Loaded, String> {
         }
         TlsMode::Disabled => secrets_file::load_ca(&c.secrets),
     };
+    let pins = secrets_file::pins(&c.secrets, ca.as_ref())?;
     Ok(Loaded {
         cluster,
         secrets,
         ssh,
         ca,
+        pins,
     })
 }
 
@@ -187,6 +191,7 @@ pub async fn apply(c: &Common, quiet: bool) -> Result<bool, String> {
         conns,
         &*progress,
     )
+    .with_pins(l.pins.clone())
     .with_requests(asked)
     .converge()
     .await;
@@ -222,6 +227,7 @@ pub async fn plan(c: &Common) -> Result<bool, String> {
         conns,
         &progress,
     )
+    .with_pins(l.pins.clone())
     .plan()
     .await;
     let out = match &planned {

@@ -131,6 +131,47 @@ fn replace(path: &Path, s: &ClusterSecrets) -> Result<(), String> {
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// How many former CAs the pins file remembers.
+const PINS_KEPT: usize = 8;
+
+/// The fingerprints of the CAs this cluster has used, from `<stem>.ca.pins` beside `secrets`
+/// (only pgmetal writes it), with `current`'s added when it is new: the former CAs a converge
+/// trusts while the hosts still hold them. The file is replaced in one step.
+pub fn pins(secrets: &Path, current: Option<&CertKey>) -> Result<Vec<String>, String> {
+    let (crt, _) = ca_paths(secrets);
+    let path = crt.with_extension("pins");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let mut pins: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    let now = current.and_then(|ca| crate::tls::fingerprint(&ca.cert));
+    let Some(now) = now.filter(|f| !pins.contains(f)) else {
+        return Ok(pins);
+    };
+    pins.push(now);
+    let skip = pins.len().saturating_sub(PINS_KEPT);
+    pins.drain(..skip);
+    let text = format!(
+        "# pgmetal: the SHA-256 fingerprints of this cluster's CAs, newest last. A CA the hosts\n\
+         # hold is trusted during a CA move only when it is listed here.\n{}\n",
+        pins.join("\n")
+    );
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".pgmetal-new");
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    write_new(&tmp, &text, 0o644)?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(pins)
+}
+
 fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), String> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -24,6 +24,9 @@ pub struct Resolved {
     pub secrets: ClusterSecrets,
     /// The cluster's CA (`spec.tls` Managed).
     pub ca: Option<CertKey>,
+    /// Fingerprints of former CAs read where only pgmetal writes: the CA Secret pgmetal made
+    /// (`<cluster>-ca`), while the cluster uses another.
+    pub pins: Vec<String>,
 }
 
 /// A Secret problem a person must fix; becomes the Ready condition's reason and message.
@@ -162,20 +165,27 @@ pub async fn resolve(client: &kube::Client, pgc: &PostgresCluster) -> Result<Res
             key: "*".into(),
             field: "passwords".into(),
         })?;
-    let ca = match (s.tls.mode, s.tls.ca_secret.as_deref()) {
-        (TlsMode::Provided, Some(name)) => Some(provided_ca(&api, &ns, name).await?),
+    let (ca, pins) = match (s.tls.mode, s.tls.ca_secret.as_deref()) {
+        (TlsMode::Provided, Some(name)) => {
+            // pgmetal's own CA, if the cluster used one before: trusted while hosts hold it.
+            let own = existing_ca(&api, pgc).await;
+            let pins = own.and_then(|c| crate::tls::fingerprint(&c.cert));
+            (Some(provided_ca(&api, &ns, name).await?), pins)
+        }
         (TlsMode::Disabled, _) => {
             // Not created, but read when there: a cluster moving back to plain text is read
             // over HTTPS until it has moved.
-            existing_ca(&api, pgc).await
+            (existing_ca(&api, pgc).await, None)
         }
-        _ => Some(cluster_ca(&api, pgc).await?),
+        _ => (Some(cluster_ca(&api, pgc).await?), None),
     };
+    let pins = pins.into_iter().collect();
     let s3 = s3_credentials(&api, &ns, s).await?;
     Ok(Resolved {
         private_key,
         known_hosts,
         ca,
+        pins,
         secrets: ClusterSecrets {
             superuser,
             replication,

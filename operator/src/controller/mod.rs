@@ -139,6 +139,9 @@ pub struct Context {
     /// Each cluster's Patroni client for observation, kept across reconciles (its connections
     /// and TLS sessions with them) while the cluster's inputs stay the same.
     observers: Mutex<HashMap<String, Observer>>,
+    /// The fingerprints of the CAs each cluster's converges used (this process's memory; with
+    /// the CA Secret pgmetal made, the former CAs a CA move trusts while hosts still hold them).
+    ca_pins: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
 }
 
 /// A cluster's Patroni client for observation, and what it was made for.
@@ -153,6 +156,17 @@ struct Observer {
 const OBSERVER_MAX_AGE: Duration = Duration::from_secs(3600);
 
 impl Context {
+    /// The CAs cluster `key` is known to have used, with `current` (its CA now) added: the
+    /// former CAs its converge may trust while hosts still hold them.
+    pub fn ca_pins(&self, key: &str, current: Option<&crate::tls::CertKey>) -> Vec<String> {
+        let Ok(mut m) = self.ca_pins.lock() else {
+            return Vec::new();
+        };
+        let pins = m.entry(key.to_string()).or_default();
+        pins.extend(current.and_then(|c| crate::tls::fingerprint(&c.cert)));
+        pins.iter().cloned().collect()
+    }
+
     /// The memo of a cluster (`namespace/name`).
     pub fn memo(&self, key: &str) -> Option<Memo> {
         self.memos.lock().ok().and_then(|m| m.get(key).cloned())
@@ -210,6 +224,9 @@ impl Context {
             m.remove(key);
         }
         if let Ok(mut m) = self.observers.lock() {
+            m.remove(key);
+        }
+        if let Ok(mut m) = self.ca_pins.lock() {
             m.remove(key);
         }
         self.metrics.forget_cluster(name);
@@ -295,6 +312,7 @@ pub async fn run_with(opts: Options, backend: Arc<dyn backend::Backend>) -> Resu
         converges: Arc::default(),
         backend,
         observers: Mutex::default(),
+        ca_pins: Mutex::default(),
     });
     let converges = ctx.converges.clone();
     let controller = control(client, opts.namespace.as_deref(), ctx);

@@ -280,8 +280,11 @@ async fn converge(
         let trusted = engine::trusted(&conns, verified);
         let api = ctx.backend.patroni(spec, &resolved, trusted);
         let clients = (api, ctx.backend.etcd(spec, &resolved));
+        let mut pins = ctx.ca_pins(&key(&pgc), resolved.ca.as_ref());
+        pins.extend(resolved.pins.iter().cloned());
         engine::Engine::with_clients((owner, spec), secrets, conns, &progress, clients)
             .with_ca(resolved.ca.clone())
+            .with_pins(pins)
             .with_requests(asked)
             .converge()
             .await

@@ -67,6 +67,7 @@ fn context_with(client: kube::Client, backend: Arc<dyn super::backend::Backend>)
         converges: Arc::default(),
         backend,
         observers: Mutex::default(),
+        ca_pins: Mutex::default(),
     })
 }
 

@@ -657,3 +657,46 @@ async fn while_members_move_to_https_haproxy_checks_both_schemes_then_only_https
         .count();
     assert_eq!(again, 0);
 }
+
+/// The etcd trust file uploaded to `host`, as text.
+fn etcd_trust(host: &FakeExecutor) -> String {
+    let up = host.uploads();
+    let f = up.iter().rfind(|u| u.path == crate::render::ETCD_TRUST);
+    String::from_utf8_lossy(&f.expect("etcd trust written").content).into_owned()
+}
+
+#[tokio::test]
+async fn a_ca_planted_on_a_host_is_never_trusted_a_pinned_former_one_is() {
+    let spec = spec();
+    let now = time::OffsetDateTime::now_utc();
+    let planted = crate::tls::new_ca("planted", now, crate::tls::CA_LIFETIME).unwrap();
+    let facts = format!("{DEBIAN}@@postgres-cert\n@@ca\n{}", planted.cert);
+    let run = |pins: Vec<String>| {
+        let spec = spec.clone();
+        let facts = facts.clone();
+        async move {
+            let (hosts, api, etcd) = (
+                hosts(),
+                patroni(&spec, "a", &["b", "c"]),
+                FakeEtcd::new(true),
+            );
+            // Root on c wrote its own CA where pgmetal keeps the cluster's.
+            hosts["c"].on_contains("/etc/os-release", 0, &facts);
+            let secrets = secrets();
+            engine(&spec, &secrets, connected(&hosts), (&api, &etcd))
+                .with_pins(pins)
+                .converge()
+                .await;
+            etcd_trust(&hosts["a"])
+        }
+    };
+    let trust = run(Vec::new()).await;
+    assert!(trust.contains(test_ca().cert.trim()), "{trust}");
+    assert!(
+        !trust.contains(planted.cert.trim()),
+        "a CA read back from a host is no trust anchor"
+    );
+    // The same CA pinned by pgmetal as a former CA of this cluster: trusted during the move.
+    let pinned = crate::tls::fingerprint(&planted.cert).unwrap();
+    assert!(run(vec![pinned]).await.contains(planted.cert.trim()));
+}

@@ -79,6 +79,9 @@ pub struct Engine<'a> {
     asked: requests::Asked,
     /// The cluster's CA, which signs the certificates (`spec.tls`).
     ca: Option<crate::tls::CertKey>,
+    /// SHA-256 fingerprints of the cluster's former CAs, recorded where only pgmetal writes: a CA
+    /// the hosts still hold is trusted during a move only when it is one of these.
+    pins: std::collections::BTreeSet<String>,
     /// What the facts probe saw on each host where nothing has changed yet.
     snapshots: Mutex<BTreeMap<String, snapshot::Snapshot>>,
     /// Hosts whose certificate this converge issued anew (their pgBackRest server reloads it).
@@ -199,6 +202,7 @@ impl<'a> Engine<'a> {
             live: Mutex::default(),
             asked: requests::Asked::default(),
             ca: None,
+            pins: Default::default(),
             snapshots: Mutex::default(),
             reissued: Mutex::default(),
             clients_moved: Mutex::default(),
@@ -211,6 +215,13 @@ impl<'a> Engine<'a> {
     /// engine with given clients (tests), since [`Engine::new`] takes the CA itself.
     pub fn with_ca(mut self, ca: Option<crate::tls::CertKey>) -> Self {
         self.ca = ca;
+        self
+    }
+
+    /// The same engine, trusting the former CAs whose fingerprints are `pins` while the hosts
+    /// still hold them (see [`tls`]).
+    pub fn with_pins(mut self, pins: impl IntoIterator<Item = String>) -> Self {
+        self.pins = pins.into_iter().collect();
         self
     }
 

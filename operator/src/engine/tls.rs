@@ -157,9 +157,14 @@ impl Engine<'_> {
         }
     }
 
-    /// The CA certificates the hosts held when the converge began, other than the cluster's.
+    /// The CA certificates the hosts held when the converge began, other than the cluster's,
+    /// that pgmetal pinned as this cluster's former CAs. A host's file is data, never a trust
+    /// anchor: a CA planted there (by root on the least trusted box) is not pinned, so neither
+    /// etcd nor pgmetal ever trusts it.
     pub(super) fn held_cas(&self) -> Vec<String> {
         let ours = self.ca.as_ref().map(|ca| ca.cert.trim());
+        let pinned =
+            |c: &String| crate::tls::fingerprint(c).is_some_and(|f| self.pins.contains(&f));
         let held: std::collections::BTreeSet<String> = self
             .facts
             .lock()
@@ -167,6 +172,7 @@ impl Engine<'_> {
                 f.values()
                     .filter_map(|h| h.ca_cert.clone())
                     .filter(|c| Some(c.trim()) != ours)
+                    .filter(pinned)
                     .collect()
             })
             .unwrap_or_default();

@@ -127,3 +127,46 @@ pub fn ca_moves(
         acks.len()
     );
 }
+
+/// Root on the HAProxy host writes its own CA where pgmetal keeps the cluster's. After a routine
+/// apply, etcd still trusts the cluster's CA alone and refuses a client of the planted CA (a
+/// host's file is data, never a trust anchor); the apply puts the cluster's CA back.
+pub fn planted_ca(lab: &Lab, dir: &Path, apply: impl Fn() -> super::Run) {
+    let (crt, key) = (dir.join("planted.ca.crt"), dir.join("planted.ca.key"));
+    super::common::openssl_ca(&crt, &key, "planted");
+    let d = &lab.hosts[3];
+    let pem = std::fs::read_to_string(&crt).unwrap();
+    lab.ssh_ok(d, &format!("printf '%s' '{pem}' > /etc/pgmetal/tls/ca.crt"));
+    let run = apply();
+    assert_eq!(
+        run.status, 0,
+        "apply after the planted CA: {:#}",
+        run.report
+    );
+    for h in &lab.hosts[..3] {
+        assert_eq!(
+            trusted(lab, h),
+            1,
+            "{h}: etcd trusts the cluster's CA alone"
+        );
+    }
+    let ca = dir.join("secrets.ca.crt").display().to_string();
+    let theirs = client_cert(dir, "planted-client", Some((&crt, &key)));
+    let a = &lab.hosts[0];
+    let version = format!("https://{a}:2379/version");
+    let (code, body) = curl(&[
+        "--cacert", &ca, "--cert", &theirs.0, "--key", &theirs.1, &version,
+    ]);
+    assert!(
+        code != "200" && !body.contains("etcdserver"),
+        "a client of the planted CA is refused: {code} {body}"
+    );
+    let now = lab.ssh_ok(d, "cat /etc/pgmetal/tls/ca.crt");
+    let ours = std::fs::read_to_string(dir.join("secrets.ca.crt")).unwrap();
+    assert_eq!(
+        now.trim(),
+        ours.trim(),
+        "the apply put the cluster's CA back on {d}"
+    );
+    eprintln!("planted CA on {d}: etcd trusts 1 CA on 3 members, refuses its client");
+}

@@ -126,6 +126,7 @@ mod tests {
                 s3: Default::default(),
             },
             ca: None,
+            pins: Vec::new(),
         }
     }
 
