@@ -61,6 +61,7 @@ pub async fn haproxy(
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
             .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let r = client
             .get(url)

@@ -65,7 +65,9 @@ pub fn client(tls: Option<&ClientTls>, also: &[String]) -> reqwest::Client {
     let mut b = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(15))
-        .no_proxy();
+        .no_proxy()
+        // A member answers for itself: a redirect would carry the REST password elsewhere.
+        .redirect(reqwest::redirect::Policy::none());
     if tls.is_some() || !also.is_empty() {
         b = b.tls_built_in_root_certs(false);
     }

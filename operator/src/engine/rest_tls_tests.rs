@@ -155,3 +155,30 @@ async fn a_ca_the_hosts_still_serve_from_is_trusted_when_given() {
         .expect("the former CA is trusted while it is replaced");
     assert_eq!(got.status(), 200);
 }
+
+#[tokio::test]
+async fn a_redirect_is_not_followed() {
+    // Whoever answers in a member's place redirects to another listener: the client stops at
+    // the redirect, so neither the request nor its password reaches that listener.
+    let elsewhere = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = elsewhere.local_addr().unwrap().port();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = tcp.read(&mut buf);
+        let moved = format!(
+            "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{target}/cluster\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let _ = tcp.write_all(moved.as_bytes());
+    });
+    let r = client(None, &[])
+        .get(format!("http://127.0.0.1:{port}/cluster"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::FOUND);
+    elsewhere.set_nonblocking(true).unwrap();
+    assert!(elsewhere.accept().is_err(), "the redirect was followed");
+}

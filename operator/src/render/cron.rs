@@ -79,49 +79,72 @@ fn parse(cron: &str) -> Result<Vec<Values>, String> {
     Ok(values)
 }
 
+/// The parsed fields of a schedule, asked in closed form: a day at a time, never a minute at a
+/// time.
+struct Schedule(Vec<Values>);
+
+impl Schedule {
+    fn has(&self, i: usize, n: u32) -> bool {
+        match &self.0[i] {
+            Values::Any => true,
+            Values::Some(list) => list.contains(&n) || (i == 4 && n == 0 && list.contains(&7)),
+        }
+    }
+
+    /// Whether it fires on `date` at all.
+    fn on(&self, date: time::Date) -> bool {
+        let dow = date.weekday().number_days_from_sunday() as u32;
+        self.has(2, date.day() as u32) && self.has(3, date.month() as u32) && self.has(4, dow)
+    }
+
+    /// The minutes of a day (`hour * 60 + minute`) at which it fires, ascending.
+    fn minutes_of_day(&self) -> Vec<u32> {
+        let hours = (0..24).filter(|h| self.has(1, *h));
+        let at = |h: u32| {
+            (0..60)
+                .filter(move |m| self.has(0, *m))
+                .map(move |m| h * 60 + m)
+        };
+        hours.flat_map(at).collect()
+    }
+}
+
 /// The last time at or before `now` (UTC, to the minute) that `cron` fires, within a year.
 pub fn previous(cron: &str, now: time::OffsetDateTime) -> Option<time::OffsetDateTime> {
-    let v = parse(cron).ok()?;
-    let has = |i: usize, n: u32| match &v[i] {
-        Values::Any => true,
-        Values::Some(list) => list.contains(&n) || (i == 4 && n == 0 && list.contains(&7)),
-    };
-    let mut t = now.replace_second(0).ok()?.replace_nanosecond(0).ok()?;
-    for _ in 0..(366 * 24 * 60) {
-        let dow = t.weekday().number_days_from_sunday() as u32;
-        if has(0, t.minute() as u32)
-            && has(1, t.hour() as u32)
-            && has(2, t.day() as u32)
-            && has(3, t.month() as u32)
-            && has(4, dow)
-        {
-            return Some(t);
-        }
-        t -= time::Duration::minutes(1);
-    }
-    None
+    let s = Schedule(parse(cron).ok()?);
+    let times = s.minutes_of_day();
+    let today = now.date();
+    let limit = now.hour() as u32 * 60 + now.minute() as u32;
+    (0..=366).find_map(|back| {
+        let date = today - time::Duration::days(back);
+        let latest = times
+            .iter()
+            .rev()
+            .find(|t| back > 0 || **t <= limit)
+            .filter(|_| s.on(date))?;
+        let (h, m) = ((latest / 60) as u8, (latest % 60) as u8);
+        Some(date.with_hms(h, m, 0).ok()?.assume_utc())
+    })
 }
 
 /// The longest interval, in seconds, between two consecutive times `cron` fires over one year
 /// from a fixed day (2026-01-01 UTC), so that the answer does not change from one run to the
 /// next. None when it fires less than twice in that year.
 pub fn longest_interval(cron: &str) -> Option<i64> {
-    let start = time::Date::from_calendar_date(2026, time::Month::January, 1)
-        .ok()?
-        .midnight()
-        .assume_utc();
-    let mut t = start + time::Duration::days(366);
-    let mut last = previous(cron, t)?;
-    let mut longest = 0;
-    while last > start {
-        t = last - time::Duration::minutes(1);
-        let Some(before) = previous(cron, t) else {
-            break;
-        };
-        longest = longest.max((last - before).whole_seconds());
-        last = before;
-    }
-    (longest > 0).then_some(longest)
+    let s = Schedule(parse(cron).ok()?);
+    let times = s.minutes_of_day();
+    let (first, last) = (*times.first()? as i64, *times.last()? as i64);
+    let start = time::Date::from_calendar_date(2026, time::Month::January, 1).ok()?;
+    let days: Vec<i64> = (0..=366)
+        .filter(|d| s.on(start + time::Duration::days(*d)))
+        .collect();
+    // Within a day, between consecutive times; across days, from one day's last to the next
+    // firing day's first.
+    let within = times.windows(2).map(|w| (w[1] - w[0]) as i64);
+    let across = days.windows(2).map(|w| (w[1] - w[0]) * 1440 + first - last);
+    let runs = days.len() * times.len();
+    let longest = within.filter(|_| !days.is_empty()).chain(across).max()?;
+    (runs >= 2).then_some(longest * 60)
 }
 
 /// One field: `*`, or a comma list of `n`, `a-b`, `*/s`, `a-b/s`.
@@ -232,6 +255,22 @@ mod tests {
         );
         assert_eq!(longest_interval("*/15 * * * *"), Some(900));
         assert_eq!(longest_interval("0 3 1 * *"), Some(31 * 86_400));
+    }
+
+    #[test]
+    fn every_minute_and_never_are_answered_at_once() {
+        let now = at(2026, 11, 30, 10, 17, 42);
+        assert_eq!(
+            previous("* * * * *", now),
+            Some(at(2026, 11, 30, 10, 17, 0))
+        );
+        assert_eq!(longest_interval("* * * * *"), Some(60));
+        assert_eq!(longest_interval("0 0 30 2 *"), None, "never fires");
+        assert_eq!(
+            longest_interval("0 0 29 2 *"),
+            None,
+            "once in the year from 2026 at most"
+        );
     }
 
     #[test]
