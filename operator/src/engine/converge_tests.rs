@@ -496,7 +496,7 @@ async fn a_changed_password_is_set_on_the_leader_before_any_member_gets_it() {
         "the password in effect, then the new one"
     );
     assert!(
-        stdin.contains("ALTER ROLE \"postgres\" PASSWORD 'su';"),
+        stdin.contains("ALTER ROLE \"postgres\" PASSWORD 'SCRAM-SHA-256$4096:"),
         "{stdin}"
     );
     assert!(

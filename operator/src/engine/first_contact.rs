@@ -159,6 +159,7 @@ pub fn adopt_sql(spec: &PostgresClusterSpec, secrets: &crate::model::ClusterSecr
     let pg = &spec.postgres;
     let ident = |n: &str| format!("\"{}\"", n.replace('"', "\"\""));
     let lit = |v: &str| format!("'{}'", v.replace('\'', "''"));
+    let verifier = super::passwords::password_literal;
     let mut out = String::from(
         "SET log_statement = 'none';\nSET log_min_duration_statement = -1;\n\
          SET log_min_error_statement = 'panic';\n",
@@ -178,7 +179,7 @@ pub fn adopt_sql(spec: &PostgresClusterSpec, secrets: &crate::model::ClusterSecr
              ALTER ROLE {i} {attrs} PASSWORD {p};\n",
             l = lit(name),
             i = ident(name),
-            p = lit(password),
+            p = verifier(password),
         ));
     }
     let rewind = ident(&pg.rewind.name);

@@ -25,7 +25,7 @@ pub mod identity;
 mod monitoring;
 pub mod observe;
 pub mod packages;
-mod passwords;
+pub mod passwords;
 pub mod patroni_api;
 pub mod patroni_view;
 pub mod report;

@@ -89,8 +89,44 @@ pub(super) fn plan(
     })
 }
 
+/// PostgreSQL's SCRAM-SHA-256 verifier of `password` with `salt` (RFC 5802/7677, 4096
+/// iterations, as PostgreSQL stores it): `ALTER ROLE … PASSWORD` with it carries no clear text
+/// to the server. None for a password outside ASCII, which PostgreSQL normalizes with SASLprep
+/// first (set in clear text then, as before).
+pub fn scram_verifier(password: &str, salt: &[u8; 16]) -> Option<String> {
+    use base64::Engine as _;
+    use hmac::{Hmac, KeyInit, Mac};
+    use sha2::{Digest, Sha256};
+    if !password.is_ascii() {
+        return None;
+    }
+    let mut salted = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, 4096, &mut salted);
+    let mac = |msg: &[u8]| {
+        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(&salted).ok()?;
+        m.update(msg);
+        Some(m.finalize().into_bytes())
+    };
+    let (client, server) = (mac(b"Client Key")?, mac(b"Server Key")?);
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let stored = Sha256::digest(client);
+    Some(format!(
+        "SCRAM-SHA-256$4096:{}${}:{}",
+        b64(salt),
+        b64(&stored),
+        b64(&server)
+    ))
+}
+
+/// `password` as `ALTER ROLE … PASSWORD` takes it: its SCRAM verifier with a fresh salt, quoted.
+pub fn password_literal(password: &str) -> String {
+    let salt: [u8; 16] = rand::random();
+    let text = scram_verifier(password, &salt).unwrap_or_else(|| password.to_string());
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// The SQL of a rotation. Nothing of it reaches the server log: the statements are not logged,
-/// and an error does not echo the statement.
+/// and an error does not echo the statement; the passwords go as SCRAM verifiers.
 fn sql(changes: &[(String, String)]) -> String {
     let mut out = String::from(
         "SET log_statement = 'none';\nSET log_min_duration_statement = -1;\n\
@@ -98,9 +134,9 @@ fn sql(changes: &[(String, String)]) -> String {
     );
     for (role, password) in changes {
         out.push_str(&format!(
-            "ALTER ROLE \"{}\" PASSWORD '{}';\n",
+            "ALTER ROLE \"{}\" PASSWORD {};\n",
             role.replace('"', "\"\""),
-            password.replace('\'', "''")
+            password_literal(password)
         ));
     }
     out
@@ -212,8 +248,24 @@ mod tests {
         assert!(s.starts_with("SET log_statement = 'none';"), "{s}");
         assert!(s.contains("SET log_min_error_statement = 'panic';"), "{s}");
         assert!(
-            s.ends_with("ALTER ROLE \"we\"\"ird\" PASSWORD 'it''s';\n"),
+            s.contains("ALTER ROLE \"we\"\"ird\" PASSWORD 'SCRAM-SHA-256$4096:"),
             "{s}"
+        );
+        assert!(!s.contains("it''s"), "no clear text: {s}");
+        let s = sql(&[("r".into(), "pässword's".into())]);
+        assert!(
+            s.ends_with("PASSWORD 'pässword''s';\n"),
+            "outside ASCII (SASLprep) in clear text, quoted: {s}"
+        );
+    }
+
+    #[test]
+    fn the_scram_verifier_is_postgres_own() {
+        // Computed independently with Python's hashlib, hmac and base64 (RFC 5802 / 7677).
+        let salt: [u8; 16] = std::array::from_fn(|i| i as u8);
+        assert_eq!(
+            scram_verifier("it's", &salt).unwrap(),
+            "SCRAM-SHA-256$4096:AAECAwQFBgcICQoLDA0ODw==$CQpWA/reHzyo3JS1oKAFvIftKOf+A+ReLhMxG1DruSc=:DXJAsNd9/1JUoF5/GJavuf6RgEXyT6+1ZSo0azAxwoA="
         );
     }
 
