@@ -231,12 +231,14 @@ fn tail(text: &str, lines: usize, max: usize) -> String {
     t.to_string()
 }
 
-/// Writes stdin to a temp file next to the target, sets mode and owner, fsyncs, renames.
+/// Writes stdin to a temp file next to the target, sets mode and owner, fsyncs, renames. The
+/// temp file is created exclusively (`set -C`): a file or symlink already at its name (planted
+/// by whoever can write the directory) fails the upload instead of being written through.
 const UPLOAD_SCRIPT: &str = r#"set -eu
 dst=$1 tmp=$2 mode=$3 owner=$4
+(umask 077 && set -C && cat >"$tmp")
 trap 'rm -f -- "$tmp"' EXIT
-(umask 077 && cat >"$tmp")
-chown -- "$owner" "$tmp"
+chown -h -- "$owner" "$tmp"
 chmod -- "$mode" "$tmp"
 sync -- "$tmp" 2>/dev/null || true
 mv -f -- "$tmp" "$dst"
@@ -252,4 +254,49 @@ pub fn upload_cmd(path: &str, content: &[u8], mode: u32, owner: &str, group: &st
         .arg(format!("{:04o}", mode & 0o7777))
         .arg(format!("{owner}:{group}"))
         .stdin(content.to_vec())
+}
+
+#[cfg(test)]
+mod upload_tests {
+    use super::*;
+
+    #[test]
+    fn an_upload_never_writes_through_a_planted_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (dst, victim) = (dir.path().join("dst"), dir.path().join("victim"));
+        std::fs::write(&victim, "kept").unwrap();
+        let tmp = dir.path().join("dst.planted");
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        let user = String::from_utf8(
+            std::process::Command::new("id")
+                .arg("-un")
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let owner = format!("{0}:{0}", user.trim());
+        let run = |tmp: &std::path::Path| {
+            let mut child = std::process::Command::new("sh")
+                .args(["-c", UPLOAD_SCRIPT, "sh"])
+                .arg(&dst)
+                .arg(tmp)
+                .args(["0644", &owner])
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"new").unwrap();
+            child.wait().unwrap().success()
+        };
+        assert!(!run(&tmp), "refused");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "kept");
+        assert!(!dst.exists());
+        assert!(
+            run(&dir.path().join("dst.fresh")),
+            "a fresh temp name works"
+        );
+        assert_eq!(std::fs::read_to_string(&dst).unwrap(), "new");
+    }
 }

@@ -41,7 +41,8 @@ const SUCCEEDED: &str = "/etc/pgmetal/backup-succeeded.sh";
 const SUCCEEDED_SCRIPT: &str = r#"#!/bin/sh
 # Managed by pgmetal: records a successful backup of type $1 for the node exporter.
 f=/var/lib/prometheus/node-exporter/pgmetal_backup_$1.prom
-printf '# TYPE pgmetal_backup_last_success_timestamp_seconds gauge\npgmetal_backup_last_success_timestamp_seconds{type="%s"} %s\n' "$1" "$(date +%s)" >"$f.tmp" && mv "$f.tmp" "$f"
+t=$(mktemp "$f.XXXXXX") || exit 1
+printf '# TYPE pgmetal_backup_last_success_timestamp_seconds gauge\npgmetal_backup_last_success_timestamp_seconds{type="%s"} %s\n' "$1" "$(date +%s)" >"$t" && chmod 644 "$t" && mv -f "$t" "$f"
 "#;
 
 /// The CAs that sign the S3 endpoints' certificates (`caBundle`).
