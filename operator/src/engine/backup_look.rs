@@ -281,7 +281,9 @@ pub async fn look(
     let stanza = backup::stanza(spec);
     let info = match repo {
         Ok(ex) => {
-            let cmd = Cmd::script(INFO).args([stanza, "postgres"]);
+            let cmd = Cmd::script(INFO)
+                .args([stanza, "postgres"])
+                .max_output(4 << 20); // many backups
             ex.run_ok(&cmd, "pgbackrest info")
                 .await
                 .map(|o| o.stdout_str().to_string())

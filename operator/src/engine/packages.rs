@@ -108,10 +108,12 @@ pub fn refresh(os: OsFamily) -> Cmd {
     match os {
         OsFamily::Debian => Cmd::new("apt-get")
             .args(["-q", "update"])
-            .timeout(INSTALL_TIMEOUT),
+            .timeout(INSTALL_TIMEOUT)
+            .max_output(16 << 20),
         OsFamily::RedHat => Cmd::new("dnf")
             .args(["-q", "makecache"])
-            .timeout(INSTALL_TIMEOUT),
+            .timeout(INSTALL_TIMEOUT)
+            .max_output(16 << 20),
     }
 }
 
@@ -126,11 +128,13 @@ trap 'grep -q "^# pgmetal" /usr/sbin/policy-rc.d 2>/dev/null && rm -f /usr/sbin/
 DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confold --no-install-recommends install -- "$@""#,
         )
         .args(packages.iter().cloned())
-        .timeout(INSTALL_TIMEOUT),
+        .timeout(INSTALL_TIMEOUT)
+            .max_output(16 << 20),
         // dnf: `dnf -y install` starts nothing; yum-only hosts (EL7) have the same syntax.
         OsFamily::RedHat => Cmd::script(r#"if command -v dnf >/dev/null; then exec dnf -q -y install -- "$@"; else exec yum -q -y install -- "$@"; fi"#)
             .args(packages.iter().cloned())
-            .timeout(INSTALL_TIMEOUT),
+            .timeout(INSTALL_TIMEOUT)
+            .max_output(16 << 20),
     }
 }
 
@@ -165,6 +169,7 @@ touch "$marker""#,
     .arg(p.index_url.clone().unwrap_or_default())
     .arg(installed_marker(venv))
     .timeout(INSTALL_TIMEOUT)
+    .max_output(16 << 20)
 }
 
 /// Take over what the packages set up on their own, safely and idempotently; prints what it did.

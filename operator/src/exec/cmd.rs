@@ -34,7 +34,12 @@ pub struct Cmd {
     args: Vec<String>,
     stdin: Option<Vec<u8>>,
     timeout: Duration,
+    max_output: usize,
 }
+
+/// The most stdout (or stderr) a command may print before it fails: far above what pgmetal's
+/// probes print (a package list: ~100 KiB). Steps that print more say so ([`Cmd::max_output`]).
+pub const DEFAULT_MAX_OUTPUT: usize = 1 << 20;
 
 impl Cmd {
     /// A command running `program` (looked up in `PATH` on the host). It must be an
@@ -56,6 +61,7 @@ impl Cmd {
             args: Vec::new(),
             stdin: None,
             timeout: DEFAULT_TIMEOUT,
+            max_output: DEFAULT_MAX_OUTPUT,
         }
     }
 
@@ -85,6 +91,17 @@ impl Cmd {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// Override the most output the command may print (default [`DEFAULT_MAX_OUTPUT`]).
+    pub fn max_output(mut self, bytes: usize) -> Self {
+        self.max_output = bytes;
+        self
+    }
+
+    /// The most output the command may print, per stream.
+    pub fn output_limit(&self) -> usize {
+        self.max_output
     }
 
     /// The stdin bytes, if any.

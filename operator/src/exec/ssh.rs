@@ -14,9 +14,37 @@ use super::connect::{Client, establish};
 use super::known_hosts::KnownHosts;
 use super::{Cmd, ExecError, Executor, Output, SshConfig, upload_cmd};
 
-/// Largest stdout or stderr we buffer for one command: far below the operator pod's memory
-/// limit (256 MiB in the chart), far above any command pgmetal runs (a package list: ~100 KiB).
-const MAX_OUTPUT: usize = 16 << 20;
+/// The output every command in flight may hold at once, across all hosts and clusters of this
+/// process: far below the operator pod's memory limit (256 MiB in the chart). Each command has
+/// its own limit too ([`Cmd::output_limit`]).
+const PROCESS_BUDGET: usize = 64 << 20;
+/// What the commands in flight hold now.
+static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One command's share of [`PROCESS_BUDGET`], given back when the command's output is read.
+struct Held(usize);
+
+impl Held {
+    /// Counts `n` more bytes; an error when the process holds more than its budget.
+    fn take(&mut self, n: usize) -> Result<(), String> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.0 += n;
+        let now = IN_FLIGHT.fetch_add(n, SeqCst) + n;
+        match now > PROCESS_BUDGET {
+            true => Err(format!(
+                "the commands in flight hold over {} MiB of output",
+                PROCESS_BUDGET >> 20
+            )),
+            false => Ok(()),
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(self.0, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 /// sshd's default `MaxSessions` is 10, and sshd frees a closed session only after it has
 /// processed the packets already buffered (which may hold our next opens): 5 + 5 <= 10.
 const MAX_CHANNELS: usize = 5;
@@ -152,7 +180,7 @@ impl SshExecutor {
                 tx.eof().await
             };
             tokio::pin!(write);
-            let read = read_channel(&mut rx);
+            let read = read_channel(&mut rx, cmd.output_limit());
             tokio::pin!(read);
             let mut writing = true;
             loop {
@@ -194,13 +222,20 @@ impl SshExecutor {
 type Collected = (i32, Option<String>, Vec<u8>, Vec<u8>);
 
 /// Read until the channel closes (not merely until exit-status), collecting output.
-async fn read_channel(rx: &mut russh::ChannelReadHalf) -> Result<Collected, String> {
+async fn read_channel(rx: &mut russh::ChannelReadHalf, limit: usize) -> Result<Collected, String> {
     let (mut status, mut signal) = (None, None);
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut held = Held(0);
     loop {
         match rx.wait().await {
-            Some(ChannelMsg::Data { data }) => stdout.extend_from_slice(&data),
-            Some(ChannelMsg::ExtendedData { data, ext: 1 }) => stderr.extend_from_slice(&data),
+            Some(ChannelMsg::Data { data }) => {
+                held.take(data.len())?;
+                stdout.extend_from_slice(&data)
+            }
+            Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                held.take(data.len())?;
+                stderr.extend_from_slice(&data)
+            }
             Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status as i32),
             Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
                 signal = Some(match signal_name {
@@ -216,8 +251,8 @@ async fn read_channel(rx: &mut russh::ChannelReadHalf) -> Result<Collected, Stri
             None => break,
             Some(_) => {}
         }
-        if stdout.len() > MAX_OUTPUT || stderr.len() > MAX_OUTPUT {
-            return Err(format!("output exceeds {} MiB", MAX_OUTPUT >> 20));
+        if stdout.len() > limit || stderr.len() > limit {
+            return Err(format!("output exceeds {} KiB", limit >> 10));
         }
     }
     let status = if signal.is_some() {
@@ -250,5 +285,28 @@ impl Executor for SshExecutor {
             self.run_cmd(&cmd).await?.check(&format!("upload {path}"))?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn the_process_budget_is_shared_and_given_back() {
+        let mut a = Held(0);
+        assert!(a.take(PROCESS_BUDGET / 2).is_ok());
+        let mut b = Held(0);
+        let over = b.take(PROCESS_BUDGET / 2 + 1);
+        assert!(
+            over.is_err_and(|e| e.contains("64 MiB")),
+            "together over the budget"
+        );
+        drop((a, b));
+        let mut c = Held(0);
+        assert!(
+            c.take(PROCESS_BUDGET / 2 + 1).is_ok(),
+            "given back when read"
+        );
     }
 }
