@@ -3,6 +3,11 @@
 
 use crate::exec::{Cmd, ExecError, Executor};
 
+/// Annotation with which an operator cluster takes over the hosts `pgmetal apply` built under
+/// the name it gives (the CLI's `metadata.name`): without it, a CLI cluster's hosts are
+/// another cluster's, whatever the names.
+pub const TAKE_OVER: &str = "pgmetal.io/take-over-from-cli";
+
 /// Where the claim lives on every host of a cluster.
 pub const PATH: &str = "/var/lib/pgmetal/claim";
 
@@ -39,11 +44,14 @@ impl Owner {
         Some(Owner { name, uid })
     }
 
-    /// Whether `claimed` names this cluster: the same UID when both have one; otherwise the same
-    /// name (without namespace), so that the operator can take over what `pgmetal apply` built.
+    /// Whether `claimed` names this cluster: the same UID when both have one; the same name for
+    /// two CLI claims; the same name (without namespace) when the CLI meets the operator's
+    /// claim. An operator cluster never owns a CLI claim: it takes one over only when asked
+    /// (see [`TAKE_OVER`]), which rewrites it with its UID.
     pub fn owns(&self, claimed: &Owner) -> bool {
         match (&self.uid, &claimed.uid) {
             (Some(a), Some(b)) => a == b,
+            (Some(_), None) => false,
             _ => bare(&self.name) == bare(&claimed.name),
         }
     }
@@ -86,7 +94,7 @@ else echo "the host's claim changed meanwhile" >&2; exit 4; fi"#;
     let old = replacing.map(Owner::render).unwrap_or_default();
     let cmd = Cmd::script(WRITE).args([PATH.to_string(), me.render(), old]);
     ex.run_ok(&cmd, "claim the host").await?;
-    match judge(me, read(ex).await?) {
+    match judge(me, read(ex).await?, None) {
         Verdict::Foreign(other) => Err(super::error::Failure::new(
             super::HostErrorKind::Claimed,
             format!("the claim read back names {other}, not this cluster"),
@@ -106,15 +114,18 @@ pub enum Verdict {
     Foreign(Owner),
 }
 
-/// Judges a host's claim for `me`.
-pub fn judge(me: &Owner, claimed: Option<Owner>) -> Verdict {
+/// Judges a host's claim for `me`, which takes over the CLI cluster named `take_over` (the
+/// [`TAKE_OVER`] annotation) if any.
+pub fn judge(me: &Owner, claimed: Option<Owner>, take_over: Option<&str>) -> Verdict {
     match claimed {
         None => Verdict::Write,
-        Some(c) if !me.owns(&c) => Verdict::Foreign(c),
-        // The operator takes over what `pgmetal apply` built under the same name.
-        Some(c) if c.uid.is_none() && me.uid.is_some() => Verdict::Write,
         // Ours (a CLI run never rewrites the operator's claim).
-        Some(_) => Verdict::Ours,
+        Some(c) if me.owns(&c) => Verdict::Ours,
+        // The operator takes over what `pgmetal apply` built, when the resource names it.
+        Some(c) if c.uid.is_none() && me.uid.is_some() && take_over == Some(c.name.as_str()) => {
+            Verdict::Write
+        }
+        Some(c) => Verdict::Foreign(c),
     }
 }
 
@@ -157,15 +168,25 @@ mod tests {
         };
         assert_eq!(Owner::parse(&cli.render()), Some(cli.clone()));
         assert_eq!(Owner::parse("garbage\n"), None);
-        assert_eq!(judge(&me, None), Verdict::Write);
-        assert_eq!(judge(&me, Some(me.clone())), Verdict::Ours);
+        assert_eq!(judge(&me, None, None), Verdict::Write);
+        assert_eq!(judge(&me, Some(me.clone()), None), Verdict::Ours);
         assert_eq!(
-            judge(&me, Some(cli.clone())),
+            judge(&me, Some(cli.clone()), None),
+            Verdict::Foreign(cli.clone()),
+            "a CLI cluster of the same name in any namespace is not this one"
+        );
+        assert!(!me.owns(&cli), "nor does teardown take it for this one's");
+        assert_eq!(
+            judge(&me, Some(cli.clone()), Some("pg")),
             Verdict::Write,
-            "takes over its CLI build"
+            "takes over the CLI build it names"
         );
         assert_eq!(
-            judge(&me, Some(op("u-2"))),
+            judge(&me, Some(cli.clone()), Some("other")),
+            Verdict::Foreign(cli.clone())
+        );
+        assert_eq!(
+            judge(&me, Some(op("u-2")), Some("pg")),
             Verdict::Foreign(op("u-2")),
             "re-created: another UID"
         );
@@ -173,9 +194,12 @@ mod tests {
             name: "other".into(),
             uid: None,
         };
-        assert_eq!(judge(&cli, Some(other.clone())), Verdict::Foreign(other));
         assert_eq!(
-            judge(&cli, Some(me.clone())),
+            judge(&cli, Some(other.clone()), None),
+            Verdict::Foreign(other)
+        );
+        assert_eq!(
+            judge(&cli, Some(me.clone()), None),
             Verdict::Ours,
             "the CLI keeps the operator's claim"
         );

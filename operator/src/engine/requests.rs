@@ -37,6 +37,8 @@ pub struct Asked {
     /// `pgmetal.io/adopt`: the hosts whose existing PostgreSQL data the cluster adopts on first
     /// contact, each with its system identifier (see [`super::first_contact`]).
     pub adopt: BTreeMap<String, String>,
+    /// `pgmetal.io/take-over-from-cli`: the CLI cluster whose hosts the operator takes over.
+    pub take_over: Option<String>,
 }
 
 impl Asked {
@@ -55,6 +57,7 @@ impl Asked {
             reinit: get(REINIT),
             backup_now: get(BACKUP_NOW).map(|v| (v, kind)),
             adopt: super::first_contact::adoptions(annotations),
+            take_over: get(super::claim::TAKE_OVER),
         }
     }
 

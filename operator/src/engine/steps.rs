@@ -102,7 +102,8 @@ impl Engine<'_> {
             }
             let claimed = claim::read(ex).await?;
             let first = claimed.is_none();
-            match claim::judge(&self.owner, claimed.clone()) {
+            let take_over = self.asked.take_over.as_deref();
+            match claim::judge(&self.owner, claimed.clone(), take_over) {
                 claim::Verdict::Ours => Ok((None, false, vec![])),
                 claim::Verdict::Write => {
                     let mut did = Vec::new();
@@ -117,13 +118,24 @@ impl Engine<'_> {
                     did.push(claim::PATH.into());
                     Ok((adopted, true, did))
                 }
-                claim::Verdict::Foreign(other) => Err(Failure::new(
-                    HostErrorKind::Claimed,
-                    format!(
-                        "{host} belongs to cluster {other} ({}): remove it from that cluster's spec, or delete {} on {host} if that cluster no longer exists",
-                        claim::PATH, claim::PATH
-                    ),
-                )),
+                claim::Verdict::Foreign(other) => {
+                    let cli = other.uid.is_none() && self.owner.uid.is_some();
+                    let take = match cli {
+                        true => format!(
+                            "; to run that `pgmetal apply` cluster with this resource instead, annotate it {}={}",
+                            claim::TAKE_OVER,
+                            other.name
+                        ),
+                        false => String::new(),
+                    };
+                    Err(Failure::new(
+                        HostErrorKind::Claimed,
+                        format!(
+                            "{host} belongs to cluster {other} ({}): remove it from that cluster's spec, or delete {} on {host} if that cluster no longer exists{take}",
+                            claim::PATH, claim::PATH
+                        ),
+                    ))
+                }
             }
         })
         .await
