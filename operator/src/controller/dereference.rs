@@ -326,10 +326,16 @@ async fn cluster_ca(api: &Api<Secret>, pgc: &PostgresCluster) -> Result<CertKey,
             field: "spec.tls".into(),
         })
     };
-    Ok(CertKey {
+    let ca = CertKey {
         cert: need("tls.crt")?,
         key: KeyPem(need("tls.key")?),
-    })
+    };
+    // An existing Secret of that name is checked like a provided CA before it signs anything.
+    crate::tls::check_ca(&ca).map_err(|e| DerefError::Ca {
+        name: name.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(ca)
 }
 
 /// The CA someone else keeps in the Secret `name` (`spec.tls.mode: Provided`): `tls.crt` and

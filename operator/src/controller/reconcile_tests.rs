@@ -375,6 +375,34 @@ async fn a_provided_ca_is_read_from_its_secret_and_checked_never_created() {
     assert!(e.to_string().contains("not a CA certificate"), "{e}");
 }
 
+#[tokio::test]
+async fn an_existing_ca_secret_of_the_clusters_name_is_checked_before_it_signs() {
+    let obj = stored(true);
+    let (api, client) = FakeApi::start(obj.clone(), NS);
+    api.add_secret("pg-ssh", &[("id_ed25519", "KEY")]);
+    // Someone made `pg-ca` before the cluster did, holding a leaf, not a CA.
+    let now = time::OffsetDateTime::now_utc();
+    let ca = crate::tls::new_ca("someone", now, crate::tls::CA_LIFETIME).unwrap();
+    let request = crate::tls::Request {
+        common_name: "x".into(),
+        names: vec!["x".into()],
+        usage: crate::tls::Usage::Server,
+    };
+    let leaf = crate::tls::issue(&ca, &request, now, std::time::Duration::from_secs(3600)).unwrap();
+    api.add_secret(
+        "pg-ca",
+        &[("tls.crt", &leaf.cert), ("tls.key", &leaf.key.0)],
+    );
+    let pgc: PostgresCluster = serde_json::from_value(obj).unwrap();
+    let Err(e) = dereference::resolve(&client, &pgc).await else {
+        panic!("a leaf in pg-ca signed for the cluster");
+    };
+    assert!(
+        e.to_string().contains("pg-ca") && e.to_string().contains("not a CA certificate"),
+        "{e}"
+    );
+}
+
 /// The deleted object: a deletion timestamp and the finalizer.
 fn deleted() -> Value {
     let mut obj = stored(true);
