@@ -34,7 +34,9 @@ pub const EXPIRY_METRICS: &str = "/var/lib/prometheus/node-exporter/pgmetal_tls.
 /// `spec.tls.serviceNames`, each once.
 pub fn postgres_names(spec: &PostgresClusterSpec, host: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let all = std::iter::once(host)
+    // 127.0.0.1: Patroni's own replication connection to its member verifies it too.
+    let all = [host, "127.0.0.1"]
+        .into_iter()
         .chain(spec.haproxy.hosts.iter().map(String::as_str))
         .chain(spec.tls.service_names.iter().map(String::as_str));
     for name in all {
