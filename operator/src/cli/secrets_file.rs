@@ -167,8 +167,14 @@ pub fn pins(secrets: &Path, current: Option<&CertKey>) -> Result<Vec<String>, St
     tmp.push(".pgmetal-new");
     let tmp = PathBuf::from(tmp);
     let _ = std::fs::remove_file(&tmp);
-    write_new(&tmp, &text, 0o644)?;
-    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let written = write_new(&tmp, &text, 0o644).and_then(|()| {
+        std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
+    });
+    // A read-only directory: this run still pins the CA it uses; a later CA move trusts the
+    // hosts' former CA only if the file could be written.
+    if let Err(e) = written {
+        eprintln!("warning: could not record the CA's fingerprint: {e}");
+    }
     Ok(pins)
 }
 
@@ -234,5 +240,33 @@ mod tests {
         let e = load_or_create_ca(&p, "pg").unwrap_err();
         assert!(e.contains("one is missing"), "{e}");
         assert!(crt.exists(), "nothing replaced");
+    }
+
+    #[test]
+    fn the_cas_used_are_pinned_beside_the_secrets_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("s.yaml");
+        let now = time::OffsetDateTime::now_utc();
+        let first = crate::tls::new_ca("one", now, crate::tls::CA_LIFETIME).unwrap();
+        let second = crate::tls::new_ca("two", now, crate::tls::CA_LIFETIME).unwrap();
+        let print = |ca: &CertKey| crate::tls::fingerprint(&ca.cert).unwrap();
+        assert!(pins(&secrets, None).unwrap().is_empty());
+        assert_eq!(pins(&secrets, Some(&first)).unwrap(), [print(&first)]);
+        assert_eq!(
+            pins(&secrets, Some(&first)).unwrap(),
+            [print(&first)],
+            "once"
+        );
+        let both = pins(&secrets, Some(&second)).unwrap();
+        assert_eq!(
+            both,
+            [print(&first), print(&second)],
+            "the former CA stays pinned"
+        );
+        let text = std::fs::read_to_string(dir.path().join("s.ca.pins")).unwrap();
+        assert!(
+            text.contains(&print(&first)) && text.starts_with("# pgmetal"),
+            "{text}"
+        );
     }
 }
