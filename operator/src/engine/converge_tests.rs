@@ -355,18 +355,25 @@ fn claim_written(host: &FakeExecutor) -> Option<claim::Owner> {
     claim::Owner::parse(&w.cmd)
 }
 
-/// The first-contact probe's answer on a host holding someone's PostgreSQL in dataDir.
-const SOMEONES_DATA: &str = "pg /data/pg_data 7300000000000000001 PostgreSQL data\n";
+/// Three fresh hosts, but c holds someone's PostgreSQL in dataDir (the first-contact probe's
+/// answer there).
+fn someones_data_on_c() -> (
+    PostgresClusterSpec,
+    BTreeMap<String, FakeExecutor>,
+    FakePatroni,
+    FakeEtcd,
+) {
+    let spec = spec();
+    let (hosts, etcd) = (hosts(), FakeEtcd::new(true));
+    let api = patroni(&spec, "a", &["b", "c"]);
+    let answer = "pg /data/pg_data 7300000000000000001 PostgreSQL data\n";
+    hosts["c"].on_contains("pristine_main()", 0, answer);
+    (spec, hosts, api, etcd)
+}
 
 #[tokio::test]
 async fn an_unclaimed_host_holding_someones_postgres_is_refused_before_anything_is_written() {
-    let spec = spec();
-    let (hosts, api, etcd) = (
-        hosts(),
-        patroni(&spec, "a", &["b", "c"]),
-        FakeEtcd::new(true),
-    );
-    hosts["c"].on_contains("pristine_main()", 0, SOMEONES_DATA);
+    let (spec, hosts, api, etcd) = someones_data_on_c();
     let r = converge(&spec, &hosts, &api, &etcd).await;
     let err = r.hosts["c"].error.as_ref().expect("c refused");
     assert_eq!(err.kind, HostErrorKind::NotFree);
@@ -387,13 +394,7 @@ async fn an_unclaimed_host_holding_someones_postgres_is_refused_before_anything_
 
 #[tokio::test]
 async fn adopted_data_is_claimed_with_its_system_identifier_recorded() {
-    let spec = spec();
-    let (hosts, api, etcd) = (
-        hosts(),
-        patroni(&spec, "a", &["b", "c"]),
-        FakeEtcd::new(true),
-    );
-    hosts["c"].on_contains("pristine_main()", 0, SOMEONES_DATA);
+    let (spec, hosts, api, etcd) = someones_data_on_c();
     let asked = requests::Asked {
         adopt: BTreeMap::from([("c".into(), "7300000000000000001".into())]),
         ..Default::default()

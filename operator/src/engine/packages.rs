@@ -386,24 +386,7 @@ mod tests {
 
     #[test]
     fn the_takeover_script_is_valid_sh() {
-        let mut sh = std::process::Command::new("/bin/sh")
-            .arg("-n")
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        sh.stdin
-            .take()
-            .unwrap()
-            .write_all(TAKEOVER.as_bytes())
-            .unwrap();
-        let out = sh.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::exec::fake::assert_valid_sh(&TAKEOVER);
         assert!(TAKEOVER.contains("pg_dropcluster --stop \"$v\" main"));
     }
 

@@ -224,6 +224,19 @@ fn reply_for(st: &mut State, line: &str) -> Reply {
 }
 
 /// A [`Reply::Exit`] with text output.
+/// Asserts that `script` parses as POSIX sh (`sh -n`), which is how hosts run pgmetal's scripts.
+pub fn assert_valid_sh(script: &str) {
+    let out = std::process::Command::new("/bin/sh")
+        .args(["-n", "-c", script])
+        .output()
+        .expect("run /bin/sh -n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn exit(status: i32, stdout: &str, stderr: &str) -> Reply {
     Reply::Exit {
         status,
