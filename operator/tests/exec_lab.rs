@@ -128,14 +128,19 @@ async fn run_returns_stdout_stderr_and_exit_codes() {
 async fn output_beyond_the_cap_is_an_error_and_the_connection_stays_usable() {
     let lab = lab();
     let e = lab.root(1).await;
+    // The default cap (1 MiB), and a cap a step raised (16 MiB, as package installs do).
+    let flood =
+        |bytes: usize| Cmd::script("yes 0123456789abcde | head -c \"$1\"").arg(bytes.to_string());
+    let err = e.run_ok(&flood(2 << 20), "flood").await.unwrap_err();
+    assert!(err.to_string().contains("output exceeds 1024 KiB"), "{err}");
     let err = e
-        .run_ok(
-            &Cmd::script("yes 0123456789abcde | head -c 20971520"),
-            "flood",
-        )
+        .run_ok(&flood(20 << 20).max_output(16 << 20), "flood")
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("output exceeds 16 MiB"), "{err}");
+    assert!(
+        err.to_string().contains("output exceeds 16384 KiB"),
+        "{err}"
+    );
     let out = e
         .run_ok(&Cmd::new("echo").arg("still here"), "echo")
         .await
@@ -150,7 +155,10 @@ async fn large_stdout_and_stdin_are_transferred_fully() {
     let e = lab.root(1).await;
     let t = Instant::now();
     let out = e
-        .run_ok(&Cmd::script("yes 0123456789abcde | head -c 5242880"), "big")
+        .run_ok(
+            &Cmd::script("yes 0123456789abcde | head -c 5242880").max_output(8 << 20),
+            "big",
+        )
         .await
         .unwrap();
     println!("5 MiB stdout in {:?}", t.elapsed());
@@ -172,7 +180,10 @@ async fn large_stdout_and_stdin_are_transferred_fully() {
     assert_eq!(out.stdout_str().trim(), (8 << 20).to_string());
     // Stdin and stdout both large at once must not deadlock.
     let out = e
-        .run_ok(&Cmd::new("cat").stdin(big.clone()), "cat")
+        .run_ok(
+            &Cmd::new("cat").stdin(big.clone()).max_output(16 << 20),
+            "cat",
+        )
         .await
         .unwrap();
     assert!(out.stdout == big);
