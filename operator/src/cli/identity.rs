@@ -21,14 +21,18 @@ pub fn would_create(secrets: &Path, tls: TlsMode) -> bool {
     !secrets.exists() || ca_missing
 }
 
-/// One host's sign that it already belongs to cluster `name`, for the refusal.
-fn carried(host: &str, text: &str, name: &str) -> Option<String> {
+/// One host's sign that it already belongs to cluster `name`, for the refusal: its claim
+/// counts only when the secrets file is `missing` (a cluster without TLS gets its first CA when
+/// TLS is turned on); a CA of pgmetal's always does.
+fn carried(host: &str, text: &str, (name, missing): (&str, bool)) -> Option<String> {
     let (claim_text, ca) = text.split_once("@@ca").unwrap_or((text, ""));
     let ours = claim::Owner {
         name: name.to_string(),
         uid: None,
     };
-    let claimed = claim::Owner::parse(claim_text).filter(|c| ours.owns(c));
+    let claimed = claim::Owner::parse(claim_text)
+        .filter(|c| ours.owns(c))
+        .filter(|_| missing);
     let print = crate::tls::fingerprint(ca);
     match (claimed, print) {
         (None, None) => None,
@@ -48,6 +52,7 @@ pub async fn guard(
     (name, spec): (&str, &PostgresClusterSpec),
     ssh: &SshConfig,
 ) -> Result<(), String> {
+    let missing = !secrets.exists();
     let hosts = crate::render::all_hosts(spec);
     let conns = connect::connect_all(&hosts, ssh, &Default::default()).await;
     let cmd = Cmd::script(CARRIED).args([claim::PATH, crate::render::CA_CERT]);
@@ -58,7 +63,7 @@ pub async fn guard(
             .run_ok(&cmd, "read the host's claim and CA")
             .await
             .map_err(|e| format!("{host}: {e}"))?;
-        signs.extend(carried(&host, &out.stdout_str(), name));
+        signs.extend(carried(&host, &out.stdout_str(), (name, missing)));
     }
     if signs.is_empty() {
         return Ok(());
@@ -96,19 +101,28 @@ mod tests {
         }
         .render();
         let text = format!("{mine}@@ca\n{}", ca.cert);
-        let sign = carried("h1", &text, "pg").unwrap();
+        let sign = carried("h1", &text, ("pg", true)).unwrap();
         assert!(
             sign.contains("h1 is claimed by pg") && sign.contains(&print),
             "{sign}"
         );
-        assert_eq!(carried("h1", "@@ca\n", "pg"), None, "a fresh host");
+        assert_eq!(carried("h1", "@@ca\n", ("pg", true)), None, "a fresh host");
+        assert_eq!(
+            carried("h1", &format!("{mine}@@ca\n"), ("pg", false)),
+            None,
+            "the secrets are there, the cluster had no CA: TLS turned on makes its first"
+        );
+        assert!(
+            carried("h1", &text, ("pg", false)).is_some_and(|s| !s.contains("claimed")),
+            "a CA on the hosts with only the CA files missing"
+        );
         let other = claim::Owner {
             name: "other".into(),
             uid: None,
         }
         .render();
         assert_eq!(
-            carried("h1", &format!("{other}@@ca\n"), "pg"),
+            carried("h1", &format!("{other}@@ca\n"), ("pg", true)),
             None,
             "another cluster's host is the engine's to refuse"
         );
