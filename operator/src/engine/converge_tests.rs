@@ -599,6 +599,9 @@ async fn while_members_move_to_https_haproxy_checks_both_schemes_then_only_https
     assert_eq!(again, 0);
 }
 
+#[cfg(test)]
+#[path = "dcs_config_tests.rs"]
+mod dcs_config_tests;
 /// First contact, adoption and CA trust: what a host holds is data, never proof.
 #[path = "trust_tests.rs"]
 mod trust;

@@ -222,7 +222,7 @@ impl Engine<'_> {
         };
         self.progress.step(to, name);
         let patch = serde_json::json!({ "pause": pause });
-        self.api.patch_config(to, &patch).await?;
+        self.patch_dcs(to, &patch).await?;
         self.rec.step(to, name, true, t, vec![patch.to_string()]);
         if pause {
             let a_loop = Duration::from_secs(u64::from(self.spec.patroni.loop_wait) + 3);

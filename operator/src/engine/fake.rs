@@ -49,6 +49,8 @@ struct PatroniState {
     switchover_error: Option<String>,
     /// How many more restart/reinit requests answer that another action is in progress.
     busy: usize,
+    /// How many more `PATCH /config` requests answer `409 Conflict`.
+    conflicts: usize,
     /// `GET /cluster` fails everywhere (the DCS cannot be read) while `GET /patroni` answers.
     no_view: bool,
     /// Restarts and reinits carried out per host (each changes its postmaster start time).
@@ -118,6 +120,13 @@ impl FakePatroni {
         self
     }
 
+    /// The next `n` `PATCH /config` requests answer `409 Conflict`, as Patroni does when its
+    /// cached view of the DCS is older than the store.
+    pub fn conflicts(&self, n: usize) -> &Self {
+        self.st().conflicts = n;
+        self
+    }
+
     /// The next switchover fails with `message`.
     pub fn fail_switchover(&self, message: &str) -> &Self {
         self.st().switchover_error = Some(message.into());
@@ -153,6 +162,7 @@ impl FakePatroni {
             return Err(ApiError {
                 host: host.into(),
                 message: "connection refused".into(),
+                status: None,
             });
         }
         Ok(st)
@@ -182,6 +192,7 @@ impl Patroni for FakePatroni {
                 return Err(ApiError {
                     host: host.into(),
                     message: "503 Service Unavailable: DCS is not accessible".into(),
+                    status: Some(503),
                 });
             }
             let v = if st.views.len() > 1 {
@@ -220,7 +231,15 @@ impl Patroni for FakePatroni {
         patch: &'a Value,
     ) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async move {
-            drop(self.call(host, format!("patch_config {host} {patch}"))?);
+            let mut st = self.call(host, format!("patch_config {host} {patch}"))?;
+            if st.conflicts > 0 {
+                st.conflicts -= 1;
+                return Err(ApiError {
+                    host: host.into(),
+                    message: "409 Conflict".into(),
+                    status: Some(409),
+                });
+            }
             Ok(())
         })
     }
@@ -255,6 +274,7 @@ impl Patroni for FakePatroni {
                     host: host.into(),
                     message: "503 Service Unavailable: switchover: demote already in progress"
                         .into(),
+                    status: Some(503),
                 });
             }
             *st.starts.entry(host.to_string()).or_default() += 1;
@@ -275,6 +295,7 @@ impl Patroni for FakePatroni {
                 return Err(ApiError {
                     host: host.into(),
                     message,
+                    status: None,
                 });
             }
             let mut v = st.views.back().cloned().unwrap_or_default();

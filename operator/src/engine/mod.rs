@@ -13,6 +13,7 @@ pub mod backup_look;
 pub mod capped;
 pub mod claim;
 pub mod connect;
+mod dcs_config;
 pub mod error;
 pub mod etcd_api;
 mod etcd_tls;

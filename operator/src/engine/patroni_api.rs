@@ -36,6 +36,16 @@ pub struct ApiError {
     pub host: String,
     /// What went wrong.
     pub message: String,
+    /// The HTTP status, where the member answered one.
+    pub status: Option<u16>,
+}
+
+impl ApiError {
+    /// Patroni's `409 Conflict`: the DCS changed between its read and its write (a stale cache);
+    /// the same request may succeed from a fresh read.
+    pub fn is_conflict(&self) -> bool {
+        self.status == Some(409)
+    }
 }
 
 /// What pgmetal asks of one member through its REST API.
@@ -161,6 +171,7 @@ impl PatroniApi {
         ApiError {
             host: host.into(),
             message: e.to_string(),
+            status: None,
         }
     }
 
@@ -258,7 +269,9 @@ impl PatroniApi {
         if status.is_success() {
             Ok(text)
         } else {
-            Err(Self::err(host, format!("{status}: {}", text.trim())))
+            let mut e = Self::err(host, format!("{status}: {}", text.trim()));
+            e.status = Some(status.as_u16());
+            Err(e)
         }
     }
 

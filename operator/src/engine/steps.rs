@@ -1,7 +1,7 @@
 //! The per-host steps of each phase: prepare (facts, package source, install, take over package
-//! defaults), etcd, Patroni members, HAProxy, and Patroni's dynamic configuration.
+//! defaults), etcd, Patroni members and HAProxy.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::error::Failure;
 use super::{
@@ -492,78 +492,6 @@ for l in "$@"; do grep -qxF -- "$l" "$f" 2>/dev/null || { echo missing; exit 0; 
             false,
         )
         .await
-    }
-
-    /// Parameters, timing and pause through `PATCH /config`, then restarts only where pending.
-    /// Returns the leader's host.
-    pub(super) async fn dynamic_config(&self) -> Result<String, Failure> {
-        let members: Vec<String> = self.spec.postgres.hosts().cloned().collect();
-        let view = self.api.cluster_any(&members).await?;
-        let Some(leader) = view.leader_host(&members) else {
-            let why = "Patroni has no single leader: dynamic configuration not applied";
-            return Err(Failure::new(HostErrorKind::Patroni, why));
-        };
-        let current = self.api.config(&leader).await?;
-        let mut desired = render::dcs_config(self.spec);
-        // `pause` is only written when it must change, so an unpaused cluster has no diff.
-        if self.spec.paused || current.get("pause") == Some(&serde_json::Value::Bool(true)) {
-            desired["pause"] = serde_json::Value::Bool(self.spec.paused);
-        }
-        let Some(patch) = patroni_api::config_patch(&current, &desired) else {
-            return Ok(leader);
-        };
-        let t = Instant::now();
-        self.progress.step(&leader, "patroni dynamic configuration");
-        if let Err(e) = self.api.patch_config(&leader, &patch).await {
-            // Patroni serves its local settings while the DCS holds no configuration (a cluster
-            // that adopted its data: Patroni bootstrapped nothing), and PATCH has nothing to
-            // merge into; then the whole configuration is written.
-            let key = format!(
-                "{}{}/config",
-                self.spec.patroni.namespace, self.spec.patroni.scope
-            );
-            let stored = self
-                .etcd
-                .get_key(self.spec, &self.etcd_endpoints(), &key)
-                .await;
-            match stored {
-                Ok(None) => self.api.put_config(&leader, &desired).await?,
-                _ => return Err(e.into()),
-            }
-        }
-        self.rec.step(
-            &leader,
-            "patroni dynamic configuration",
-            true,
-            t,
-            vec![patch.to_string()],
-        );
-        // Members see the change on their next loop; then some need a restart.
-        tokio::time::sleep(Duration::from_secs(
-            u64::from(self.spec.patroni.loop_wait) + 3,
-        ))
-        .await;
-        let view = self.api.cluster(&leader).await?;
-        let mut pending: Vec<(&String, bool)> = members
-            .iter()
-            .filter_map(|h| {
-                view.members
-                    .iter()
-                    .find(|m| m.name == member_name(h) && m.pending_restart)
-                    .map(|m| (h, m.is_leader()))
-            })
-            .collect();
-        pending.sort_by_key(|(_, is_leader)| *is_leader); // replicas first, the leader last
-        for (host, _) in pending {
-            let t = Instant::now();
-            self.progress.step(host, "restart for pending parameters");
-            self.api
-                .act(host, patroni_api::MemberAction::RestartPending)
-                .await?;
-            self.rec
-                .step(host, "restart for pending parameters", true, t, vec![]);
-        }
-        Ok(leader)
     }
 }
 
