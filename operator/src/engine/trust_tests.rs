@@ -105,3 +105,45 @@ async fn a_ca_planted_on_a_host_is_never_trusted_a_pinned_former_one_is() {
     let pinned = crate::tls::fingerprint(&planted.cert).unwrap();
     assert!(run(vec![pinned]).await.contains(planted.cert.trim()));
 }
+
+/// The test CA with a key that is not a key: nothing can be issued from it (a damaged Secret).
+fn ca_that_cannot_issue() -> crate::tls::CertKey {
+    let mut ca = test_ca();
+    ca.key = crate::tls::KeyPem("not a key".into());
+    ca
+}
+
+#[tokio::test]
+async fn a_ca_that_cannot_issue_is_an_error_never_plain_text() {
+    // Before: the Patroni and etcd clients went plain text, silently.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let mut spec = spec();
+    assert!(spec.tls.enabled(), "TLS is on by default");
+    spec.patroni.rest_api_port = listener.local_addr().unwrap().port();
+    let ca = ca_that_cannot_issue();
+    let api = PatroniApi::for_cluster(&spec, &secrets(), Some(&ca)).trusting(["127.0.0.1".into()]);
+    let e = api.cluster("127.0.0.1").await.unwrap_err();
+    assert!(
+        e.message
+            .contains("cannot issue pgmetal's client certificate"),
+        "{e}"
+    );
+    let e = api
+        .patch_config("127.0.0.1", &serde_json::json!({}))
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("cannot issue"), "{e}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(listener.accept().is_err(), "a request was sent");
+
+    let etcd = etcd_api::EtcdClient::for_cluster(&spec, Some(&ca));
+    let hosts = ["127.0.0.1".to_string()];
+    let e = etcd.get_key(&spec, &hosts, "/k").await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("cannot issue pgmetal's client certificate"),
+        "{e}"
+    );
+    assert!(etcd.members(&spec, &hosts).await.is_none());
+}
