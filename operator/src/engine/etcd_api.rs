@@ -113,6 +113,9 @@ pub struct EtcdClient {
     tls: Option<Arc<ClientIdentity>>,
     /// The scheme the spec asks for, tried first.
     wanted: Option<Scheme>,
+    /// Why the cluster's CA could not issue pgmetal's client certificate: no connection is
+    /// then made (never plain text instead), and failures say why.
+    unusable: Option<String>,
 }
 
 /// pgmetal's client certificate towards a cluster's etcd, issued from its CA and kept in
@@ -138,15 +141,16 @@ impl std::fmt::Debug for ClientIdentity {
 static IDENTITIES: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, Arc<ClientIdentity>>>> =
     std::sync::LazyLock::new(Default::default);
 
-fn identity(ca: &CertKey) -> Option<Arc<ClientIdentity>> {
-    let mut ids = IDENTITIES.lock().ok()?;
+fn identity(ca: &CertKey) -> Result<Arc<ClientIdentity>, String> {
+    let mut ids = IDENTITIES.lock().unwrap_or_else(|p| p.into_inner());
     let half = super::rest_tls::CLIENT_LIFETIME / 2;
     if let Some(id) = ids.get(&ca.cert).filter(|i| i.issued.elapsed() < half) {
-        return Some(id.clone());
+        return Ok(id.clone());
     }
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let now = time::OffsetDateTime::now_utc();
-    let mine = super::rest_tls::client_certificate(ca, now).ok()?;
+    let mine = super::rest_tls::client_certificate(ca, now)
+        .map_err(|e| format!("the cluster's CA cannot issue pgmetal's client certificate: {e}"))?;
     let options = TlsOptions::new()
         .ca_certificate(Certificate::from_pem(&ca.cert))
         .identity(Identity::from_pem(&mine.cert, &mine.key.0));
@@ -156,17 +160,23 @@ fn identity(ca: &CertKey) -> Option<Arc<ClientIdentity>> {
         options,
     });
     ids.insert(ca.cert.clone(), made.clone());
-    Some(made)
+    Ok(made)
 }
 
 impl EtcdClient {
     /// The client for `spec`'s cluster: TLS with pgmetal's client certificate from `ca` when
     /// there is one (even while `spec.tls` is off: etcd may still speak TLS on its way back),
-    /// plain text otherwise.
+    /// plain text otherwise. A CA that cannot issue it makes the client unusable (see
+    /// [`EtcdClient::unusable`]).
     pub fn for_cluster(spec: &PostgresClusterSpec, ca: Option<&CertKey>) -> Self {
+        let (tls, unusable) = match ca.map(identity).transpose() {
+            Ok(tls) => (tls, None),
+            Err(why) => (None, Some(why)),
+        };
         EtcdClient {
-            tls: ca.and_then(identity),
+            tls,
             wanted: Some(Transport::wanted(spec).peer_scheme()),
+            unusable,
         }
     }
 
@@ -174,6 +184,7 @@ impl EtcdClient {
     fn urls(&self, spec: &PostgresClusterSpec, host: &str) -> Vec<String> {
         let port = spec.etcd.client_port;
         match (&self.tls, self.wanted.unwrap_or(Scheme::Http)) {
+            (None, wanted) if self.unusable.is_some() => vec![etcd_url(wanted, host, port)],
             (None, _) => vec![etcd_url(Scheme::Http, host, port)],
             (Some(_), first) => vec![
                 etcd_url(first, host, port),
@@ -199,6 +210,9 @@ impl EtcdClient {
     /// The process's client for endpoint `url`, connected now when there is none made with
     /// this identity.
     async fn client(&self, url: &str) -> Result<Client, etcd_client::Error> {
+        if let Some(why) = &self.unusable {
+            return Err(etcd_client::Error::InvalidArgs(why.clone()));
+        }
         let id = self.identity_id();
         let cached = CLIENTS.lock().ok().and_then(|m| m.get(url).cloned());
         if let Some((_, c)) = cached.filter(|(made_with, _)| *made_with == id) {
@@ -285,7 +299,7 @@ impl EtcdClient {
     where
         F: std::future::Future<Output = Result<T, Failure>>,
     {
-        let mut last = connect_failure(hosts);
+        let mut last = self.no_answer(hosts);
         for attempt in 0..3 {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -328,11 +342,15 @@ impl EtcdClient {
     }
 }
 
-fn connect_failure(hosts: &[String]) -> Failure {
-    etcd_failure(
-        "membership change",
-        format!("no etcd member answers on [{}]", hosts.join(", ")),
-    )
+impl EtcdClient {
+    /// No member of `hosts` answered (and why none could, where the client is unusable).
+    fn no_answer(&self, hosts: &[String]) -> Failure {
+        let mut why = format!("no etcd member answers on [{}]", hosts.join(", "));
+        if let Some(unusable) = &self.unusable {
+            why = format!("{why}: {unusable}");
+        }
+        etcd_failure("membership change", why)
+    }
 }
 
 impl Etcd for EtcdClient {
@@ -370,7 +388,7 @@ impl Etcd for EtcdClient {
             let (_, mut c) = self
                 .first_answering(spec, hosts)
                 .await
-                .ok_or_else(|| connect_failure(hosts))?;
+                .ok_or_else(|| self.no_answer(hosts))?;
             let scheme = Transport::wanted(spec).peer_scheme();
             let url = etcd_url(scheme, host, spec.etcd.peer_port);
             let added = c
@@ -409,7 +427,7 @@ impl Etcd for EtcdClient {
             let (_, mut c) = self
                 .first_answering(spec, hosts)
                 .await
-                .ok_or_else(|| connect_failure(hosts))?;
+                .ok_or_else(|| self.no_answer(hosts))?;
             c.member_remove(id)
                 .await
                 .map_err(|e| etcd_failure(&format!("member remove {id:x}"), e))?;

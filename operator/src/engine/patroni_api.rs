@@ -94,6 +94,9 @@ pub struct PatroniApi {
     scheme: Scheme,
     /// The hosts the password may be sent to (see [`PatroniApi::trusting`]).
     trusted: std::collections::BTreeSet<String>,
+    /// Why the cluster's CA could not issue pgmetal's client certificate: every call then fails
+    /// with it (never plain text instead).
+    unusable: Option<String>,
 }
 
 impl PatroniApi {
@@ -107,37 +110,42 @@ impl PatroniApi {
             password,
             scheme: Scheme::Http,
             trusted: Default::default(),
+            unusable: None,
         }
     }
 
     /// The client for a cluster: HTTPS with pgmetal's client certificate from `ca` when
     /// `spec.tls` is on, plain HTTP when it is off. The CA is kept as the root either way, so
     /// that reads still reach members that have not moved back to plain text yet. A CA that
-    /// cannot sign (a damaged Secret) is logged, and the client is plain: its calls to HTTPS
-    /// members then fail and say why.
+    /// cannot sign (a damaged Secret) makes every call fail with the reason: never plain text.
     pub fn for_cluster(
         spec: &PostgresClusterSpec,
         secrets: &ClusterSecrets,
         ca: Option<&CertKey>,
     ) -> Self {
         let issued = ca.map(|ca| ClientTls::issue(ca, time::OffsetDateTime::now_utc()));
-        let tls = match issued.transpose() {
-            Ok(tls) => tls,
+        let (tls, unusable) = match issued.transpose() {
+            Ok(tls) => (tls, None),
             Err(e) => {
-                tracing::warn!(error = %e, "no client certificate for Patroni: plain HTTP");
-                None
+                let why =
+                    format!("the cluster's CA cannot issue pgmetal's client certificate: {e}");
+                (None, Some(why))
             }
-        };
-        let scheme = match (spec.tls.enabled(), &tls) {
-            (true, Some(_)) => Scheme::Https,
-            _ => Scheme::Http,
         };
         Self {
             http: Arc::new(RwLock::new(rest_tls::client(tls.as_ref(), &[]))),
             tls,
-            scheme,
+            scheme: Scheme::when(spec.tls.enabled()),
+            unusable,
             ..Self::new(spec.patroni.rest_api_port, secrets.restapi.clone())
         }
+    }
+
+    /// Fails with the reason the client cannot be used, if there is one.
+    fn usable(&self, host: &str) -> Result<(), ApiError> {
+        self.unusable
+            .as_ref()
+            .map_or(Ok(()), |why| Err(Self::err(host, why)))
     }
 
     /// The hosts whose SSH host key has been verified: the only ones the password is sent to.
@@ -183,6 +191,7 @@ impl PatroniApi {
         host: &str,
         path: &str,
     ) -> Result<(T, Scheme), ApiError> {
+        self.usable(host)?;
         let mut scheme = self.scheme;
         let mut sent = self.http().get(self.url(scheme, host, path)).send().await;
         if let Err(e) = &sent
@@ -254,6 +263,7 @@ impl PatroniApi {
             let why = "its SSH host key has not been verified: the REST password is not sent to it";
             return Err(Self::err(host, why));
         }
+        self.usable(host)?;
         let r = self
             .http()
             .request(method, self.url(self.scheme, host, path))
