@@ -159,12 +159,16 @@ pub mod reason {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// Ready=False and Stalled=True: a referenced Secret or key is missing.
     pub const SECRET_MISSING: &str = "SecretMissing";
+    /// Ready=False and Stalled=True: `bootstrap.recovery.targetTime` lies outside the source
+    /// cluster's recovery window (looked at again: the window grows).
+    pub const OUTSIDE_RECOVERY_WINDOW: &str = "OutsideRecoveryWindow";
 }
 
 /// A problem that stops all work (invalid spec, missing Secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blocked {
-    /// [`reason::INVALID_SPEC`] or [`reason::SECRET_MISSING`].
+    /// [`reason::INVALID_SPEC`], [`reason::SECRET_MISSING`] or
+    /// [`reason::OUTSIDE_RECOVERY_WINDOW`].
     pub reason: &'static str,
     /// What is wrong.
     pub message: String,

@@ -27,6 +27,8 @@ pub struct FakeApi {
     pub secrets: Mutex<BTreeMap<String, Value>>,
     /// The PostgresCluster as stored (returned by patches of it).
     pub cluster: Mutex<Value>,
+    /// Other PostgresClusters of the namespace (listed with it).
+    pub others: Mutex<Vec<Value>>,
     requests: Mutex<Vec<Recorded>>,
 }
 
@@ -115,6 +117,13 @@ impl FakeApi {
             }
             (&Method::POST, [.., "events"]) | (&Method::PATCH, [.., "events", _]) => {
                 reply(StatusCode::CREATED, body)
+            }
+            (&Method::GET, [.., "postgresclusters"]) => {
+                let mut items = vec![self.cluster.lock().unwrap().clone()];
+                items.extend(self.others.lock().unwrap().iter().cloned());
+                let list = json!({"apiVersion": "pgmetal.io/v1alpha1",
+                    "kind": "PostgresClusterList", "metadata": {}, "items": items});
+                reply(StatusCode::OK, list)
             }
             (&Method::PATCH, [.., "postgresclusters", _, "status"]) => {
                 let mut c = self.cluster.lock().unwrap();

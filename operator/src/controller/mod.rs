@@ -17,6 +17,7 @@ pub mod publish;
 pub mod reconcile;
 #[cfg(test)]
 mod reconcile_tests;
+pub mod recovery_window;
 mod step_events;
 pub mod switchover;
 

@@ -244,6 +244,13 @@ async fn prepare(ctx: &Context, pgc: &PostgresCluster) -> Result<Resolved, (Bloc
         };
         return Err((blocked, Action::await_change()));
     }
+    if let Err(message) = super::recovery_window::check(&ctx.client, pgc).await {
+        let blocked = Blocked {
+            reason: reason::OUTSIDE_RECOVERY_WINDOW,
+            message,
+        };
+        return Err((blocked, Action::requeue(Duration::from_secs(30))));
+    }
     dereference::resolve(&ctx.client, pgc).await.map_err(|e| {
         let blocked = Blocked {
             reason: reason::SECRET_MISSING,

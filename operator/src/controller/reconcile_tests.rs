@@ -604,3 +604,7 @@ async fn s3_credentials_are_read_from_the_named_secret_and_a_missing_one_is_name
         ("AKID", "SK")
     );
 }
+
+#[cfg(test)]
+#[path = "recovery_window_tests.rs"]
+mod recovery_window_tests;
