@@ -20,12 +20,24 @@ impl Engine<'_> {
     }
 
     /// Writes the spec's dynamic configuration through `leader` with `PATCH /config`, or `PUT`
-    /// where the DCS holds none. Returns the patch, or `None` when nothing differs.
+    /// where the DCS holds none. Returns what was written, or `None` when nothing differs.
+    ///
+    /// The DCS holds none when Patroni bootstrapped nothing (a cluster that adopted its data):
+    /// its leader then writes its local settings at a later loop, and until it has, `GET` and
+    /// `PATCH /config` answer `502`/`503`; the whole configuration is written instead.
     async fn write_dynamic_config(
         &self,
         leader: &str,
     ) -> Result<Option<serde_json::Value>, Failure> {
-        let current = self.api.config(leader).await?;
+        let current = match self.api.config(leader).await {
+            Ok(current) => current,
+            Err(e) if self.dcs_config_missing().await => {
+                tracing::debug!(error = %e, "no dynamic configuration in the DCS yet");
+                self.progress.step(leader, "patroni dynamic configuration");
+                return self.put_dynamic_config(leader).await.map(Some);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let desired = self.desired_dcs(&current);
         let Some(patch) = patroni_api::config_patch(&current, &desired) else {
             return Ok(None);
@@ -33,15 +45,18 @@ impl Engine<'_> {
         self.progress.step(leader, "patroni dynamic configuration");
         match self.patch_dcs(leader, &patch).await {
             Ok(()) => Ok(Some(patch)),
-            // Patroni serves its local settings while the DCS holds no configuration (a cluster
-            // that adopted its data: Patroni bootstrapped nothing), and PATCH has nothing to
-            // merge into; then the whole configuration is written.
             Err(e) if !e.is_conflict() && self.dcs_config_missing().await => {
-                self.api.put_config(leader, &desired).await?;
-                Ok(Some(patch))
+                self.put_dynamic_config(leader).await.map(Some)
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// `PUT /config` with the spec's whole dynamic configuration; returns it.
+    async fn put_dynamic_config(&self, leader: &str) -> Result<serde_json::Value, Failure> {
+        let desired = self.desired_dcs(&serde_json::Value::Null);
+        self.api.put_config(leader, &desired).await?;
+        Ok(desired)
     }
 
     /// `PATCH /config` through `host`, again after a `409 Conflict`: Patroni answers it when

@@ -51,6 +51,8 @@ struct PatroniState {
     busy: usize,
     /// How many more `PATCH /config` requests answer `409 Conflict`.
     conflicts: usize,
+    /// `GET /config` answers `502`: the DCS holds no dynamic configuration yet.
+    no_config: bool,
     /// `GET /cluster` fails everywhere (the DCS cannot be read) while `GET /patroni` answers.
     no_view: bool,
     /// Restarts and reinits carried out per host (each changes its postmaster start time).
@@ -124,6 +126,12 @@ impl FakePatroni {
     /// cached view of the DCS is older than the store.
     pub fn conflicts(&self, n: usize) -> &Self {
         self.st().conflicts = n;
+        self
+    }
+
+    /// `GET /config` answers `502`, as Patroni does while the DCS holds no configuration.
+    pub fn without_config(&self) -> &Self {
+        self.st().no_config = true;
         self
     }
 
@@ -222,7 +230,17 @@ impl Patroni for FakePatroni {
     }
 
     fn config<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<Value, ApiError>> {
-        Box::pin(async move { Ok(self.call(host, format!("config {host}"))?.config.clone()) })
+        Box::pin(async move {
+            let st = self.call(host, format!("config {host}"))?;
+            if st.no_config {
+                return Err(ApiError {
+                    host: host.into(),
+                    message: "502 Bad Gateway".into(),
+                    status: Some(502),
+                });
+            }
+            Ok(st.config.clone())
+        })
     }
 
     fn patch_config<'a>(
