@@ -1,10 +1,10 @@
-//! Backups with pgBackRest on 4 real lab hosts, through `pgmetal apply`: two members, etcd on
+//! Backups with pgBackRest on 6 real lab hosts, through `pgmetal apply`: two members, etcd on
 //! three hosts, HAProxy and the repository on the third. A full backup and a differential one
 //! asked for by annotation; the timers in place; WAL archiving following a power cut onto the
 //! new primary's timeline; `status.backup` with a recovery window covering a noted time; and
 //! BackupReady false, saying why, while the repository's TLS server is down; the node
-//! exporter's backup metrics; restores into new clusters to a noted time and to the end of the
-//! archive (synchronous mode).
+//! exporter's backup metrics; restores into new clusters to a noted time, to a time on the
+//! timeline after the failover, and to the end of the archive (synchronous mode).
 
 mod common;
 
@@ -84,9 +84,9 @@ fn info(lab: &Lab, repo: &str) -> Value {
 }
 
 #[test]
-#[ignore = "needs the lab (5 hosts); e2e/test runs it"]
+#[ignore = "needs the lab (6 hosts); e2e/test runs it"]
 fn backups_archive_across_a_failover_and_report_their_state() {
-    let lab = Lab::require(5);
+    let lab = Lab::require(6);
     let h: Vec<&str> = lab.hosts.iter().map(String::as_str).collect();
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
@@ -226,6 +226,10 @@ fn backups_archive_across_a_failover_and_report_their_state() {
         "the repository's newest WAL {max} is still on timeline 1"
     );
     common::lab_verb("start", primary);
+    // A time T2 on the new timeline, between rows (issue 26: a restore to it failed).
+    let noted_after = common::pitr::rows_around(repo, PASSWORD, (4001, 4500, 5000));
+    let lag = common::pitr::archive_past(repo, PASSWORD, &noted_after);
+    println!("ARCHIVE lag after T2 on the new timeline: {lag:.1}s");
 
     // 4. The repository's TLS server goes down: archiving falls behind, and BackupReady says so.
     lab.ssh_ok(repo, "systemctl stop pgmetal-pgbackrest");
@@ -306,8 +310,29 @@ fn backups_archive_across_a_failover_and_report_their_state() {
         again["hosts"]
     );
     // The source is untouched: its rows are all there.
-    let source = psql(repo, 5000, PASSWORD, "SELECT count(*) >= 4000 FROM pitr").unwrap();
+    let source = psql(repo, 5000, PASSWORD, "SELECT count(*) >= 5000 FROM pitr").unwrap();
     assert_eq!(source, "t");
+
+    // 5b. A restore to T2, after the failover: the full backup is on timeline 1, T2 on
+    //     timeline 2, so the recovery follows the archive across the timeline switch.
+    let after = h[5];
+    let t = Instant::now();
+    let to_t2 = format!("      targetTime: \"{noted_after}\"");
+    let doc = lab.apply_ok(
+        rdir,
+        "restore to T2, after the failover",
+        &restored(&lab, ("after", after), repo, &to_t2),
+    );
+    println!(
+        "RESTORE to T2 (timeline 2) on {after}: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let rows = common::pitr::restored_rows(after, PASSWORD);
+    assert_eq!(
+        rows, "4500 4500",
+        "restored to {noted_after}: {:#}",
+        doc["status"]
+    );
 
     // 6. Synchronous mode, restore to the end of the archive: every acknowledged write that was
     //    archived is there. A WAL switch first, and how long archiving took to follow.

@@ -4,7 +4,8 @@
 //! annotation; the timers on every member, where the backup service runs only on the Patroni
 //! leader; archiving following a power cut onto the new primary's timeline, and a backup by
 //! the new leader's own timer unit; a restore from the bucket into a new cluster: to a time
-//! before the first backup, which fails at once saying why, then to a noted time.
+//! before the first backup, which fails at once saying why, then to a time on the timeline
+//! after the failover (asynchronous mode; the backups before it are on timeline 1).
 
 mod common;
 
@@ -183,6 +184,10 @@ fn backups_to_s3_follow_the_leader_and_restore_to_a_time() {
     let (old, new) = (h[0], h[1]);
     let (_, secs) = common::pitr::fail_over_and_archive(lb, PASSWORD, (old, new));
     println!("ARCHIVE to S3 on the new timeline {secs:.1}s after the switch");
+    // A time T2 on the new timeline, between rows: the restore below goes there (issue 26).
+    let noted_after = common::pitr::rows_around(lb, PASSWORD, (4001, 4500, 5000));
+    let lag = common::pitr::archive_past(lb, PASSWORD, &noted_after);
+    println!("ARCHIVE to S3 after T2 on the new timeline: {lag:.1}s");
     common::lab_verb("start", old);
     let streams = || {
         let sql = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'";
@@ -229,19 +234,25 @@ fn backups_to_s3_follow_the_leader_and_restore_to_a_time() {
     println!("RESTORE before the first backup refused in {secs:.1}s: {error}");
     assert_ne!(code, 0, "a restore to before the first backup succeeded");
     assert!(error.contains("gave up bootstrapping"), "{doc:#}");
+    assert!(
+        error.contains("the restore left no data directory"),
+        "{doc:#}"
+    );
     assert!(secs < 150.0, "the failed restore took {secs:.0}s to report");
+    // T2 is on timeline 2; the backups before it are on timeline 1 (the diff above was taken
+    // after T2): the recovery follows the archive across the switch.
     let t = Instant::now();
     lab.apply_ok(
         rdir,
-        "restore from S3 to T",
-        &restored(&lab, target, &source, &noted),
+        "restore from S3 to T2, after the failover",
+        &restored(&lab, target, &source, &noted_after),
     );
     println!(
-        "RESTORE from S3 to T on {target}: {:.1}s (apply, packages included)",
+        "RESTORE from S3 to T2 (timeline 2) on {target}: {:.1}s (apply, packages included)",
         t.elapsed().as_secs_f64()
     );
     let rows = common::pitr::restored_rows(target, PASSWORD);
-    assert_eq!(rows, "2000 2000", "restored to {noted}");
+    assert_eq!(rows, "4500 4500", "restored to {noted_after} (T was {noted})");
     let all = psql(lb, 5000, PASSWORD, "SELECT count(*) FROM pitr").unwrap();
-    assert_eq!(all, "4000", "the source is untouched");
+    assert_eq!(all, "5000", "the source is untouched");
 }

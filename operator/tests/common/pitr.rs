@@ -14,19 +14,21 @@ pub fn sql(lb: &str, password: &str, sql: &str) -> String {
 /// Inserts ids 1001..=2000 into `pitr`, notes the time T (a second after), and inserts
 /// 2001..=3000 a second later: a restore to T holds exactly 2,000 rows. Returns T.
 pub fn rows_around_a_noted_time(lb: &str, password: &str) -> String {
-    sql(
-        lb,
-        password,
-        "INSERT INTO pitr SELECT g FROM generate_series(1001, 2000) g",
-    );
+    rows_around(lb, password, (1001, 2000, 3000))
+}
+
+/// Inserts ids `first..=before` into `pitr`, notes the time T (a second after), and inserts
+/// `before + 1..=last` a second later: a restore to T holds the rows up to `before`. Returns T.
+pub fn rows_around(lb: &str, password: &str, (first, before, last): (u32, u32, u32)) -> String {
+    let insert = |from: u32, to: u32| {
+        let q = format!("INSERT INTO pitr SELECT g FROM generate_series({from}, {to}) g");
+        sql(lb, password, &q);
+    };
+    insert(first, before);
     std::thread::sleep(Duration::from_secs(1));
     let noted = sql(lb, password, "SELECT now()");
     std::thread::sleep(Duration::from_secs(1));
-    sql(
-        lb,
-        password,
-        "INSERT INTO pitr SELECT g FROM generate_series(2001, 3000) g",
-    );
+    insert(before + 1, last);
     noted
 }
 
