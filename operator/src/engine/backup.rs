@@ -113,6 +113,23 @@ for n in $left; do q "ALTER SYSTEM RESET $n" >/dev/null || exit 1; done
 q 'SELECT pg_reload_conf()' >/dev/null
 echo "restore settings removed: $left""#;
 
+/// Stops Patroni (`$1`) after a failed restore and moves the data directory `$2` aside as
+/// `$2.failed-<UTC time>`, unless `pg_controldata` (in `$3`) says it left recovery (a cluster
+/// that ran as a primary); says where it is.
+const KEEP_FAILED_RESTORE: &str = r#"systemctl stop "$1" 2>/dev/null
+d="$2"
+if [ ! -d "$d" ] || [ -z "$(ls -A "$d" 2>/dev/null)" ]; then
+  echo "the restore left no data directory"; exit 0
+fi
+state=$(LC_ALL=C "$3/pg_controldata" "$d" 2>/dev/null | sed -n 's/^Database cluster state: *//p')
+case "$state" in
+  "in archive recovery"|"shut down in recovery"|"") ;;
+  *) echo "the data directory $d stays where it is (its state: $state)"; exit 0 ;;
+esac
+to="$d.failed-$(date -u +%Y%m%dT%H%M%SZ)"
+mv -- "$d" "$to" && echo "the data directory the restore left is kept at $to; the next apply restores into an empty one"
+"#;
+
 /// Stops and disables pgmetal's backup units once backups are turned off; the repository and
 /// pgBackRest's configuration stay.
 const BACKUP_OFF: &str = r#"for u in "$@"; do
@@ -177,6 +194,30 @@ impl Engine<'_> {
             &port,
         ]);
         self.script_step(host, &*ex, "restore settings", &cmd).await
+    }
+
+    /// After Patroni gave up a restore (the target not reached, no backup before it): Patroni
+    /// stays stopped, and the data directory the restore left, which no one else's data ever
+    /// was (first contact proved the host free, and pgBackRest restores only into an empty
+    /// directory), moves aside as a dated copy a person can inspect; the next apply restores
+    /// into an empty one again. A directory that ever ran as a primary stays where it is.
+    /// Returns what happened, for the resource.
+    pub(super) async fn keep_failed_restore(&self, host: &str) -> String {
+        let aside = async {
+            let ex = self.exec(host).ok()?;
+            let layout = Layout::new(self.spec, self.host_facts(host).ok()?.os);
+            let args = [
+                layout.patroni_unit.as_str(),
+                &layout.data_dir,
+                &layout.bin_dir,
+            ];
+            let cmd = Cmd::script(KEEP_FAILED_RESTORE).args(args);
+            let out = ex.run_ok(&cmd, "keep the failed restore").await.ok()?;
+            Some(out.stdout_str().trim().to_string())
+        };
+        aside
+            .await
+            .unwrap_or_else(|| "the data directory it left could not be moved aside".into())
     }
 
     /// What a member of a cluster that starts from another's backup needs before Patroni

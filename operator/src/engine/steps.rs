@@ -384,10 +384,15 @@ impl Engine<'_> {
             .await;
             match outcome {
                 Ok(None) => Ok(((), false, vec![])),
-                Ok(Some(why)) => Err(Failure::new(
-                    HostErrorKind::Patroni,
-                    format!("Patroni on {host} gave up bootstrapping member {name}: {why}"),
-                )),
+                Ok(Some(why)) => {
+                    let mut why =
+                        format!("Patroni on {host} gave up bootstrapping member {name}: {why}");
+                    if render::backup::recovery(self.spec).is_some() {
+                        let kept = self.keep_failed_restore(host).await;
+                        why = format!("{why}; {kept}");
+                    }
+                    Err(Failure::new(HostErrorKind::Patroni, why))
+                }
                 Err(()) => Err(Failure::new(
                     HostErrorKind::Patroni,
                     format!(
