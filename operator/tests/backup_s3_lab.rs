@@ -252,7 +252,10 @@ fn backups_to_s3_follow_the_leader_and_restore_to_a_time() {
         t.elapsed().as_secs_f64()
     );
     let rows = common::pitr::restored_rows(target, PASSWORD);
-    assert_eq!(rows, "4500 4500", "restored to {noted_after} (T was {noted})");
+    assert_eq!(
+        rows, "4500 4500",
+        "restored to {noted_after} (T was {noted})"
+    );
     let all = psql(lb, 5000, PASSWORD, "SELECT count(*) FROM pitr").unwrap();
     assert_eq!(all, "5000", "the source is untouched");
 }
