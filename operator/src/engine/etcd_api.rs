@@ -116,6 +116,10 @@ pub struct EtcdClient {
     /// Why the cluster's CA could not issue pgmetal's client certificate: no connection is
     /// then made (never plain text instead), and failures say why.
     unusable: Option<String>,
+    /// The hosts whose etcd configuration, read over SSH, says it serves clients in plain text
+    /// (or was changed and not loaded yet): the only ones asked in plain text while the spec
+    /// asks for TLS.
+    plain: Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>,
 }
 
 /// pgmetal's client certificate towards a cluster's etcd, issued from its CA and kept in
@@ -177,6 +181,15 @@ impl EtcdClient {
             tls,
             wanted: Some(Transport::wanted(spec).peer_scheme()),
             unusable,
+            plain: Default::default(),
+        }
+    }
+
+    /// Allows asking `host` in plain text: its etcd configuration, read over SSH, says it
+    /// serves clients in plain text (a cluster moving to TLS).
+    pub fn allow_plain(&self, host: &str) {
+        if let Ok(mut p) = self.plain.write() {
+            p.insert(host.to_string());
         }
     }
 

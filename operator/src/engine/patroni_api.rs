@@ -97,6 +97,9 @@ pub struct PatroniApi {
     /// Why the cluster's CA could not issue pgmetal's client certificate: every call then fails
     /// with it (never plain text instead).
     unusable: Option<String>,
+    /// The hosts whose Patroni configuration, read over SSH, says its REST API serves plain
+    /// text (or was changed and not loaded yet): the only ones a read may repeat in plain text.
+    plain: Arc<RwLock<std::collections::BTreeSet<String>>>,
 }
 
 impl PatroniApi {
@@ -111,6 +114,7 @@ impl PatroniApi {
             scheme: Scheme::Http,
             trusted: Default::default(),
             unusable: None,
+            plain: Default::default(),
         }
     }
 
@@ -163,6 +167,14 @@ impl PatroniApi {
         let client = rest_tls::client(self.tls.as_ref(), roots);
         if let Ok(mut http) = self.http.write() {
             *http = client;
+        }
+    }
+
+    /// Allows reads from `host` in plain text: its Patroni configuration, read over SSH, says
+    /// its REST API serves plain text (a cluster moving to TLS).
+    pub fn allow_plain(&self, host: &str) {
+        if let Ok(mut p) = self.plain.write() {
+            p.insert(host.to_string());
         }
     }
 

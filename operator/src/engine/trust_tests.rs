@@ -147,3 +147,83 @@ async fn a_ca_that_cannot_issue_is_an_error_never_plain_text() {
     );
     assert!(etcd.members(&spec, &hosts).await.is_none());
 }
+
+/// A plain-HTTP "member" on loopback that answers every request with a forged `/patroni`:
+/// what an on-path attacker serves in place of a member's HTTPS.
+fn forged_plain_member() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            use std::io::{Read, Write};
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            if buf[0] == 0x16 {
+                // A TLS ClientHello: answer with text, as a plain-HTTP server does.
+                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+                continue;
+            }
+            let body = r#"{"state":"running","role":"primary","timeline":9}"#;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(body.as_bytes());
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn an_answer_in_plain_text_is_never_read_from_a_member_configured_for_tls() {
+    // Before: a read that met non-TLS bytes was repeated in plain text, and its forged answer
+    // (a second primary) believed.
+    let mut spec = spec();
+    spec.patroni.rest_api_port = forged_plain_member();
+    let ca = test_ca();
+    let api = PatroniApi::for_cluster(&spec, &secrets(), Some(&ca));
+    let forged = api.node("127.0.0.1").await;
+    assert!(
+        forged.is_err(),
+        "a forged plain-text answer was read: {forged:?}"
+    );
+    // A member whose configuration, read over SSH, says it serves plain text (a cluster moving
+    // to TLS) is still read in plain text.
+    api.allow_plain("127.0.0.1");
+    let node = api.node("127.0.0.1").await.expect("read in plain text");
+    assert_eq!(node.timeline, Some(9));
+}
+
+#[tokio::test]
+async fn etcd_is_never_asked_in_plain_text_where_its_configuration_says_tls() {
+    // Before: any TLS failure (here: the server closes on the ClientHello) was retried in
+    // plain text, whatever the member's configuration.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut spec = spec();
+    spec.etcd.client_port = listener.local_addr().unwrap().port();
+    let plain = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = plain.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            use std::io::Read;
+            let mut buf = [0u8; 16];
+            let n = s.read(&mut buf).unwrap_or(0);
+            if buf[..n].starts_with(b"PRI * HTTP/2") {
+                seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let ca = test_ca();
+    let etcd = etcd_api::EtcdClient::for_cluster(&spec, Some(&ca));
+    let hosts = ["127.0.0.1".to_string()];
+    assert!(etcd.members(&spec, &hosts).await.is_none());
+    assert!(
+        !plain.load(std::sync::atomic::Ordering::SeqCst),
+        "a request went out in plain text"
+    );
+    // Allowed where the host's etcd configuration says plain text.
+    etcd.allow_plain("127.0.0.1");
+    assert!(etcd.members(&spec, &hosts).await.is_none());
+    assert!(plain.load(std::sync::atomic::Ordering::SeqCst));
+}
