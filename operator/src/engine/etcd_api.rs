@@ -104,6 +104,8 @@ pub trait Etcd: Send + Sync {
         hosts: &'a [String],
         key: String,
     ) -> BoxFuture<'a, Result<(), Failure>>;
+    /// Allows asking `host` in plain text (see [`EtcdClient::allow_plain`]).
+    fn allow_plain(&self, _host: &str) {}
 }
 
 /// The real [`Etcd`], through etcd-client.
@@ -193,16 +195,22 @@ impl EtcdClient {
         }
     }
 
-    /// The client URLs of `host` to try, the spec's scheme first.
+    /// The client URLs of `host` to try: the spec's scheme, then the other one, plain text only
+    /// where [`Self::allow_plain`] allowed it (a TLS failure never turns into plain text).
     fn urls(&self, spec: &PostgresClusterSpec, host: &str) -> Vec<String> {
         let port = spec.etcd.client_port;
         match (&self.tls, self.wanted.unwrap_or(Scheme::Http)) {
             (None, wanted) if self.unusable.is_some() => vec![etcd_url(wanted, host, port)],
             (None, _) => vec![etcd_url(Scheme::Http, host, port)],
-            (Some(_), first) => vec![
-                etcd_url(first, host, port),
-                etcd_url(first.other(), host, port),
-            ],
+            (Some(_), first) => {
+                let second = first.other();
+                let plain_ok = self.plain.read().is_ok_and(|p| p.contains(host));
+                let mut urls = vec![etcd_url(first, host, port)];
+                if second == Scheme::Https || plain_ok {
+                    urls.push(etcd_url(second, host, port));
+                }
+                urls
+            }
         }
     }
 
@@ -367,6 +375,9 @@ impl EtcdClient {
 }
 
 impl Etcd for EtcdClient {
+    fn allow_plain(&self, host: &str) {
+        EtcdClient::allow_plain(self, host)
+    }
     fn status<'a>(&'a self, spec: &'a PostgresClusterSpec) -> BoxFuture<'a, EtcdStatus> {
         Box::pin(self.cluster_status(spec))
     }

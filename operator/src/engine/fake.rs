@@ -59,6 +59,8 @@ struct PatroniState {
     starts: std::collections::BTreeMap<String, u32>,
     /// Hosts whose REST API still serves the scheme the spec does not ask for.
     other_scheme: BTreeSet<String>,
+    /// Hosts the engine allowed to be read in plain text.
+    plain: BTreeSet<String>,
     /// Every call, e.g. `cluster h1`, `switchover h1 a->b`.
     calls: Vec<String>,
 }
@@ -102,6 +104,11 @@ impl FakePatroni {
     pub fn other_scheme(&self, host: &str) -> &Self {
         self.st().other_scheme.insert(host.into());
         self
+    }
+
+    /// The hosts the engine allowed to be read in plain text.
+    pub fn allowed_plain(&self) -> BTreeSet<String> {
+        self.st().plain.clone()
     }
 
     /// `host`'s REST API stops answering.
@@ -178,6 +185,9 @@ impl FakePatroni {
 }
 
 impl Patroni for FakePatroni {
+    fn allow_plain(&self, host: &str) {
+        self.st().plain.insert(host.into());
+    }
     /// Recorded as `scheme h`; a host in the other scheme moves over once asked twice.
     fn serves_wanted_scheme<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<bool, ApiError>> {
         Box::pin(async move {
@@ -345,6 +355,8 @@ pub struct FakeEtcd {
     keys: Arc<Mutex<std::collections::BTreeMap<String, String>>>,
     /// The Patroni fake whose members live in this DCS (a deleted member key drops them).
     dcs_of: Arc<Mutex<Option<FakePatroni>>>,
+    /// Hosts the engine allowed to be asked in plain text.
+    plain: Arc<Mutex<BTreeSet<String>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -371,6 +383,11 @@ fn live_member(
 }
 
 impl FakeEtcd {
+    /// The hosts the engine allowed to be asked in plain text.
+    pub fn allowed_plain(&self) -> BTreeSet<String> {
+        lock(&self.plain).clone()
+    }
+
     /// Every member healthy (`true`) or not answering.
     pub fn new(healthy: bool) -> Self {
         FakeEtcd {
@@ -440,6 +457,9 @@ impl FakeEtcd {
 }
 
 impl Etcd for FakeEtcd {
+    fn allow_plain(&self, host: &str) {
+        lock(&self.plain).insert(host.into());
+    }
     fn status<'a>(&'a self, spec: &'a PostgresClusterSpec) -> BoxFuture<'a, EtcdStatus> {
         Box::pin(async move {
             *lock(&self.calls) += 1;

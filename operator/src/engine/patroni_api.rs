@@ -178,6 +178,12 @@ impl PatroniApi {
         }
     }
 
+    /// Whether `host` may be read in `scheme`: TLS always (verified against the cluster's CA),
+    /// plain text only where [`Self::allow_plain`] allowed it.
+    fn may_speak(&self, scheme: Scheme, host: &str) -> bool {
+        scheme == Scheme::Https || self.plain.read().is_ok_and(|p| p.contains(host))
+    }
+
     /// The HTTP client in use.
     fn http(&self) -> reqwest::Client {
         self.http.read().map(|h| h.clone()).unwrap_or_default()
@@ -197,7 +203,9 @@ impl PatroniApi {
 
     /// `GET path` from `host`, decoded from JSON, and the scheme that answered: the cluster's,
     /// or the other one when the member does not speak the cluster's (not moved yet, or moved
-    /// back; see [`rest_tls::speaks_other_scheme`]). A read sends no password, so it may.
+    /// back; see [`rest_tls::speaks_other_scheme`]) and may speak it: plain text only where the
+    /// host's configuration says so ([`Self::allow_plain`]), so that non-TLS bytes from an
+    /// on-path attacker never turn a read into plain text. A read sends no password.
     async fn get_from<T: serde::de::DeserializeOwned>(
         &self,
         host: &str,
@@ -208,6 +216,7 @@ impl PatroniApi {
         let mut sent = self.http().get(self.url(scheme, host, path)).send().await;
         if let Err(e) = &sent
             && rest_tls::speaks_other_scheme(e, scheme)
+            && self.may_speak(scheme.other(), host)
         {
             scheme = scheme.other();
             sent = self.http().get(self.url(scheme, host, path)).send().await;
@@ -376,6 +385,9 @@ pub trait Patroni: Send + Sync {
     /// [`PatroniApi::trust_also`]); fakes have nothing to verify.
     fn trust_also(&self, _roots: &[String]) {}
 
+    /// Allows reads from `host` in plain text (see [`PatroniApi::allow_plain`]).
+    fn allow_plain(&self, _host: &str) {}
+
     /// The cluster view from the first of `hosts` that answers.
     fn cluster_any<'a>(
         &'a self,
@@ -397,6 +409,9 @@ pub trait Patroni: Send + Sync {
 impl Patroni for PatroniApi {
     fn trust_also(&self, roots: &[String]) {
         PatroniApi::trust_also(self, roots)
+    }
+    fn allow_plain(&self, host: &str) {
+        PatroniApi::allow_plain(self, host)
     }
     fn serves_wanted_scheme<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<bool, ApiError>> {
         Box::pin(PatroniApi::serves_wanted_scheme(self, host))

@@ -227,3 +227,42 @@ async fn etcd_is_never_asked_in_plain_text_where_its_configuration_says_tls() {
     assert!(etcd.members(&spec, &hosts).await.is_none());
     assert!(plain.load(std::sync::atomic::Ordering::SeqCst));
 }
+
+/// The facts probe's answer for a Debian host holding `files`, whose checks `said` answered.
+fn facts_with(files: &[String], said: &[&str]) -> String {
+    let files: String = files
+        .iter()
+        .map(|f| format!("{} 644 root root {f}\n", "0".repeat(64)))
+        .collect();
+    let said = said.join("\n");
+    format!(
+        "{DEBIAN}@@postgres-cert\n@@ca\n@@files\n{files}@@units\n@@dirs\n@@enabled\n@@queries\n{said}\n"
+    )
+}
+
+#[tokio::test]
+async fn plain_text_is_allowed_only_where_the_hosts_configuration_says_so() {
+    let spec = spec();
+    let l = crate::render::Layout::new(&spec, crate::model::OsFamily::Debian);
+    let (rest, etcd_tls) = (snapshot::REST_TLS, snapshot::ETCD_CLIENT_TLS);
+    let both = vec![l.patroni_config.clone(), l.etcd_env_file.clone()];
+    let mut pending = both.clone();
+    pending.push(units::pending_marker(&l.etcd_unit));
+    let (hosts, api, etcd) = (
+        hosts(),
+        patroni(&spec, "a", &["b", "c"]),
+        FakeEtcd::new(true),
+    );
+    // a: configured for TLS; b: Patroni's REST API in plain text, etcd in TLS; c: both
+    // configured for TLS, but a change of etcd's configuration not loaded yet.
+    hosts["a"].on_contains("/etc/os-release", 0, &facts_with(&both, &[rest, etcd_tls]));
+    hosts["b"].on_contains("/etc/os-release", 0, &facts_with(&both, &[etcd_tls]));
+    hosts["c"].on_contains(
+        "/etc/os-release",
+        0,
+        &facts_with(&pending, &[rest, etcd_tls]),
+    );
+    converge(&spec, &hosts, &api, &etcd).await;
+    assert_eq!(api.allowed_plain(), ["b".to_string()].into());
+    assert_eq!(etcd.allowed_plain(), ["c".to_string()].into());
+}

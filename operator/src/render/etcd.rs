@@ -135,6 +135,10 @@ impl EnvFile {
     }
 }
 
+/// The start of the line that only an etcd configuration serving its clients over TLS has: how
+/// pgmetal reads back over SSH which scheme it configured a member with.
+pub const ETCD_CLIENT_TLS_LINE: &str = "ETCD_LISTEN_CLIENT_URLS=\"https://";
+
 /// The URL etcd serves at `host:port` in `scheme`: a client URL (`client_port`) or a peer URL
 /// (`peer_port`), as members advertise them and as pgmetal reaches and compares them.
 pub fn etcd_url(scheme: Scheme, host: &str, port: u16) -> String {

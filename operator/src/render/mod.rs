@@ -21,8 +21,8 @@ mod tls;
 mod yaml;
 
 pub use etcd::{
-    InitialCluster, InitialClusterState, METRICS_PORT as ETCD_METRICS_PORT, Transport, etcd_config,
-    etcd_initial_config, etcd_url, url_host,
+    ETCD_CLIENT_TLS_LINE, InitialCluster, InitialClusterState, METRICS_PORT as ETCD_METRICS_PORT,
+    Transport, etcd_config, etcd_initial_config, etcd_url, url_host,
 };
 pub use haproxy::{RestChecks, STATS_USER, haproxy_config, haproxy_config_with, stats_hash};
 pub use layout::Layout;
@@ -30,7 +30,7 @@ pub use monitoring::{
     EXPORTER_UNITS, Exporter, Job, MONITOR_ROLE, TargetGroup, exporters, file_sd, pg_ident,
     scrape_targets,
 };
-pub use patroni::{dcs_config, patroni_config};
+pub use patroni::{REST_TLS_LINE, dcs_config, patroni_config};
 
 /// The pg_hba lines Patroni writes into every member's `pg_hba.conf`.
 pub fn pg_hba_lines(spec: &PostgresClusterSpec) -> Vec<String> {

@@ -45,6 +45,10 @@ struct RestApi {
     tls: Option<RestTls>,
 }
 
+/// The start of the line that only a configuration serving the REST API over HTTPS has: how
+/// pgmetal reads back over SSH which scheme it configured a member with.
+pub const REST_TLS_LINE: &str = "  verify_client:";
+
 /// HTTPS for the REST API (`spec.tls`): the member's server certificate (the one PostgreSQL
 /// serves, with its key in the same file), the cluster's CA for clients' certificates, and a
 /// client certificate required for unsafe methods (switchover, restart, config changes).

@@ -169,12 +169,33 @@ fn patroni_serves_https_with_a_client_certificate_for_unsafe_methods_only_with_t
     ] {
         assert!(on.contains(line), "{line} in {on}");
     }
+    let tls_line = |t: &str| t.lines().any(|l| l.starts_with(super::REST_TLS_LINE));
+    assert!(
+        tls_line(&on),
+        "the probe tells HTTPS by {:?}",
+        super::REST_TLS_LINE
+    );
     s.tls.mode = crate::api::TlsMode::Disabled;
     let off = yml(&s);
     assert!(
-        !off.contains("certfile") && !off.contains("verify_client"),
+        !off.contains("certfile") && !off.contains("verify_client") && !tls_line(&off),
         "{off}"
     );
+}
+
+#[test]
+fn the_etcd_line_that_tells_tls_is_there_only_when_clients_speak_tls() {
+    let s = spec();
+    let says_tls = |t: Transport| {
+        let f = etcd_config(&s, "192.168.10.85", OsFamily::Debian, t).unwrap();
+        text(&f)
+            .lines()
+            .any(|l| l.starts_with(super::ETCD_CLIENT_TLS_LINE))
+    };
+    assert!(says_tls(Transport::Tls));
+    assert!(!says_tls(Transport::Plain));
+    assert!(!says_tls(Transport::Opening(crate::tls::Scheme::Http)));
+    assert!(says_tls(Transport::Opening(crate::tls::Scheme::Https)));
 }
 
 #[test]
