@@ -11,6 +11,13 @@ use crate::exec::fake::{FakeExecutor, exit};
 const HOSTS: [&str; 3] = ["a", "b", "c"];
 const DEBIAN: &str = "ID=debian\nVERSION_ID=12\n@@systemd\nyes\n@@packages\n";
 
+/// The commands run on `host` but the read of the schemes its services are configured with
+/// (see `schemes.rs`), which comes first everywhere.
+fn but_schemes(host: &FakeExecutor) -> Vec<String> {
+    let cmds = host.commands().into_iter();
+    cmds.filter(|c| !c.contains("index($0, p)")).collect()
+}
+
 fn spec() -> PostgresClusterSpec {
     serde_saphyr::from_str(
         "ssh: {privateKeySecret: {name: k, key: k}}\npostgres: {primary: a, replicas: [b, c]}\netcd: {hosts: [a, b, c]}\n",
@@ -334,7 +341,7 @@ async fn a_host_claimed_by_another_cluster_is_refused_before_anything_runs_on_it
     assert_eq!(err.kind, HostErrorKind::Claimed);
     let text = err.to_string();
     assert!(text.contains("db/other") && text.contains("u-9"), "{text}");
-    let cmds = hosts["c"].commands();
+    let cmds = but_schemes(&hosts["c"]);
     assert_eq!(
         cmds.len(),
         2,

@@ -50,10 +50,9 @@ pub enum FactsError {
 /// PostgreSQL server certificate (its path is the script's first argument; the key beside it in
 /// that file never leaves the host), then the [`Snapshot`] of the [`Targets`] that follow
 /// (`FILES... --units UNITS... --dirs DIRS... --enabled UNITS... --queries
-/// NAME|PSQL|SOCKET|PORT|SQL... --says NAME|FILE|PREFIX...`): each file's hash, mode and
-/// owners, the units enabled and running, the directories that exist, the units enabled, and
-/// the name of each read-only query of the local PostgreSQL that answered `1` and of each file
-/// that has a line starting with the prefix.
+/// NAME|PSQL|SOCKET|PORT|SQL...`): each file's hash, mode and owners, the units enabled and
+/// running, the directories that exist, the units enabled, and the name of each read-only
+/// query of the local PostgreSQL that answered `1`.
 const PROBE: &str = r#"cat /etc/os-release; echo '@@systemd'; test -d /run/systemd/system && echo yes || echo no
 echo '@@packages'
 if command -v dpkg-query >/dev/null 2>&1; then dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' 2>/dev/null | awk '$2 ~ /^ii/ {print $1}'
@@ -64,8 +63,7 @@ shift 2
 echo '@@files'
 for a in "$@"; do
   case "$a" in --units) m=u; echo '@@units'; continue;; --dirs) m=d; echo '@@dirs'; continue;;
-    --enabled) m=e; echo '@@enabled'; continue;; --queries) m=q; echo '@@queries'; continue;;
-    --says) m=s; continue;; esac
+    --enabled) m=e; echo '@@enabled'; continue;; --queries) m=q; echo '@@queries'; continue;; esac
   case "${m:-f}" in
     f) [ -f "$a" ] && printf '%s %s %s\n' "$(sha256sum < "$a" | cut -d' ' -f1)" "$(stat -c '%a %U %G' "$a")" "$a";;
     u) systemctl is-enabled --quiet "$a" 2>/dev/null && systemctl is-active --quiet "$a" && echo "$a";;
@@ -73,8 +71,6 @@ for a in "$@"; do
     e) systemctl is-enabled --quiet "$a" 2>/dev/null && echo "$a";;
     q) name=${a%%|*}; r=${a#*|}; psql=${r%%|*}; r=${r#*|}; sock=${r%%|*}; r=${r#*|}; port=${r%%|*}; sql=${r#*|}
        [ -x "$psql" ] && [ -d "$sock" ] && [ "$(PGCONNECT_TIMEOUT=3 runuser -u postgres -- "$psql" -X -At -h "$sock" -p "$port" -d postgres -c "$sql" 2>/dev/null)" = 1 ] && echo "$name";;
-    s) name=${a%%|*}; r=${a#*|}; file=${r%%|*}; prefix=${r#*|}
-       [ -f "$file" ] && awk -v p="$prefix" 'index($0, p) == 1 {f = 1} END {exit !f}' "$file" && echo "$name";;
   esac
 done
 true"#;
@@ -199,38 +195,6 @@ mod tests {
         );
         let (f, seen) = gather_with(&host, &Targets::default()).await.unwrap();
         assert!(!f.postgres_cert_unloaded && seen.answered(super::super::snapshot::ROLE_IN_PLACE));
-    }
-
-    #[test]
-    fn the_probe_tells_which_files_have_a_line_starting_with_a_prefix() {
-        let dir = tempfile::tempdir().unwrap();
-        let (rest, etcd) = (dir.path().join("patroni.yml"), dir.path().join("etcd.env"));
-        std::fs::write(&rest, "restapi:\n  verify_client: \"optional\"\n").unwrap();
-        std::fs::write(&etcd, "ETCD_LISTEN_CLIENT_URLS=\"http://10.0.0.1:2379\"\n").unwrap();
-        let check = |name: &str, file: &std::path::Path, prefix: &str| {
-            format!("{name}|{}|{prefix}", file.display())
-        };
-        let targets = Targets {
-            says: [
-                check("rest-tls", &rest, crate::render::REST_TLS_LINE),
-                check("etcd-tls", &etcd, crate::render::ETCD_CLIENT_TLS_LINE),
-                check("gone", &dir.path().join("gone"), "x"),
-            ]
-            .into(),
-            ..Default::default()
-        };
-        let out = std::process::Command::new("sh")
-            .args(["-c", PROBE, "sh", "/nonexistent", "/nonexistent"])
-            .args(targets.args())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let seen = Snapshot::parse(text.split_once("@@files").unwrap().1);
-        assert!(seen.answered("rest-tls"), "{text}");
-        assert!(
-            !seen.answered("etcd-tls") && !seen.answered("gone"),
-            "{text}"
-        );
     }
 
     #[test]

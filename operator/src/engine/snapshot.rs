@@ -27,9 +27,6 @@ pub struct Targets {
     /// Read-only checks of the local PostgreSQL, `NAME|PSQL|SOCKET|PORT|SQL`, each once per OS
     /// family (see [`ROLE_IN_PLACE`] and [`CERT_UNLOADED`]).
     pub queries: Vec<String>,
-    /// Lines looked for in files pgmetal wrote, `NAME|FILE|PREFIX`: NAME answers when a line of
-    /// FILE starts with PREFIX (see [`REST_TLS`] and [`ETCD_CLIENT_TLS`]).
-    pub says: BTreeSet<String>,
 }
 
 impl Targets {
@@ -44,8 +41,6 @@ impl Targets {
         a.extend(self.enabled.iter().cloned());
         a.push("--queries".into());
         a.extend(self.queries.iter().cloned());
-        a.push("--says".into());
-        a.extend(self.says.iter().cloned());
         a
     }
 }
@@ -58,11 +53,6 @@ pub const CERT_UNLOADED: &str = "cert-unloaded";
 /// The query that answers when a restore's recovery settings are still in
 /// `postgresql.auto.conf` (see [`super::backup`]).
 pub const RESTORE_LEFT: &str = "restore-left";
-
-/// The check that answers when Patroni's configuration serves its REST API over HTTPS.
-pub const REST_TLS: &str = "rest-tls";
-/// The check that answers when etcd's configuration serves its clients over TLS.
-pub const ETCD_CLIENT_TLS: &str = "etcd-client-tls";
 
 /// What the probe saw.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -104,15 +94,6 @@ impl Snapshot {
         self.answered.contains(name)
     }
 
-    /// The service configured in `config` (whose line starting as `check` looks for says it
-    /// speaks TLS) serves plain text, or may still: its configuration says so, or a change of
-    /// it was written and not loaded (`unit`'s pending marker). False where it is not
-    /// configured at all.
-    pub fn may_serve_plain(&self, config: &str, check: &str, unit: &str) -> bool {
-        let pending = self.has_file(&super::units::pending_marker(unit));
-        self.has_file(config) && (!self.answered(check) || pending)
-    }
-
     /// `path` exists on the host (whatever its content).
     pub fn has_file(&self, path: &str) -> bool {
         self.files.contains_key(path)
@@ -144,16 +125,6 @@ pub fn targets(spec: &PostgresClusterSpec, secrets: &ClusterSecrets, host: &str)
             .as_deref()
             .map(super::packages::installed_marker);
         t.files.extend(marker);
-        t.says.insert(format!(
-            "{REST_TLS}|{}|{}",
-            layout.patroni_config,
-            render::REST_TLS_LINE
-        ));
-        t.says.insert(format!(
-            "{ETCD_CLIENT_TLS}|{}|{}",
-            layout.etcd_env_file,
-            render::ETCD_CLIENT_TLS_LINE
-        ));
         t.units
             .extend([layout.etcd_unit, layout.patroni_unit, layout.haproxy_unit]);
         if render::backup::recovery(spec).is_some() {
@@ -270,20 +241,6 @@ impl Engine<'_> {
     }
 
     /// Keeps `host`'s snapshot for the steps to come.
-    /// Lets the clients speak plain text to `host`'s Patroni REST API and etcd only where their
-    /// configuration, as the facts probe read it over SSH, says they may serve it: what
-    /// pgmetal wrote decides the scheme, never what answers on the network.
-    pub(super) fn allow_plain_where_configured(&self, host: &str, os: OsFamily, seen: &Snapshot) {
-        let layout = Layout::new(self.spec, os);
-        let (patroni, etcd) = (&layout.patroni_config, &layout.etcd_env_file);
-        if seen.may_serve_plain(patroni, REST_TLS, &layout.patroni_unit) {
-            self.api.allow_plain(host);
-        }
-        if seen.may_serve_plain(etcd, ETCD_CLIENT_TLS, &layout.etcd_unit) {
-            self.etcd.allow_plain(host);
-        }
-    }
-
     pub(super) fn keep_snapshot(&self, host: &str, snapshot: Snapshot) {
         if let Ok(mut s) = self.snapshots.lock() {
             s.insert(host.to_string(), snapshot);

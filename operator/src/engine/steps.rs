@@ -23,7 +23,6 @@ impl Engine<'_> {
                 Ok((facts::gather_with(&*ex, &targets).await?, false, vec![]))
             })
             .await?;
-        self.allow_plain_where_configured(host, facts.os, &seen);
         self.keep_snapshot(host, seen);
         let adopting = self.claim(host, &*ex).await?.is_some()
             || self.file_present(host, first_contact::ADOPTED_PATH);

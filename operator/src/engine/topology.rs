@@ -134,6 +134,7 @@ impl Engine<'_> {
     /// Observes what the planner needs: etcd's members, Patroni's, and the former hosts that
     /// still carry this cluster's claim (or do not answer, and may).
     pub(super) async fn observe_topology(&self) -> plan::Observed {
+        self.read_schemes().await;
         let live = self.refresh_etcd().await.unwrap_or_default();
         let former = self.former_hosts();
         let mut ask: Vec<String> = self.spec.postgres.hosts().cloned().collect();
