@@ -462,15 +462,13 @@ async fn switch(
             status.preferred_primary = Some(to.to_string());
         }
         Err(e) => {
-            publish(
-                ctx,
-                pgc,
-                EventType::Warning,
-                "SwitchoverFailed",
-                &e.to_string(),
-            )
-            .await;
-            facts.switchover = Some(format!("switchover to {to} failed, will retry: {e}"));
+            let settling = matches!(e, switchover::SwitchoverError::NotSettled { .. });
+            let reason = ["SwitchoverFailed", "SwitchoverNotSettled"][usize::from(settling)];
+            publish(ctx, pgc, EventType::Warning, reason, &e.to_string()).await;
+            facts.switchover = Some(match settling {
+                true => e.to_string(),
+                false => format!("switchover to {to} failed, will retry: {e}"),
+            });
         }
     }
 }

@@ -8,7 +8,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{Failback, FailbackStatus, MemberStatus, PostgresClusterSpec};
 use crate::engine::patroni_api::Member as _;
-use crate::engine::patroni_api::{ClusterMember, Patroni};
+use crate::engine::patroni_api::Patroni;
+use crate::engine::patroni_view::Handover;
 use crate::render::member_name;
 
 /// What else decides whether the primary may move now.
@@ -161,32 +162,70 @@ pub enum SwitchoverError {
         /// How long it was waited for.
         waited: Duration,
     },
+    /// The candidate leads, but members that streamed before do not stream on its timeline yet.
+    #[error(
+        "switched over to {to}, but {} did not stream on its timeline within {} s: until they do, losing {to} could promote a member on the timeline {to} already took",
+        .behind.join(", "),
+        .waited.as_secs()
+    )]
+    NotSettled {
+        /// The new leader's host.
+        to: String,
+        /// The members (names) not streaming on its timeline.
+        behind: Vec<String>,
+        /// How long it was waited for.
+        waited: Duration,
+    },
 }
 
-/// How long a switchover may take to show its new leader.
-const SWITCHOVER_LIMIT: Duration = Duration::from_secs(90);
+/// How long a switchover may take to show its new leader with every follower on its timeline.
+const SWITCHOVER_LIMIT: Duration = Duration::from_secs(120);
 
-/// Runs the switchover through the current leader and waits for the new leader.
+/// Runs the switchover through the current leader and waits until it is done: the new leader
+/// runs, and the old leader and every replica that streamed before stream on its timeline.
 pub async fn perform(api: &dyn Patroni, from: &str, to: &str) -> Result<(), SwitchoverError> {
+    perform_within(api, (from, to), SWITCHOVER_LIMIT).await
+}
+
+async fn perform_within(
+    api: &dyn Patroni,
+    (from, to): (&str, &str),
+    limit: Duration,
+) -> Result<(), SwitchoverError> {
     let (leader, candidate) = (member_name(from), member_name(to));
+    let followers = api
+        .cluster(from)
+        .await
+        .map(|v| v.followers(&leader))
+        .unwrap_or_else(|_| vec![leader.clone()]);
     api.switchover(from, &leader, &candidate)
         .await
         .map_err(|source| SwitchoverError::Request {
             to: to.to_string(),
             source,
         })?;
-    let name = &candidate;
-    crate::engine::poll(SWITCHOVER_LIMIT, Duration::from_secs(1), || async move {
-        let view = api.cluster(to).await.map_err(|_| ())?;
-        let leads = |m: &ClusterMember| m.name == *name && m.is_running_leader();
-        view.members.iter().any(leads).then_some(()).ok_or(())
+    let (name, followers) = (&candidate, &followers);
+    let last = crate::engine::poll(limit, Duration::from_secs(1), || async move {
+        let view = api.cluster(to).await.map_err(|_| Handover::NotLeading)?;
+        match view.after_switchover(name, followers) {
+            Handover::Settled => Ok(()),
+            other => Err(other),
+        }
     })
-    .await
-    .map_err(|()| SwitchoverError::NotLeader {
-        to: to.to_string(),
-        candidate,
-        waited: SWITCHOVER_LIMIT,
-    })
+    .await;
+    match last {
+        Ok(()) => Ok(()),
+        Err(Handover::Behind(behind)) => Err(SwitchoverError::NotSettled {
+            to: to.to_string(),
+            behind,
+            waited: limit,
+        }),
+        Err(_) => Err(SwitchoverError::NotLeader {
+            to: to.to_string(),
+            candidate,
+            waited: limit,
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -290,12 +329,13 @@ mod tests {
         let api = FakePatroni::new(view("10.0.0.1", &["10.0.0.2"]), serde_json::json!({}));
         perform(&api, "10.0.0.1", "10.0.0.2").await.unwrap();
         let calls = api.calls();
+        assert_eq!(calls[0], "cluster 10.0.0.1", "who must follow: {calls:?}");
         assert_eq!(
-            calls[0], "switchover 10.0.0.1 10-0-0-1->10-0-0-2",
+            calls[1], "switchover 10.0.0.1 10-0-0-1->10-0-0-2",
             "{calls:?}"
         );
         assert!(
-            calls[1..].iter().all(|c| c == "cluster 10.0.0.2"),
+            calls[2..].iter().all(|c| c == "cluster 10.0.0.2"),
             "{calls:?}"
         );
         let now = api.current();
@@ -318,7 +358,37 @@ mod tests {
             "{e}"
         );
         assert_eq!(api.current().leaders()[0].name, "a", "nothing moved");
-        assert_eq!(api.calls().len(), 1, "no waiting after a refusal");
+        assert_eq!(api.calls().len(), 2, "no waiting after a refusal");
+    }
+
+    #[tokio::test]
+    async fn a_switchover_is_done_only_when_every_follower_streams_on_the_new_timeline() {
+        use crate::engine::fake::{FakePatroni, view};
+        // c streamed before but stays on timeline 1: losing b now could promote c there.
+        let api = FakePatroni::new(view("a", &["b", "c"]), serde_json::json!({}));
+        api.stays_behind("c");
+        let e = perform_within(&api, ("a", "b"), Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, SwitchoverError::NotSettled { behind, .. } if behind == &["c".to_string()]),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("switched over to b, but c did not stream on its timeline"),
+            "{text}"
+        );
+        // A member that was down before the switchover is not waited for.
+        let mut before = view("a", &["b", "c"]);
+        before.members[2].state = "stopped".into();
+        let api = FakePatroni::new(before, serde_json::json!({}));
+        api.stays_behind("c");
+        perform_within(&api, ("a", "b"), Duration::from_secs(2))
+            .await
+            .unwrap();
+        let now = api.current();
+        assert_eq!(now.members[0].timeline, Some(2), "a follows on timeline 2");
     }
 
     #[test]

@@ -61,6 +61,8 @@ struct PatroniState {
     other_scheme: BTreeSet<String>,
     /// Hosts the engine allowed to be read in plain text.
     plain: BTreeSet<String>,
+    /// Members (names) that stay on their timeline when a switchover moves the others on.
+    behind: BTreeSet<String>,
     /// Every call, e.g. `cluster h1`, `switchover h1 a->b`.
     calls: Vec<String>,
 }
@@ -109,6 +111,12 @@ impl FakePatroni {
     /// The hosts the engine allowed to be read in plain text.
     pub fn allowed_plain(&self) -> BTreeSet<String> {
         self.st().plain.clone()
+    }
+
+    /// `host`'s member stays on its timeline after a switchover: it does not follow.
+    pub fn stays_behind(&self, host: &str) -> &Self {
+        self.st().behind.insert(member_name(host));
+        self
     }
 
     /// `host`'s REST API stops answering.
@@ -327,11 +335,20 @@ impl Patroni for FakePatroni {
                 });
             }
             let mut v = st.views.back().cloned().unwrap_or_default();
+            let next = v
+                .members
+                .iter()
+                .filter_map(|m| m.timeline)
+                .max()
+                .map(|t| t + 1);
             for m in &mut v.members {
                 if m.name == leader {
                     (m.role, m.state) = ("replica".into(), "streaming".into());
                 } else if m.name == candidate {
                     (m.role, m.state) = ("leader".into(), "running".into());
+                }
+                if !st.behind.contains(&m.name) {
+                    m.timeline = next;
                 }
             }
             st.views = VecDeque::from([v]);

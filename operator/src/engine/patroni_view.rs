@@ -176,6 +176,56 @@ impl ClusterView {
     }
 }
 
+/// How far a switchover has come, as one cluster view shows it (see
+/// [`ClusterView::after_switchover`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handover {
+    /// The candidate does not lead with PostgreSQL running yet.
+    NotLeading,
+    /// It leads, but these members (names) do not stream on its timeline yet: were it lost now,
+    /// one of them could be promoted on the timeline it already took, and fork the history.
+    Behind(Vec<String>),
+    /// It leads, and every follower streams on its timeline.
+    Settled,
+}
+
+impl ClusterView {
+    /// How far a switchover to member `candidate` has come: done only when it leads and each of
+    /// `followers` (member names: the old leader, and the replicas that streamed before) is a
+    /// healthy replica on its timeline. The one predicate every switchover waits for.
+    pub fn after_switchover(&self, candidate: &str, followers: &[String]) -> Handover {
+        let leading = |m: &&ClusterMember| m.name == candidate && m.is_running_leader();
+        let Some(leader) = self.members.iter().find(leading) else {
+            return Handover::NotLeading;
+        };
+        let follows = |name: &String| {
+            self.members
+                .iter()
+                .any(|m| &m.name == name && m.is_healthy_replica() && m.timeline == leader.timeline)
+        };
+        let behind: Vec<String> = followers
+            .iter()
+            .filter(|f| **f != leader.name && !follows(f))
+            .cloned()
+            .collect();
+        match behind.is_empty() {
+            true => Handover::Settled,
+            false => Handover::Behind(behind),
+        }
+    }
+
+    /// The members that must follow a switchover away from member `leader`: it, and every
+    /// healthy replica (a member that is down follows when it returns).
+    pub fn followers(&self, leader: &str) -> Vec<String> {
+        let follows = |m: &&ClusterMember| m.name == leader || m.is_healthy_replica();
+        self.members
+            .iter()
+            .filter(follows)
+            .map(|m| m.name.clone())
+            .collect()
+    }
+}
+
 /// A member's own report (`GET /patroni`): what its PostgreSQL is, not what the DCS says.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct NodeStatus {

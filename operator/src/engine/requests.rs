@@ -13,6 +13,7 @@ use std::time::Instant;
 use super::Engine;
 use super::error::{Failure, HostErrorKind};
 use super::patroni_api::{ClusterView, Member as _, MemberAction};
+use super::patroni_view::Handover;
 use crate::api::RequestsStatus;
 use crate::render::member_name;
 
@@ -229,30 +230,58 @@ impl Engine<'_> {
             // A single member restarts in place.
             return self.act_and_wait(&leader, MemberAction::Restart).await;
         };
-        self.hand_over(&leader, to).await?;
+        self.hand_over((&leader, to), view.followers(&member_name(&leader)))
+            .await?;
         self.act_and_wait(&leader, MemberAction::Restart).await?;
         if self.spec.postgres.primary == leader {
-            self.hand_over(to, &leader).await?;
+            let (view, _) = self.view().await?;
+            self.hand_over((to, &leader), view.followers(&member_name(to)))
+                .await?;
         }
         Ok(())
     }
 
-    /// A switchover from `from` to `to`, waited for.
-    async fn hand_over(&self, from: &str, to: &str) -> Result<(), Failure> {
+    /// A switchover from the leader `from` to `to`, waited for until it is done (see
+    /// [`ClusterView::after_switchover`]): `to` leads, and `followers` (member names: the old
+    /// leader and the replicas that streamed before, unless it leaves) stream on its timeline.
+    pub(super) async fn hand_over(
+        &self,
+        (from, to): (&str, &str),
+        followers: Vec<String>,
+    ) -> Result<(), Failure> {
         let t = Instant::now();
         let (leader, candidate) = (member_name(from), member_name(to));
-        self.api.switchover(from, &leader, &candidate).await?;
-        self.wait_member_healthy(to, &candidate).await?;
-        // The old primary streams again before anything else is asked of it.
-        self.wait_member_healthy(from, &leader).await?;
-        let (_, now) = self.view().await?;
-        if now != to {
-            let why = format!("the switchover from {from} to {to} left {now} leading");
-            return Err(Failure::new(HostErrorKind::Patroni, why));
-        }
-        self.rec
-            .step(to, "switchover", true, t, vec![format!("{from} -> {to}")]);
-        Ok(())
+        // Through the candidate, which must answer anyway.
+        self.api.switchover(to, &leader, &candidate).await?;
+        let members: Vec<String> = self.spec.postgres.hosts().cloned().collect();
+        let (members, candidate, followers) = (&members, &candidate, &followers);
+        let (limit, every) = (self.waits.patroni, self.waits.every);
+        let done = super::poll(limit, every, || async move {
+            let view = self.api.cluster_any(members).await;
+            let view = view.map_err(|_| Handover::NotLeading)?;
+            match view.after_switchover(candidate, followers) {
+                Handover::Settled => Ok(()),
+                other => Err(other),
+            }
+        })
+        .await;
+        let secs = limit.as_secs();
+        let why = match done {
+            Ok(()) => {
+                let did = vec![format!("{from} -> {to}")];
+                self.rec.step(to, "switchover", true, t, did);
+                return Ok(());
+            }
+            Err(Handover::Behind(behind)) => format!(
+                "switched over from {from} to {to}, but {} did not stream on its timeline within \
+                 {secs} s: check `journalctl -u patroni` there",
+                behind.join(", ")
+            ),
+            Err(_) => format!(
+                "the switchover from {from} to {to} left no running leader on {to} within {secs} s"
+            ),
+        };
+        Err(Failure::new(HostErrorKind::Patroni, why))
     }
 
     /// Reinitializes the replica on `host`: a new basebackup replaces its data. Refused for the

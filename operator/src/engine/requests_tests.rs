@@ -45,9 +45,9 @@ async fn a_rolling_restart_takes_replicas_first_then_hands_over_and_back_once_pe
         [
             "restart b",
             "restart c",
-            "switchover a a->b",
+            "switchover b a->b",
             "restart a",
-            "switchover b b->a"
+            "switchover a b->a"
         ]
     );
     let done = r.requests.expect("recorded");

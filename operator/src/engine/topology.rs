@@ -352,18 +352,16 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// Switches over from the leaving leader to `to`, then waits until `to` leads.
+    /// Switches over from the leaving leader to `to`: done when `to` leads and the replicas that
+    /// streamed stream on its timeline (the leaving leader is retired next, so it is not waited
+    /// for).
     async fn switch_over(&self, from: &str, to: &str) -> Result<(), Failure> {
-        let t = Instant::now();
-        let (leader, candidate) = (member_name(from), member_name(to));
-        self.api.switchover(to, &leader, &candidate).await?;
-        self.record(to, "switchover", t, vec![format!("{from} -> {to}")]);
-        self.wait_patroni(to, |v| {
-            v.members
-                .iter()
-                .any(|m| m.name == candidate && m.is_running_leader())
-        })
-        .await
+        let members: Vec<String> = self.spec.postgres.hosts().cloned().collect();
+        let leaving = member_name(from);
+        let view = self.api.cluster_any(&members).await?;
+        let mut followers = view.followers(&leaving);
+        followers.retain(|f| *f != leaving);
+        self.hand_over((from, to), followers).await
     }
 
     /// Waits until `done` holds for the cluster view read through `host`.

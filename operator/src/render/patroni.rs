@@ -136,6 +136,10 @@ struct Dcs {
     loop_wait: u32,
     retry_timeout: u32,
     maximum_lag_on_failover: u64,
+    /// Always true: a replica whose timeline is behind the last one the DCS's history records
+    /// takes no part in the leader race (a replica still on the old timeline just after a
+    /// switchover would otherwise be promoted on a timeline number already taken).
+    check_timeline: bool,
     synchronous_mode: bool,
     postgresql: DcsPostgresql,
 }
@@ -308,6 +312,7 @@ fn dcs(spec: &PostgresClusterSpec) -> Dcs {
         loop_wait: pa.loop_wait,
         retry_timeout: pa.retry_timeout,
         maximum_lag_on_failover: pa.maximum_lag_on_failover,
+        check_timeline: true,
         synchronous_mode: pa.synchronous_mode,
         postgresql: DcsPostgresql {
             use_pg_rewind: true,
