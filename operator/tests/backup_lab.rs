@@ -1,10 +1,11 @@
-//! Backups with pgBackRest on 6 real lab hosts, through `pgmetal apply`: two members, etcd on
+//! Backups with pgBackRest on 7 real lab hosts, through `pgmetal apply`: two members, etcd on
 //! three hosts, HAProxy and the repository on the third. A full backup and a differential one
 //! asked for by annotation; the timers in place; WAL archiving following a power cut onto the
 //! new primary's timeline; `status.backup` with a recovery window covering a noted time; and
 //! BackupReady false, saying why, while the repository's TLS server is down; the node
 //! exporter's backup metrics; restores into new clusters to a noted time, to a time on the
-//! timeline after the failover, and to the end of the archive (synchronous mode).
+//! timeline after the failover, to a time after a second failover (timeline 3), and to the end
+//! of the archive (synchronous mode).
 
 mod common;
 
@@ -86,7 +87,7 @@ fn info(lab: &Lab, repo: &str) -> Value {
 #[test]
 #[ignore = "needs the lab (6 hosts); e2e/test runs it"]
 fn backups_archive_across_a_failover_and_report_their_state() {
-    let lab = Lab::require(6);
+    let lab = Lab::require(7);
     let h: Vec<&str> = lab.hosts.iter().map(String::as_str).collect();
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
@@ -213,7 +214,8 @@ fn backups_archive_across_a_failover_and_report_their_state() {
 
     // 3. The primary loses power: archiving continues from the new primary, on its timeline.
     let new_primary = h[1];
-    let (_, secs) = common::pitr::fail_over_and_archive(repo, PASSWORD, (primary, new_primary));
+    let (_, secs) =
+        common::pitr::fail_over_and_archive(repo, PASSWORD, (primary, new_primary), (3001, 4000));
     let max = info(&lab, repo)["archive"][0]["max"]
         .as_str()
         .unwrap_or("")
@@ -331,6 +333,35 @@ fn backups_archive_across_a_failover_and_report_their_state() {
     assert_eq!(
         rows, "4500 4500",
         "restored to {noted_after}: {:#}",
+        doc["status"]
+    );
+
+    // 5c. A second power cut: the old primary, streaming again on timeline 2, is promoted on
+    //     timeline 3; a restore to T3 follows the archive across both switches.
+    let (_, secs) =
+        common::pitr::fail_over_and_archive(repo, PASSWORD, (new_primary, primary), (6001, 6100));
+    println!("ARCHIVE on timeline 3 {secs:.1}s after the second switch");
+    let noted_t3 = common::pitr::rows_around(repo, PASSWORD, (6101, 6500, 6600));
+    let lag = common::pitr::archive_past(repo, PASSWORD, &noted_t3);
+    println!("ARCHIVE lag after T3 on timeline 3: {lag:.1}s");
+    common::lab_verb("start", new_primary);
+    let third = h[6];
+    let t = Instant::now();
+    let to_t3 = format!("      targetTime: \"{noted_t3}\"");
+    let doc = lab.apply_ok(
+        rdir,
+        "restore to T3, after two failovers",
+        &restored(&lab, ("third", third), repo, &to_t3),
+    );
+    println!(
+        "RESTORE to T3 (timeline 3) on {third}: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    // Synchronous mode: every row acknowledged before T3 survived both failovers.
+    let rows = common::pitr::restored_rows(third, PASSWORD);
+    assert_eq!(
+        rows, "5510 6500",
+        "restored to {noted_t3}: {:#}",
         doc["status"]
     );
 

@@ -182,7 +182,7 @@ fn backups_to_s3_follow_the_leader_and_restore_to_a_time() {
     // 3. The primary loses power: the replica leads, archives on its timeline, and its own
     //    timer unit backs up once the former primary streams from it again.
     let (old, new) = (h[0], h[1]);
-    let (_, secs) = common::pitr::fail_over_and_archive(lb, PASSWORD, (old, new));
+    let (_, secs) = common::pitr::fail_over_and_archive(lb, PASSWORD, (old, new), (3001, 4000));
     println!("ARCHIVE to S3 on the new timeline {secs:.1}s after the switch");
     // A time T2 on the new timeline, between rows: the restore below goes there (issue 26).
     let noted_after = common::pitr::rows_around(lb, PASSWORD, (4001, 4500, 5000));

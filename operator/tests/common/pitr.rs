@@ -33,9 +33,14 @@ pub fn rows_around(lb: &str, password: &str, (first, before, last): (u32, u32, u
 }
 
 /// Power-cuts `old` (the primary) and waits until `new` is promoted; then inserts ids
-/// 3001..=4000, switches WAL, and waits until the new primary has archived a segment of its
-/// new timeline. Returns the seconds to the promotion and to that archive.
-pub fn fail_over_and_archive(lb: &str, password: &str, (old, new): (&str, &str)) -> (f64, f64) {
+/// `rows` (first, last), switches WAL, and waits until the new primary has archived a segment
+/// of its new timeline. Returns the seconds to the promotion and to that archive.
+pub fn fail_over_and_archive(
+    lb: &str,
+    password: &str,
+    (old, new): (&str, &str),
+    (first, last): (u32, u32),
+) -> (f64, f64) {
     lab_verb("kill", old);
     let q = format!("SELECT NOT pg_is_in_recovery() AND inet_server_addr() = '{new}'::inet");
     let promoted = || psql(lb, 5000, password, &q).unwrap_or_default() == "t";
@@ -48,13 +53,14 @@ pub fn fail_over_and_archive(lb: &str, password: &str, (old, new): (&str, &str))
     sql(
         lb,
         password,
-        "INSERT INTO pitr SELECT g FROM generate_series(3001, 4000) g; SELECT pg_switch_wal()",
+        &format!(
+            "INSERT INTO pitr SELECT g FROM generate_series({first}, {last}) g; SELECT pg_switch_wal()"
+        ),
     );
-    let q = "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver";
-    let on_new_timeline = || {
-        let wal = psql(lb, 5000, password, q).unwrap_or_default();
-        wal.len() == 24 && &wal[..8] != "00000001"
-    };
+    // The timeline is the first 8 hex digits of a segment's name.
+    let q = "SELECT coalesce(substr(last_archived_wal, 1, 8) = \
+             substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8), false) FROM pg_stat_archiver";
+    let on_new_timeline = || psql(lb, 5000, password, q).unwrap_or_default() == "t";
     let archived = wait_until(
         "archiving on the new timeline",
         Duration::from_secs(60),
