@@ -121,7 +121,7 @@ pub struct EtcdClient {
     /// The hosts whose etcd configuration, read over SSH, says it serves clients in plain text
     /// (or was changed and not loaded yet): the only ones asked in plain text while the spec
     /// asks for TLS.
-    plain: Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>,
+    plain: super::schemes::PlainHosts,
 }
 
 /// pgmetal's client certificate towards a cluster's etcd, issued from its CA and kept in
@@ -190,9 +190,7 @@ impl EtcdClient {
     /// Allows asking `host` in plain text: its etcd configuration, read over SSH, says it
     /// serves clients in plain text (a cluster moving to TLS).
     pub fn allow_plain(&self, host: &str) {
-        if let Ok(mut p) = self.plain.write() {
-            p.insert(host.to_string());
-        }
+        self.plain.allow(host);
     }
 
     /// The client URLs of `host` to try: the spec's scheme, then the other one, plain text only
@@ -204,9 +202,8 @@ impl EtcdClient {
             (None, _) => vec![etcd_url(Scheme::Http, host, port)],
             (Some(_), first) => {
                 let second = first.other();
-                let plain_ok = self.plain.read().is_ok_and(|p| p.contains(host));
                 let mut urls = vec![etcd_url(first, host, port)];
-                if second == Scheme::Https || plain_ok {
+                if self.plain.allows(second, host) {
                     urls.push(etcd_url(second, host, port));
                 }
                 urls

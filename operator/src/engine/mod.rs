@@ -32,7 +32,7 @@ pub mod patroni_view;
 pub mod report;
 pub mod requests;
 pub mod rest_tls;
-mod schemes;
+pub mod schemes;
 pub mod snapshot;
 pub mod split_brain;
 mod steps;

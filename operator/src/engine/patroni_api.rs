@@ -99,7 +99,7 @@ pub struct PatroniApi {
     unusable: Option<String>,
     /// The hosts whose Patroni configuration, read over SSH, says its REST API serves plain
     /// text (or was changed and not loaded yet): the only ones a read may repeat in plain text.
-    plain: Arc<RwLock<std::collections::BTreeSet<String>>>,
+    plain: super::schemes::PlainHosts,
 }
 
 impl PatroniApi {
@@ -173,15 +173,7 @@ impl PatroniApi {
     /// Allows reads from `host` in plain text: its Patroni configuration, read over SSH, says
     /// its REST API serves plain text (a cluster moving to TLS).
     pub fn allow_plain(&self, host: &str) {
-        if let Ok(mut p) = self.plain.write() {
-            p.insert(host.to_string());
-        }
-    }
-
-    /// Whether `host` may be read in `scheme`: TLS always (verified against the cluster's CA),
-    /// plain text only where [`Self::allow_plain`] allowed it.
-    fn may_speak(&self, scheme: Scheme, host: &str) -> bool {
-        scheme == Scheme::Https || self.plain.read().is_ok_and(|p| p.contains(host))
+        self.plain.allow(host);
     }
 
     /// The HTTP client in use.
@@ -216,7 +208,7 @@ impl PatroniApi {
         let mut sent = self.http().get(self.url(scheme, host, path)).send().await;
         if let Err(e) = &sent
             && rest_tls::speaks_other_scheme(e, scheme)
-            && self.may_speak(scheme.other(), host)
+            && self.plain.allows(scheme.other(), host)
         {
             scheme = scheme.other();
             sent = self.http().get(self.url(scheme, host, path)).send().await;

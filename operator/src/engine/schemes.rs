@@ -3,11 +3,35 @@
 //! TLS), as their configuration files say, read over SSH before any request goes to them.
 //! What answers on the network never decides the scheme.
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
+
 use crate::exec::Cmd;
 use crate::model::OsFamily;
 use crate::render::{self, Layout};
+use crate::tls::Scheme;
 
 use super::Engine;
+
+/// The hosts a client may speak plain text to (see [`Engine::read_schemes`]); shared by the
+/// clones of a client.
+#[derive(Debug, Clone, Default)]
+pub struct PlainHosts(Arc<RwLock<BTreeSet<String>>>);
+
+impl PlainHosts {
+    /// Allows plain text to `host`.
+    pub fn allow(&self, host: &str) {
+        if let Ok(mut p) = self.0.write() {
+            p.insert(host.to_string());
+        }
+    }
+
+    /// Whether `host` may be reached in `scheme`: TLS always (verified against the cluster's
+    /// CA), plain text only where allowed.
+    pub fn allows(&self, scheme: Scheme, host: &str) -> bool {
+        scheme == Scheme::Https || self.0.read().is_ok_and(|p| p.contains(host))
+    }
+}
 
 /// Prints the kind (`rest`, `etcd`) of each `KIND|FILE|PREFIX|MARKER` argument whose FILE
 /// exists and has no line starting with PREFIX (configured for plain text), or whose MARKER
