@@ -50,9 +50,9 @@ fn manifest(lab: &Lab, (pg, etcd, repo): (&[&str], &[&str], &str), annotations: 
 }
 
 /// A new single-member cluster on `host` (etcd and HAProxy there too), restored from the
-/// repository on `repo` to `target` (a line of `bootstrap.recovery`, or none: the end of the
-/// archived WAL).
-fn restored(lab: &Lab, (name, host): (&str, &str), repo: &str, target: &str) -> String {
+/// repository on `repo` to the time `noted` (without one: the end of the archived WAL).
+fn restored(lab: &Lab, (name, host): (&str, &str), repo: &str, noted: Option<&str>) -> String {
+    let target = noted.map_or(String::new(), |t| format!("      targetTime: \"{t}\""));
     format!(
         r#"{head}  postgres:
     primary: {host}
@@ -75,6 +75,26 @@ fn restored(lab: &Lab, (name, host): (&str, &str), repo: &str, target: &str) -> 
 }
 
 /// `pgbackrest info` on the repository host, as JSON (the stanza's object).
+/// Restores a new cluster `name` on `host` from the repository on `repo` to `noted` (the end of
+/// the archive without one), printing how long the apply took as the restore to `what`: the
+/// apply's report and the restored rows (`count max`).
+fn restore(
+    (lab, rdir): (&Lab, &std::path::Path),
+    (name, host): (&str, &str),
+    repo: &str,
+    (what, noted): (&str, Option<&str>),
+) -> (Value, String) {
+    let t = Instant::now();
+    let doc = lab.apply_ok(
+        rdir,
+        &format!("restore to {what}"),
+        &restored(lab, (name, host), repo, noted),
+    );
+    let secs = t.elapsed().as_secs_f64();
+    println!("RESTORE to {what} on {host}: {secs:.1}s (apply, packages included)");
+    (doc, common::pitr::restored_rows(host, PASSWORD))
+}
+
 fn info(lab: &Lab, repo: &str) -> Value {
     let out = lab.ssh_ok(
         repo,
@@ -278,18 +298,12 @@ fn backups_archive_across_a_failover_and_report_their_state() {
         std::fs::copy(dir.join(f), rdir.join(f)).unwrap();
     }
     let target = h[3];
-    let to_t = format!("      targetTime: \"{noted}\"");
-    let t = Instant::now();
-    let doc = lab.apply_ok(
-        rdir,
-        "restore to T",
-        &restored(&lab, ("restored", target), repo, &to_t),
+    let (doc, rows) = restore(
+        (&lab, rdir),
+        ("restored", target),
+        repo,
+        ("T", Some(&noted)),
     );
-    println!(
-        "RESTORE to T into a new cluster on {target}: {:.1}s (apply, packages included)",
-        t.elapsed().as_secs_f64()
-    );
-    let rows = common::pitr::restored_rows(target, PASSWORD);
     assert_eq!(
         rows, "2000 2000",
         "restored to {noted}: {:#}",
@@ -304,7 +318,7 @@ fn backups_archive_across_a_failover_and_report_their_state() {
     let again = lab.apply_ok(
         rdir,
         "restored cluster, no-op",
-        &restored(&lab, ("restored", target), repo, &to_t),
+        &restored(&lab, ("restored", target), repo, Some(&noted)),
     );
     assert_eq!(
         again["changed"], 0,
@@ -317,19 +331,12 @@ fn backups_archive_across_a_failover_and_report_their_state() {
 
     // 5b. A restore to T2, after the failover: the full backup is on timeline 1, T2 on
     //     timeline 2, so the recovery follows the archive across the timeline switch.
-    let after = h[5];
-    let t = Instant::now();
-    let to_t2 = format!("      targetTime: \"{noted_after}\"");
-    let doc = lab.apply_ok(
-        rdir,
-        "restore to T2, after the failover",
-        &restored(&lab, ("after", after), repo, &to_t2),
+    let (doc, rows) = restore(
+        (&lab, rdir),
+        ("after", h[5]),
+        repo,
+        ("T2 (timeline 2)", Some(&noted_after)),
     );
-    println!(
-        "RESTORE to T2 (timeline 2) on {after}: {:.1}s",
-        t.elapsed().as_secs_f64()
-    );
-    let rows = common::pitr::restored_rows(after, PASSWORD);
     assert_eq!(
         rows, "4500 4500",
         "restored to {noted_after}: {:#}",
@@ -345,20 +352,13 @@ fn backups_archive_across_a_failover_and_report_their_state() {
     let lag = common::pitr::archive_past(repo, PASSWORD, &noted_t3);
     println!("ARCHIVE lag after T3 on timeline 3: {lag:.1}s");
     common::lab_verb("start", new_primary);
-    let third = h[6];
-    let t = Instant::now();
-    let to_t3 = format!("      targetTime: \"{noted_t3}\"");
-    let doc = lab.apply_ok(
-        rdir,
-        "restore to T3, after two failovers",
-        &restored(&lab, ("third", third), repo, &to_t3),
-    );
-    println!(
-        "RESTORE to T3 (timeline 3) on {third}: {:.1}s",
-        t.elapsed().as_secs_f64()
+    let (doc, rows) = restore(
+        (&lab, rdir),
+        ("third", h[6]),
+        repo,
+        ("T3 (timeline 3)", Some(&noted_t3)),
     );
     // Synchronous mode: every row acknowledged before T3 survived both failovers.
-    let rows = common::pitr::restored_rows(third, PASSWORD);
     assert_eq!(
         rows, "5510 6500",
         "restored to {noted_t3}: {:#}",
@@ -385,24 +385,8 @@ fn backups_archive_across_a_failover_and_report_their_state() {
     );
     let lag = t.elapsed().as_secs_f64();
     println!("ARCHIVE lag before the restore to latest: {lag:.1}s (segment {lsn})");
-    let latest = h[4];
-    let t = Instant::now();
-    lab.apply_ok(
-        rdir,
-        "restore to latest",
-        &restored(&lab, ("latest", latest), repo, ""),
-    );
-    println!(
-        "RESTORE to the end of the archive on {latest}: {:.1}s",
-        t.elapsed().as_secs_f64()
-    );
-    let rows = psql(
-        latest,
-        5000,
-        PASSWORD,
-        "SELECT count(*) || ' ' || max(id) FROM pitr",
-    )
-    .unwrap();
+    let what = ("the end of the archive", None);
+    let (_, rows) = restore((&lab, rdir), ("latest", h[4]), repo, what);
     assert_eq!(
         rows, acked,
         "every acknowledged, archived write is restored"
