@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{Failback, FailbackStatus, MemberStatus, PostgresClusterSpec};
 use crate::engine::patroni_api::Member as _;
-use crate::engine::patroni_api::Patroni;
+use crate::engine::patroni_api::{Patroni, settled};
 use crate::engine::patroni_view::Handover;
 use crate::render::member_name;
 
@@ -204,16 +204,9 @@ async fn perform_within(
             to: to.to_string(),
             source,
         })?;
-    let (name, followers) = (&candidate, &followers);
-    let last = crate::engine::poll(limit, Duration::from_secs(1), || async move {
-        let view = api.cluster(to).await.map_err(|_| Handover::NotLeading)?;
-        match view.after_switchover(name, followers) {
-            Handover::Settled => Ok(()),
-            other => Err(other),
-        }
-    })
-    .await;
-    match last {
+    let ask = [to.to_string()];
+    let waits = (limit, Duration::from_secs(1));
+    match settled(api, &ask, (&candidate, &followers), waits).await {
         Ok(()) => Ok(()),
         Err(Handover::Behind(behind)) => Err(SwitchoverError::NotSettled {
             to: to.to_string(),

@@ -398,6 +398,27 @@ pub trait Patroni: Send + Sync {
     }
 }
 
+/// Waits (up to `limit`, every `every`) until a switchover to member `candidate` is done, as the
+/// cluster view read through the first of `ask` that answers shows it (see
+/// [`ClusterView::after_switchover`]); otherwise how far it came. Every switchover waits here.
+pub async fn settled(
+    api: &dyn Patroni,
+    ask: &[String],
+    (candidate, followers): (&str, &[String]),
+    (limit, every): (Duration, Duration),
+) -> Result<(), super::patroni_view::Handover> {
+    use super::patroni_view::Handover;
+    super::poll(limit, every, || async move {
+        let view = api.cluster_any(ask).await;
+        let view = view.map_err(|_| Handover::NotLeading)?;
+        match view.after_switchover(candidate, followers) {
+            Handover::Settled => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await
+}
+
 impl Patroni for PatroniApi {
     fn trust_also(&self, roots: &[String]) {
         PatroniApi::trust_also(self, roots)

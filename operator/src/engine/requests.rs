@@ -254,17 +254,11 @@ impl Engine<'_> {
         // Through the candidate, which must answer anyway.
         self.api.switchover(to, &leader, &candidate).await?;
         let members: Vec<String> = self.spec.postgres.hosts().cloned().collect();
-        let (members, candidate, followers) = (&members, &candidate, &followers);
         let (limit, every) = (self.waits.patroni, self.waits.every);
-        let done = super::poll(limit, every, || async move {
-            let view = self.api.cluster_any(members).await;
-            let view = view.map_err(|_| Handover::NotLeading)?;
-            match view.after_switchover(candidate, followers) {
-                Handover::Settled => Ok(()),
-                other => Err(other),
-            }
-        })
-        .await;
+        let waits = (limit, every);
+        let done =
+            super::patroni_api::settled(&*self.api, &members, (&candidate, &followers), waits)
+                .await;
         let secs = limit.as_secs();
         let why = match done {
             Ok(()) => {

@@ -60,6 +60,13 @@ impl Service {
             Service::Etcd => "etcd",
         }
     }
+
+    /// The service [`READ`] names `word`.
+    fn parse(word: &str) -> Option<Self> {
+        [Service::Rest, Service::Etcd]
+            .into_iter()
+            .find(|s| s.word() == word)
+    }
 }
 
 /// [`READ`]'s arguments for `spec`'s services, for both OS families (the host's is not known
@@ -116,11 +123,10 @@ impl Engine<'_> {
             }
         });
         for (host, said) in futures::future::join_all(each).await.into_iter().flatten() {
-            for word in said.split_whitespace() {
-                match word {
-                    "rest" => self.api.allow_plain(host),
-                    "etcd" => self.etcd.allow_plain(host),
-                    _ => {}
+            for service in said.split_whitespace().filter_map(Service::parse) {
+                match service {
+                    Service::Rest => self.api.allow_plain(host),
+                    Service::Etcd => self.etcd.allow_plain(host),
                 }
             }
         }
